@@ -1,1 +1,7 @@
-fn main() {}
+//! The `quadbench` binary: command-line parsing and exit codes. Work happens in the library.
+
+mod cli;
+
+fn main() {
+    std::process::exit(cli::main());
+}

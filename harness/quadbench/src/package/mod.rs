@@ -1,0 +1,138 @@
+//! Model packages: the manifest format (`manifest`), checking a package against its files and
+//! graphs (`check`), and the generated reference package (`reference`, `filters`, `rng`).
+
+pub mod filters;
+pub mod manifest;
+pub mod reference;
+pub mod rng;
+
+pub use manifest::{load, Manifest, MANIFEST_FILE};
+
+use crate::yaml::YamlError;
+use quadbench_onnx::{elem_type_name, ValueSig};
+use quadbench_protocol::{LoraPart, PlanLoraSlot, Source, TensorSpec};
+use std::path::Path;
+
+#[derive(Debug, thiserror::Error)]
+pub enum PackageError {
+    #[error(transparent)]
+    Yaml(#[from] YamlError),
+    #[error("{path}: {source}")]
+    Io { path: String, source: std::io::Error },
+    #[error("{path} does not exist\n  hint: {fix}")]
+    Missing { path: String, fix: String },
+    #[error("invalid package parameters: {0}")]
+    Params(String),
+    #[error("adapter {path}: {message}")]
+    Adapter { path: String, message: String },
+    #[error("package {dir} failed its check ({} problem{}):\n{}", problems.len(), if problems.len() == 1 { "" } else { "s" }, problems.iter().map(|p| format!("  - {p}")).collect::<Vec<_>>().join("\n"))]
+    Check { dir: String, problems: Vec<String> },
+}
+
+impl PackageError {
+    pub fn io(path: &Path, source: std::io::Error) -> PackageError {
+        PackageError::Io { path: path.display().to_string(), source }
+    }
+}
+
+fn dims_str(d: &[Option<i64>]) -> String {
+    format!("[{}]", d.iter().map(|x| x.map_or("?".to_string(), |v| v.to_string())).collect::<Vec<_>>().join(", "))
+}
+
+/// Compare declared tensors with a graph's values; push problems.
+fn compare_values(file: &str, kind: &str, declared: &[TensorSpec], actual: &[ValueSig], problems: &mut Vec<String>) {
+    for d in declared {
+        match actual.iter().find(|a| a.name == d.name) {
+            None => problems.push(format!("{file}: {kind} `{}` is declared in package.yaml but the graph has no such {kind} (graph {kind}s: {})", d.name, actual.iter().map(|a| a.name.as_str()).collect::<Vec<_>>().join(", "))),
+            Some(a) => {
+                let want: Vec<Option<i64>> = d.shape.iter().map(|&v| Some(v)).collect();
+                if a.dims != want || elem_type_name(a.elem_type) != d.dtype.as_str() {
+                    problems.push(format!("{file}: {kind} `{}` is {} {} in the graph but package.yaml declares {} {}", d.name, elem_type_name(a.elem_type), dims_str(&a.dims), d.dtype.as_str(), dims_str(&want)));
+                }
+            }
+        }
+    }
+    for a in actual {
+        if !declared.iter().any(|d| d.name == a.name) {
+            problems.push(format!("{file}: graph {kind} `{}` {} is not declared in package.yaml", a.name, dims_str(&a.dims)));
+        }
+    }
+}
+
+/// Names an adapter may use for a slot's tensor (`base_model.model.` prefix optional).
+pub fn adapter_tensor_names(slot: &PlanLoraSlot, part: LoraPart) -> [String; 2] {
+    let suffix = match part {
+        LoraPart::A => "lora_A.weight",
+        LoraPart::B => "lora_B.weight",
+    };
+    [format!("base_model.model.{}.{suffix}", slot.module), format!("{}.{suffix}", slot.module)]
+}
+
+/// Check one adapter file against the slots; push problems.
+pub fn check_adapter(path: &Path, rel: &str, slots: &[PlanLoraSlot], problems: &mut Vec<String>) {
+    let bytes = match std::fs::read(path) {
+        Ok(b) => b,
+        Err(e) => return problems.push(format!("{rel}: cannot read: {e}")),
+    };
+    let st = match safetensors::SafeTensors::deserialize(&bytes) {
+        Ok(s) => s,
+        Err(e) => return problems.push(format!("{rel}: not a valid safetensors file ({e})")),
+    };
+    for slot in slots {
+        for (part, want) in [(LoraPart::A, [slot.rank, slot.in_features]), (LoraPart::B, [slot.out_features, slot.rank])] {
+            let names = adapter_tensor_names(slot, part);
+            match names.iter().find_map(|n| st.tensor(n).ok().map(|t| (n, t))) {
+                None => problems.push(format!("{rel}: missing tensor `{}` for lora slot `{}`", names[0], slot.name)),
+                Some((n, t)) => {
+                    if t.shape() != want || t.dtype() != safetensors::Dtype::F32 {
+                        problems.push(format!("{rel}: tensor `{n}` is {:?} {:?}, slot `{}` needs F32 {want:?} (PEFT layout: lora_A [rank, in], lora_B [out, rank])", t.dtype(), t.shape(), slot.name));
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Validate a package against its manifest and its ONNX graphs. Returns the manifest.
+pub fn check(dir: &Path) -> Result<Manifest, PackageError> {
+    let m = load(dir)?;
+    let mut problems = Vec::new();
+    for f in &m.raw.files {
+        let p = dir.join(&f.path);
+        match std::fs::metadata(&p) {
+            Err(_) => problems.push(format!("{}: listed in package.yaml but missing", f.path)),
+            Ok(md) if md.len() != f.bytes => problems.push(format!("{}: size {} bytes, package.yaml says {} (file changed or truncated; regenerate the package or fix files:)", f.path, md.len(), f.bytes)),
+            Ok(_) => match manifest::sha256_file(&p) {
+                Ok(h) if h != f.sha256 => problems.push(format!("{}: sha256 {h} does not match package.yaml ({})", f.path, f.sha256)),
+                Ok(_) => {}
+                Err(e) => problems.push(format!("{}: cannot read: {e}", f.path)),
+            },
+        }
+    }
+    if problems.is_empty() {
+        for st in &m.pipeline.stages {
+            let declared: Vec<TensorSpec> = st.inputs.iter().map(|i| i.tensor.clone()).collect();
+            let non_lora: Vec<TensorSpec> = st.inputs.iter().filter(|i| !matches!(i.source, Source::Lora { .. })).map(|i| i.tensor.clone()).collect();
+            let mut graphs = vec![(st.graph.clone(), declared)];
+            for t in &m.pipeline.tasks {
+                if let Some(g) = t.baselines.get(&st.name) {
+                    graphs.push((g.clone(), non_lora.clone()));
+                }
+            }
+            for (g, inputs) in graphs {
+                match quadbench_onnx::read_model(&dir.join(&g)) {
+                    Err(e) => problems.push(format!("{g}: {e}")),
+                    Ok(model) => {
+                        let sig = quadbench_onnx::signature(&model);
+                        compare_values(&g, "input", &inputs, &sig.inputs, &mut problems);
+                        compare_values(&g, "output", &st.outputs, &sig.outputs, &mut problems);
+                    }
+                }
+            }
+        }
+        for t in &m.pipeline.tasks {
+            check_adapter(&dir.join(&t.adapter), &t.adapter, &m.pipeline.lora_slots, &mut problems);
+        }
+    }
+    if problems.is_empty() { Ok(m) } else { Err(PackageError::Check { dir: dir.display().to_string(), problems }) }
+}
