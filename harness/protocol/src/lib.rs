@@ -114,7 +114,7 @@ pub enum Source {
     Lora { slot: String, part: LoraPart },
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum LoraPart {
     A,

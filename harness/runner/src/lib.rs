@@ -1,0 +1,290 @@
+//! quadbench-runner: executes a run plan on the device and produces a [`RunResult`].
+//!
+//! Phases: `init` (ONNX Runtime environment + the strategy's resident sessions), `first_inference`
+//! (the cold first request), `steady` (warm-up visits, then the measured workload), `outputs`
+//! (one unmeasured request per task and input, saved as PNG). The RSS high-water mark is reset
+//! at each phase start; PSS is sampled by the heartbeat thread and at phase ends.
+
+pub mod backend;
+pub mod pipeline;
+pub mod sysinfo;
+
+use pipeline::{Executor, RequestTiming, Samples};
+use quadbench_protocol::*;
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// Shared between the run loop and the heartbeat thread.
+struct Monitor {
+    phase: Mutex<String>,
+    requests: AtomicU64,
+    peak_pss: AtomicU64,
+    stop: AtomicBool,
+}
+
+impl Monitor {
+    fn sample(&self) {
+        if let Some(p) = sysinfo::pss_bytes() {
+            self.peak_pss.fetch_max(p, Ordering::Relaxed);
+        }
+    }
+}
+
+/// Order of task visits.
+pub fn visit_order(tasks: usize, order: TaskOrder, seed: u64, count: usize) -> Vec<usize> {
+    let mut state = seed ^ 0x2545_f491_4f6c_dd1d;
+    let mut next = move || {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        state
+    };
+    let mut out = Vec::with_capacity(count);
+    for i in 0..count {
+        let t = match order {
+            TaskOrder::RoundRobin => i % tasks,
+            TaskOrder::Random if tasks > 1 => {
+                // A visit always switches task: pick among the others.
+                let prev = out.last().copied().unwrap_or(tasks);
+                let mut t = (next() % tasks as u64) as usize;
+                if t == prev {
+                    t = (t + 1 + (next() % (tasks as u64 - 1)) as usize) % tasks;
+                }
+                t
+            }
+            TaskOrder::Random => 0,
+        };
+        out.push(t);
+    }
+    out
+}
+
+fn environment(ort_version: Option<String>) -> RunnerEnvironment {
+    RunnerEnvironment {
+        runner_version: env!("CARGO_PKG_VERSION").into(),
+        ort_version,
+        execution_providers: Vec::new(),
+        cpu_model: sysinfo::cpu_model(),
+        cpu_count: sysinfo::cpu_count(),
+        kernel: sysinfo::kernel(),
+        os: std::env::consts::OS.into(),
+        arch: std::env::consts::ARCH.into(),
+    }
+}
+
+/// ONNX Runtime's version from its build string (`git-branch=rel-1.31.1`).
+fn ort_version() -> Option<String> {
+    let info = ort::info();
+    info.split(|c: char| c == ',' || c.is_whitespace()).find_map(|p| p.strip_prefix("git-branch=rel-")).map(|s| s.to_string())
+}
+
+/// Execute `plan` (whose relative paths resolve against `dir`). Never panics on bad input: every
+/// failure becomes a `Failed` status in the returned result, with what was measured so far.
+pub fn execute(plan: &Plan, dir: &Path) -> RunResult {
+    let mut r = RunResult {
+        schema: RESULT_SCHEMA.into(),
+        run_id: plan.run_id.clone(),
+        strategy: plan.strategy,
+        backend: plan.backend.name.clone(),
+        precision: plan.precision.clone(),
+        status: RunStatus::Ok,
+        environment: environment(None),
+        storage: plan.storage.clone(),
+        memory: Vec::new(),
+        sessions: Vec::new(),
+        init_ms: 0.0,
+        first_inference_ms: 0.0,
+        samples_ms: Samples::new(),
+        switches: Vec::new(),
+        requests: 0,
+        duration_ms: 0.0,
+        valid: false,
+        validity_note: String::new(),
+        conditions_before: sysinfo::conditions(),
+        conditions_after: Conditions::default(),
+        outputs: Vec::new(),
+    };
+    let monitor = Arc::new(Monitor { phase: Mutex::new("start".into()), requests: AtomicU64::new(0), peak_pss: AtomicU64::new(0), stop: AtomicBool::new(false) });
+    let hb = {
+        let m = monitor.clone();
+        let period = Duration::from_millis(plan.heartbeat_ms.max(50));
+        let start = Instant::now();
+        std::thread::spawn(move || {
+            while !m.stop.load(Ordering::Relaxed) {
+                m.sample();
+                let line = Heartbeat { phase: m.phase.lock().map(|p| p.clone()).unwrap_or_default(), elapsed_ms: start.elapsed().as_millis() as u64, requests: m.requests.load(Ordering::Relaxed) }.to_line();
+                println!("{line}");
+                std::thread::sleep(period);
+            }
+        })
+    };
+    if let Err(e) = run_phases(plan, dir, &monitor, &mut r) {
+        r.status = RunStatus::Failed { error: e };
+    }
+    monitor.stop.store(true, Ordering::Relaxed);
+    let _ = hb.join();
+    r.conditions_after = sysinfo::conditions();
+    r
+}
+
+fn begin_phase(m: &Monitor, name: &str) -> bool {
+    if let Ok(mut p) = m.phase.lock() {
+        *p = name.into();
+    }
+    m.peak_pss.store(0, Ordering::Relaxed);
+    m.sample();
+    sysinfo::reset_peak_rss()
+}
+
+fn end_phase(m: &Monitor, name: &str, reset: bool, r: &mut RunResult) {
+    m.sample();
+    let pss = m.peak_pss.load(Ordering::Relaxed);
+    r.memory.push(MemoryPhase { phase: name.into(), peak_rss_bytes: sysinfo::peak_rss_bytes(), peak_pss_bytes: (pss > 0).then_some(pss), hwm_reset: reset });
+}
+
+fn push(samples: &mut Samples, key: &str, v: f64) {
+    samples.entry(key.to_string()).or_default().push(v);
+}
+
+fn run_phases(plan: &Plan, dir: &Path, m: &Monitor, r: &mut RunResult) -> Result<(), String> {
+    if plan.schema != PLAN_SCHEMA {
+        return Err(format!("plan schema `{}` is not supported by this runner (expects `{PLAN_SCHEMA}`); update the runner on the device", plan.schema));
+    }
+    if plan.pipeline.tasks.is_empty() || plan.inputs.is_empty() {
+        return Err("plan has no tasks or no inputs".into());
+    }
+    let reset = begin_phase(m, "init");
+    let lib = if Path::new(&plan.runtime.ort_library).is_absolute() { plan.runtime.ort_library.clone().into() } else { dir.join(&plan.runtime.ort_library) };
+    let builder = ort::init_from(&lib).map_err(|e| format!("cannot load ONNX Runtime from {}: {e}; run `quadbench runtime fetch` on the host or fix the device profile's library path", lib.display()))?;
+    let env = builder.with_name("quadbench-runner").build().map_err(|e| format!("cannot create ONNX Runtime environment: {e}"))?;
+    r.environment = environment(ort_version());
+    r.environment.execution_providers = vec![match plan.backend.name.as_str() {
+        "cpu" => "CPUExecutionProvider".to_string(),
+        other => other.to_string(),
+    }];
+    let shape = plan.pipeline.stages.iter().flat_map(|s| &s.inputs).find(|i| i.source == Source::Image).map(|i| i.tensor.shape.clone()).ok_or("no stage takes the image")?;
+    let inputs = plan.inputs.iter().map(|i| Ok((i.name.clone(), pipeline::load_input(&dir.join(&i.tensor), &shape)?))).collect::<Result<Vec<_>, String>>()?;
+    let tasks: Vec<String> = plan.pipeline.tasks.iter().map(|t| t.name.clone()).collect();
+    let mut ex = Executor::new(plan, dir, &env)?;
+    ex.init(&tasks[0])?;
+    r.sessions = ex.created.iter().map(|(n, g, ms)| SessionInit { name: n.clone(), graph: g.clone(), create_ms: *ms }).collect();
+    r.init_ms = ex.created.iter().map(|c| c.2).sum();
+    end_phase(m, "init", reset, r);
+
+    // First (cold) request, including binding the first adapter.
+    let reset = begin_phase(m, "first_inference");
+    let t0 = Instant::now();
+    ex.switch_to(&tasks[0])?;
+    let mut timing = RequestTiming::default();
+    ex.run(&tasks[0], &inputs[0].1, &mut timing)?;
+    r.first_inference_ms = t0.elapsed().as_secs_f64() * 1e3;
+    m.requests.fetch_add(1, Ordering::Relaxed);
+    end_phase(m, "first_inference", reset, r);
+
+    let reset = begin_phase(m, "steady");
+    let w = &plan.workload;
+    let per_visit = w.requests_per_visit.max(1) as usize;
+    // Long enough for any stopping point; visits are cheap to enumerate.
+    let order = visit_order(tasks.len(), w.order, w.seed, 1 << 20);
+    let mut visit = 0usize;
+    let mut current = tasks[0].clone();
+    let mut req_no = 0usize;
+    let mut measured_start: Option<Instant> = None;
+    let (mut e2e_n, mut sw_n) = (0u32, 0u32);
+    loop {
+        let warmup = visit < w.warmup_visits as usize;
+        if !warmup && measured_start.is_none() {
+            measured_start = Some(Instant::now());
+        }
+        if let Some(s) = measured_start {
+            let el = s.elapsed().as_millis() as u64;
+            let met = e2e_n >= w.min_samples && sw_n >= w.min_switches && el >= w.min_duration_ms;
+            if met || el >= w.max_duration_ms {
+                break;
+            }
+        }
+        let task = tasks[order[visit]].clone();
+        for k in 0..per_visit {
+            let input = &inputs[req_no % inputs.len()].1;
+            req_no += 1;
+            let t_sw = Instant::now();
+            let load_ms = if k == 0 { ex.switch_to(&task)? } else { 0.0 };
+            let mut timing = RequestTiming::default();
+            ex.run(&task, input, &mut timing)?;
+            m.requests.fetch_add(1, Ordering::Relaxed);
+            if k == 0 {
+                let latency = t_sw.elapsed().as_secs_f64() * 1e3;
+                let switched = task != current;
+                if switched {
+                    r.switches.push(SwitchEvent {
+                        at_ms: measured_start.map_or(0.0, |s| s.elapsed().as_secs_f64() * 1e3),
+                        from_task: Some(current.clone()),
+                        to_task: task.clone(),
+                        load_ms,
+                        latency_ms: latency,
+                        warmup,
+                    });
+                    if !warmup {
+                        push(&mut r.samples_ms, "switch", latency);
+                        push(&mut r.samples_ms, "switch_load", load_ms);
+                        sw_n += 1;
+                    }
+                }
+                current = task.clone();
+                if switched || tasks.len() > 1 {
+                    continue;
+                }
+            }
+            if !warmup {
+                for (stage, ms) in &timing.stages_ms {
+                    push(&mut r.samples_ms, stage, *ms);
+                }
+                push(&mut r.samples_ms, "e2e", timing.e2e_ms);
+                e2e_n += 1;
+                r.requests += 1;
+            }
+        }
+        visit += 1;
+    }
+    r.requests += sw_n as u64;
+    r.duration_ms = measured_start.map_or(0.0, |s| s.elapsed().as_secs_f64() * 1e3);
+    r.valid = e2e_n >= w.min_samples && sw_n >= w.min_switches && r.duration_ms >= w.min_duration_ms as f64;
+    r.validity_note = if r.valid {
+        format!("valid: {e2e_n} samples (min {}), {sw_n} switches (min {}), {:.0} ms (min {})", w.min_samples, w.min_switches, r.duration_ms, w.min_duration_ms)
+    } else {
+        format!("invalid: {e2e_n} of {} samples, {sw_n} of {} switches in {:.0} ms (max {} ms)", w.min_samples, w.min_switches, r.duration_ms, w.max_duration_ms)
+    };
+    end_phase(m, "steady", reset, r);
+
+    // One output per task and input, for quality scoring; not measured.
+    let reset = begin_phase(m, "outputs");
+    for t in &tasks {
+        ex.switch_to(t)?;
+        for (name, input) in &inputs {
+            let mut timing = RequestTiming::default();
+            let img = ex.run(t, input, &mut timing)?;
+            let rel = format!("{}/{t}__{name}.png", plan.output_dir);
+            pipeline::write_png(&img, &dir.join(&rel))?;
+            r.outputs.push(OutputImage { task: t.clone(), input: name.clone(), path: rel });
+        }
+    }
+    end_phase(m, "outputs", reset, r);
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_robin_cycles_and_random_always_switches() {
+        assert_eq!(visit_order(3, TaskOrder::RoundRobin, 0, 7), vec![0, 1, 2, 0, 1, 2, 0]);
+        let v = visit_order(4, TaskOrder::Random, 9, 1000);
+        assert!(v.windows(2).all(|w| w[0] != w[1]));
+        assert!((0..4).all(|t| v.contains(&t)));
+        assert_eq!(v, visit_order(4, TaskOrder::Random, 9, 1000));
+        assert_ne!(v, visit_order(4, TaskOrder::Random, 10, 1000));
+    }
+}

@@ -1,0 +1,271 @@
+//! Executes the package pipeline for one request: stages in order, repeated stages with their
+//! loop-carried value and schedule, LoRA inputs bound from the active adapter (unified) or the
+//! task's merged baseline session (separate strategies). Measures per-stage latency.
+
+use crate::backend;
+use ort::session::{Session, SessionInputValue};
+use ort::value::{DynValue, Tensor};
+use quadbench_protocol::{LoraPart, Plan, PlanLoraSlot, PlanStage, Source, Strategy};
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+pub type Error = String;
+
+/// A loaded adapter: slot -> (A `[in, r]`, B `[r, out]` scaled by alpha/r), ready to bind.
+pub struct BoundAdapter {
+    pub task: String,
+    tensors: HashMap<(String, LoraPart), Tensor<f32>>,
+}
+
+/// Read a PEFT safetensors adapter and lay it out for the graph's inputs.
+pub fn load_adapter(path: &Path, task: &str, slots: &[PlanLoraSlot]) -> Result<BoundAdapter, Error> {
+    let bytes = std::fs::read(path).map_err(|e| format!("cannot read adapter {}: {e}", path.display()))?;
+    let st = safetensors::SafeTensors::deserialize(&bytes).map_err(|e| format!("adapter {} is not valid safetensors: {e}", path.display()))?;
+    let mut tensors = HashMap::new();
+    for slot in slots {
+        for part in [LoraPart::A, LoraPart::B] {
+            let suffix = if part == LoraPart::A { "lora_A.weight" } else { "lora_B.weight" };
+            let names = [format!("base_model.model.{}.{suffix}", slot.module), format!("{}.{suffix}", slot.module)];
+            let t = names
+                .iter()
+                .find_map(|n| st.tensor(n).ok())
+                .ok_or_else(|| format!("adapter {} lacks tensor `{}` (slot `{}`)", path.display(), names[0], slot.name))?;
+            // PEFT: A is [r, in], B is [out, r]; the graph wants A^T [in, r] and B^T [r, out].
+            let (rows, cols) = if part == LoraPart::A { (slot.rank, slot.in_features) } else { (slot.out_features, slot.rank) };
+            if t.shape() != [rows, cols] || t.dtype() != safetensors::Dtype::F32 {
+                return Err(format!("adapter {} tensor for slot `{}` {suffix} is {:?} {:?}, expected F32 [{rows}, {cols}]", path.display(), slot.name, t.dtype(), t.shape()));
+            }
+            let data = t.data();
+            let scale = if part == LoraPart::B { slot.alpha / slot.rank as f32 } else { 1.0 };
+            let mut out = vec![0f32; rows * cols];
+            for r in 0..rows {
+                for c in 0..cols {
+                    let i = (r * cols + c) * 4;
+                    out[c * rows + r] = f32::from_le_bytes([data[i], data[i + 1], data[i + 2], data[i + 3]]) * scale;
+                }
+            }
+            let tensor = Tensor::from_array((vec![cols as i64, rows as i64], out)).map_err(|e| e.to_string())?;
+            tensors.insert((slot.name.clone(), part), tensor);
+        }
+    }
+    Ok(BoundAdapter { task: task.into(), tensors })
+}
+
+/// Per-request timing of stages.
+#[derive(Default)]
+pub struct RequestTiming {
+    /// (stage, ms) in execution order; repeated stages appear once per step.
+    pub stages_ms: Vec<(String, f64)>,
+    pub e2e_ms: f64,
+}
+
+/// Sessions and state of one strategy.
+pub struct Executor<'p> {
+    plan: &'p Plan,
+    dir: PathBuf,
+    env: &'p ort::environment::Environment,
+    /// Stage sessions shared by all tasks (unified: all stages; separate: stages without baselines).
+    shared: HashMap<String, Session>,
+    /// (task, stage) -> baseline session (separate strategies).
+    baselines: HashMap<(String, String), Session>,
+    adapter: Option<BoundAdapter>,
+    schedules: HashMap<(String, u32), Tensor<f32>>,
+    /// Session creations: (name, graph, ms).
+    pub created: Vec<(String, String, f64)>,
+}
+
+impl<'p> Executor<'p> {
+    pub fn new(plan: &'p Plan, dir: &Path, env: &'p ort::environment::Environment) -> Result<Self, Error> {
+        let mut schedules = HashMap::new();
+        for st in &plan.pipeline.stages {
+            for i in &st.inputs {
+                if let Source::Schedule { values } = &i.source {
+                    for (step, v) in values.iter().enumerate() {
+                        let t = Tensor::from_array((i.tensor.shape.clone(), vec![*v; i.tensor.shape.iter().product::<i64>().max(1) as usize])).map_err(|e| e.to_string())?;
+                        schedules.insert((format!("{}/{}", st.name, i.tensor.name), step as u32), t);
+                    }
+                }
+            }
+        }
+        Ok(Executor { plan, dir: dir.to_path_buf(), env, shared: HashMap::new(), baselines: HashMap::new(), adapter: None, schedules, created: Vec::new() })
+    }
+
+    fn create(&mut self, name: &str, graph: &str) -> Result<Session, Error> {
+        let t0 = Instant::now();
+        let mut b = Session::builder(self.env).map_err(|e| e.to_string())?;
+        if self.plan.backend.intra_threads > 0 {
+            b = b.with_intra_threads(self.plan.backend.intra_threads).map_err(|e| e.to_string())?;
+        }
+        if self.plan.backend.require_full_offload {
+            b = b.with_config_entry("session.disable_cpu_ep_fallback", "1").map_err(|e| e.to_string())?;
+        }
+        let mut b = backend::configure(b, &self.plan.backend).map_err(|e| e.to_string())?;
+        let path = self.dir.join(graph);
+        let s = b.commit_from_file(&path).map_err(|e| format!("cannot create session for {}: {e}", path.display()))?;
+        self.created.push((name.into(), graph.into(), t0.elapsed().as_secs_f64() * 1e3));
+        Ok(s)
+    }
+
+    fn baseline_graph(&self, task: &str, stage: &str) -> Option<String> {
+        self.plan.pipeline.tasks.iter().find(|t| t.name == task).and_then(|t| t.baselines.get(stage).cloned())
+    }
+
+    fn has_baseline(&self, stage: &str) -> bool {
+        self.plan.strategy.is_separate() && self.plan.pipeline.tasks.iter().any(|t| t.baselines.contains_key(stage))
+    }
+
+    /// Create the sessions the strategy keeps from the start.
+    pub fn init(&mut self, first_task: &str) -> Result<(), Error> {
+        let stages: Vec<PlanStage> = self.plan.pipeline.stages.clone();
+        for st in &stages {
+            if !self.has_baseline(&st.name) {
+                let s = self.create(&st.name, &st.graph)?;
+                self.shared.insert(st.name.clone(), s);
+            }
+        }
+        match self.plan.strategy {
+            Strategy::Unified => {}
+            Strategy::SeparateResident => {
+                let tasks: Vec<String> = self.plan.pipeline.tasks.iter().map(|t| t.name.clone()).collect();
+                for t in tasks {
+                    self.create_baselines(&t)?;
+                }
+            }
+            Strategy::SeparateReload => self.create_baselines(first_task)?,
+        }
+        Ok(())
+    }
+
+    fn create_baselines(&mut self, task: &str) -> Result<(), Error> {
+        for st in self.plan.pipeline.stages.clone() {
+            if let Some(g) = self.baseline_graph(task, &st.name) {
+                let s = self.create(&format!("{}/{task}", st.name), &g)?;
+                self.baselines.insert((task.into(), st.name.clone()), s);
+            }
+        }
+        Ok(())
+    }
+
+    /// Make `task` the active one: load and bind its adapter (unified), recreate its baseline
+    /// sessions (separate-reload), or nothing (separate-resident). Returns the time spent, ms.
+    pub fn switch_to(&mut self, task: &str) -> Result<f64, Error> {
+        let t0 = Instant::now();
+        match self.plan.strategy {
+            Strategy::Unified => {
+                if self.adapter.as_ref().is_some_and(|a| a.task == task) {
+                    return Ok(0.0);
+                }
+                // Drop the old buffers first so peak memory holds one adapter, as on a device.
+                self.adapter = None;
+                let t = self.plan.pipeline.tasks.iter().find(|t| t.name == task).ok_or_else(|| format!("unknown task `{task}`"))?;
+                self.adapter = Some(load_adapter(&self.dir.join(&t.adapter), task, &self.plan.pipeline.lora_slots)?);
+            }
+            Strategy::SeparateReload => {
+                if self.baselines.keys().any(|(t, _)| t == task) {
+                    return Ok(0.0);
+                }
+                self.baselines.clear();
+                self.create_baselines(task)?;
+            }
+            Strategy::SeparateResident => {}
+        }
+        Ok(t0.elapsed().as_secs_f64() * 1e3)
+    }
+
+    /// Run one request of the active task on `image`. Returns the final image tensor.
+    pub fn run(&mut self, task: &str, image: &Tensor<f32>, timing: &mut RequestTiming) -> Result<DynValue, Error> {
+        let t_req = Instant::now();
+        let plan = self.plan;
+        let mut values: HashMap<(String, String), DynValue> = HashMap::new();
+        for st in &plan.pipeline.stages {
+            let use_baseline = self.has_baseline(&st.name);
+            if plan.strategy == Strategy::Unified && !plan.pipeline.lora_slots.is_empty() && self.adapter.as_ref().is_none_or(|a| a.task != task) {
+                return Err(format!("internal: task `{task}` requested but adapter `{}` is bound", self.adapter.as_ref().map_or("none", |a| a.task.as_str())));
+            }
+            for step in 0..st.repeat {
+                let mut inputs: Vec<(String, SessionInputValue<'_>)> = Vec::with_capacity(st.inputs.len());
+                for i in &st.inputs {
+                    let v: SessionInputValue<'_> = match &i.source {
+                        Source::Image => image.into(),
+                        Source::Stage { stage, output } => values.get(&(stage.clone(), output.clone())).ok_or_else(|| format!("stage `{}`: value {stage}.{output} missing", st.name))?.into(),
+                        Source::Carry { stage, init_output, output } => {
+                            let key = if step == 0 { (stage.clone(), init_output.clone()) } else { (st.name.clone(), output.clone()) };
+                            values.get(&key).ok_or_else(|| format!("stage `{}`: carried value missing", st.name))?.into()
+                        }
+                        Source::Schedule { .. } => self.schedules.get(&(format!("{}/{}", st.name, i.tensor.name), step)).ok_or("schedule missing")?.into(),
+                        Source::Lora { slot, part } => {
+                            if use_baseline {
+                                continue; // merged into the baseline graph
+                            }
+                            self.adapter.as_ref().and_then(|a| a.tensors.get(&(slot.clone(), *part))).ok_or_else(|| format!("no adapter tensor bound for slot `{slot}`"))?.into()
+                        }
+                    };
+                    inputs.push((i.tensor.name.clone(), v));
+                }
+                let session = if use_baseline {
+                    self.baselines.get_mut(&(task.to_string(), st.name.clone())).ok_or_else(|| format!("no baseline session of task `{task}` for stage `{}`", st.name))?
+                } else {
+                    self.shared.get_mut(&st.name).ok_or_else(|| format!("no session for stage `{}`", st.name))?
+                };
+                let t0 = Instant::now();
+                let mut out = session.run(inputs).map_err(|e| format!("stage `{}` step {step}: {e}", st.name))?;
+                timing.stages_ms.push((st.name.clone(), t0.elapsed().as_secs_f64() * 1e3));
+                let mut fresh = Vec::new();
+                for o in &st.outputs {
+                    let v = out.remove(&o.name).ok_or_else(|| format!("stage `{}` produced no output `{}`", st.name, o.name))?;
+                    fresh.push(((st.name.clone(), o.name.clone()), v));
+                }
+                drop(out);
+                values.extend(fresh);
+            }
+        }
+        let r = &plan.pipeline.image_output;
+        let img = values.remove(&(r.stage.clone(), r.output.clone())).ok_or("final image missing")?;
+        timing.e2e_ms = t_req.elapsed().as_secs_f64() * 1e3;
+        Ok(img)
+    }
+
+    /// Sessions currently held, for reporting.
+    pub fn session_count(&self) -> usize {
+        self.shared.len() + self.baselines.len()
+    }
+}
+
+/// NCHW f32 [0,1] -> RGB8 PNG.
+pub fn write_png(v: &DynValue, path: &Path) -> Result<(), Error> {
+    let (shape, data) = v.try_extract_tensor::<f32>().map_err(|e| e.to_string())?;
+    let dims: Vec<i64> = shape.iter().copied().collect();
+    let [1, c, h, w] = dims[..] else { return Err(format!("output image has shape {dims:?}, expected [1, C, H, W]")) };
+    let (c, h, w) = (c as usize, h as usize, w as usize);
+    let mut buf = vec![0u8; h * w * 3];
+    for y in 0..h {
+        for x in 0..w {
+            for k in 0..3 {
+                let ch = if c == 1 { 0 } else { k };
+                buf[(y * w + x) * 3 + k] = (data[ch * h * w + y * w + x].clamp(0.0, 1.0) * 255.0 + 0.5) as u8;
+            }
+        }
+    }
+    if let Some(p) = path.parent() {
+        std::fs::create_dir_all(p).map_err(|e| format!("{}: {e}", p.display()))?;
+    }
+    image::save_buffer(path, &buf, w as u32, h as u32, image::ExtendedColorType::Rgb8).map_err(|e| format!("cannot write {}: {e}", path.display()))
+}
+
+/// Raw little-endian f32 NCHW file -> tensor of `shape`.
+pub fn load_input(path: &Path, shape: &[i64]) -> Result<Tensor<f32>, Error> {
+    let b = std::fs::read(path).map_err(|e| format!("cannot read input {}: {e}", path.display()))?;
+    let n: i64 = shape.iter().product();
+    if b.len() != n as usize * 4 {
+        return Err(format!("input {} has {} bytes, expected {} for shape {shape:?}", path.display(), b.len(), n * 4));
+    }
+    let data: Vec<f32> = b.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect();
+    if data.iter().any(|v| !v.is_finite()) {
+        return Err(format!("input {} holds NaN or infinite values", path.display()));
+    }
+    Tensor::from_array((shape.to_vec(), data)).map_err(|e| e.to_string())
+}
+
+/// Sample statistics keyed by name.
+pub type Samples = BTreeMap<String, Vec<f64>>;
