@@ -1,0 +1,572 @@
+//! One host connection: the CNXN handshake, the stream table, routing of OKAY/WRTE/CLSE to the
+//! per-stream threads, and the metered socket I/O through which every fault is applied.
+//!
+//! Threads: the connection thread reads messages and never blocks on a service; each stream runs
+//! its service on its own thread, fed by a bounded channel of [`StreamEvent`]s; all writes go
+//! through one [`Writer`] (a mutex around the socket) so messages never interleave. Each stream
+//! keeps at most one WRTE in flight and acknowledges host WRTEs only once it has consumed them,
+//! which keeps every buffer bounded by about one payload per stream.
+
+use crate::faults::{Budget, Meter};
+use crate::message::{
+    self, A_AUTH, A_CLSE, A_CNXN, A_OKAY, A_OPEN, A_STLS, A_SYNC, A_VERSION, A_VERSION_MIN, A_WRTE,
+    MAX_PAYLOAD, MAX_PAYLOAD_V1, Message, MessageError,
+};
+use crate::shell::{self, ShellSpec};
+use crate::{Event, Shared, sync};
+use std::collections::{HashMap, VecDeque};
+use std::io::{self, BufReader, Read, Write};
+use std::net::{Shutdown, SocketAddr, TcpStream};
+use std::os::fd::AsRawFd;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
+use std::sync::{Arc, Condvar, Mutex};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+/// Most streams one connection may have open at once.
+const MAX_STREAMS: usize = 256;
+/// Events queued per stream before the connection thread waits.
+const EVENT_QUEUE: usize = 64;
+/// Output bytes a shell may have queued but not yet sent before its readers wait.
+pub(crate) const OUTPUT_CREDIT: usize = 1024 * 1024;
+
+/// Why a connection ended.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum ConnError {
+    #[error("reading a message: {0}")]
+    Message(#[from] MessageError),
+    #[error("writing to the host: {0}")]
+    Write(io::Error),
+    #[error("protocol error: {0}")]
+    Protocol(String),
+    #[error("{0}")]
+    Fault(String),
+}
+
+/// Socket state shared by the reader and the writer: the byte meter and the close flag.
+pub(crate) struct ConnIo {
+    shared: Arc<Shared>,
+    meter: Meter,
+    raw: TcpStream,
+    closed: AtomicBool,
+    /// Why we closed the socket ourselves (fault, offline, stop), for the disconnect event.
+    reason: Mutex<Option<&'static str>>,
+}
+
+fn aborted(msg: &str) -> io::Error {
+    io::Error::new(io::ErrorKind::ConnectionAborted, msg.to_string())
+}
+
+impl ConnIo {
+    fn close(&self) {
+        self.closed.store(true, Ordering::SeqCst);
+        let _ = self.raw.shutdown(Shutdown::Both);
+    }
+
+    /// Closes the socket, remembering the first reason, and returns the error to report.
+    fn close_for(&self, why: &'static str) -> io::Error {
+        self.reason
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get_or_insert(why);
+        self.close();
+        aborted(why)
+    }
+
+    /// Did the host hang up? Peeks without consuming or blocking.
+    fn peer_closed(&self) -> bool {
+        let mut b = [0u8; 1];
+        // SAFETY: valid fd owned by `raw`, valid 1-byte buffer.
+        let n = unsafe {
+            libc::recv(
+                self.raw.as_raw_fd(),
+                b.as_mut_ptr().cast(),
+                1,
+                libc::MSG_PEEK | libc::MSG_DONTWAIT,
+            )
+        };
+        n == 0
+    }
+
+    /// How many of `want` bytes may pass now; waits while stalled; errors when the connection
+    /// must end (drop fault, offline, device stopping).
+    fn allowance(&self, want: usize) -> io::Result<usize> {
+        loop {
+            if self.shared.stopping.load(Ordering::SeqCst) {
+                return Err(self.close_for("device stopping"));
+            }
+            if self.closed.load(Ordering::SeqCst) {
+                return Err(aborted("connection closed"));
+            }
+            match self.meter.budget(&self.shared.faults) {
+                Budget::Unlimited => return Ok(want),
+                Budget::Bytes(n) => return Ok(want.min(usize::try_from(n).unwrap_or(usize::MAX))),
+                Budget::Stalled => {
+                    if self.peer_closed() {
+                        return Err(self.close_for("host hung up during a stall fault"));
+                    }
+                    std::thread::sleep(Duration::from_millis(50));
+                }
+                Budget::Dropped => {
+                    return Err(self.close_for("connection dropped by the drop_after_bytes fault"));
+                }
+                Budget::Offline => return Err(self.close_for("device is offline")),
+            }
+        }
+    }
+}
+
+/// Reads the socket through the meter.
+struct MeteredReader {
+    sock: TcpStream,
+    io: Arc<ConnIo>,
+}
+
+impl Read for MeteredReader {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if buf.is_empty() {
+            return Ok(0);
+        }
+        let n = self.io.allowance(buf.len())?;
+        let got = self.sock.read(&mut buf[..n])?;
+        self.io.meter.add(got as u64);
+        Ok(got)
+    }
+}
+
+/// Serialised, metered message writes.
+pub(crate) struct Writer {
+    sock: Mutex<TcpStream>,
+    io: Arc<ConnIo>,
+}
+
+impl Writer {
+    pub fn send(&self, m: &Message) -> io::Result<()> {
+        let bytes = m.encode();
+        let mut sock = self.sock.lock().unwrap_or_else(|p| p.into_inner());
+        let mut off = 0;
+        while off < bytes.len() {
+            let n = self.io.allowance(bytes.len() - off)?;
+            if let Err(e) = sock.write_all(&bytes[off..off + n]) {
+                self.io.close();
+                return Err(e);
+            }
+            self.io.meter.add(n as u64);
+            off += n;
+        }
+        Ok(())
+    }
+}
+
+/// What a stream thread is told.
+#[derive(Debug)]
+pub(crate) enum StreamEvent {
+    /// Payload of a host WRTE; must be acknowledged with [`StreamCtx::ack`].
+    Data(Vec<u8>),
+    /// The host acknowledged our WRTE (already handled by [`StreamCtx::next_event`]).
+    Okay,
+    /// The host closed the stream or the connection ended.
+    Close,
+    /// Child output (`fd` 1 or 2), holding `data.len()` bytes of output credit.
+    Output {
+        fd: u8,
+        data: Vec<u8>,
+    },
+    OutputEof,
+    Exited(i32),
+    /// The stdin writer finished one chunk.
+    StdinDone,
+}
+
+/// Bounds output produced by helper threads: bytes taken here are returned once sent.
+pub(crate) struct Credit {
+    state: Mutex<(usize, bool)>,
+    cv: Condvar,
+    limit: usize,
+}
+
+impl Credit {
+    fn new(limit: usize) -> Credit {
+        Credit {
+            state: Mutex::new((0, false)),
+            cv: Condvar::new(),
+            limit,
+        }
+    }
+
+    /// Waits until fewer than `limit` bytes are outstanding, then takes `n`. False once closed.
+    pub fn acquire(&self, n: usize) -> bool {
+        let mut g = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        while g.0 >= self.limit && !g.1 {
+            g = self.cv.wait(g).unwrap_or_else(|p| p.into_inner());
+        }
+        if g.1 {
+            return false;
+        }
+        g.0 += n;
+        true
+    }
+
+    fn release(&self, n: usize) {
+        let mut g = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        g.0 = g.0.saturating_sub(n);
+        self.cv.notify_all();
+    }
+
+    fn close(&self) {
+        self.state.lock().unwrap_or_else(|p| p.into_inner()).1 = true;
+        self.cv.notify_all();
+    }
+}
+
+/// A service's view of its stream: events in, flow-controlled output out.
+pub(crate) struct StreamCtx {
+    pub local: u32,
+    pub remote: u32,
+    pub shared: Arc<Shared>,
+    pub credit: Arc<Credit>,
+    writer: Arc<Writer>,
+    tx: SyncSender<StreamEvent>,
+    rx: Receiver<StreamEvent>,
+    max_payload: usize,
+    /// Queued output chunks and the credit each returns once fully sent.
+    outbox: VecDeque<(Vec<u8>, usize)>,
+    front_off: usize,
+    pending: usize,
+    in_flight: bool,
+    host_closed: bool,
+}
+
+impl StreamCtx {
+    /// A sender for helper threads (shell readers, waiter, stdin writer).
+    pub fn sender(&self) -> SyncSender<StreamEvent> {
+        self.tx.clone()
+    }
+
+    /// Output bytes queued but not yet sent.
+    pub fn pending(&self) -> usize {
+        self.pending
+    }
+
+    /// Next event; OKAY is applied to the outbox before it is returned.
+    pub fn next_event(&mut self) -> io::Result<StreamEvent> {
+        // Cannot disconnect while we hold `tx`, but be defensive.
+        let ev = self.rx.recv().unwrap_or(StreamEvent::Close);
+        match ev {
+            StreamEvent::Okay => {
+                self.in_flight = false;
+                self.pump()?;
+            }
+            StreamEvent::Close => self.host_closed = true,
+            _ => {}
+        }
+        Ok(ev)
+    }
+
+    /// Queues output; `credit` bytes of [`StreamCtx::credit`] are released once it is sent.
+    pub fn queue(&mut self, data: Vec<u8>, credit: usize) -> io::Result<()> {
+        if data.is_empty() {
+            self.credit.release(credit);
+            return Ok(());
+        }
+        self.pending += data.len();
+        self.outbox.push_back((data, credit));
+        self.pump()
+    }
+
+    fn pump(&mut self) -> io::Result<()> {
+        if self.in_flight || self.pending == 0 || self.host_closed {
+            return Ok(());
+        }
+        let mut buf = Vec::with_capacity(self.pending.min(self.max_payload));
+        while buf.len() < self.max_payload {
+            let Some((front, credit)) = self.outbox.front() else {
+                break;
+            };
+            let take = (front.len() - self.front_off).min(self.max_payload - buf.len());
+            buf.extend_from_slice(&front[self.front_off..self.front_off + take]);
+            self.front_off += take;
+            if self.front_off == front.len() {
+                self.credit.release(*credit);
+                self.outbox.pop_front();
+                self.front_off = 0;
+            }
+        }
+        self.pending -= buf.len();
+        self.in_flight = true;
+        self.writer
+            .send(&Message::new(A_WRTE, self.local, self.remote, buf))
+    }
+
+    /// Acknowledges one host WRTE (lets the host send the next).
+    pub fn ack(&self) -> io::Result<()> {
+        self.writer
+            .send(&Message::new(A_OKAY, self.local, self.remote, vec![]))
+    }
+
+    /// Sends everything queued, then CLSE (unless the host closed first).
+    fn finish(&mut self) -> io::Result<()> {
+        while !self.host_closed && (self.pending > 0 || self.in_flight) {
+            if let StreamEvent::Data(_) = self.next_event()? {
+                self.ack()?;
+            }
+        }
+        if !self.host_closed {
+            self.writer
+                .send(&Message::new(A_CLSE, self.local, self.remote, vec![]))?;
+        }
+        Ok(())
+    }
+}
+
+impl Drop for StreamCtx {
+    fn drop(&mut self) {
+        self.credit.close();
+    }
+}
+
+struct StreamHandle {
+    remote: u32,
+    tx: SyncSender<StreamEvent>,
+}
+
+type StreamTable = Arc<Mutex<HashMap<u32, StreamHandle>>>;
+
+enum Service {
+    Sync,
+    Shell(ShellSpec),
+}
+
+fn parse_service(s: &[u8]) -> Option<Service> {
+    if s == b"sync:" {
+        return Some(Service::Sync);
+    }
+    ShellSpec::parse(s).map(Service::Shell)
+}
+
+/// Serves one accepted connection until it ends.
+pub(crate) fn serve(shared: Arc<Shared>, sock: TcpStream) -> Result<(), ConnError> {
+    let setup = |e| ConnError::Write(e);
+    sock.set_nodelay(true).map_err(setup)?;
+    // A host that stops reading must not pin our threads forever.
+    sock.set_write_timeout(Some(Duration::from_secs(60)))
+        .map_err(setup)?;
+    let peer = sock.peer_addr().map_err(setup)?;
+    let epoch = shared.faults.snapshot().1;
+    let io = Arc::new(ConnIo {
+        shared: shared.clone(),
+        meter: Meter::new(epoch),
+        raw: sock.try_clone().map_err(setup)?,
+        closed: AtomicBool::new(false),
+        reason: Mutex::new(None),
+    });
+    let writer = Arc::new(Writer {
+        sock: Mutex::new(sock.try_clone().map_err(setup)?),
+        io: io.clone(),
+    });
+    let mut reader = BufReader::with_capacity(
+        64 * 1024,
+        MeteredReader {
+            sock,
+            io: io.clone(),
+        },
+    );
+    let streams: StreamTable = Arc::new(Mutex::new(HashMap::new()));
+    let mut threads: Vec<JoinHandle<()>> = Vec::new();
+    let mut result = message_loop(&shared, peer, &mut reader, &writer, &streams, &mut threads);
+    if let Some(why) = *io.reason.lock().unwrap_or_else(|p| p.into_inner()) {
+        result = Err(ConnError::Fault(why.to_string()));
+    }
+    io.close();
+    let handles: Vec<StreamHandle> = streams
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .drain()
+        .map(|(_, h)| h)
+        .collect();
+    for h in handles {
+        let _ = h.tx.send(StreamEvent::Close);
+    }
+    for t in threads {
+        let _ = t.join();
+    }
+    result
+}
+
+fn message_loop(
+    shared: &Arc<Shared>,
+    peer: SocketAddr,
+    reader: &mut impl Read,
+    writer: &Arc<Writer>,
+    streams: &StreamTable,
+    threads: &mut Vec<JoinHandle<()>>,
+) -> Result<(), ConnError> {
+    let mut max_payload: Option<usize> = None;
+    let mut next_id: u32 = 1;
+    loop {
+        let m = match Message::read_from(reader, MAX_PAYLOAD) {
+            Ok(m) => m,
+            Err(MessageError::Io(e)) if e.kind() == io::ErrorKind::UnexpectedEof => return Ok(()),
+            Err(e) => return Err(e.into()),
+        };
+        match m.command {
+            A_CNXN => {
+                if m.arg0 < A_VERSION_MIN {
+                    return Err(ConnError::Protocol(format!(
+                        "host version {:#x} too old",
+                        m.arg0
+                    )));
+                }
+                let mp = if m.arg1 == 0 {
+                    MAX_PAYLOAD_V1
+                } else {
+                    m.arg1.min(MAX_PAYLOAD)
+                };
+                let reply = Message::new(A_CNXN, m.arg0.min(A_VERSION), mp, shared.banner.clone());
+                writer.send(&reply).map_err(ConnError::Write)?;
+                max_payload = Some(mp as usize);
+            }
+            A_STLS => {
+                return Err(ConnError::Protocol(
+                    "host asked for tls, which is not supported".into(),
+                ));
+            }
+            cmd if max_payload.is_none() && cmd != A_AUTH && cmd != A_SYNC => {
+                return Err(ConnError::Protocol(format!(
+                    "expected CNXN first, got {}",
+                    message::command_name(cmd)
+                )));
+            }
+            A_OPEN => {
+                let mp = max_payload.unwrap_or(MAX_PAYLOAD_V1 as usize);
+                if m.arg0 == 0 {
+                    return Err(ConnError::Protocol("OPEN with host id 0".into()));
+                }
+                let name = message::trim_nuls(&m.payload);
+                let service = String::from_utf8_lossy(name).into_owned();
+                let full = streams.lock().unwrap_or_else(|p| p.into_inner()).len() >= MAX_STREAMS;
+                let parsed = if full { None } else { parse_service(name) };
+                let Some(svc) = parsed else {
+                    shared.log(Event::StreamRejected { peer, service });
+                    writer
+                        .send(&Message::new(A_CLSE, 0, m.arg0, vec![]))
+                        .map_err(ConnError::Write)?;
+                    continue;
+                };
+                let local = next_id;
+                next_id = next_id.checked_add(1).unwrap_or(1);
+                let (tx, rx) = sync_channel(EVENT_QUEUE);
+                streams.lock().unwrap_or_else(|p| p.into_inner()).insert(
+                    local,
+                    StreamHandle {
+                        remote: m.arg0,
+                        tx: tx.clone(),
+                    },
+                );
+                writer
+                    .send(&Message::new(A_OKAY, local, m.arg0, vec![]))
+                    .map_err(ConnError::Write)?;
+                shared.log(Event::StreamOpened {
+                    peer,
+                    service: service.clone(),
+                });
+                let ctx = StreamCtx {
+                    local,
+                    remote: m.arg0,
+                    shared: shared.clone(),
+                    credit: Arc::new(Credit::new(OUTPUT_CREDIT)),
+                    writer: writer.clone(),
+                    tx,
+                    rx,
+                    max_payload: mp,
+                    outbox: VecDeque::new(),
+                    front_off: 0,
+                    pending: 0,
+                    in_flight: false,
+                    host_closed: false,
+                };
+                let table = streams.clone();
+                let sh = shared.clone();
+                let spawned = std::thread::Builder::new()
+                    .name(format!("qb-loopback-stream-{local}"))
+                    .spawn(move || run_stream(sh, peer, ctx, svc, service, table));
+                threads.retain(|t| !t.is_finished());
+                match spawned {
+                    Ok(t) => threads.push(t),
+                    Err(_) => {
+                        streams
+                            .lock()
+                            .unwrap_or_else(|p| p.into_inner())
+                            .remove(&local);
+                        writer
+                            .send(&Message::new(A_CLSE, local, m.arg0, vec![]))
+                            .map_err(ConnError::Write)?;
+                    }
+                }
+            }
+            A_WRTE | A_OKAY | A_CLSE => {
+                let mut table = streams.lock().unwrap_or_else(|p| p.into_inner());
+                // Messages for unknown ids (late OKAYs, CLSE echoes) are ignored.
+                let matches = table
+                    .get(&m.arg1)
+                    .is_some_and(|h| h.remote == m.arg0 || m.arg0 == 0);
+                if !matches {
+                    continue;
+                }
+                let ev = match m.command {
+                    A_WRTE => StreamEvent::Data(m.payload),
+                    A_OKAY => StreamEvent::Okay,
+                    _ => StreamEvent::Close,
+                };
+                let tx = if m.command == A_CLSE {
+                    table.remove(&m.arg1).map(|h| h.tx)
+                } else {
+                    table.get(&m.arg1).map(|h| h.tx.clone())
+                };
+                drop(table);
+                if let Some(tx) = tx {
+                    // The stream thread may have finished already; that is fine.
+                    let _ = tx.send(ev);
+                }
+            }
+            // AUTH from a host we never challenged, obsolete SYNC, unknown commands: ignore.
+            _ => {}
+        }
+    }
+}
+
+fn run_stream(
+    shared: Arc<Shared>,
+    peer: SocketAddr,
+    mut ctx: StreamCtx,
+    svc: Service,
+    service: String,
+    table: StreamTable,
+) {
+    let result = match svc {
+        Service::Sync => sync::run(&mut ctx),
+        Service::Shell(spec) => shell::run(&mut ctx, spec),
+    };
+    let result = result.and_then(|()| ctx.finish().map_err(Into::into));
+    table
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .remove(&ctx.local);
+    if let Err(e) = result {
+        shared.log(Event::StreamError {
+            peer,
+            service,
+            error: e.to_string(),
+        });
+    }
+}
+
+/// Why a stream ended early.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum StreamError {
+    #[error("connection i/o: {0}")]
+    Io(#[from] io::Error),
+    #[error("protocol error: {0}")]
+    Protocol(String),
+}
