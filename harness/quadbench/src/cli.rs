@@ -1,10 +1,15 @@
 //! Command-line interface. Exit codes (documented in README.md):
-//! 0 success; 1 claims or quality thresholds failed; 2 bad input (scenario, package, arguments);
-//! 3 runtime or device infrastructure error; 4 some runs failed.
+//! 0 success; 1 a claim failed (did not reproduce); 2 bad input (scenario, package, profile,
+//! arguments); 3 runtime or device infrastructure error; 4 some runs failed.
 
+use crate::progress::StderrReporter;
 use clap::{Args, Parser, Subcommand};
 use quadbench::package::{self, reference::ReferenceParams};
-use std::path::PathBuf;
+use quadbench::results::{Results, RunState, Verdict};
+use quadbench::run::{self, RunError, RunOptions};
+use quadbench::scenario::Scenario;
+use quadbench_protocol::Strategy;
+use std::path::{Path, PathBuf};
 
 pub const EXIT_OK: i32 = 0;
 pub const EXIT_CLAIMS_FAILED: i32 = 1;
@@ -21,9 +26,29 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Fetch the runtime, build the reference package, run scenarios/demo.yaml on this host and print unified-vs-separate ratios.
+    Demo {
+        /// Results directory (default: reports/demo-<UTC time>).
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+    /// Run a scenario.
+    Run {
+        /// Scenario YAML.
+        scenario: PathBuf,
+        /// Device profile replacing the scenario's devices.
+        #[arg(long)]
+        device: Option<PathBuf>,
+        /// Results directory (default: reports/<scenario name>-<UTC time>).
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
     /// Model packages: generate the reference package, check a package.
     #[command(subcommand)]
     Package(PackageCmd),
+    /// ONNX Runtime artefacts pinned in runtime.lock.toml.
+    #[command(subcommand)]
+    Runtime(RuntimeCmd),
 }
 
 #[derive(Subcommand)]
@@ -35,6 +60,17 @@ enum PackageCmd {
         /// Package directory (holding package.yaml).
         dir: PathBuf,
     },
+}
+
+#[derive(Subcommand)]
+enum RuntimeCmd {
+    /// Download (with pip), verify and install runtime artefacts into the cache (idempotent).
+    Fetch {
+        /// Artefact names (default: every default artefact of this host's target).
+        names: Vec<String>,
+    },
+    /// Show which artefacts are installed, where, and whether they verify.
+    Info,
 }
 
 #[derive(Args)]
@@ -63,9 +99,141 @@ fn report(e: &dyn std::fmt::Display) {
     eprintln!("error: {e}");
 }
 
+/// Exit code for a run error.
+fn exit_for(e: &RunError) -> i32 {
+    match e {
+        RunError::Runtime(_) | RunError::Device(_) | RunError::RunnerMissing { .. } | RunError::Output { .. } => EXIT_INFRA,
+        _ => EXIT_BAD_INPUT,
+    }
+}
+
+/// Nearest ancestor of `start` holding `golden/inputs` (the repository checkout).
+fn repo_root(start: &Path) -> Option<PathBuf> {
+    let start = std::fs::canonicalize(start).ok()?;
+    start.ancestors().find(|d| d.join("golden/inputs").is_dir()).map(Path::to_path_buf)
+}
+
+fn utc_stamp() -> String {
+    let secs = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+    let (days, rem) = ((secs / 86400) as i64, secs % 86400);
+    // Civil date from days since 1970-01-01 (H. Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!("{y:04}{m:02}{d:02}-{:02}{:02}{:02}", rem / 3600, rem % 3600 / 60, rem % 60)
+}
+
+fn run_and_summarise(scenario: &Path, device: Option<PathBuf>, out: Option<PathBuf>) -> i32 {
+    let Some(root) = repo_root(scenario.parent().unwrap_or(Path::new("."))).or_else(|| repo_root(Path::new("."))) else {
+        report(&format!("cannot find the quadbench checkout (a directory with golden/inputs) above {}; run from the repository", scenario.display()));
+        return EXIT_BAD_INPUT;
+    };
+    let sc = match Scenario::load(scenario, &root) {
+        Ok(s) => s,
+        Err(e) => {
+            report(&e);
+            return EXIT_BAD_INPUT;
+        }
+    };
+    let out = out.unwrap_or_else(|| root.join("reports").join(format!("{}-{}", sc.name, utc_stamp())));
+    let opts = RunOptions { out: out.clone(), device_override: device, package_cache: quadbench_runtime::cache_dir().join("packages") };
+    let mut rep = StderrReporter::new();
+    let results = match run::run_scenario(&sc, &opts, &mut rep) {
+        Ok(r) => r,
+        Err(e) => {
+            rep.finish();
+            report(&e);
+            return exit_for(&e);
+        }
+    };
+    rep.finish();
+    print!("{}", summary_table(&results));
+    println!("results: {}\nreport:  {}", out.join("results.json").display(), out.join("report.md").display());
+    if results.runs.iter().any(|r| r.status == RunState::Failed) {
+        EXIT_RUNS_FAILED
+    } else if results.claims.iter().any(|c| c.verdict == Verdict::Fail) {
+        EXIT_CLAIMS_FAILED
+    } else {
+        EXIT_OK
+    }
+}
+
+/// The demo's short table: storage, peak RAM, switch latency per strategy, then ratios.
+pub fn summary_table(r: &Results) -> String {
+    let mut s = String::new();
+    let mut groups: Vec<(String, String)> = r.runs.iter().map(|x| (x.device.clone(), x.backend.clone())).collect();
+    groups.dedup();
+    for (device, backend) in groups {
+        let runs: Vec<_> = r.runs.iter().filter(|x| x.device == device && x.backend == backend).collect();
+        s.push_str(&format!("\n{device} / {backend} ({} tasks)\n", r.package.tasks.len()));
+        s.push_str(&format!("{:<22}", "strategy"));
+        for h in ["storage MB", "peak RSS MB", "switch p50 ms", "e2e p50 ms", "status"] {
+            s.push_str(&format!("{h:>15}"));
+        }
+        s.push('\n');
+        for x in &runs {
+            let p50 = |k: &str| x.latency_ms.get(k).map_or("-".to_string(), |v| format!("{:.1}", v.p50));
+            s.push_str(&format!(
+                "{:<22}{:>15.1}{:>15}{:>15}{:>15}{:>15}\n",
+                x.strategy.as_str(),
+                x.storage.total_bytes as f64 / 1e6,
+                x.memory.peak_rss_bytes.map_or("-".into(), |b| format!("{:.1}", b as f64 / 1e6)),
+                p50("switch"),
+                p50("e2e"),
+                match x.status {
+                    RunState::Ok => if x.valid { "ok" } else { "ok (invalid)" },
+                    RunState::Failed => "FAILED",
+                    RunState::Unsupported => "unsupported",
+                }
+            ));
+        }
+        let get = |st: Strategy| runs.iter().find(|x| x.strategy == st && x.status == RunState::Ok);
+        if let Some(u) = get(Strategy::Unified) {
+            for (label, other) in [("separate-resident", Strategy::SeparateResident), ("separate-reload", Strategy::SeparateReload)] {
+                if let Some(o) = get(other) {
+                    let ratio = |m: &str| match (o.metric(m), u.metric(m)) {
+                        (Some(a), Some(b)) if b > 0.0 => format!("{:.2}x", a / b),
+                        _ => "-".into(),
+                    };
+                    s.push_str(&format!("unified vs {label:<18} storage {}  peak RSS {}  switch latency {}\n", ratio("storage.total_bytes"), ratio("memory.peak_rss_bytes"), ratio("latency_ms.switch")));
+                }
+            }
+        }
+        for c in r.claims.iter().filter(|c| c.device == device && c.backend == backend) {
+            let verdict = match c.verdict {
+                Verdict::Pass => "pass",
+                Verdict::Fail => "FAIL (not reproduced)",
+                Verdict::Missing => "missing run",
+            };
+            s.push_str(&format!("claim {:<20} {} {} vs {}: {} (needs >= {:.1}x): {verdict}\n", c.name, c.metric, c.candidate, c.baseline, c.ratio.map_or("-".into(), |v| format!("{v:.2}x")), c.threshold));
+        }
+    }
+    s
+}
+
+fn find_demo_scenario() -> Option<PathBuf> {
+    let from_cwd = std::env::current_dir().ok().and_then(|d| repo_root(&d));
+    let from_exe = std::env::current_exe().ok().and_then(|e| e.parent().and_then(repo_root));
+    from_cwd.or(from_exe).map(|r| r.join("scenarios/demo.yaml")).filter(|p| p.exists())
+}
+
 pub fn main() -> i32 {
     let cli = Cli::parse();
     match cli.command {
+        Command::Demo { out } => {
+            let Some(sc) = find_demo_scenario() else {
+                report(&"scenarios/demo.yaml not found; run `quadbench demo` from the quadbench repository checkout");
+                return EXIT_BAD_INPUT;
+            };
+            run_and_summarise(&sc, None, out)
+        }
+        Command::Run { scenario, device, out } => run_and_summarise(&scenario, device, out),
         Command::Package(PackageCmd::Reference(a)) => {
             let p = ReferenceParams { tasks: a.tasks, width: a.width, resolution: a.resolution, steps: a.steps, seed: a.seed };
             match package::reference::generate(&a.out, &p) {
@@ -90,5 +258,26 @@ pub fn main() -> i32 {
                 EXIT_BAD_INPUT
             }
         },
+        Command::Runtime(RuntimeCmd::Fetch { names }) => {
+            let lock = quadbench_runtime::Lock::embedded();
+            let target = quadbench_runtime::host_target();
+            let names: Vec<String> = if names.is_empty() { lock.defaults_for(target).iter().map(|a| a.name.clone()).collect() } else { names };
+            let opts = quadbench_runtime::FetchOptions::from_env().with_progress(|m| eprintln!("{m}"));
+            let mut code = EXIT_OK;
+            for n in names {
+                match quadbench_runtime::fetch(&lock, &n, target, &opts) {
+                    Ok(i) => println!("{} {} {}: {}", i.name, i.version, i.target, i.library.display()),
+                    Err(e) => {
+                        report(&e);
+                        code = EXIT_INFRA;
+                    }
+                }
+            }
+            code
+        }
+        Command::Runtime(RuntimeCmd::Info) => {
+            print!("{}", quadbench_runtime::info_text(&quadbench_runtime::Lock::embedded()));
+            EXIT_OK
+        }
     }
 }

@@ -17,3 +17,7 @@ pub fn safe_name(s: &str) -> bool {
 pub fn safe_relative_path(s: &str) -> bool {
     !s.starts_with('/') && s.split('/').all(safe_name)
 }
+pub mod device;
+pub mod results;
+pub mod run;
+pub mod scenario;

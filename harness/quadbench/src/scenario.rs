@@ -1,0 +1,256 @@
+//! Scenarios (`scenarios/*.yaml`, schema `quadbench.scenario/1`): what to run, where, how long,
+//! and which claims to check. [`RawScenario`] mirrors the file; [`Scenario::load`] validates it
+//! into domain types before any device is touched.
+
+use crate::package::reference::ReferenceParams;
+use crate::yaml::{self, YamlError};
+use quadbench_protocol::{PlanWorkload, Strategy, TaskOrder};
+use serde::Deserialize;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+pub const SCENARIO_SCHEMA: &str = "quadbench.scenario/1";
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawScenario {
+    pub schema: String,
+    pub name: String,
+    #[serde(default)]
+    pub description: String,
+    pub package: RawPackageRef,
+    pub devices: Vec<String>,
+    pub backends: Vec<String>,
+    #[serde(default = "default_precision")]
+    pub precision: String,
+    pub strategies: Vec<String>,
+    /// Input image names under `golden/inputs/` (without extension) or paths to images.
+    pub inputs: Vec<String>,
+    pub workload: RawWorkload,
+    #[serde(default)]
+    pub threads: usize,
+    #[serde(default)]
+    pub claims: Vec<RawClaim>,
+}
+
+fn default_precision() -> String {
+    "fp32".into()
+}
+
+/// Either a package directory or the generated reference package.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawPackageRef {
+    #[serde(default)]
+    pub path: Option<String>,
+    #[serde(default)]
+    pub reference: Option<RawReference>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawReference {
+    #[serde(default)]
+    pub tasks: Option<usize>,
+    #[serde(default)]
+    pub width: Option<usize>,
+    #[serde(default)]
+    pub resolution: Option<usize>,
+    #[serde(default)]
+    pub steps: Option<usize>,
+    #[serde(default)]
+    pub seed: Option<u64>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawWorkload {
+    #[serde(default = "default_order")]
+    pub order: String,
+    #[serde(default)]
+    pub seed: u64,
+    #[serde(default = "two")]
+    pub requests_per_visit: u32,
+    #[serde(default = "two")]
+    pub warmup_visits: u32,
+    pub min_samples: u32,
+    pub min_switches: u32,
+    pub min_duration_s: f64,
+    pub max_duration_s: f64,
+}
+
+fn default_order() -> String {
+    "round-robin".into()
+}
+fn two() -> u32 {
+    2
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawClaim {
+    pub name: String,
+    pub metric: String,
+    pub baseline: String,
+    pub candidate: String,
+    /// Required ratio baseline/candidate (metrics where lower is better).
+    pub threshold: f64,
+}
+
+/// Where the package comes from.
+#[derive(Debug, Clone)]
+pub enum PackageRef {
+    Dir(PathBuf),
+    Reference(ReferenceParams),
+}
+
+/// A claim to verify: `metric(baseline) / metric(candidate) >= threshold`.
+#[derive(Debug, Clone)]
+pub struct Claim {
+    pub name: String,
+    pub metric: String,
+    pub baseline: Strategy,
+    pub candidate: Strategy,
+    pub threshold: f64,
+}
+
+/// Metrics a claim may name (all lower-is-better; the ratio is baseline / candidate).
+pub const CLAIM_METRICS: &[&str] = &[
+    "storage.total_bytes",
+    "memory.peak_rss_bytes",
+    "memory.peak_pss_bytes",
+    "init_ms",
+    "latency_ms.switch",
+    "latency_ms.switch_load",
+    "latency_ms.e2e",
+];
+
+/// A validated scenario.
+#[derive(Debug, Clone)]
+pub struct Scenario {
+    pub path: PathBuf,
+    pub name: String,
+    pub sha256: String,
+    pub package: PackageRef,
+    pub devices: Vec<PathBuf>,
+    pub backends: Vec<String>,
+    pub precision: String,
+    pub strategies: Vec<Strategy>,
+    pub inputs: Vec<(String, PathBuf)>,
+    pub workload: PlanWorkload,
+    pub threads: usize,
+    pub claims: Vec<Claim>,
+}
+
+/// Backends a scenario may name (the runner's registry decides what a device can serve).
+pub const KNOWN_BACKENDS: &[&str] = &["cpu", "qnn-htp", "cuda", "nnapi", "xnnpack", "coreml", "openvino"];
+
+impl Scenario {
+    /// Load and validate; relative paths resolve against the scenario's directory, input names
+    /// against `golden/inputs/` of the repository (`repo_root`).
+    pub fn load(path: &Path, repo_root: &Path) -> Result<Scenario, YamlError> {
+        let (raw, text) = yaml::load::<RawScenario>(path)?;
+        let err = |needle: &str, msg: String, fix: &str| YamlError::at(path, &text, needle, msg, fix);
+        if raw.schema != SCENARIO_SCHEMA {
+            return Err(err("schema:", format!("schema `{}` is not supported", raw.schema), &format!("use `schema: {SCENARIO_SCHEMA}`")));
+        }
+        let base = path.parent().unwrap_or(Path::new("."));
+        let package = match (&raw.package.path, &raw.package.reference) {
+            (Some(p), None) => PackageRef::Dir(base.join(p)),
+            (None, Some(r)) => {
+                let d = ReferenceParams::default();
+                let p = ReferenceParams { tasks: r.tasks.unwrap_or(d.tasks), width: r.width.unwrap_or(d.width), resolution: r.resolution.unwrap_or(d.resolution), steps: r.steps.unwrap_or(d.steps), seed: r.seed.unwrap_or(d.seed) };
+                p.validate().map_err(|e| err("reference:", e.to_string(), ""))?;
+                PackageRef::Reference(p)
+            }
+            _ => return Err(err("package:", "package needs exactly one of `path` or `reference`".into(), "e.g. `package: {path: ../my-package}` or `package: {reference: {tasks: 10}}`")),
+        };
+        if raw.devices.is_empty() {
+            return Err(err("devices:", "no devices listed".into(), "e.g. `devices: [../devices/local.yaml]`"));
+        }
+        let devices = raw.devices.iter().map(|d| base.join(d)).collect();
+        for b in &raw.backends {
+            if !KNOWN_BACKENDS.contains(&b.as_str()) {
+                let fix = yaml::nearest(b, KNOWN_BACKENDS.iter().copied()).map(|n| format!("did you mean `{n}`?")).unwrap_or_else(|| format!("known backends: {}", KNOWN_BACKENDS.join(", ")));
+                return Err(err(b, format!("unknown backend `{b}`"), &fix));
+            }
+        }
+        if raw.backends.is_empty() {
+            return Err(err("backends:", "no backends listed".into(), "e.g. `backends: [cpu]`"));
+        }
+        let names: Vec<&str> = Strategy::ALL.iter().map(|s| s.as_str()).collect();
+        let parse_strategy = |s: &str| {
+            Strategy::parse(s).ok_or_else(|| {
+                let fix = yaml::nearest(s, names.iter().copied()).map(|n| format!("did you mean `{n}`?")).unwrap_or_else(|| format!("strategies: {}", names.join(", ")));
+                err(s, format!("unknown strategy `{s}`"), &fix)
+            })
+        };
+        let strategies = raw.strategies.iter().map(|s| parse_strategy(s)).collect::<Result<Vec<_>, _>>()?;
+        if strategies.is_empty() {
+            return Err(err("strategies:", "no strategies listed".into(), &format!("choose from {}", names.join(", "))));
+        }
+        if raw.inputs.is_empty() {
+            return Err(err("inputs:", "no input images listed".into(), "e.g. `inputs: [astronaut, coffee]` (files in golden/inputs/)"));
+        }
+        let mut inputs = Vec::new();
+        for i in &raw.inputs {
+            let p = if i.contains('/') || i.contains('.') { base.join(i) } else { repo_root.join("golden/inputs").join(format!("{i}.png")) };
+            if !p.exists() {
+                return Err(err(i, format!("input image `{i}` not found at {}", p.display()), "name a file of golden/inputs/ without extension, or give a path relative to the scenario"));
+            }
+            let name = p.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
+            if !crate::safe_name(&name) {
+                return Err(err(i, format!("input name `{name}` is not a safe file name"), "rename the image"));
+            }
+            inputs.push((name, p));
+        }
+        let w = &raw.workload;
+        let order = match w.order.as_str() {
+            "round-robin" => TaskOrder::RoundRobin,
+            "random" => TaskOrder::Random,
+            o => return Err(err("order:", format!("unknown workload order `{o}`"), "use `round-robin` or `random`")),
+        };
+        if !(w.min_duration_s >= 0.0 && w.max_duration_s > 0.0 && w.max_duration_s >= w.min_duration_s) {
+            return Err(err("max_duration_s:", format!("durations must satisfy 0 <= min_duration_s ({}) <= max_duration_s ({})", w.min_duration_s, w.max_duration_s), "raise max_duration_s"));
+        }
+        let workload = PlanWorkload {
+            order,
+            seed: w.seed,
+            requests_per_visit: w.requests_per_visit.max(1),
+            warmup_visits: w.warmup_visits,
+            min_samples: w.min_samples,
+            min_switches: w.min_switches,
+            min_duration_ms: (w.min_duration_s * 1e3) as u64,
+            max_duration_ms: (w.max_duration_s * 1e3) as u64,
+        };
+        let mut claims = Vec::new();
+        let mut seen = BTreeMap::new();
+        for c in &raw.claims {
+            if seen.insert(c.name.clone(), ()).is_some() {
+                return Err(err(&format!("name: {}", c.name), format!("claim `{}` is defined twice", c.name), "give claims unique names"));
+            }
+            if !CLAIM_METRICS.contains(&c.metric.as_str()) {
+                let fix = yaml::nearest(&c.metric, CLAIM_METRICS.iter().copied()).map(|n| format!("did you mean `{n}`?")).unwrap_or_else(|| format!("metrics: {}", CLAIM_METRICS.join(", ")));
+                return Err(err(&c.metric, format!("claim `{}`: unknown metric `{}`", c.name, c.metric), &fix));
+            }
+            if c.threshold <= 0.0 {
+                return Err(err(&format!("name: {}", c.name), format!("claim `{}`: threshold must be positive", c.name), ""));
+            }
+            claims.push(Claim { name: c.name.clone(), metric: c.metric.clone(), baseline: parse_strategy(&c.baseline)?, candidate: parse_strategy(&c.candidate)?, threshold: c.threshold });
+        }
+        Ok(Scenario {
+            path: path.to_path_buf(),
+            name: raw.name,
+            sha256: crate::package::manifest::sha256_bytes(text.as_bytes()),
+            package,
+            devices,
+            backends: raw.backends,
+            precision: raw.precision,
+            strategies,
+            inputs,
+            workload,
+            threads: raw.threads,
+            claims,
+        })
+    }
+}
