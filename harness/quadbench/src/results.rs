@@ -113,6 +113,39 @@ pub struct RunRecord {
     pub outputs: Vec<OutputImage>,
     pub conditions_before: quadbench_protocol::Conditions,
     pub conditions_after: quadbench_protocol::Conditions,
+    /// Output quality against goldens, per task (absent when not scored).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub quality: BTreeMap<String, TaskQuality>,
+}
+
+/// Image-quality scores of one output against its golden. `None` = not computed.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct Scores {
+    /// `None` with `identical: true` when the images are identical (PSNR = inf).
+    pub psnr_db: Option<f64>,
+    #[serde(default)]
+    pub identical: bool,
+    pub ssim: Option<f64>,
+    pub ms_ssim: Option<f64>,
+    pub lpips_proxy: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lpips: Option<f64>,
+}
+
+/// Quality of one task: per input image, the mean over inputs, and threshold verdicts.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct TaskQuality {
+    pub inputs: BTreeMap<String, Scores>,
+    pub mean: Scores,
+    /// Inputs whose golden is missing (reported, not scored as failures).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub missing_golden: Vec<String>,
+    /// Threshold checks from the scenario: `"psnr_db >= 30"` -> pass.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub thresholds: BTreeMap<String, bool>,
+    /// All thresholds passed (`None` when there are none).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pass: Option<bool>,
 }
 
 impl RunRecord {
@@ -148,6 +181,7 @@ impl RunRecord {
             outputs: r.outputs.clone(),
             conditions_before: r.conditions_before.clone(),
             conditions_after: r.conditions_after.clone(),
+            quality: BTreeMap::new(),
         }
     }
 
@@ -178,6 +212,7 @@ impl RunRecord {
             outputs: vec![],
             conditions_before: Default::default(),
             conditions_after: Default::default(),
+            quality: BTreeMap::new(),
         }
     }
 
