@@ -133,6 +133,18 @@ pub fn strategy_files(m: &Manifest, strategy: Strategy) -> (Vec<String>, Storage
     (files, s)
 }
 
+/// A token unique to this process and moment.
+fn session_token() -> String {
+    use std::sync::OnceLock;
+    static TOKEN: OnceLock<String> = OnceLock::new();
+    TOKEN
+        .get_or_init(|| {
+            let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.subsec_nanos()).unwrap_or(0);
+            format!("{}-{nanos:x}", std::process::id())
+        })
+        .clone()
+}
+
 fn git_revision() -> String {
     option_env!("QUADBENCH_GIT_REVISION").unwrap_or("unknown").to_string()
 }
@@ -280,7 +292,8 @@ fn stage_and_execute(s: &RunSpec<'_>, files: &[String], storage: &Storage, t: &m
         let f = s.m.raw.files.iter().find(|f| &f.path == rel).expect("listed file");
         t.push(&s.pkg_dir.join(rel), &f.sha256, &format!("{pkg_remote}/{rel}")).map_err(e0)?;
     }
-    let run_remote = format!("runs/{}", s.id);
+    // Unique per invocation, so concurrent runs sharing a device root never collide.
+    let run_remote = format!("runs/{}.{}", s.id, session_token());
     let mut plan_inputs = Vec::new();
     for (name, local) in s.inputs {
         t.push(local, &sha(local)?, &format!("{run_remote}/inputs/{name}.f32")).map_err(e0)?;

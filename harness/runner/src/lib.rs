@@ -74,10 +74,28 @@ fn environment(ort_version: Option<String>) -> RunnerEnvironment {
     }
 }
 
-/// ONNX Runtime's version from its build string (`git-branch=rel-1.31.1`).
-fn ort_version() -> Option<String> {
-    let info = ort::info();
-    info.split(|c: char| c == ',' || c.is_whitespace()).find_map(|p| p.strip_prefix("git-branch=rel-")).map(|s| s.to_string())
+/// ONNX Runtime's own version string (`OrtGetApiBase()->GetVersionString()`) of the library at
+/// `lib`. Its build-info string does not carry the version, so ask the library itself.
+fn ort_version(lib: &Path) -> Option<String> {
+    #[repr(C)]
+    struct ApiBase {
+        get_api: unsafe extern "C" fn(u32) -> *const std::ffi::c_void,
+        get_version_string: unsafe extern "C" fn() -> *const std::ffi::c_char,
+    }
+    // SAFETY: the library is already loaded by ort (dlopen returns the same handle), and
+    // OrtGetApiBase / GetVersionString are plain C functions without preconditions.
+    unsafe {
+        let l = libloading::Library::new(lib).ok()?;
+        let f: libloading::Symbol<unsafe extern "C" fn() -> *const ApiBase> = l.get(b"OrtGetApiBase").ok()?;
+        let base = f();
+        if base.is_null() {
+            return None;
+        }
+        let s = ((*base).get_version_string)();
+        let v = (!s.is_null()).then(|| std::ffi::CStr::from_ptr(s).to_string_lossy().into_owned());
+        std::mem::forget(l); // never unload ONNX Runtime while it is in use
+        v
+    }
 }
 
 /// Execute `plan` (whose relative paths resolve against `dir`). Never panics on bad input: every
@@ -144,6 +162,15 @@ fn end_phase(m: &Monitor, name: &str, reset: bool, r: &mut RunResult) {
     r.memory.push(MemoryPhase { phase: name.into(), peak_rss_bytes: sysinfo::peak_rss_bytes(), peak_pss_bytes: (pss > 0).then_some(pss), hwm_reset: reset });
 }
 
+/// Fault injection for tests of the host's crash handling: `QUADBENCH_RUNNER_FAULT=abort:<strategy>:<n>`
+/// aborts the process (SIGABRT, no result written) after `n` measured requests of that strategy.
+fn abort_after(strategy: Strategy) -> Option<u64> {
+    let v = std::env::var("QUADBENCH_RUNNER_FAULT").ok()?;
+    let mut it = v.split(':');
+    (it.next()? == "abort" && it.next()? == strategy.as_str()).then_some(())?;
+    it.next()?.parse().ok()
+}
+
 fn push(samples: &mut Samples, key: &str, v: f64) {
     samples.entry(key.to_string()).or_default().push(v);
 }
@@ -159,7 +186,7 @@ fn run_phases(plan: &Plan, dir: &Path, m: &Monitor, r: &mut RunResult) -> Result
     let lib = if Path::new(&plan.runtime.ort_library).is_absolute() { plan.runtime.ort_library.clone().into() } else { dir.join(&plan.runtime.ort_library) };
     let builder = ort::init_from(&lib).map_err(|e| format!("cannot load ONNX Runtime from {}: {e}; run `quadbench runtime fetch` on the host or fix the device profile's library path", lib.display()))?;
     let env = builder.with_name("quadbench-runner").build().map_err(|e| format!("cannot create ONNX Runtime environment: {e}"))?;
-    r.environment = environment(ort_version());
+    r.environment = environment(ort_version(&lib));
     r.environment.execution_providers = vec![match plan.backend.name.as_str() {
         "cpu" => "CPUExecutionProvider".to_string(),
         other => other.to_string(),
@@ -193,6 +220,7 @@ fn run_phases(plan: &Plan, dir: &Path, m: &Monitor, r: &mut RunResult) -> Result
     let mut req_no = 0usize;
     let mut measured_start: Option<Instant> = None;
     let (mut e2e_n, mut sw_n) = (0u32, 0u32);
+    let abort_at = abort_after(plan.strategy);
     loop {
         let warmup = visit < w.warmup_visits as usize;
         if !warmup && measured_start.is_none() {
@@ -213,7 +241,11 @@ fn run_phases(plan: &Plan, dir: &Path, m: &Monitor, r: &mut RunResult) -> Result
             let load_ms = if k == 0 { ex.switch_to(&task)? } else { 0.0 };
             let mut timing = RequestTiming::default();
             ex.run(&task, input, &mut timing)?;
-            m.requests.fetch_add(1, Ordering::Relaxed);
+            let done = m.requests.fetch_add(1, Ordering::Relaxed) + 1;
+            if abort_at.is_some_and(|n| done > n) {
+                eprintln!("quadbench-runner: fault injection (QUADBENCH_RUNNER_FAULT): aborting after {n} requests", n = done - 1);
+                std::process::abort();
+            }
             if k == 0 {
                 let latency = t_sw.elapsed().as_secs_f64() * 1e3;
                 let switched = task != current;

@@ -1,0 +1,69 @@
+//! Helpers shared by the integration tests: small scenarios, device profiles and the binaries.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+/// Repository root (tests run with the package dir as cwd).
+pub fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).ancestors().find(|d| d.join("golden/inputs").is_dir()).expect("repository root").to_path_buf()
+}
+
+/// The quadbench binary under test.
+pub fn quadbench() -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_quadbench"));
+    c.env_remove("QUADBENCH_RUNNER_FAULT");
+    c
+}
+
+pub fn run(cmd: &mut Command) -> Output {
+    let o = cmd.output().expect("spawn");
+    eprintln!("--- stdout\n{}\n--- stderr\n{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr));
+    o
+}
+
+/// A local device profile whose work dir is private to `dir`.
+pub fn local_device(dir: &Path) -> PathBuf {
+    let p = dir.join("local.yaml");
+    std::fs::write(&p, format!("name: local\ntransport: local\nwork_dir: {}\n", dir.join("device").display())).unwrap();
+    p
+}
+
+/// A small, fast scenario: `tasks` tasks of a small reference package.
+pub fn small_scenario(dir: &Path, strategies: &str, tasks: usize, width: usize, extra: &str) -> PathBuf {
+    let device = local_device(dir);
+    let img = repo().join("golden/inputs/astronaut.png");
+    let p = dir.join("small.yaml");
+    std::fs::write(
+        &p,
+        format!(
+            "schema: quadbench.scenario/1
+name: small
+package:
+  reference: {{tasks: {tasks}, width: {width}, resolution: 64, steps: 2, seed: 3}}
+devices: [{device}]
+backends: [cpu]
+strategies: [{strategies}]
+inputs: [{img}]
+workload:
+  order: round-robin
+  requests_per_visit: 2
+  warmup_visits: 1
+  min_samples: 4
+  min_switches: 2
+  min_duration_s: 0
+  max_duration_s: 30
+claims:
+  - {{name: storage-6x, metric: storage.total_bytes, baseline: separate-reload, candidate: unified, threshold: 6}}
+{extra}",
+            device = device.display(),
+            img = img.display()
+        ),
+    )
+    .unwrap();
+    p
+}
+
+pub fn results(out: &Path) -> serde_json::Value {
+    serde_json::from_str(&std::fs::read_to_string(out.join("results.json")).expect("results.json")).unwrap()
+}
