@@ -115,3 +115,14 @@ fn cli_check_exit_codes() {
     assert_eq!(o.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&o.stderr).contains("multiple of 32"));
 }
+
+#[test]
+fn generator_output_is_pinned() {
+    // If this fails because you changed the generator on purpose: bump
+    // `reference::GENERATOR_REVISION` (so caches regenerate) and update both values here.
+    let d = tempfile::tempdir().unwrap();
+    let m = small(d.path(), 1);
+    let files: String = m.raw.files.iter().map(|f| format!("{} {}\n", f.sha256, f.path)).collect();
+    let digest = quadbench::package::manifest::sha256_bytes(files.as_bytes());
+    assert_eq!((package::reference::GENERATOR_REVISION, digest.as_str()), (2, "fdab36d97cd5fd5748899aa06248fd02aa621b42008c08ec48afb1f41f2de858"), "files:\n{files}");
+}
