@@ -381,7 +381,9 @@ fn write_adapter(path: &Path, lora: &BTreeMap<&'static str, Lora>, p: &Reference
         .map(|(n, s, b)| Ok((n.clone(), safetensors::tensor::TensorView::new(safetensors::Dtype::F32, s.clone(), b)?)))
         .collect::<Result<_, safetensors::SafeTensorError>>()
         .map_err(|e| PackageError::Adapter { path: path.display().to_string(), message: e.to_string() })?;
-    let meta = std::collections::HashMap::from([("task".to_string(), task.to_string()), ("format".to_string(), "peft-lora".to_string())]);
+    // One key only: the crate takes a HashMap, whose order would make the bytes vary run to run.
+    let _ = task;
+    let meta = std::collections::HashMap::from([("format".to_string(), "pt".to_string())]);
     let bytes = safetensors::serialize(views, Some(meta)).map_err(|e| PackageError::Adapter { path: path.display().to_string(), message: e.to_string() })?;
     manifest::write_file(path, &bytes)
 }
