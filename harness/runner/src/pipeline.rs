@@ -18,6 +18,13 @@ pub struct BoundAdapter {
     tensors: HashMap<(String, LoraPart), Tensor<f32>>,
 }
 
+impl BoundAdapter {
+    /// The bound tensor of one side of a slot.
+    pub fn tensor(&self, slot: &str, part: LoraPart) -> Option<&Tensor<f32>> {
+        self.tensors.get(&(slot.to_string(), part))
+    }
+}
+
 /// Read a PEFT safetensors adapter and lay it out for the graph's inputs.
 pub fn load_adapter(path: &Path, task: &str, slots: &[PlanLoraSlot]) -> Result<BoundAdapter, Error> {
     let bytes = std::fs::read(path).map_err(|e| format!("cannot read adapter {}: {e}", path.display()))?;
