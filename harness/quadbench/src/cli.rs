@@ -49,6 +49,29 @@ enum Command {
     /// ONNX Runtime artefacts pinned in runtime.lock.toml.
     #[command(subcommand)]
     Runtime(RuntimeCmd),
+    /// Image-quality metrics between a reference (golden) image and a test image.
+    Compare(crate::compare::CompareArgs),
+    /// Golden images: make them from the reference configuration, or verify them.
+    #[command(subcommand)]
+    Golden(GoldenCmd),
+}
+
+#[derive(Subcommand)]
+enum GoldenCmd {
+    /// Produce goldens with the reference configuration (FP32, CPU EP, separate baselines) for
+    /// the scenario's package, tasks and inputs. Lists what would change; needs --force to overwrite.
+    Bless {
+        /// Scenario whose package and inputs to bless (default: scenarios/demo.yaml).
+        scenario: Option<PathBuf>,
+        /// Overwrite goldens that changed.
+        #[arg(long)]
+        force: bool,
+    },
+    /// Check golden files against their manifests (sha256).
+    Verify {
+        /// Golden directory (default: the repository's golden/).
+        dir: Option<PathBuf>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -95,7 +118,7 @@ struct ReferenceArgs {
     seed: u64,
 }
 
-fn report(e: &dyn std::fmt::Display) {
+pub fn report(e: &dyn std::fmt::Display) {
     eprintln!("error: {e}");
 }
 
@@ -108,7 +131,7 @@ fn exit_for(e: &RunError) -> i32 {
 }
 
 /// Nearest ancestor of `start` holding `golden/inputs` (the repository checkout).
-fn repo_root(start: &Path) -> Option<PathBuf> {
+pub fn repo_root(start: &Path) -> Option<PathBuf> {
     let start = std::fs::canonicalize(start).ok()?;
     start.ancestors().find(|d| d.join("golden/inputs").is_dir()).map(Path::to_path_buf)
 }
@@ -157,7 +180,7 @@ fn run_and_summarise(scenario: &Path, device: Option<PathBuf>, out: Option<PathB
     println!("results: {}\nreport:  {}", out.join("results.json").display(), out.join("report.md").display());
     if results.runs.iter().any(|r| r.status == RunState::Failed) {
         EXIT_RUNS_FAILED
-    } else if results.claims.iter().any(|c| c.verdict == Verdict::Fail) {
+    } else if results.claims.iter().any(|c| c.verdict == Verdict::Fail) || results.runs.iter().any(|r| r.quality.values().any(|q| q.pass == Some(false))) {
         EXIT_CLAIMS_FAILED
     } else {
         EXIT_OK
@@ -205,6 +228,19 @@ pub fn summary_table(r: &Results) -> String {
                 }
             }
         }
+        for x in runs.iter().filter(|x| !x.quality.is_empty()) {
+            let worst = |f: &dyn Fn(&quadbench::results::Scores) -> Option<f64>| x.quality.values().filter_map(|q| if q.mean.identical { Some(f64::INFINITY) } else { f(&q.mean) }).fold(f64::INFINITY, f64::min);
+            let scored = x.quality.values().filter(|q| !q.inputs.is_empty()).count();
+            let missing = x.quality.values().filter(|q| !q.missing_golden.is_empty()).count();
+            let failed = x.quality.values().filter(|q| q.pass == Some(false)).count();
+            let fmt = |v: f64, unit: &str| if v.is_infinite() { "identical".to_string() } else { format!("{v:.2}{unit}") };
+            s.push_str(&format!(
+                "quality {:<18} vs goldens: worst-task PSNR {}, SSIM {}; {scored} tasks scored, {missing} missing goldens, {failed} failing thresholds\n",
+                x.strategy.as_str(),
+                fmt(worst(&|m| m.psnr_db), " dB"),
+                fmt(worst(&|m| m.ssim), "")
+            ));
+        }
         for c in r.claims.iter().filter(|c| c.device == device && c.backend == backend) {
             let verdict = match c.verdict {
                 Verdict::Pass => "pass",
@@ -217,7 +253,7 @@ pub fn summary_table(r: &Results) -> String {
     s
 }
 
-fn find_demo_scenario() -> Option<PathBuf> {
+pub fn find_demo_scenario() -> Option<PathBuf> {
     let from_cwd = std::env::current_dir().ok().and_then(|d| repo_root(&d));
     let from_exe = std::env::current_exe().ok().and_then(|e| e.parent().and_then(repo_root));
     from_cwd.or(from_exe).map(|r| r.join("scenarios/demo.yaml")).filter(|p| p.exists())
@@ -274,6 +310,36 @@ pub fn main() -> i32 {
                 }
             }
             code
+        }
+        Command::Compare(a) => match crate::compare::run(&a) {
+            Ok(()) => EXIT_OK,
+            Err(e) => {
+                eprintln!("error: {e:#}");
+                EXIT_BAD_INPUT
+            }
+        },
+        Command::Golden(GoldenCmd::Verify { dir }) => {
+            let Some(dir) = dir.or_else(|| std::env::current_dir().ok().and_then(|d| repo_root(&d)).map(|r| r.join("golden"))) else {
+                report(&"no golden directory given and none found above the current directory");
+                return EXIT_BAD_INPUT;
+            };
+            match quadbench::golden::verify(&dir) {
+                Ok(n) => {
+                    println!("ok: {n} golden files match their manifests under {}", dir.display());
+                    EXIT_OK
+                }
+                Err(e) => {
+                    report(&e);
+                    EXIT_BAD_INPUT
+                }
+            }
+        }
+        Command::Golden(GoldenCmd::Bless { scenario, force }) => {
+            let Some(sc) = scenario.or_else(find_demo_scenario) else {
+                report(&"scenarios/demo.yaml not found; pass a scenario");
+                return EXIT_BAD_INPUT;
+            };
+            crate::bless::bless(&sc, force)
         }
         Command::Runtime(RuntimeCmd::Info) => {
             print!("{}", quadbench_runtime::info_text(&quadbench_runtime::Lock::embedded()));

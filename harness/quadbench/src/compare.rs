@@ -6,8 +6,8 @@
 //! single JSON object with `--json` (warnings inside it). PSNR of identical images prints `inf`
 //! in text and `null` with `"identical": true` in JSON.
 //!
-//! ONNX Runtime for `--lpips-model` is taken from the `QUADBENCH_ORT_LIB` environment variable
-//! (path to libonnxruntime.so); the lead wires runtime provisioning (quadbench-runtime) into that.
+//! ONNX Runtime for `--lpips-model` comes from runtime provisioning (`quadbench runtime fetch`,
+//! or `QUADBENCH_ORT_LIB`).
 
 use std::path::PathBuf;
 
@@ -16,9 +16,6 @@ use quadbench_metrics::{
     CompareOptions, Comparison, ImageInfo, LPIPS_PROXY_DEFINITION, Metric, SSIM_CONVENTION, compare_pair, diff_heatmap,
     init_onnx_runtime, load_pair,
 };
-
-/// Environment variable naming the ONNX Runtime shared library used for `--lpips-model`.
-pub const ORT_LIB_ENV: &str = "QUADBENCH_ORT_LIB";
 
 /// Arguments of `quadbench compare`.
 #[derive(Debug, Clone, clap::Args)]
@@ -58,10 +55,9 @@ pub fn run(args: &CompareArgs) -> Result<()> {
         if args.lpips_model.is_none() {
             bail!("lpips needs a model: pass --lpips-model FILE.onnx, or use --metrics without lpips");
         }
-        let Some(lib) = std::env::var_os(ORT_LIB_ENV) else {
-            bail!("lpips needs onnx runtime: set {ORT_LIB_ENV} to the path of libonnxruntime.so");
-        };
-        init_onnx_runtime(std::path::Path::new(&lib))?;
+        // The provisioned runtime (honours QUADBENCH_ORT_LIB, fetches on first use).
+        let lib = quadbench_runtime::ensure_onnxruntime()?;
+        init_onnx_runtime(&lib.library)?;
     }
     let opts = CompareOptions { metrics, allow_gray_rgb: args.allow_gray_rgb, lpips_model: args.lpips_model.clone() };
     let pair = load_pair(&args.ref_path, &args.test_path, args.allow_gray_rgb)?;

@@ -18,6 +18,8 @@ pub fn safe_relative_path(s: &str) -> bool {
     !s.starts_with('/') && s.split('/').all(safe_name)
 }
 pub mod device;
+pub mod golden;
+pub mod quality;
 pub mod results;
 pub mod run;
 pub mod scenario;

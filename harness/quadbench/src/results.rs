@@ -377,6 +377,25 @@ pub fn report_markdown(r: &Results) -> String {
             Verdict::Missing => "missing run",
         }));
     }
+    if r.runs.iter().any(|x| !x.quality.is_empty()) {
+        s.push_str("\n## Quality per task (mean over inputs, vs goldens)\n\nPSNR in dB (`identical` = bit-exact); SSIM is skimage-compatible (Gaussian sigma 1.5, population covariance, data range 1); lpips_proxy is not LPIPS (see README).\n\n| run | task | PSNR dB | SSIM | MS-SSIM | lpips_proxy | thresholds |\n|---|---|---:|---:|---:|---:|---|\n");
+        let f = |v: Option<f64>, d: usize| v.map_or("-".to_string(), |x| format!("{x:.d$}"));
+        for run in &r.runs {
+            for (task, q) in &run.quality {
+                let psnr = if q.mean.identical { "identical".to_string() } else { f(q.mean.psnr_db, 2) };
+                let verdict = if !q.missing_golden.is_empty() {
+                    format!("missing golden: {}", q.missing_golden.join(", "))
+                } else {
+                    match q.pass {
+                        Some(true) => "pass".into(),
+                        Some(false) => format!("**fail**: {}", q.thresholds.iter().filter(|(_, ok)| !**ok).map(|(k, _)| k.as_str()).collect::<Vec<_>>().join(", ")),
+                        None => "-".into(),
+                    }
+                };
+                s.push_str(&format!("| {} | {task} | {psnr} | {} | {} | {} | {verdict} |\n", run.id, f(q.mean.ssim, 5), f(q.mean.ms_ssim, 5), f(q.mean.lpips_proxy, 4)));
+            }
+        }
+    }
     for run in r.runs.iter().filter(|x| x.status != RunState::Ok) {
         s.push_str(&format!("\n### {} {:?}\n\n```\n{}\n{}\n```\n", run.id, run.status, run.error.as_deref().unwrap_or(""), run.stderr_tail));
     }

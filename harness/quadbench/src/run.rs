@@ -192,6 +192,7 @@ pub fn run_scenario(sc: &Scenario, opts: &RunOptions, rep: &mut dyn Reporter) ->
         claims: Vec::new(),
         complete: false,
     };
+    let quality = crate::quality::QualityConfig { golden_root: sc.golden_root.clone(), package_name: m.raw.name.clone(), thresholds: sc.thresholds.clone() };
     let results_path = out.join("results.json");
     let total = profiles.len() * sc.backends.len() * sc.strategies.len();
     let mut index = 0;
@@ -208,7 +209,8 @@ pub fn run_scenario(sc: &Scenario, opts: &RunOptions, rep: &mut dyn Reporter) ->
                 index += 1;
                 let id = format!("{}-{}-{}-{}", profile.name, backend, sc.precision, strategy);
                 rep.event(&Event::RunStart { index, total, id: id.clone() });
-                let record = run_one(RunSpec { sc, m: &m, pkg_dir: &pkg_dir, id: &id, profile, backend, strategy, runner: &runner, ort_lib: &ort_lib, inputs: &inputs, out }, transport.as_mut(), &info, rep);
+                let mut record = run_one(RunSpec { sc, m: &m, pkg_dir: &pkg_dir, id: &id, profile, backend, strategy, runner: &runner, ort_lib: &ort_lib, inputs: &inputs, out }, transport.as_mut(), &info, rep);
+                crate::quality::score_run(&mut record, out, &quality);
                 let note = record.error.clone().unwrap_or_else(|| record.validity_note.clone());
                 rep.event(&Event::RunEnd { id: id.clone(), status: record.status, note });
                 results.runs.push(record);

@@ -31,6 +31,20 @@ pub struct RawScenario {
     pub threads: usize,
     #[serde(default)]
     pub claims: Vec<RawClaim>,
+    /// Output quality against goldens.
+    #[serde(default)]
+    pub quality: Option<RawQuality>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawQuality {
+    /// Golden directory (default: the repository's `golden/`).
+    #[serde(default)]
+    pub golden_dir: Option<String>,
+    /// Metric -> condition, e.g. `psnr_db: ">= 30"`; every input of every task must pass.
+    #[serde(default)]
+    pub thresholds: BTreeMap<String, String>,
 }
 
 fn default_precision() -> String {
@@ -140,6 +154,9 @@ pub struct Scenario {
     pub workload: PlanWorkload,
     pub threads: usize,
     pub claims: Vec<Claim>,
+    /// Golden directory and thresholds; outputs are scored whenever goldens exist.
+    pub golden_root: PathBuf,
+    pub thresholds: Vec<crate::quality::Threshold>,
 }
 
 /// Backends a scenario may name (the runner's registry decides what a device can serve).
@@ -238,7 +255,18 @@ impl Scenario {
             }
             claims.push(Claim { name: c.name.clone(), metric: c.metric.clone(), baseline: parse_strategy(&c.baseline)?, candidate: parse_strategy(&c.candidate)?, threshold: c.threshold });
         }
+        let golden_root = raw.quality.as_ref().and_then(|q| q.golden_dir.as_ref()).map(|d| base.join(d)).unwrap_or_else(|| repo_root.join("golden"));
+        let mut thresholds = Vec::new();
+        for (metric, expr) in raw.quality.iter().flat_map(|q| q.thresholds.iter()) {
+            let t = crate::quality::Threshold::parse(metric, expr).map_err(|m| {
+                let fix = yaml::nearest(metric, crate::quality::QUALITY_METRICS.iter().copied()).filter(|n| n != metric).map(|n| format!("did you mean `{n}`?")).unwrap_or_default();
+                err(&format!("{metric}:"), m, &fix)
+            })?;
+            thresholds.push(t);
+        }
         Ok(Scenario {
+            golden_root,
+            thresholds,
             path: path.to_path_buf(),
             name: raw.name,
             sha256: crate::package::manifest::sha256_bytes(text.as_bytes()),

@@ -1,0 +1,157 @@
+//! Scoring a run's output images against goldens: PSNR, SSIM, MS-SSIM and the perceptual proxy
+//! per task and input, means per task, scenario thresholds, and an image grid per task
+//! (input | golden | output | error heatmap) for reports.
+
+use crate::results::{RunRecord, Scores, TaskQuality};
+use quadbench_metrics::{CompareOptions, Metric};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+/// A threshold like `psnr_db >= 30`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Threshold {
+    pub metric: String,
+    pub op: String,
+    pub value: f64,
+}
+
+pub const QUALITY_METRICS: &[&str] = &["psnr_db", "ssim", "ms_ssim", "lpips_proxy", "lpips"];
+
+impl Threshold {
+    /// Parse `metric` and an expression such as `">= 30"`.
+    pub fn parse(metric: &str, expr: &str) -> Result<Threshold, String> {
+        if !QUALITY_METRICS.contains(&metric) {
+            return Err(format!("unknown quality metric `{metric}`; one of {}", QUALITY_METRICS.join(", ")));
+        }
+        let e = expr.trim();
+        let op = [">=", "<=", ">", "<"].into_iter().find(|o| e.starts_with(o)).ok_or_else(|| format!("threshold `{expr}` must start with >=, >, <= or <, e.g. \">= 30\""))?;
+        let value = e[op.len()..].trim().parse::<f64>().map_err(|_| format!("threshold `{expr}`: `{}` is not a number", e[op.len()..].trim()))?;
+        Ok(Threshold { metric: metric.into(), op: op.into(), value })
+    }
+
+    pub fn label(&self) -> String {
+        format!("{} {} {}", self.metric, self.op, self.value)
+    }
+
+    /// Whether `s` passes; identical images pass any PSNR floor.
+    pub fn check(&self, s: &Scores) -> Option<bool> {
+        let v = match self.metric.as_str() {
+            "psnr_db" if s.identical => f64::INFINITY,
+            "psnr_db" => s.psnr_db?,
+            "ssim" => s.ssim?,
+            "ms_ssim" => s.ms_ssim?,
+            "lpips_proxy" => s.lpips_proxy?,
+            "lpips" => s.lpips?,
+            _ => return None,
+        };
+        Some(match self.op.as_str() {
+            ">=" => v >= self.value,
+            ">" => v > self.value,
+            "<=" => v <= self.value,
+            _ => v < self.value,
+        })
+    }
+}
+
+/// Where goldens are and what must hold.
+#[derive(Debug, Clone)]
+pub struct QualityConfig {
+    pub golden_root: PathBuf,
+    pub package_name: String,
+    pub thresholds: Vec<Threshold>,
+}
+
+fn mean(v: &[Option<f64>]) -> Option<f64> {
+    let xs: Vec<f64> = v.iter().flatten().copied().filter(|x| x.is_finite()).collect();
+    (!xs.is_empty()).then(|| xs.iter().sum::<f64>() / xs.len() as f64)
+}
+
+/// Score one output against its golden.
+pub fn score(golden: &Path, output: &Path) -> Result<Scores, String> {
+    let pair = quadbench_metrics::load_pair(golden, output, false).map_err(|e| e.to_string())?;
+    let mut metrics = vec![Metric::Psnr, Metric::Ssim, Metric::LpipsProxy];
+    if pair.reference.width.min(pair.reference.height) >= quadbench_metrics::MS_SSIM_MIN_SIDE_PX {
+        metrics.push(Metric::MsSsim);
+    }
+    let c = quadbench_metrics::compare_pair(&pair, &CompareOptions { metrics, ..Default::default() }).map_err(|e| e.to_string())?;
+    Ok(Scores { psnr_db: c.psnr_db.filter(|p| p.is_finite()), identical: c.identical, ssim: c.ssim, ms_ssim: c.ms_ssim, lpips_proxy: c.lpips_proxy, lpips: c.lpips })
+}
+
+/// Fill `rec.quality` from its outputs under `out`; write grids under `out/grids/<run>/`.
+pub fn score_run(rec: &mut RunRecord, out: &Path, cfg: &QualityConfig) {
+    let index = crate::golden::index(&cfg.golden_root, &cfg.package_name);
+    let mut per_task: BTreeMap<String, TaskQuality> = BTreeMap::new();
+    for o in &rec.outputs {
+        let tq = per_task.entry(o.task.clone()).or_default();
+        let Some(golden) = index.get(&(o.task.clone(), o.input.clone())) else {
+            tq.missing_golden.push(o.input.clone());
+            continue;
+        };
+        match score(golden, &out.join(&o.path)) {
+            Ok(s) => {
+                tq.inputs.insert(o.input.clone(), s);
+            }
+            Err(e) => {
+                // A broken output is a failed score, recorded as a failing threshold below.
+                tq.thresholds.insert(format!("scorable ({}: {e})", o.input), false);
+            }
+        }
+    }
+    for (task, tq) in per_task.iter_mut() {
+        let all: Vec<&Scores> = tq.inputs.values().collect();
+        if !all.is_empty() {
+            tq.mean = Scores {
+                psnr_db: mean(&all.iter().map(|s| s.psnr_db).collect::<Vec<_>>()),
+                identical: all.iter().all(|s| s.identical),
+                ssim: mean(&all.iter().map(|s| s.ssim).collect::<Vec<_>>()),
+                ms_ssim: mean(&all.iter().map(|s| s.ms_ssim).collect::<Vec<_>>()),
+                lpips_proxy: mean(&all.iter().map(|s| s.lpips_proxy).collect::<Vec<_>>()),
+                lpips: mean(&all.iter().map(|s| s.lpips).collect::<Vec<_>>()),
+            };
+            for t in &cfg.thresholds {
+                // Every input must pass, not only the mean.
+                let verdicts: Vec<Option<bool>> = tq.inputs.values().map(|s| t.check(s)).collect();
+                if verdicts.iter().all(|v| v.is_some()) {
+                    tq.thresholds.insert(t.label(), verdicts.iter().all(|v| *v == Some(true)));
+                }
+            }
+        }
+        tq.pass = (!tq.thresholds.is_empty()).then(|| tq.thresholds.values().all(|v| *v));
+        let _ = write_grid(rec, out, task, &index);
+    }
+    rec.quality = per_task;
+}
+
+/// input | golden | output | heatmap, one row per input of `task`.
+fn write_grid(rec: &RunRecord, out: &Path, task: &str, goldens: &BTreeMap<(String, String), PathBuf>) -> Result<(), String> {
+    let rows: Vec<_> = rec.outputs.iter().filter(|o| o.task == task).collect();
+    let mut tiles: Vec<Vec<image::RgbImage>> = Vec::new();
+    for o in rows {
+        let output = image::open(out.join(&o.path)).map_err(|e| e.to_string())?.to_rgb8();
+        let (w, h) = output.dimensions();
+        let blank = || image::RgbImage::from_pixel(w, h, image::Rgb([128, 128, 128]));
+        let input = image::open(out.join("inputs").join(format!("{}.png", o.input))).map(|i| i.to_rgb8()).unwrap_or_else(|_| blank());
+        let golden_path = goldens.get(&(o.task.clone(), o.input.clone())).cloned();
+        let golden = golden_path.as_ref().and_then(|p| image::open(p).ok()).map(|i| i.to_rgb8()).unwrap_or_else(blank);
+        let heat = golden_path
+            .and_then(|g| quadbench_metrics::load_pair(&g, &out.join(&o.path), false).ok())
+            .and_then(|p| quadbench_metrics::diff_heatmap(&p.reference, &p.test).ok())
+            .unwrap_or_else(blank);
+        tiles.push(vec![input, golden, output, heat]);
+    }
+    let Some(first) = tiles.first().map(|r| r[0].dimensions()) else { return Ok(()) };
+    let (w, h) = first;
+    let gap = 4;
+    let mut grid = image::RgbImage::from_pixel(4 * w + 3 * gap, tiles.len() as u32 * (h + gap) - gap, image::Rgb([255, 255, 255]));
+    for (r, row) in tiles.iter().enumerate() {
+        for (c, t) in row.iter().enumerate() {
+            if t.dimensions() == (w, h) {
+                image::imageops::replace(&mut grid, t, (c as u32 * (w + gap)) as i64, (r as u32 * (h + gap)) as i64);
+            }
+        }
+    }
+    let p = out.join("grids").join(&rec.id).join(format!("{task}.png"));
+    std::fs::create_dir_all(p.parent().unwrap_or(out)).map_err(|e| e.to_string())?;
+    grid.save(&p).map_err(|e| e.to_string())
+}
+
