@@ -1,7 +1,7 @@
 //! `quadbench golden bless`: run the reference configuration on the local host and write its
 //! outputs as goldens, listing what would change and refusing to overwrite without `--force`.
 
-use crate::cli::{repo_root, report, EXIT_BAD_INPUT, EXIT_CLAIMS_FAILED, EXIT_INFRA, EXIT_OK};
+use crate::cli::{report, scenario_repo_root, EXIT_BAD_INPUT, EXIT_CLAIMS_FAILED, EXIT_INFRA, EXIT_OK};
 use crate::progress::StderrReporter;
 use quadbench::golden::{self, GoldenManifest, GOLDEN_SCHEMA, REFERENCE_BACKEND, REFERENCE_PRECISION, REFERENCE_STRATEGY};
 use quadbench::run::{self, RunOptions};
@@ -10,7 +10,7 @@ use quadbench_protocol::{Strategy, TaskOrder};
 use std::path::Path;
 
 pub fn bless(scenario: &Path, force: bool) -> i32 {
-    let Some(root) = repo_root(scenario.parent().unwrap_or(Path::new("."))) else {
+    let Some(root) = scenario_repo_root(scenario) else {
         report(&"cannot find the repository (golden/inputs) above the scenario");
         return EXIT_BAD_INPUT;
     };

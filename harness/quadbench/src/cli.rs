@@ -152,8 +152,13 @@ fn utc_stamp() -> String {
     format!("{y:04}{m:02}{d:02}-{:02}{:02}{:02}", rem / 3600, rem % 3600 / 60, rem % 60)
 }
 
+/// The checkout a scenario belongs to: above the scenario, else above the current directory.
+pub fn scenario_repo_root(scenario: &Path) -> Option<PathBuf> {
+    repo_root(scenario.parent().unwrap_or(Path::new("."))).or_else(|| repo_root(Path::new(".")))
+}
+
 fn run_and_summarise(scenario: &Path, device: Option<PathBuf>, out: Option<PathBuf>) -> i32 {
-    let Some(root) = repo_root(scenario.parent().unwrap_or(Path::new("."))).or_else(|| repo_root(Path::new("."))) else {
+    let Some(root) = scenario_repo_root(scenario) else {
         report(&format!("cannot find the quadbench checkout (a directory with golden/inputs) above {}; run from the repository", scenario.display()));
         return EXIT_BAD_INPUT;
     };

@@ -86,15 +86,17 @@ pub fn diff(dir: &Path, produced: &[(String, String, PathBuf)]) -> Result<Vec<Ch
         let name = file_name(task, input);
         let existing = dir.join(&name);
         let new_sha = sha256_file(path).map_err(|e| io(path, e))?;
-        let known = old.as_ref().and_then(|m| m.files.iter().find(|f| f.path == name));
-        let change = match known {
-            Some(f) if f.sha256 == new_sha && existing.exists() => Change { task: task.clone(), input: input.clone(), kind: "unchanged", psnr_db: None, ssim: None },
-            Some(_) if existing.exists() => {
+        let listed = old.as_ref().is_some_and(|m| m.files.iter().any(|f| f.path == name));
+        // Compare with the file as it is on disk (the manifest may be stale or the file edited).
+        let on_disk = existing.exists().then(|| sha256_file(&existing)).transpose().map_err(|e| io(&existing, e))?;
+        let change = match on_disk {
+            Some(h) if h == new_sha && listed => Change { task: task.clone(), input: input.clone(), kind: "unchanged", psnr_db: None, ssim: None },
+            Some(_) => {
                 let opts = CompareOptions { metrics: vec![Metric::Psnr, Metric::Ssim], ..Default::default() };
                 let c = quadbench_metrics::compare(&existing, path, &opts).map_err(|e| io(path, e))?;
                 Change { task: task.clone(), input: input.clone(), kind: "changed", psnr_db: c.psnr_db, ssim: c.ssim }
             }
-            _ => Change { task: task.clone(), input: input.clone(), kind: "new", psnr_db: None, ssim: None },
+            None => Change { task: task.clone(), input: input.clone(), kind: "new", psnr_db: None, ssim: None },
         };
         out.push(change);
     }
