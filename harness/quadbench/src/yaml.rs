@@ -53,7 +53,7 @@ pub fn nearest<'a>(word: &str, candidates: impl IntoIterator<Item = &'a str>) ->
         .into_iter()
         .map(|c| (strsim::damerau_levenshtein(word, c), c))
         // A typo (small edit distance) or a truncation (`psnr` for `psnr_db`).
-        .filter(|(d, c)| *d <= 2.max(c.len() / 3) || (word.len() >= 3 && (c.starts_with(word) || word.starts_with(c))))
+        .filter(|(d, c)| *d <= 2.max(c.len().div_ceil(3)) || (word.len() >= 3 && (c.starts_with(word) || word.starts_with(c))))
         .min_by_key(|(d, _)| *d)
         .map(|(_, c)| c)
 }
