@@ -31,6 +31,25 @@ pub struct RawScenario {
     pub threads: usize,
     #[serde(default)]
     pub claims: Vec<RawClaim>,
+    /// Pause between runs, seconds (default 0).
+    #[serde(default)]
+    pub cooldown_s: f64,
+    /// Throttle check before each run (default: on, 10% slowdown, 2 retries, 5 s cool-down).
+    #[serde(default)]
+    pub throttle: Option<RawThrottle>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawThrottle {
+    #[serde(default)]
+    pub enabled: Option<bool>,
+    #[serde(default)]
+    pub max_slowdown: Option<f64>,
+    #[serde(default)]
+    pub retries: Option<u32>,
+    #[serde(default)]
+    pub cooldown_s: Option<f64>,
 }
 
 fn default_precision() -> String {
@@ -140,6 +159,8 @@ pub struct Scenario {
     pub workload: PlanWorkload,
     pub threads: usize,
     pub claims: Vec<Claim>,
+    pub cooldown_s: f64,
+    pub throttle: crate::throttle::ThrottleConfig,
 }
 
 /// Backends a scenario may name (the runner's registry decides what a device can serve).
@@ -238,7 +259,26 @@ impl Scenario {
             }
             claims.push(Claim { name: c.name.clone(), metric: c.metric.clone(), baseline: parse_strategy(&c.baseline)?, candidate: parse_strategy(&c.candidate)?, threshold: c.threshold });
         }
+        if !(raw.cooldown_s.is_finite() && (0.0..=3600.0).contains(&raw.cooldown_s)) {
+            return Err(err("cooldown_s:", format!("cooldown_s must be between 0 and 3600 seconds, not {}", raw.cooldown_s), "e.g. `cooldown_s: 10`"));
+        }
+        let d = crate::throttle::ThrottleConfig::default();
+        let throttle = match &raw.throttle {
+            None => d,
+            Some(t) => crate::throttle::ThrottleConfig { enabled: t.enabled.unwrap_or(d.enabled), max_slowdown: t.max_slowdown.unwrap_or(d.max_slowdown), retries: t.retries.unwrap_or(d.retries), cooldown_s: t.cooldown_s.unwrap_or(d.cooldown_s) },
+        };
+        if !(throttle.max_slowdown.is_finite() && throttle.max_slowdown > 0.0 && throttle.max_slowdown <= 10.0) {
+            return Err(err("max_slowdown:", format!("throttle.max_slowdown must be a fraction in (0, 10], not {}", throttle.max_slowdown), "e.g. `max_slowdown: 0.10` (10% slower counts as throttled)"));
+        }
+        if throttle.retries > 20 {
+            return Err(err("retries:", format!("throttle.retries {} is more than 20", throttle.retries), "use a few retries with a longer cooldown_s"));
+        }
+        if !(throttle.cooldown_s.is_finite() && (0.0..=3600.0).contains(&throttle.cooldown_s)) {
+            return Err(err("throttle:", format!("throttle.cooldown_s must be between 0 and 3600 seconds, not {}", throttle.cooldown_s), "e.g. `throttle: {cooldown_s: 30}`"));
+        }
         Ok(Scenario {
+            cooldown_s: raw.cooldown_s,
+            throttle,
             path: path.to_path_buf(),
             name: raw.name,
             sha256: crate::package::manifest::sha256_bytes(text.as_bytes()),
