@@ -89,7 +89,7 @@ fn failing_quality_threshold_fails_the_run() {
     let t = r["runs"][0]["quality"].as_object().unwrap().values().next().unwrap();
     assert_eq!(t["pass"], false);
     assert_eq!(t["thresholds"]["ssim > 1"], false, "{t}");
-    assert!(std::fs::read_to_string(out.join("report.md")).unwrap().contains("**fail**: ssim > 1"));
+    assert!(std::fs::read_to_string(out.join("report.md")).unwrap().contains("fail: ssim > 1"));
 }
 
 #[test]

@@ -43,6 +43,18 @@ enum Command {
         #[arg(long)]
         out: Option<PathBuf>,
     },
+    /// Regenerate tables, plots, JUnit XML and report.html from a results directory (results.json
+    /// and samples/ alone); byte-identical for the same inputs.
+    Report {
+        /// Results directory (holding results.json and samples/).
+        dir: PathBuf,
+        /// Comma-separated formats: md, tex, csv, json, junit, html, plots (default: all).
+        #[arg(long, value_delimiter = ',')]
+        format: Vec<String>,
+        /// Output directory (default: the results directory); `-` prints text artefacts to stdout.
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
     /// Model packages: generate the reference package, check a package.
     #[command(subcommand)]
     Package(PackageCmd),
@@ -182,7 +194,14 @@ fn run_and_summarise(scenario: &Path, device: Option<PathBuf>, out: Option<PathB
     };
     rep.finish();
     print!("{}", summary_table(&results));
-    println!("results: {}\nreport:  {}", out.join("results.json").display(), out.join("report.md").display());
+    println!("results: {}", out.join("results.json").display());
+    if let Err(e) = quadbench::report::generate(&out, &[], None) {
+        report(&e);
+        return EXIT_INFRA;
+    }
+    for f in ["report.md", "report.html", "junit.xml", "tables/", "plots/"] {
+        println!("report:  {}", out.join(f).display());
+    }
     if results.runs.iter().any(|r| r.status == RunState::Failed) {
         EXIT_RUNS_FAILED
     } else if results.claims.iter().any(|c| c.verdict == Verdict::Fail) || results.runs.iter().any(|r| r.quality.values().any(|q| q.pass == Some(false))) {
@@ -250,12 +269,49 @@ pub fn summary_table(r: &Results) -> String {
             let verdict = match c.verdict {
                 Verdict::Pass => "pass",
                 Verdict::Fail => "FAIL (not reproduced)",
+                Verdict::Inconclusive => "inconclusive (CI straddles the threshold)",
                 Verdict::Missing => "missing run",
             };
-            s.push_str(&format!("claim {:<20} {} {} vs {}: {} (needs >= {:.1}x): {verdict}\n", c.name, c.metric, c.candidate, c.baseline, c.ratio.map_or("-".into(), |v| format!("{v:.2}x")), c.threshold));
+            let ci = match (c.ci_low, c.ci_high) {
+                (Some(lo), Some(hi)) => format!(" [95% CI {lo:.2}, {hi:.2}]"),
+                _ => String::new(),
+            };
+            s.push_str(&format!("claim {:<20} {} {} vs {}: {}{ci} (needs >= {:.1}x): {verdict}\n", c.name, c.metric, c.candidate, c.baseline, c.ratio.map_or("-".into(), |v| format!("{v:.2}x")), c.threshold));
         }
     }
     s
+}
+
+fn report_command(dir: &Path, formats: &[String], out: Option<&Path>) -> i32 {
+    use quadbench::report::{self, ReportError};
+    let code = |e: &ReportError| if matches!(e, ReportError::Write { .. }) { EXIT_INFRA } else { EXIT_BAD_INPUT };
+    let to_stdout = out == Some(Path::new("-"));
+    let result = report::Report::load(dir).and_then(|r| report::render(&r, formats));
+    let artefacts = match result {
+        Ok(a) => a,
+        Err(e) => {
+            report(&e);
+            return code(&e);
+        }
+    };
+    if to_stdout {
+        for a in artefacts.iter().filter(|a| !a.path.ends_with(".png")) {
+            print!("{}", String::from_utf8_lossy(&a.bytes));
+        }
+        return EXIT_OK;
+    }
+    match report::write(&artefacts, out.unwrap_or(dir)) {
+        Ok(paths) => {
+            for p in paths {
+                println!("{}", p.display());
+            }
+            EXIT_OK
+        }
+        Err(e) => {
+            report(&e);
+            code(&e)
+        }
+    }
 }
 
 pub fn find_demo_scenario() -> Option<PathBuf> {
@@ -275,6 +331,7 @@ pub fn main() -> i32 {
             run_and_summarise(&sc, None, out)
         }
         Command::Run { scenario, device, out } => run_and_summarise(&scenario, device, out),
+        Command::Report { dir, format, out } => report_command(&dir, &format, out.as_deref()),
         Command::Package(PackageCmd::Reference(a)) => {
             let p = ReferenceParams { tasks: a.tasks, width: a.width, resolution: a.resolution, steps: a.steps, seed: a.seed };
             match package::reference::generate(&a.out, &p) {

@@ -3,7 +3,9 @@
 //!
 //! Modules own one area each: `package` (model packages), `scenario` (what to run), `device`
 //! (transports), `plan` (host side of the runner protocol), `run` (the run loop and its events),
-//! `results` (results.json and friends), `yaml` (located YAML errors).
+//! `results` (results.json and friends), `stats` (intervals, outliers), `throttle` (cool-down
+//! between runs), `report` (tables, plots, JUnit, HTML from a results directory), `yaml`
+//! (located YAML errors).
 
 pub mod package;
 pub mod yaml;
@@ -20,6 +22,9 @@ pub fn safe_relative_path(s: &str) -> bool {
 pub mod device;
 pub mod golden;
 pub mod quality;
+pub mod report;
 pub mod results;
 pub mod run;
 pub mod scenario;
+pub mod stats;
+pub mod throttle;

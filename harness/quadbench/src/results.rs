@@ -1,8 +1,9 @@
-//! `results.json` (schema `quadbench.results/1`), raw samples as CSV, claim verdicts and the
-//! short `report.md`. Written incrementally: a finished run is on disk (atomic rename) before
-//! the next one starts.
+//! `results.json` (schema `quadbench.results/1`), raw samples as CSV and claim verdicts with
+//! confidence intervals. Written incrementally: a finished run is on disk (atomic rename) before
+//! the next one starts. Reports (`crate::report`) are regenerated from these files alone.
 
 use crate::scenario::Claim;
+use crate::stats;
 use quadbench_protocol::{MemoryPhase, OutputImage, RunResult, Storage, Strategy, SwitchEvent};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -10,7 +11,7 @@ use std::path::Path;
 
 pub const RESULTS_SCHEMA: &str = "quadbench.results/1";
 
-/// Distribution summary of latency samples (ms).
+/// Distribution summary of latency samples (ms). Interval methods: [`crate::stats`].
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct Summary {
     pub n: usize,
@@ -21,16 +22,25 @@ pub struct Summary {
     pub p90: f64,
     pub p99: f64,
     pub max: f64,
+    /// 95% CI of the median (p50), percentile bootstrap; absent below 2 samples.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub p50_ci: Option<[f64; 2]>,
+    /// 95% CI of the mean, Student's t.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mean_ci: Option<[f64; 2]>,
+    /// Coefficient of variation, std / mean.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cv: Option<f64>,
+    /// Tukey fences and outlier indices (outliers stay in every statistic).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub outliers: Option<stats::Outliers>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
 }
 
 /// Percentile by linear interpolation between closest ranks (numpy's default, type 7).
 pub fn percentile(sorted: &[f64], q: f64) -> f64 {
-    if sorted.is_empty() {
-        return f64::NAN;
-    }
-    let pos = q / 100.0 * (sorted.len() - 1) as f64;
-    let (lo, hi) = (pos.floor() as usize, pos.ceil() as usize);
-    sorted[lo] + (sorted[hi] - sorted[lo]) * (pos - lo as f64)
+    stats::percentile(sorted, q)
 }
 
 impl Summary {
@@ -44,7 +54,22 @@ impl Summary {
         let mean = s.iter().sum::<f64>() / n as f64;
         // Sample standard deviation (n - 1), as statistics packages report it.
         let std = if n > 1 { (s.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (n - 1) as f64).sqrt() } else { 0.0 };
-        Some(Summary { n, mean, std, min: s[0], p50: percentile(&s, 50.0), p90: percentile(&s, 90.0), p99: percentile(&s, 99.0), max: s[n - 1] })
+        let cv = stats::cv(mean, std).filter(|_| n > 1);
+        Some(Summary {
+            n,
+            mean,
+            std,
+            min: s[0],
+            p50: percentile(&s, 50.0),
+            p90: percentile(&s, 90.0),
+            p99: percentile(&s, 99.0),
+            max: s[n - 1],
+            p50_ci: stats::median_ci(samples, stats::SEED),
+            mean_ci: stats::mean_ci(samples),
+            cv,
+            outliers: stats::tukey(samples),
+            warnings: stats::cv_warning(cv).into_iter().collect(),
+        })
     }
 }
 
@@ -116,6 +141,12 @@ pub struct RunRecord {
     /// Output quality against goldens, per task (absent when not scored).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub quality: BTreeMap<String, TaskQuality>,
+    /// Throttle check and cooldown before the run (absent in older files).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub throttle: Option<crate::throttle::ThrottleInfo>,
+    /// Raw samples by metric (in memory only: on disk they are `samples_csv`).
+    #[serde(skip)]
+    pub samples: BTreeMap<String, Vec<f64>>,
 }
 
 /// Image-quality scores of one output against its golden. `None` = not computed.
@@ -156,6 +187,9 @@ impl RunRecord {
             quadbench_protocol::RunStatus::Failed { error } if error.starts_with("backend unsupported") => (RunState::Unsupported, Some(error.clone())),
             quadbench_protocol::RunStatus::Failed { error } => (RunState::Failed, Some(error.clone())),
         };
+        // The samples exactly as the CSV stores them, so that a report regenerated from the CSV
+        // computes the same statistics as the run did.
+        let samples: BTreeMap<String, Vec<f64>> = r.samples_ms.iter().map(|(k, v)| (k.clone(), v.iter().map(|x| csv_value(*x)).collect())).collect();
         RunRecord {
             id: id.into(),
             device: device.into(),
@@ -170,7 +204,7 @@ impl RunRecord {
             memory: Memory { peak_rss_bytes: r.peak_rss_bytes(), peak_pss_bytes: r.peak_pss_bytes(), phases: r.memory.clone() },
             init_ms: r.init_ms,
             first_inference_ms: r.first_inference_ms,
-            latency_ms: r.samples_ms.iter().filter_map(|(k, v)| Summary::of(v).map(|s| (k.clone(), s))).collect(),
+            latency_ms: summaries(&samples),
             valid: r.valid,
             validity_note: r.validity_note.clone(),
             requests: r.requests,
@@ -182,6 +216,8 @@ impl RunRecord {
             conditions_before: r.conditions_before.clone(),
             conditions_after: r.conditions_after.clone(),
             quality: BTreeMap::new(),
+            throttle: None,
+            samples,
         }
     }
 
@@ -213,6 +249,8 @@ impl RunRecord {
             conditions_before: Default::default(),
             conditions_after: Default::default(),
             quality: BTreeMap::new(),
+            throttle: None,
+            samples: BTreeMap::new(),
         }
     }
 
@@ -231,10 +269,49 @@ impl RunRecord {
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(rename_all = "snake_case")]
 pub enum Verdict {
+    /// The whole 95% CI of the ratio is at or above the threshold.
     Pass,
+    /// The whole CI is below the threshold: the claim did not reproduce.
     Fail,
+    /// The CI straddles the threshold: more samples needed.
+    Inconclusive,
     /// A run the claim needs is missing or failed.
     Missing,
+}
+
+impl Verdict {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Verdict::Pass => "pass",
+            Verdict::Fail => "fail",
+            Verdict::Inconclusive => "inconclusive",
+            Verdict::Missing => "missing",
+        }
+    }
+
+    /// `pass` when `lo >= threshold`, `fail` when `hi < threshold`, otherwise `inconclusive`.
+    pub fn of_interval(lo: f64, hi: f64, threshold: f64) -> Verdict {
+        if lo >= threshold {
+            Verdict::Pass
+        } else if hi < threshold {
+            Verdict::Fail
+        } else {
+            Verdict::Inconclusive
+        }
+    }
+}
+
+/// How a claim's interval was obtained.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum CiMethod {
+    /// Percentile bootstrap of the ratio of medians over both runs' raw samples.
+    Bootstrap,
+    /// Deterministic metric (storage): the interval is the point.
+    Exact,
+    /// One measurement per run (peak memory, init): no interval; the verdict uses the point.
+    #[default]
+    None,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -248,33 +325,74 @@ pub struct ClaimResult {
     pub candidate: Strategy,
     pub baseline_value: Option<f64>,
     pub candidate_value: Option<f64>,
-    /// baseline / candidate (how many times lower the candidate is); medians for latencies.
+    /// baseline / candidate: how many times lower (smaller, faster) the candidate is; medians
+    /// for latencies.
     pub ratio: Option<f64>,
+    /// 95% CI of the ratio (see `ci_method`).
+    #[serde(default)]
+    pub ci_low: Option<f64>,
+    #[serde(default)]
+    pub ci_high: Option<f64>,
+    #[serde(default)]
+    pub ci_method: CiMethod,
+    /// Bootstrap resamples and seed when `ci_method` is `bootstrap`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bootstrap_resamples: Option<usize>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bootstrap_seed: Option<u64>,
     pub threshold: f64,
     pub verdict: Verdict,
+    /// Why the interval is what it is, when that needs saying.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub note: String,
 }
 
-/// Evaluate claims for every device x backend x precision group present in `runs`.
+/// Evaluate claims for every device x backend x precision group present in `runs`. Latency
+/// claims need the runs' raw samples ([`RunRecord::samples`]) for their interval.
 pub fn evaluate_claims(claims: &[Claim], runs: &[RunRecord]) -> Vec<ClaimResult> {
     let mut groups: Vec<(String, String, String)> = runs.iter().map(|r| (r.device.clone(), r.backend.clone(), r.precision.clone())).collect();
-    groups.dedup();
     groups.sort();
     groups.dedup();
     let mut out = Vec::new();
     for (device, backend, precision) in &groups {
         for c in claims {
-            let find = |s: Strategy| runs.iter().find(|r| &r.device == device && &r.backend == backend && &r.precision == precision && r.strategy == s && r.status == RunState::Ok).and_then(|r| r.metric(&c.metric));
-            let (b, k) = (find(c.baseline), find(c.candidate));
+            let run = |s: Strategy| runs.iter().find(|r| &r.device == device && &r.backend == backend && &r.precision == precision && r.strategy == s && r.status == RunState::Ok);
+            let (br, kr) = (run(c.baseline), run(c.candidate));
+            let (b, k) = (br.and_then(|r| r.metric(&c.metric)), kr.and_then(|r| r.metric(&c.metric)));
             let ratio = match (b, k) {
                 (Some(b), Some(k)) if k > 0.0 => Some(b / k),
                 _ => None,
             };
-            let verdict = match ratio {
-                None => Verdict::Missing,
-                Some(r) if r >= c.threshold => Verdict::Pass,
-                Some(_) => Verdict::Fail,
+            let mut res = ClaimResult { name: c.name.clone(), metric: c.metric.clone(), device: device.clone(), backend: backend.clone(), precision: precision.clone(), baseline: c.baseline, candidate: c.candidate, baseline_value: b, candidate_value: k, ratio, ci_low: None, ci_high: None, ci_method: CiMethod::None, bootstrap_resamples: None, bootstrap_seed: None, threshold: c.threshold, verdict: Verdict::Missing, note: String::new() };
+            let (Some(r), Some(br), Some(kr)) = (ratio, br, kr) else {
+                res.note = "a run this claim needs is missing or failed".into();
+                out.push(res);
+                continue;
             };
-            out.push(ClaimResult { name: c.name.clone(), metric: c.metric.clone(), device: device.clone(), backend: backend.clone(), precision: precision.clone(), baseline: c.baseline, candidate: c.candidate, baseline_value: b, candidate_value: k, ratio, threshold: c.threshold, verdict });
+            if c.metric == "storage.total_bytes" {
+                (res.ci_low, res.ci_high, res.ci_method) = (Some(r), Some(r), CiMethod::Exact);
+                res.note = "deterministic: interval = point".into();
+            } else if let Some(key) = c.metric.strip_prefix("latency_ms.") {
+                match (br.samples.get(key), kr.samples.get(key)) {
+                    (Some(bs), Some(ks)) => match stats::ratio_of_medians_ci(bs, ks, stats::SEED) {
+                        Some([lo, hi]) => {
+                            (res.ci_low, res.ci_high, res.ci_method) = (Some(lo), Some(hi), CiMethod::Bootstrap);
+                            (res.bootstrap_resamples, res.bootstrap_seed) = (Some(stats::RESAMPLES), Some(stats::SEED));
+                        }
+                        None => res.note = "too few samples for an interval".into(),
+                    },
+                    _ => res.note = "raw samples unavailable: no interval".into(),
+                }
+            } else {
+                res.note = "one measurement per run: no interval (repeat runs for one); verdict from the point".into();
+            }
+            res.verdict = match (res.ci_low, res.ci_high, res.ci_method) {
+                (Some(lo), Some(hi), _) => Verdict::of_interval(lo, hi, c.threshold),
+                // Latency without an interval is not evidence either way.
+                (_, _, _) if c.metric.starts_with("latency_ms.") => Verdict::Inconclusive,
+                _ => Verdict::of_interval(r, r, c.threshold),
+            };
+            out.push(res);
         }
     }
     out
@@ -305,6 +423,68 @@ pub struct Results {
     pub runs: Vec<RunRecord>,
     pub claims: Vec<ClaimResult>,
     pub complete: bool,
+    /// How intervals, outliers and warnings were computed.
+    #[serde(default)]
+    pub statistics: stats::Method,
+}
+
+impl Results {
+    /// Read `<dir>/results.json` and every run's raw samples (`samples_csv`).
+    pub fn load(dir: &Path) -> Result<Results, LoadError> {
+        let path = dir.join("results.json");
+        let text = std::fs::read_to_string(&path).map_err(|e| LoadError::Read { path: path.display().to_string(), source: e })?;
+        let mut r: Results = serde_json::from_str(&text).map_err(|e| LoadError::Parse { path: path.display().to_string(), source: e })?;
+        if !r.schema.starts_with("quadbench.results/1") {
+            return Err(LoadError::Schema { path: path.display().to_string(), schema: r.schema });
+        }
+        for run in &mut r.runs {
+            if run.samples_csv.is_empty() {
+                continue;
+            }
+            let p = dir.join(&run.samples_csv);
+            run.samples = read_samples_csv(&p, &run.id).map_err(|e| LoadError::Samples { path: p.display().to_string(), message: e })?;
+        }
+        Ok(r)
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    #[error("cannot read {path}: {source}\n  hint: pass the results directory of a `quadbench run` (it holds results.json)")]
+    Read { path: String, source: std::io::Error },
+    #[error("{path} is not a valid results file: {source}\n  hint: was it written by a different quadbench version? re-run the scenario")]
+    Parse { path: String, source: serde_json::Error },
+    #[error("{path} has schema `{schema}`; this quadbench reads `{RESULTS_SCHEMA}`\n  hint: use the quadbench version that wrote it")]
+    Schema { path: String, schema: String },
+    #[error("raw samples {path}: {message}\n  hint: the report needs the samples/ directory beside results.json; copy it along")]
+    Samples { path: String, message: String },
+}
+
+/// Read one run's samples CSV (`run_id,metric,index,value_ms`) into metric -> samples in index
+/// order.
+pub fn read_samples_csv(path: &Path, run_id: &str) -> Result<BTreeMap<String, Vec<f64>>, String> {
+    let mut rd = csv::Reader::from_path(path).map_err(|e| e.to_string())?;
+    let mut rows: BTreeMap<String, Vec<(usize, f64)>> = BTreeMap::new();
+    for (line, rec) in rd.records().enumerate() {
+        let rec = rec.map_err(|e| e.to_string())?;
+        let bad = |what: &str| format!("row {}: bad {what}", line + 2);
+        if rec.len() != 4 {
+            return Err(bad("column count (want run_id,metric,index,value_ms)"));
+        }
+        if &rec[0] != run_id {
+            return Err(format!("row {}: run `{}`, expected `{run_id}`", line + 2, &rec[0]));
+        }
+        let i: usize = rec[2].parse().map_err(|_| bad("index"))?;
+        let v: f64 = rec[3].parse().map_err(|_| bad("value_ms"))?;
+        rows.entry(rec[1].to_string()).or_default().push((i, v));
+    }
+    Ok(rows
+        .into_iter()
+        .map(|(k, mut v)| {
+            v.sort_by_key(|x| x.0);
+            (k, v.into_iter().map(|x| x.1).collect())
+        })
+        .collect())
 }
 
 /// Write `value` as JSON atomically (temp file + rename).
@@ -313,6 +493,16 @@ pub fn write_json_atomic<T: Serialize>(path: &Path, value: &T) -> std::io::Resul
     let text = serde_json::to_string_pretty(value).map_err(std::io::Error::other)?;
     std::fs::write(&tmp, text + "\n")?;
     std::fs::rename(&tmp, path)
+}
+
+/// A sample as written to (and read back from) the samples CSV.
+pub fn csv_value(x: f64) -> f64 {
+    format!("{x:.6}").parse().unwrap_or(x)
+}
+
+/// Summaries of every metric's samples.
+pub fn summaries(samples: &BTreeMap<String, Vec<f64>>) -> BTreeMap<String, Summary> {
+    samples.iter().filter_map(|(k, v)| Summary::of(v).map(|s| (k.clone(), s))).collect()
 }
 
 /// Raw samples of one run as CSV: `run_id,metric,index,value_ms`.
@@ -331,77 +521,6 @@ pub fn write_samples_csv(path: &Path, run_id: &str, r: &RunResult) -> Result<(),
     Ok(())
 }
 
-fn mb(b: Option<u64>) -> String {
-    b.map_or("-".into(), |v| format!("{:.1}", v as f64 / 1e6))
-}
-
-fn ms(s: Option<&Summary>) -> String {
-    s.map_or("-".into(), |s| format!("{:.1}", s.p50))
-}
-
-/// The short markdown report: runs table and claims table.
-pub fn report_markdown(r: &Results) -> String {
-    let mut s = format!("# quadbench report: {}\n\nPackage `{}` (sha256 {}), scenario `{}`.\n\n", r.scenario.name, r.package.name, &r.package.sha256[..12.min(r.package.sha256.len())], r.scenario.path);
-    s.push_str("## Runs\n\nLatencies are medians (p50) in ms; storage and memory in MB (10^6 bytes).\n\n");
-    s.push_str("| device | backend | precision | strategy | status | storage MB | peak RSS MB | peak PSS MB | init ms | e2e ms | switch ms | switch load ms | validity |\n|---|---|---|---|---|---:|---:|---:|---:|---:|---:|---:|---|\n");
-    for run in &r.runs {
-        s.push_str(&format!(
-            "| {} | {} | {} | {} | {:?} | {:.1} | {} | {} | {:.0} | {} | {} | {} | {} |\n",
-            run.device,
-            run.backend,
-            run.precision,
-            run.strategy,
-            run.status,
-            run.storage.total_bytes as f64 / 1e6,
-            mb(run.memory.peak_rss_bytes),
-            mb(run.memory.peak_pss_bytes),
-            run.init_ms,
-            ms(run.latency_ms.get("e2e")),
-            ms(run.latency_ms.get("switch")),
-            ms(run.latency_ms.get("switch_load")),
-            run.validity_note
-        ));
-    }
-    let stages: Vec<&String> = r.runs.iter().flat_map(|x| x.latency_ms.keys()).filter(|k| !matches!(k.as_str(), "e2e" | "switch" | "switch_load")).collect::<std::collections::BTreeSet<_>>().into_iter().collect();
-    if !stages.is_empty() {
-        s.push_str(&format!("\n## Stage latency (p50 ms per call)\n\n| run | {} |\n|---|{}\n", stages.iter().map(|x| x.as_str()).collect::<Vec<_>>().join(" | "), "---:|".repeat(stages.len())));
-        for run in &r.runs {
-            s.push_str(&format!("| {} | {} |\n", run.id, stages.iter().map(|k| ms(run.latency_ms.get(*k))).collect::<Vec<_>>().join(" | ")));
-        }
-    }
-    s.push_str("\n## Claims\n\nratio = baseline / candidate (medians for latencies); pass when ratio >= threshold.\n\n| claim | device | backend | metric | baseline | candidate | ratio | threshold | verdict |\n|---|---|---|---|---|---|---:|---:|---|\n");
-    for c in &r.claims {
-        s.push_str(&format!("| {} | {} | {} | {} | {} | {} | {} | {:.1} | {} |\n", c.name, c.device, c.backend, c.metric, c.baseline, c.candidate, c.ratio.map_or("-".into(), |x| format!("{x:.2}x")), c.threshold, match c.verdict {
-            Verdict::Pass => "pass",
-            Verdict::Fail => "**fail (not reproduced)**",
-            Verdict::Missing => "missing run",
-        }));
-    }
-    if r.runs.iter().any(|x| !x.quality.is_empty()) {
-        s.push_str("\n## Quality per task (mean over inputs, vs goldens)\n\nPSNR in dB (`identical` = bit-exact); SSIM is skimage-compatible (Gaussian sigma 1.5, population covariance, data range 1); lpips_proxy is not LPIPS (see README).\n\n| run | task | PSNR dB | SSIM | MS-SSIM | lpips_proxy | thresholds |\n|---|---|---:|---:|---:|---:|---|\n");
-        let f = |v: Option<f64>, d: usize| v.map_or("-".to_string(), |x| format!("{x:.d$}"));
-        for run in &r.runs {
-            for (task, q) in &run.quality {
-                let psnr = if q.mean.identical { "identical".to_string() } else { f(q.mean.psnr_db, 2) };
-                let verdict = if !q.missing_golden.is_empty() {
-                    format!("missing golden: {}", q.missing_golden.join(", "))
-                } else {
-                    match q.pass {
-                        Some(true) => "pass".into(),
-                        Some(false) => format!("**fail**: {}", q.thresholds.iter().filter(|(_, ok)| !**ok).map(|(k, _)| k.as_str()).collect::<Vec<_>>().join(", ")),
-                        None => "-".into(),
-                    }
-                };
-                s.push_str(&format!("| {} | {task} | {psnr} | {} | {} | {} | {verdict} |\n", run.id, f(q.mean.ssim, 5), f(q.mean.ms_ssim, 5), f(q.mean.lpips_proxy, 4)));
-            }
-        }
-    }
-    for run in r.runs.iter().filter(|x| x.status != RunState::Ok) {
-        s.push_str(&format!("\n### {} {:?}\n\n```\n{}\n{}\n```\n", run.id, run.status, run.error.as_deref().unwrap_or(""), run.stderr_tail));
-    }
-    s
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -415,5 +534,32 @@ mod tests {
         assert!((s.mean - 4.0).abs() < 1e-12);
         assert!((s.std - 3.5355339059327378).abs() < 1e-12);
         assert!(Summary::of(&[]).is_none());
+    }
+
+    fn run_with(strategy: Strategy, switch: Vec<f64>, total_bytes: u64) -> RunRecord {
+        let storage = Storage { total_bytes, ..Default::default() };
+        let mut r = RunRecord::failed("r", "dev", "cpu", "fp32", strategy, storage, String::new(), String::new(), false);
+        r.status = RunState::Ok;
+        r.samples.insert("switch".into(), switch);
+        r.latency_ms = summaries(&r.samples);
+        r
+    }
+
+    #[test]
+    fn claim_verdicts_follow_the_interval() {
+        let claim = |metric: &str, threshold: f64| Claim { name: "c".into(), metric: metric.into(), baseline: Strategy::SeparateReload, candidate: Strategy::Unified, threshold };
+        let spread = |centre: f64| (0..30).map(|i| centre * (1.0 + ((i * 7) % 11) as f64 * 0.02 - 0.1)).collect::<Vec<_>>();
+        let runs = [run_with(Strategy::Unified, spread(100.0), 100), run_with(Strategy::SeparateReload, spread(400.0), 900)];
+        let eval = |c: Claim| evaluate_claims(&[c], &runs).remove(0);
+        let pass = eval(claim("latency_ms.switch", 3.5));
+        let (lo, hi) = (pass.ci_low.unwrap(), pass.ci_high.unwrap());
+        assert!(lo < 4.0 && 4.0 < hi && lo > 3.5, "{lo} {hi}");
+        assert_eq!((pass.verdict, pass.ci_method, pass.bootstrap_seed), (Verdict::Pass, CiMethod::Bootstrap, Some(stats::SEED)));
+        assert_eq!(eval(claim("latency_ms.switch", 4.5)).verdict, Verdict::Fail);
+        assert_eq!(eval(claim("latency_ms.switch", 4.0)).verdict, Verdict::Inconclusive);
+        let storage = eval(claim("storage.total_bytes", 9.0));
+        assert_eq!((storage.verdict, storage.ci_low, storage.ci_method), (Verdict::Pass, Some(9.0), CiMethod::Exact));
+        let missing = evaluate_claims(&[Claim { candidate: Strategy::SeparateResident, ..claim("storage.total_bytes", 2.0) }], &runs).remove(0);
+        assert_eq!(missing.verdict, Verdict::Missing);
     }
 }

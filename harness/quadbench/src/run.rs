@@ -191,11 +191,13 @@ pub fn run_scenario(sc: &Scenario, opts: &RunOptions, rep: &mut dyn Reporter) ->
         runs: Vec::new(),
         claims: Vec::new(),
         complete: false,
+        statistics: Default::default(),
     };
     let quality = crate::quality::QualityConfig { golden_root: sc.golden_root.clone(), package_name: m.raw.name.clone(), thresholds: sc.thresholds.clone() };
     let results_path = out.join("results.json");
     let total = profiles.len() * sc.backends.len() * sc.strategies.len();
     let mut index = 0;
+    let mut governor = crate::throttle::Governor::new(sc.throttle.clone(), sc.cooldown_s);
     for profile in &profiles {
         let runner = profile.runner.clone().unwrap_or_else(default_runner);
         if !runner.exists() {
@@ -209,7 +211,9 @@ pub fn run_scenario(sc: &Scenario, opts: &RunOptions, rep: &mut dyn Reporter) ->
                 index += 1;
                 let id = format!("{}-{}-{}-{}", profile.name, backend, sc.precision, strategy);
                 rep.event(&Event::RunStart { index, total, id: id.clone() });
+                let throttle = governor.before_run(profile.transport == "local", rep);
                 let mut record = run_one(RunSpec { sc, m: &m, pkg_dir: &pkg_dir, id: &id, profile, backend, strategy, runner: &runner, ort_lib: &ort_lib, inputs: &inputs, out }, transport.as_mut(), &info, rep);
+                record.throttle = Some(throttle);
                 crate::quality::score_run(&mut record, out, &quality);
                 let note = record.error.clone().unwrap_or_else(|| record.validity_note.clone());
                 rep.event(&Event::RunEnd { id: id.clone(), status: record.status, note });
@@ -221,7 +225,6 @@ pub fn run_scenario(sc: &Scenario, opts: &RunOptions, rep: &mut dyn Reporter) ->
     }
     results.complete = true;
     results::write_json_atomic(&results_path, &results).map_err(out_err)?;
-    std::fs::write(out.join("report.md"), results::report_markdown(&results)).map_err(out_err)?;
     rep.event(&Event::ResultsWritten { path: results_path });
     Ok(results)
 }

@@ -34,6 +34,12 @@ pub struct RawScenario {
     /// Output quality against goldens.
     #[serde(default)]
     pub quality: Option<RawQuality>,
+    /// Pause between runs, seconds (default 0).
+    #[serde(default)]
+    pub cooldown_s: f64,
+    /// Throttle check before each run (default: on, 10% slowdown, 2 retries, 5 s cool-down).
+    #[serde(default)]
+    pub throttle: Option<RawThrottle>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -45,6 +51,19 @@ pub struct RawQuality {
     /// Metric -> condition, e.g. `psnr_db: ">= 30"`; every input of every task must pass.
     #[serde(default)]
     pub thresholds: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawThrottle {
+    #[serde(default)]
+    pub enabled: Option<bool>,
+    #[serde(default)]
+    pub max_slowdown: Option<f64>,
+    #[serde(default)]
+    pub retries: Option<u32>,
+    #[serde(default)]
+    pub cooldown_s: Option<f64>,
 }
 
 fn default_precision() -> String {
@@ -157,6 +176,8 @@ pub struct Scenario {
     /// Golden directory and thresholds; outputs are scored whenever goldens exist.
     pub golden_root: PathBuf,
     pub thresholds: Vec<crate::quality::Threshold>,
+    pub cooldown_s: f64,
+    pub throttle: crate::throttle::ThrottleConfig,
 }
 
 /// Backends a scenario may name (the runner's registry decides what a device can serve).
@@ -264,9 +285,28 @@ impl Scenario {
             })?;
             thresholds.push(t);
         }
+        if !(raw.cooldown_s.is_finite() && (0.0..=3600.0).contains(&raw.cooldown_s)) {
+            return Err(err("cooldown_s:", format!("cooldown_s must be between 0 and 3600 seconds, not {}", raw.cooldown_s), "e.g. `cooldown_s: 10`"));
+        }
+        let d = crate::throttle::ThrottleConfig::default();
+        let throttle = match &raw.throttle {
+            None => d,
+            Some(t) => crate::throttle::ThrottleConfig { enabled: t.enabled.unwrap_or(d.enabled), max_slowdown: t.max_slowdown.unwrap_or(d.max_slowdown), retries: t.retries.unwrap_or(d.retries), cooldown_s: t.cooldown_s.unwrap_or(d.cooldown_s) },
+        };
+        if !(throttle.max_slowdown.is_finite() && throttle.max_slowdown > 0.0 && throttle.max_slowdown <= 10.0) {
+            return Err(err("max_slowdown:", format!("throttle.max_slowdown must be a fraction in (0, 10], not {}", throttle.max_slowdown), "e.g. `max_slowdown: 0.10` (10% slower counts as throttled)"));
+        }
+        if throttle.retries > 20 {
+            return Err(err("retries:", format!("throttle.retries {} is more than 20", throttle.retries), "use a few retries with a longer cooldown_s"));
+        }
+        if !(throttle.cooldown_s.is_finite() && (0.0..=3600.0).contains(&throttle.cooldown_s)) {
+            return Err(err("throttle:", format!("throttle.cooldown_s must be between 0 and 3600 seconds, not {}", throttle.cooldown_s), "e.g. `throttle: {cooldown_s: 30}`"));
+        }
         Ok(Scenario {
             golden_root,
             thresholds,
+            cooldown_s: raw.cooldown_s,
+            throttle,
             path: path.to_path_buf(),
             name: raw.name,
             sha256: crate::package::manifest::sha256_bytes(text.as_bytes()),

@@ -1,0 +1,175 @@
+//! Reports regenerated from a results directory alone (`results.json` + `samples/*.csv`, plus
+//! `inputs/` and `outputs/` images for the HTML gallery when present): tables in Markdown,
+//! LaTeX (booktabs) and CSV, plots (SVG + PNG), JSON, JUnit XML and a self-contained HTML page.
+//!
+//! Exporters are pluggable: one file each, registered in [`EXPORTERS`]; each returns the
+//! artefacts it makes (relative path + bytes) and never writes itself. Output is deterministic:
+//! no timestamps, no absolute paths, seeded bootstrap, stable ordering; the same inputs give
+//! byte-identical artefacts.
+
+mod csv_out;
+mod html;
+mod json_out;
+mod junit;
+mod latex;
+mod markdown;
+pub mod plots;
+pub mod tables;
+
+use crate::results::{self, LoadError, Results};
+use std::path::{Path, PathBuf};
+
+/// One output file, relative to the report directory.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Artefact {
+    pub path: String,
+    pub bytes: Vec<u8>,
+}
+
+impl Artefact {
+    pub fn text(path: impl Into<String>, s: String) -> Artefact {
+        Artefact { path: path.into(), bytes: s.into_bytes() }
+    }
+}
+
+pub type Exporter = fn(&Report) -> Result<Vec<Artefact>, ReportError>;
+
+/// Every exporter, by format name (`--format`).
+pub const EXPORTERS: &[(&str, Exporter)] = &[
+    ("md", markdown::export),
+    ("tex", latex::export),
+    ("csv", csv_out::export),
+    ("json", json_out::export),
+    ("junit", junit::export),
+    ("html", html::export),
+    ("plots", plots::export),
+];
+
+pub fn format_names() -> Vec<&'static str> {
+    EXPORTERS.iter().map(|e| e.0).collect()
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ReportError {
+    #[error(transparent)]
+    Load(#[from] LoadError),
+    #[error("unknown report format `{0}`\n  hint: formats are {formats}", formats = format_names().join(", "))]
+    Format(String),
+    #[error("plot `{plot}`: {message}\n  hint: this is a bug in quadbench's plotting; please report it with the results directory")]
+    Plot { plot: String, message: String },
+    #[error("{what}: {message}")]
+    Encode { what: String, message: String },
+    #[error("cannot write {path}: {source}\n  hint: choose another --out directory, or free disk space")]
+    Write { path: String, source: std::io::Error },
+}
+
+/// Everything the exporters need, computed once.
+pub struct Report {
+    /// Results with summaries and claims recomputed from the raw samples.
+    pub results: Results,
+    pub tables: Vec<tables::Table>,
+    pub plots: Vec<plots::Rendered>,
+    /// The results directory (images for the HTML gallery); `None` to leave images out.
+    pub dir: Option<PathBuf>,
+}
+
+impl Report {
+    /// Load a results directory and prepare the report.
+    pub fn load(dir: &Path) -> Result<Report, ReportError> {
+        let mut r = Results::load(dir)?;
+        recompute(&mut r);
+        Report::from_results(r, Some(dir.to_path_buf()))
+    }
+
+    /// Prepare from results whose runs already hold their samples.
+    pub fn from_results(results: Results, dir: Option<PathBuf>) -> Result<Report, ReportError> {
+        let tables = tables::all(&results);
+        let plots = plots::render_all(&results)?;
+        Ok(Report { results, tables, plots, dir })
+    }
+
+    pub fn table(&self, id: &str) -> Option<&tables::Table> {
+        self.tables.iter().find(|t| t.id == id)
+    }
+}
+
+/// Recompute summaries (with intervals) and claim verdicts from the raw samples, so that a
+/// results file from an older quadbench, or one whose statistics were edited, reports the same
+/// as a fresh one. The claim definitions come from the file's claims.
+pub fn recompute(r: &mut Results) {
+    for run in &mut r.runs {
+        if !run.samples.is_empty() {
+            run.latency_ms = results::summaries(&run.samples);
+        }
+    }
+    let mut defs: Vec<crate::scenario::Claim> = Vec::new();
+    for c in &r.claims {
+        if !defs.iter().any(|d| d.name == c.name) {
+            defs.push(crate::scenario::Claim { name: c.name.clone(), metric: c.metric.clone(), baseline: c.baseline, candidate: c.candidate, threshold: c.threshold });
+        }
+    }
+    r.claims = results::evaluate_claims(&defs, &r.runs);
+    r.statistics = Default::default();
+}
+
+/// Run the named exporters (all when `formats` is empty). Artefacts come back sorted by path.
+pub fn render(report: &Report, formats: &[String]) -> Result<Vec<Artefact>, ReportError> {
+    for f in formats {
+        if !EXPORTERS.iter().any(|e| e.0 == f) {
+            return Err(ReportError::Format(f.clone()));
+        }
+    }
+    let mut out = Vec::new();
+    for (name, export) in EXPORTERS {
+        if formats.is_empty() || formats.iter().any(|f| f == name) {
+            out.extend(export(report)?);
+        }
+    }
+    out.sort_by(|a, b| a.path.cmp(&b.path));
+    Ok(out)
+}
+
+/// Write artefacts under `out`; returns the paths written.
+pub fn write(artefacts: &[Artefact], out: &Path) -> Result<Vec<PathBuf>, ReportError> {
+    let mut written = Vec::new();
+    for a in artefacts {
+        let p = out.join(&a.path);
+        let err = |e: std::io::Error| ReportError::Write { path: p.display().to_string(), source: e };
+        if let Some(parent) = p.parent() {
+            std::fs::create_dir_all(parent).map_err(err)?;
+        }
+        let tmp = p.with_extension("tmp");
+        std::fs::write(&tmp, &a.bytes).and_then(|_| std::fs::rename(&tmp, &p)).map_err(err)?;
+        written.push(p);
+    }
+    Ok(written)
+}
+
+/// Load `dir`, render `formats` and write them under `out` (default: `dir`).
+pub fn generate(dir: &Path, formats: &[String], out: Option<&Path>) -> Result<Vec<PathBuf>, ReportError> {
+    let report = Report::load(dir)?;
+    let artefacts = render(&report, formats)?;
+    write(&artefacts, out.unwrap_or(dir))
+}
+
+/// Escape text for HTML and XML.
+pub fn xml_escape(s: &str) -> String {
+    let mut o = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '&' => o.push_str("&amp;"),
+            '<' => o.push_str("&lt;"),
+            '>' => o.push_str("&gt;"),
+            '"' => o.push_str("&quot;"),
+            '\'' => o.push_str("&#39;"),
+            c if (c as u32) < 0x20 && !matches!(c, '\n' | '\t' | '\r') => o.push('\u{FFFD}'),
+            c => o.push(c),
+        }
+    }
+    o
+}
+
+/// The scenario file's name (never an absolute path in an artefact).
+pub fn scenario_file(r: &Results) -> String {
+    Path::new(&r.scenario.path).file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default()
+}

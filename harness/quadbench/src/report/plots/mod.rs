@@ -1,0 +1,156 @@
+//! Plots, one file each, registered in [`PLOTS`]; each is drawn once per backend (SVG and PNG)
+//! by the same generic function. Text uses the bundled DejaVu Sans (no system fonts), colours
+//! the Okabe-Ito colour-blind-safe palette.
+
+mod latency;
+mod memory;
+mod quality;
+mod storage;
+mod timeline;
+
+use super::{Artefact, Report, ReportError};
+use crate::results::{Results, RunRecord};
+use plotters::coord::Shift;
+use plotters::prelude::*;
+use quadbench_protocol::Strategy;
+
+/// A rendered plot.
+pub struct Rendered {
+    pub name: &'static str,
+    pub title: String,
+    pub svg: String,
+    pub png: Vec<u8>,
+}
+
+pub type DrawResult = Result<(), Box<dyn std::error::Error>>;
+/// Render a plot, or `None` when the results have nothing for it.
+pub type RenderFn = fn(&Results) -> Result<Option<Rendered>, ReportError>;
+
+/// Every plot, in report order.
+pub const PLOTS: &[(&str, RenderFn)] = &[
+    ("latency", latency::render),
+    ("timeline", timeline::render),
+    ("storage", storage::render),
+    ("memory", memory::render),
+    ("quality", quality::render),
+];
+
+pub const FONT: &str = "sans-serif";
+static FONT_BYTES: &[u8] = include_bytes!("../../../assets/DejaVuSans.ttf");
+
+fn ensure_font() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        // The bundled file is a valid font; a failure here would show as missing text.
+        let _ = plotters::style::register_font(FONT, FontStyle::Normal, FONT_BYTES);
+    });
+}
+
+/// Okabe & Ito (2008) colour-blind-safe palette.
+pub const BLUE: RGBColor = RGBColor(0, 114, 178);
+pub const ORANGE: RGBColor = RGBColor(230, 159, 0);
+pub const GREEN: RGBColor = RGBColor(0, 158, 115);
+pub const VERMILLION: RGBColor = RGBColor(213, 94, 0);
+pub const SKY: RGBColor = RGBColor(86, 180, 233);
+pub const PURPLE: RGBColor = RGBColor(204, 121, 167);
+pub const YELLOW: RGBColor = RGBColor(240, 228, 66);
+pub const GREY: RGBColor = RGBColor(90, 90, 90);
+pub const PALETTE: [RGBColor; 7] = [BLUE, ORANGE, GREEN, VERMILLION, SKY, PURPLE, YELLOW];
+
+pub fn strategy_colour(s: Strategy) -> RGBColor {
+    match s {
+        Strategy::Unified => BLUE,
+        Strategy::SeparateResident => ORANGE,
+        Strategy::SeparateReload => VERMILLION,
+    }
+}
+
+/// Category label of a run: the strategy when all runs share device, backend and precision.
+pub fn run_label(r: &Results, run: &RunRecord) -> String {
+    let one_group = r.runs.iter().all(|x| x.device == run.device && x.backend == run.backend && x.precision == run.precision);
+    if one_group { run.strategy.as_str().to_string() } else { format!("{}/{}/{} {}", run.device, run.backend, run.precision, run.strategy) }
+}
+
+/// Label formatter for categories at x = 0, 1, 2, ... on an f64 axis.
+pub fn category(labels: &[String], x: f64) -> String {
+    let i = x.round();
+    if (x - i).abs() < 1e-6 && i >= 0.0 && (i as usize) < labels.len() { labels[i as usize].clone() } else { String::new() }
+}
+
+pub fn title_style() -> TextStyle<'static> {
+    (FONT, 22).into_font().color(&BLACK)
+}
+
+pub fn text_style(size: u32) -> TextStyle<'static> {
+    (FONT, size).into_font().color(&BLACK)
+}
+
+/// Draw a plot on both backends.
+pub fn render<S, P>(name: &'static str, title: &str, (w, h): (u32, u32), svg: S, png: P) -> Result<Option<Rendered>, ReportError>
+where
+    S: FnOnce(&DrawingArea<SVGBackend<'_>, Shift>) -> DrawResult,
+    P: FnOnce(&DrawingArea<BitMapBackend<'_>, Shift>) -> DrawResult,
+{
+    ensure_font();
+    let err = |e: Box<dyn std::error::Error>| ReportError::Plot { plot: name.into(), message: e.to_string() };
+    let mut svg_text = String::new();
+    {
+        let root = SVGBackend::with_string(&mut svg_text, (w, h)).into_drawing_area();
+        root.fill(&WHITE).map_err(|e| err(e.into()))?;
+        svg(&root).map_err(err)?;
+        root.present().map_err(|e| err(e.into()))?;
+    }
+    let mut buf = vec![0u8; (w * h * 3) as usize];
+    {
+        let root = BitMapBackend::with_buffer(&mut buf, (w, h)).into_drawing_area();
+        root.fill(&WHITE).map_err(|e| err(e.into()))?;
+        png(&root).map_err(err)?;
+        root.present().map_err(|e| err(e.into()))?;
+    }
+    let mut png_bytes = Vec::new();
+    let img = image::RgbImage::from_raw(w, h, buf).ok_or_else(|| err("bitmap size mismatch".into()))?;
+    img.write_to(&mut std::io::Cursor::new(&mut png_bytes), image::ImageFormat::Png).map_err(|e| err(e.into()))?;
+    Ok(Some(Rendered { name, title: title.into(), svg: svg_text, png: png_bytes }))
+}
+
+pub fn render_all(r: &Results) -> Result<Vec<Rendered>, ReportError> {
+    let mut out = Vec::new();
+    for (_, f) in PLOTS {
+        if let Some(p) = f(r)? {
+            out.push(p);
+        }
+    }
+    Ok(out)
+}
+
+pub fn export(rep: &Report) -> Result<Vec<Artefact>, ReportError> {
+    Ok(rep.plots.iter().flat_map(|p| [Artefact::text(format!("plots/{}.svg", p.name), p.svg.clone()), Artefact { path: format!("plots/{}.png", p.name), bytes: p.png.clone() }]).collect())
+}
+
+/// Axis numbers: integers from 10 up, otherwise up to two decimals.
+pub fn axis_number(v: f64) -> String {
+    if v.abs() >= 10.0 || v == 0.0 { format!("{v:.0}") } else { format!("{v:.2}").trim_end_matches('0').trim_end_matches('.').to_string() }
+}
+
+/// Text centred above a point (bar labels).
+pub fn above(size: u32) -> TextStyle<'static> {
+    text_style(size).pos(plotters::style::text_anchor::Pos::new(plotters::style::text_anchor::HPos::Center, plotters::style::text_anchor::VPos::Bottom))
+}
+
+/// A legend drawn in its own area (outside the plots): a colour swatch and a label per entry.
+pub fn side_legend<DB: DrawingBackend>(area: &DrawingArea<DB, Shift>, entries: &[(String, RGBColor)]) -> DrawResult
+where
+    DB::ErrorType: 'static,
+{
+    for (i, (label, c)) in entries.iter().enumerate() {
+        let y = 40 + i as i32 * 24;
+        area.draw(&Rectangle::new([(8, y), (24, y + 14)], c.filled()))?;
+        area.draw_text(label, &text_style(13), (30, y))?;
+    }
+    Ok(())
+}
+
+/// `0..max` padded by 8%, at least `0..1`.
+pub fn y_range(max: f64) -> std::ops::Range<f64> {
+    0.0..if max.is_finite() && max > 0.0 { max * 1.08 } else { 1.0 }
+}

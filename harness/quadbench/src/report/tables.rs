@@ -1,0 +1,347 @@
+//! The report's tables, built once from the results and rendered by every exporter: "On-device
+//! KPIs", "Quality per task", "Claims" and "Runs". Cells keep their numbers (value and interval),
+//! so CSV and JSON get raw values and Markdown, LaTeX and HTML get formatted text.
+
+use crate::results::{Results, RunRecord, RunState, Scores, Verdict};
+use crate::stats;
+use serde::Serialize;
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+#[serde(untagged)]
+pub enum Cell {
+    Text(String),
+    Num { value: Option<f64>, #[serde(skip)] digits: usize },
+    /// A point estimate with its 95% CI.
+    Ci { value: Option<f64>, ci_low: Option<f64>, ci_high: Option<f64>, #[serde(skip)] digits: usize },
+}
+
+impl Cell {
+    pub fn text(s: impl Into<String>) -> Cell {
+        Cell::Text(s.into())
+    }
+
+    pub fn num(v: Option<f64>, digits: usize) -> Cell {
+        Cell::Num { value: v.filter(|x| x.is_finite()), digits }
+    }
+
+    pub fn ci(v: Option<f64>, ci: Option<[f64; 2]>, digits: usize) -> Cell {
+        Cell::Ci { value: v, ci_low: ci.map(|c| c[0]), ci_high: ci.map(|c| c[1]), digits }
+    }
+
+    /// The point and the interval as separate strings (interval empty when absent).
+    pub fn parts(&self) -> (String, String) {
+        let f = |v: f64, d: usize| format!("{v:.d$}");
+        match self {
+            Cell::Text(s) => (s.clone(), String::new()),
+            Cell::Num { value, digits } => (value.map_or("-".into(), |v| f(v, *digits)), String::new()),
+            Cell::Ci { value, ci_low, ci_high, digits } => {
+                let point = value.map_or("-".into(), |v| f(v, *digits));
+                let ci = match (ci_low, ci_high) {
+                    // A deterministic metric's interval is the point itself: show the point alone.
+                    (Some(l), Some(h)) if value.is_some() && !(l == h && Some(*l) == *value) => format!("[{}, {}]", f(*l, *digits), f(*h, *digits)),
+                    _ => String::new(),
+                };
+                (point, ci)
+            }
+        }
+    }
+
+    /// Human text: `12.3 [11.9, 12.8]`.
+    pub fn display(&self) -> String {
+        match self.parts() {
+            (p, ci) if ci.is_empty() => p,
+            (p, ci) => format!("{p} {ci}"),
+        }
+    }
+
+    pub fn is_numeric(&self) -> bool {
+        !matches!(self, Cell::Text(_))
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Column {
+    /// Machine name (CSV header, JSON key).
+    pub key: String,
+    /// Human header.
+    pub label: String,
+    pub numeric: bool,
+}
+
+fn col(key: &str, label: &str, numeric: bool) -> Column {
+    Column { key: key.into(), label: label.into(), numeric }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Table {
+    /// File stem: `tables/<id>.csv`, `tables/<id>.tex`.
+    pub id: String,
+    pub title: String,
+    pub columns: Vec<Column>,
+    pub rows: Vec<Vec<Cell>>,
+    /// Footnotes: units, methods, caveats.
+    pub notes: Vec<String>,
+}
+
+/// Every table of the report, in report order.
+pub fn all(r: &Results) -> Vec<Table> {
+    vec![kpis(r), quality(r), claims(r), runs(r)]
+}
+
+/// Stage metrics in pipeline order: encoder, denoiser, decoder first, others alphabetically.
+pub fn stages(r: &Results) -> Vec<String> {
+    let mut v: Vec<String> = r.runs.iter().flat_map(|x| x.latency_ms.keys().cloned()).filter(|k| !matches!(k.as_str(), "e2e" | "switch" | "switch_load")).collect();
+    v.sort_by_key(|k| (["encoder", "denoiser", "decoder"].iter().position(|s| s == k).unwrap_or(usize::MAX), k.clone()));
+    v.dedup();
+    v
+}
+
+/// Whether a stage runs several times per request (more samples than end-to-end).
+fn per_step(r: &Results, stage: &str) -> bool {
+    r.runs.iter().any(|x| matches!((x.latency_ms.get(stage), x.latency_ms.get("e2e")), (Some(s), Some(e)) if s.n > e.n))
+}
+
+const MB: f64 = 1e6;
+
+fn mb(b: Option<u64>) -> Option<f64> {
+    b.map(|v| v as f64 / MB)
+}
+
+fn lat(run: &RunRecord, key: &str) -> Cell {
+    let s = run.latency_ms.get(key);
+    Cell::ci(s.map(|s| s.p50), s.and_then(|s| s.p50_ci), 1)
+}
+
+pub fn status(run: &RunRecord) -> String {
+    match run.status {
+        RunState::Ok if run.valid => "ok".into(),
+        RunState::Ok => run.validity_note.clone(),
+        RunState::Failed if run.infrastructure_error => "infrastructure error".into(),
+        RunState::Failed => "failed".into(),
+        RunState::Unsupported => "unsupported".into(),
+    }
+}
+
+fn kpis(r: &Results) -> Table {
+    let stages = stages(r);
+    let mut columns = vec![col("device", "device", false), col("backend", "backend", false), col("precision", "precision", false), col("strategy", "strategy", false)];
+    for s in &stages {
+        let unit = if per_step(r, s) { "ms/step" } else { "ms" };
+        columns.push(col(&format!("{s}_ms"), &format!("{s} {unit}"), true));
+    }
+    columns.extend([
+        col("e2e_ms", "end-to-end ms", true),
+        col("switch_ms", "switch ms", true),
+        col("foundation_rom_mb", "foundation ROM MB", true),
+        col("lora_rom_mb", "LoRA ROM MB", true),
+        col("task_binaries_rom_mb", "task binaries ROM MB", true),
+        col("peak_ram_mb", "peak RAM MB", true),
+        col("status", "status", false),
+    ]);
+    let rows = r
+        .runs
+        .iter()
+        .map(|run| {
+            let mut row = vec![Cell::text(&run.device), Cell::text(&run.backend), Cell::text(&run.precision), Cell::text(run.strategy.as_str())];
+            row.extend(stages.iter().map(|s| lat(run, s)));
+            row.extend([
+                lat(run, "e2e"),
+                lat(run, "switch"),
+                Cell::num(Some(run.storage.foundation_bytes as f64 / MB), 1),
+                Cell::num(Some(run.storage.adapter_bytes as f64 / MB), 1),
+                Cell::num(Some(run.storage.baseline_bytes as f64 / MB), 1),
+                Cell::num(mb(run.memory.peak_rss_bytes), 1),
+                Cell::text(status(run)),
+            ]);
+            row
+        })
+        .collect();
+    Table {
+        id: "kpis".into(),
+        title: "On-device KPIs".into(),
+        columns,
+        rows,
+        notes: vec![
+            format!("Latencies: median [95% CI] in ms, {} (percentile bootstrap, {} resamples, seed {}); per step for repeated stages. Switch: task-switch request to first output of the new task.", "over the run's steady-state samples", stats::RESAMPLES, stats::SEED),
+            "ROM: bytes pushed to the device, MB = 10^6 bytes; task binaries = the per-task merged graphs of the separate strategies.".into(),
+            "Peak RAM: peak RSS of the runner, one measurement per run, so no CI (repeat runs for one).".into(),
+        ],
+    }
+}
+
+fn quality(r: &Results) -> Table {
+    let columns = vec![
+        col("task", "task", false),
+        col("device", "device", false),
+        col("backend", "backend", false),
+        col("precision", "precision", false),
+        col("strategy", "strategy", false),
+        col("psnr_db", "PSNR dB", true),
+        col("ssim", "SSIM", true),
+        col("ms_ssim", "MS-SSIM", true),
+        col("lpips", "LPIPS", true),
+        col("lpips_proxy", "LPIPS proxy", true),
+        col("thresholds", "thresholds", false),
+    ];
+    let mut rows = Vec::new();
+    let mut tasks: Vec<&String> = r.runs.iter().flat_map(|x| x.quality.keys()).collect();
+    tasks.sort_by_key(|t| (r.package.tasks.iter().position(|p| p == *t).unwrap_or(usize::MAX), t.to_string()));
+    tasks.dedup();
+    let mut identical = false;
+    for task in tasks {
+        for run in r.runs.iter() {
+            let Some(q) = run.quality.get(task) else { continue };
+            let m: &Scores = &q.mean;
+            identical |= m.identical;
+            let psnr = if m.identical && m.psnr_db.is_none() { Cell::text("inf") } else { Cell::num(m.psnr_db, 2) };
+            let verdict = match q.pass {
+                // A missing golden is reported as missing, never as a failed metric.
+                None if !q.missing_golden.is_empty() => format!("missing golden: {}", q.missing_golden.join(", ")),
+                None => "-".to_string(),
+                Some(p) => {
+                    let failed: Vec<&str> = q.thresholds.iter().filter(|(_, ok)| !**ok).map(|(k, _)| k.as_str()).collect();
+                    if p { "pass".into() } else { format!("fail: {}", failed.join("; ")) }
+                }
+            };
+            rows.push(vec![Cell::text(task), Cell::text(&run.device), Cell::text(&run.backend), Cell::text(&run.precision), Cell::text(run.strategy.as_str()), psnr, Cell::num(m.ssim, 4), Cell::num(m.ms_ssim, 4), Cell::num(m.lpips, 4), Cell::num(m.lpips_proxy, 4), Cell::text(verdict)]);
+        }
+    }
+    let mut notes = vec!["Mean over the scenario's input images of each output against its golden. LPIPS proxy: a deterministic stand-in when no LPIPS network is available; lower is better.".to_string()];
+    if identical {
+        notes.push("inf: output identical to the golden.".into());
+    }
+    if rows.is_empty() {
+        notes.push("No quality scores in results.json: the run had no goldens to compare with.".into());
+    }
+    Table { id: "quality".into(), title: "Quality per task".into(), columns, rows, notes }
+}
+
+pub fn verdict_text(v: Verdict) -> &'static str {
+    match v {
+        Verdict::Pass => "pass",
+        Verdict::Fail => "fail",
+        Verdict::Inconclusive => "inconclusive",
+        Verdict::Missing => "missing run",
+    }
+}
+
+fn claims(r: &Results) -> Table {
+    let columns = vec![
+        col("claim", "claim", false),
+        col("metric", "metric", false),
+        col("device", "device", false),
+        col("backend", "backend", false),
+        col("precision", "precision", false),
+        col("baseline", "baseline", false),
+        col("candidate", "candidate", false),
+        col("ratio", "ratio baseline/candidate [95% CI]", true),
+        col("threshold", "threshold", true),
+        col("verdict", "verdict", false),
+        col("ci_method", "CI", false),
+    ];
+    let rows = r
+        .claims
+        .iter()
+        .map(|c| {
+            let ci = c.ci_low.zip(c.ci_high).map(|(l, h)| [l, h]);
+            vec![
+                Cell::text(&c.name),
+                Cell::text(&c.metric),
+                Cell::text(&c.device),
+                Cell::text(&c.backend),
+                Cell::text(&c.precision),
+                Cell::text(c.baseline.as_str()),
+                Cell::text(c.candidate.as_str()),
+                Cell::ci(c.ratio, ci, 2),
+                Cell::num(Some(c.threshold), 1),
+                Cell::text(verdict_text(c.verdict)),
+                Cell::text(match c.ci_method {
+                    crate::results::CiMethod::Bootstrap => "bootstrap",
+                    crate::results::CiMethod::Exact => "exact",
+                    crate::results::CiMethod::None => "none (n = 1)",
+                }),
+            ]
+        })
+        .collect();
+    Table {
+        id: "claims".into(),
+        title: "Claims".into(),
+        columns,
+        rows,
+        notes: vec![
+            "ratio = baseline / candidate: how many times smaller (storage, memory) or faster (latency) the candidate is; medians for latencies.".into(),
+            format!("95% CI: bootstrap = percentile bootstrap of the ratio of medians, both runs' raw samples resampled independently ({} resamples, seed {}); exact = deterministic metric; none = one measurement per run.", stats::RESAMPLES, stats::SEED),
+            "Verdict: pass when the whole CI is at or above the threshold, fail when it is entirely below, inconclusive when it straddles the threshold.".into(),
+        ],
+    }
+}
+
+/// Warnings of one run: high variability, outliers, throttling, validity.
+pub fn run_warnings(run: &RunRecord) -> Vec<String> {
+    let mut w = Vec::new();
+    for (k, s) in &run.latency_ms {
+        for x in &s.warnings {
+            w.push(format!("{k}: {x}"));
+        }
+    }
+    if let Some(t) = &run.throttle {
+        if t.throttled {
+            w.push(format!("throttled: {}", t.note));
+        }
+    }
+    if run.status == RunState::Ok && !run.valid {
+        w.push(run.validity_note.clone());
+    }
+    w
+}
+
+fn runs(r: &Results) -> Table {
+    let columns = vec![
+        col("run", "run", false),
+        col("status", "status", false),
+        col("validity", "validity", false),
+        col("requests", "requests", true),
+        col("duration_s", "duration s", true),
+        col("e2e_samples", "e2e samples", true),
+        col("e2e_outliers", "e2e outliers", true),
+        col("e2e_cv", "e2e CV", true),
+        col("switch_samples", "switch samples", true),
+        col("throttle", "throttle check", false),
+        col("warnings", "warnings", true),
+    ];
+    let rows = r
+        .runs
+        .iter()
+        .map(|run| {
+            let e2e = run.latency_ms.get("e2e");
+            let throttle = match &run.throttle {
+                None => "-".to_string(),
+                Some(t) if t.method == "none" => "skipped".into(),
+                Some(t) => format!("{}{}", if t.throttled { "throttled" } else { "ok" }, if t.retries > 0 { format!(" after {} cool-down(s)", t.retries) } else { String::new() }),
+            };
+            vec![
+                Cell::text(&run.id),
+                Cell::text(status(run)),
+                Cell::text(if run.status == RunState::Ok { run.validity_note.as_str() } else { run.error.as_deref().unwrap_or("") }),
+                Cell::num(Some(run.requests as f64), 0),
+                Cell::num(Some(run.duration_ms / 1e3), 1),
+                Cell::num(e2e.map(|s| s.n as f64), 0),
+                Cell::num(e2e.and_then(|s| s.outliers.as_ref()).map(|o| o.indices.len() as f64), 0),
+                Cell::num(e2e.and_then(|s| s.cv), 3),
+                Cell::num(run.latency_ms.get("switch").map(|s| s.n as f64), 0),
+                Cell::text(throttle),
+                Cell::num(Some(run_warnings(run).len() as f64), 0),
+            ]
+        })
+        .collect();
+    Table {
+        id: "runs".into(),
+        title: "Runs".into(),
+        columns,
+        rows,
+        notes: vec![
+            "Validity as MLPerf LoadGen defines it: minimum samples and minimum duration met.".into(),
+            format!("Outliers: outside Tukey fences (k = {}), marked and kept. CV = std / mean; above {:.0}% a warning is raised.", stats::TUKEY_K, stats::CV_WARN * 100.0),
+        ],
+    }
+}

@@ -1,0 +1,248 @@
+//! Statistics for results and reports: confidence intervals, outliers, variability.
+//!
+//! Which intervals, and why:
+//! - **Median CI**: percentile bootstrap (resample the run's samples with replacement
+//!   [`RESAMPLES`] times, take the 2.5th and 97.5th percentiles of the resampled medians).
+//!   Latency distributions are skewed and have outliers, so no normality is assumed.
+//! - **Ratio-of-medians CI** (claims): percentile bootstrap over two independent samples: each
+//!   resample draws the baseline and the candidate independently, with replacement, and takes
+//!   `median(baseline) / median(candidate)`.
+//! - **Mean CI**: Student's t interval (`statrs`), reported for completeness only.
+//! - **Outliers**: Tukey fences `[Q1 - 1.5 IQR, Q3 + 1.5 IQR]`; outliers are marked (indices
+//!   into the samples) and kept in every statistic and plot.
+//!
+//! The bootstrap is seeded ([`SEED`]) with its own generator (SplitMix64, defined here) so that
+//! the same samples give the same interval on every machine and every library version.
+
+use serde::{Deserialize, Serialize};
+use statrs::distribution::{ContinuousCDF, StudentsT};
+
+/// Confidence level of every interval.
+pub const CONFIDENCE: f64 = 0.95;
+/// Bootstrap resamples.
+pub const RESAMPLES: usize = 2000;
+/// Bootstrap seed ("QUAD").
+pub const SEED: u64 = 0x5155_4144;
+/// Coefficient of variation above which a summary carries a warning.
+pub const CV_WARN: f64 = 0.10;
+/// Tukey's fence factor.
+pub const TUKEY_K: f64 = 1.5;
+
+/// How the statistics in a results file were computed (recorded in results.json).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Method {
+    pub confidence: f64,
+    pub median_ci: String,
+    pub ratio_ci: String,
+    pub mean_ci: String,
+    pub bootstrap_resamples: usize,
+    pub bootstrap_seed: u64,
+    pub rng: String,
+    pub outliers: String,
+    pub cv_warn: f64,
+}
+
+impl Default for Method {
+    fn default() -> Method {
+        Method {
+            confidence: CONFIDENCE,
+            median_ci: "percentile bootstrap of the median".into(),
+            ratio_ci: "percentile bootstrap of median(baseline)/median(candidate), the two runs resampled independently".into(),
+            mean_ci: "Student's t".into(),
+            bootstrap_resamples: RESAMPLES,
+            bootstrap_seed: SEED,
+            rng: "splitmix64".into(),
+            outliers: format!("Tukey fences, k = {TUKEY_K}; outliers kept"),
+            cv_warn: CV_WARN,
+        }
+    }
+}
+
+/// SplitMix64 (Steele, Lea, Flood 2014): tiny, fast, and fixed forever.
+#[derive(Debug, Clone)]
+pub struct Rng(u64);
+
+impl Rng {
+    pub fn new(seed: u64) -> Rng {
+        Rng(seed)
+    }
+
+    pub fn next_u64(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+
+    /// Uniform index below `n` (> 0), by Lemire's multiply-shift (bias < n / 2^64).
+    pub fn below(&mut self, n: usize) -> usize {
+        ((self.next_u64() as u128 * n as u128) >> 64) as usize
+    }
+
+    /// Uniform in `[0, 1)`.
+    pub fn unit(&mut self) -> f64 {
+        (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64
+    }
+}
+
+fn sorted(x: &[f64]) -> Vec<f64> {
+    let mut s = x.to_vec();
+    s.sort_by(|a, b| a.total_cmp(b));
+    s
+}
+
+/// Percentile by linear interpolation between closest ranks (numpy's default, type 7).
+pub fn percentile(sorted: &[f64], q: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    let pos = q / 100.0 * (sorted.len() - 1) as f64;
+    let (lo, hi) = (pos.floor() as usize, pos.ceil() as usize);
+    sorted[lo] + (sorted[hi] - sorted[lo]) * (pos - lo as f64)
+}
+
+pub fn median(x: &[f64]) -> f64 {
+    percentile(&sorted(x), 50.0)
+}
+
+fn resampled_median(x: &[f64], rng: &mut Rng, buf: &mut Vec<f64>) -> f64 {
+    buf.clear();
+    buf.extend((0..x.len()).map(|_| x[rng.below(x.len())]));
+    buf.sort_by(|a, b| a.total_cmp(b));
+    percentile(buf, 50.0)
+}
+
+fn interval(mut stats: Vec<f64>) -> [f64; 2] {
+    stats.sort_by(|a, b| a.total_cmp(b));
+    let tail = (1.0 - CONFIDENCE) / 2.0 * 100.0;
+    [percentile(&stats, tail), percentile(&stats, 100.0 - tail)]
+}
+
+/// Percentile-bootstrap CI of the median. `None` for fewer than 2 samples.
+pub fn median_ci(x: &[f64], seed: u64) -> Option<[f64; 2]> {
+    if x.len() < 2 {
+        return None;
+    }
+    let mut rng = Rng::new(seed);
+    let mut buf = Vec::with_capacity(x.len());
+    Some(interval((0..RESAMPLES).map(|_| resampled_median(x, &mut rng, &mut buf)).collect()))
+}
+
+/// Percentile-bootstrap CI of `median(baseline) / median(candidate)`, the two samples resampled
+/// independently. `None` when either has fewer than 2 samples or a resampled median is not
+/// positive.
+pub fn ratio_of_medians_ci(baseline: &[f64], candidate: &[f64], seed: u64) -> Option<[f64; 2]> {
+    if baseline.len() < 2 || candidate.len() < 2 {
+        return None;
+    }
+    let mut rng = Rng::new(seed);
+    let (mut bb, mut cb) = (Vec::with_capacity(baseline.len()), Vec::with_capacity(candidate.len()));
+    let mut ratios = Vec::with_capacity(RESAMPLES);
+    for _ in 0..RESAMPLES {
+        let b = resampled_median(baseline, &mut rng, &mut bb);
+        let c = resampled_median(candidate, &mut rng, &mut cb);
+        if c <= 0.0 {
+            return None;
+        }
+        ratios.push(b / c);
+    }
+    Some(interval(ratios))
+}
+
+/// Student's t CI of the mean.
+pub fn mean_ci(x: &[f64]) -> Option<[f64; 2]> {
+    let n = x.len();
+    if n < 2 {
+        return None;
+    }
+    let mean = x.iter().sum::<f64>() / n as f64;
+    let sd = (x.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / (n - 1) as f64).sqrt();
+    let t = StudentsT::new(0.0, 1.0, (n - 1) as f64).ok()?.inverse_cdf(1.0 - (1.0 - CONFIDENCE) / 2.0);
+    let h = t * sd / (n as f64).sqrt();
+    Some([mean - h, mean + h])
+}
+
+/// Tukey fences and the samples outside them.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Outliers {
+    pub low_fence: f64,
+    pub high_fence: f64,
+    /// Indices (in sample order) of the samples outside the fences; kept in all statistics.
+    pub indices: Vec<usize>,
+}
+
+pub fn tukey(x: &[f64]) -> Option<Outliers> {
+    if x.len() < 4 {
+        return None;
+    }
+    let s = sorted(x);
+    let (q1, q3) = (percentile(&s, 25.0), percentile(&s, 75.0));
+    let iqr = q3 - q1;
+    let (low_fence, high_fence) = (q1 - TUKEY_K * iqr, q3 + TUKEY_K * iqr);
+    let indices = x.iter().enumerate().filter(|(_, v)| **v < low_fence || **v > high_fence).map(|(i, _)| i).collect();
+    Some(Outliers { low_fence, high_fence, indices })
+}
+
+/// Coefficient of variation (sample standard deviation / mean).
+pub fn cv(mean: f64, std: f64) -> Option<f64> {
+    (mean > 0.0 && std.is_finite()).then(|| std / mean)
+}
+
+/// The high-CV warning text, if any.
+pub fn cv_warning(cv: Option<f64>) -> Option<String> {
+    cv.filter(|c| *c > CV_WARN).map(|c| format!("high variability: CV {:.1}% > {:.0}%", c * 100.0, CV_WARN * 100.0))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn splitmix_reference_values() {
+        // First outputs of SplitMix64 seeded with 0 (reference implementation).
+        let mut r = Rng::new(0);
+        assert_eq!(r.next_u64(), 0xE220_A839_7B1D_CDAF);
+        assert_eq!(r.next_u64(), 0x6E78_9E6A_A1B9_65F4);
+    }
+
+    #[test]
+    fn median_ci_brackets_the_median_and_is_reproducible() {
+        let x: Vec<f64> = (0..41).map(|i| 100.0 + ((i * 37) % 41) as f64).collect();
+        let ci = median_ci(&x, SEED).unwrap();
+        assert!(ci[0] <= median(&x) && median(&x) <= ci[1], "{ci:?}");
+        assert!(ci[1] - ci[0] < 20.0);
+        assert_eq!(ci, median_ci(&x, SEED).unwrap());
+        assert!(median_ci(&[1.0], SEED).is_none());
+    }
+
+    #[test]
+    fn ratio_ci_of_scaled_samples_is_near_the_scale() {
+        let c: Vec<f64> = (0..30).map(|i| 10.0 + (i % 7) as f64 * 0.1).collect();
+        let b: Vec<f64> = c.iter().map(|v| v * 4.0).collect();
+        let ci = ratio_of_medians_ci(&b, &c, SEED).unwrap();
+        assert!(ci[0] > 3.8 && ci[1] < 4.2 && ci[0] <= 4.0 && 4.0 <= ci[1], "{ci:?}");
+    }
+
+    #[test]
+    fn mean_ci_matches_t_table() {
+        // n = 5, mean 3, sd sqrt(2.5); t(0.975, 4) = 2.776445
+        let ci = mean_ci(&[1.0, 2.0, 3.0, 4.0, 5.0]).unwrap();
+        let h = 2.776_445_105 * 2.5f64.sqrt() / 5f64.sqrt();
+        assert!((ci[0] - (3.0 - h)).abs() < 1e-6 && (ci[1] - (3.0 + h)).abs() < 1e-6, "{ci:?}");
+    }
+
+    #[test]
+    fn tukey_marks_and_keeps_outliers() {
+        let x = [10.0, 11.0, 10.5, 10.2, 50.0, 10.8, 9.9, 1.0];
+        let o = tukey(&x).unwrap();
+        assert_eq!(o.indices, vec![4, 7]);
+        assert!(o.low_fence < 9.9 && o.high_fence > 11.0);
+    }
+
+    #[test]
+    fn cv_warning_above_threshold() {
+        assert!(cv_warning(cv(100.0, 5.0)).is_none());
+        assert!(cv_warning(cv(100.0, 20.0)).unwrap().contains("CV 20.0%"));
+    }
+}

@@ -1,0 +1,190 @@
+//! Report exporters against golden files: every artefact regenerated from the stored results
+//! fixture must be byte-identical to tests/snapshots/report/ (PNGs by sha256). Set
+//! `UPDATE_SNAPSHOTS=1` to rewrite the golden files after an intended change, then review the
+//! diff. A second check renders a run with other timings and compares with numbers redacted, so
+//! the structure is pinned independently of the figures.
+
+use quadbench::report::{self, Artefact, Report};
+use quadbench::results::Results;
+use std::path::{Path, PathBuf};
+
+fn fixture() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/report-demo")
+}
+
+fn snapshots() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/snapshots/report")
+}
+
+fn update() -> bool {
+    std::env::var_os("UPDATE_SNAPSHOTS").is_some()
+}
+
+fn sha256(b: &[u8]) -> String {
+    use sha2::Digest;
+    format!("{:x}", sha2::Sha256::digest(b))
+}
+
+/// Compare (or with UPDATE_SNAPSHOTS write) one artefact; PNGs go through a hash list.
+fn check(a: &Artefact, pngs: &mut Vec<String>, failures: &mut Vec<String>) {
+    if a.path.ends_with(".png") {
+        pngs.push(format!("{}  {}", sha256(&a.bytes), a.path));
+        return;
+    }
+    let golden = snapshots().join(&a.path);
+    if update() {
+        std::fs::create_dir_all(golden.parent().unwrap()).unwrap();
+        std::fs::write(&golden, &a.bytes).unwrap();
+        return;
+    }
+    match std::fs::read(&golden) {
+        Ok(g) if g == a.bytes => {}
+        Ok(g) => {
+            let (gs, ns) = (String::from_utf8_lossy(&g), String::from_utf8_lossy(&a.bytes));
+            let line = gs.lines().zip(ns.lines()).position(|(x, y)| x != y).map_or("(length)".to_string(), |i| format!("line {}:\n  golden: {}\n  new:    {}", i + 1, gs.lines().nth(i).unwrap_or(""), ns.lines().nth(i).unwrap_or("")));
+            failures.push(format!("{} differs from its golden file at {line}", a.path));
+        }
+        Err(_) => failures.push(format!("{}: no golden file {}", a.path, golden.display())),
+    }
+}
+
+#[test]
+fn every_exporter_matches_its_snapshot_byte_for_byte() {
+    let rep = Report::load(&fixture()).expect("fixture loads");
+    let mut pngs = Vec::new();
+    let mut failures = Vec::new();
+    let mut all = Vec::new();
+    for (name, _) in report::EXPORTERS {
+        let arts = report::render(&rep, &[name.to_string()]).unwrap();
+        assert!(!arts.is_empty(), "exporter {name} made nothing");
+        for a in &arts {
+            check(a, &mut pngs, &mut failures);
+        }
+        all.extend(arts);
+    }
+    pngs.sort();
+    let list = pngs.join("\n") + "\n";
+    let list_path = snapshots().join("png.sha256");
+    if update() {
+        std::fs::write(&list_path, &list).unwrap();
+    } else if std::fs::read_to_string(&list_path).ok().as_deref() != Some(list.as_str()) {
+        failures.push(format!("PNG hashes differ from {}:\n{list}", list_path.display()));
+    }
+    assert!(failures.is_empty(), "{}\n(set UPDATE_SNAPSHOTS=1 to accept intended changes)", failures.join("\n"));
+
+    // Regenerating gives byte-identical output, and the artefacts are the expected set.
+    let again = report::render(&Report::load(&fixture()).unwrap(), &[]).unwrap();
+    let mut all_sorted = all.clone();
+    all_sorted.sort_by(|a, b| a.path.cmp(&b.path));
+    assert!(again == all_sorted, "a second rendering differs");
+    let paths: Vec<&str> = again.iter().map(|a| a.path.as_str()).collect();
+    for want in ["report.md", "report.html", "report.json", "junit.xml", "tables/kpis.tex", "tables/claims.tex", "tables/quality.tex", "tables/kpis.csv", "tables/claims.csv", "plots/latency.svg", "plots/latency.png", "plots/timeline.svg", "plots/storage.svg", "plots/memory.png", "plots/quality.svg"] {
+        assert!(paths.contains(&want), "missing {want} in {paths:?}");
+    }
+    // No absolute paths leak into artefacts.
+    for a in &again {
+        let t = String::from_utf8_lossy(&a.bytes);
+        assert!(!t.contains("/work/") && !t.contains("/tmp/") && !t.contains("/root/"), "{} contains an absolute path", a.path);
+    }
+}
+
+#[test]
+fn claims_table_has_ratios_with_intervals_and_verdicts() {
+    let rep = Report::load(&fixture()).unwrap();
+    let md = String::from_utf8(report::render(&rep, &["md".into()]).unwrap()[0].bytes.clone()).unwrap();
+    assert!(md.contains("| ratio baseline/candidate [95% CI] |"), "{md}");
+    let row = md.lines().find(|l| l.starts_with("| switch-latency-4x | latency_ms.switch | local | cpu |")).expect("switch claim row");
+    assert!(row.contains("1.22 [1.13, 1.33]") && row.contains("| fail |"), "{row}");
+    let storage = md.lines().find(|l| l.starts_with("| storage-6x | storage.total_bytes | local | cpu |")).unwrap();
+    assert!(storage.contains("| 9.01 |") && storage.contains("| pass |") && storage.contains("exact"), "{storage}");
+    // The failed xnnpack run leaves its claims without a verdict.
+    assert!(md.contains("| storage-6x | storage.total_bytes | local | xnnpack | fp32 | separate-reload | unified | - | 6.0 | missing run |"), "{md}");
+    let r = &rep.results;
+    let c = r.claims.iter().find(|c| c.name == "switch-latency-4x" && c.backend == "cpu").unwrap();
+    assert_eq!((c.bootstrap_resamples, c.bootstrap_seed), (Some(quadbench::stats::RESAMPLES), Some(quadbench::stats::SEED)));
+}
+
+#[test]
+fn junit_distinguishes_failures_errors_and_infrastructure() {
+    let rep = Report::load(&fixture()).unwrap();
+    let x = String::from_utf8(report::render(&rep, &["junit".into()]).unwrap()[0].bytes.clone()).unwrap();
+    assert!(x.contains("<testsuite name=\"claims\"") && x.contains("<testsuite name=\"quality\"") && x.contains("<testsuite name=\"runs\""));
+    assert!(x.contains("type=\"claim-failed\""));
+    assert!(x.contains("type=\"infrastructure-error\""));
+    assert!(x.contains("type=\"missing-run\""));
+    assert!(x.contains("name=\"sepia: psnr_db &gt;= 30\""));
+    assert!(x.contains("<skipped message=\"no golden for input coffee\"/>"));
+}
+
+/// Replace every run of digits with `#`, so that output from other timings compares equal in
+/// structure.
+fn redact(s: &str) -> String {
+    let mut o = String::with_capacity(s.len());
+    for c in s.chars() {
+        if c.is_ascii_digit() {
+            if !o.ends_with('#') {
+                o.push('#');
+            }
+        } else {
+            o.push(c);
+        }
+    }
+    o
+}
+
+#[test]
+fn other_timings_give_the_same_report_with_numbers_redacted() {
+    // Another run: every latency 1.7x slower (ratios, CIs of ratios and verdicts unchanged).
+    let dir = tempfile::tempdir().unwrap();
+    let mut text = std::fs::read_to_string(fixture().join("results.json")).unwrap();
+    text = text.replace("\"duration_ms\": 1", "\"duration_ms\": 2");
+    std::fs::write(dir.path().join("results.json"), text).unwrap();
+    std::fs::create_dir_all(dir.path().join("samples")).unwrap();
+    for e in std::fs::read_dir(fixture().join("samples")).unwrap() {
+        let p = e.unwrap().path();
+        let mut out = String::new();
+        for (i, line) in std::fs::read_to_string(&p).unwrap().lines().enumerate() {
+            if i == 0 {
+                out.push_str(line);
+            } else {
+                let (head, v) = line.rsplit_once(',').unwrap();
+                out.push_str(&format!("{head},{:.6}", v.parse::<f64>().unwrap() * 1.7));
+            }
+            out.push('\n');
+        }
+        std::fs::write(dir.path().join("samples").join(p.file_name().unwrap()), out).unwrap();
+    }
+    let base = Report::load(&fixture()).unwrap();
+    let other = Report::load(dir.path()).unwrap();
+    for f in ["md", "junit", "csv", "tex"] {
+        let a = report::render(&base, &[f.into()]).unwrap();
+        let b = report::render(&other, &[f.into()]).unwrap();
+        assert_eq!(a.len(), b.len());
+        for (x, y) in a.iter().zip(&b) {
+            assert_eq!(redact(&String::from_utf8_lossy(&x.bytes)), redact(&String::from_utf8_lossy(&y.bytes)), "{} differs beyond its numbers", x.path);
+        }
+    }
+    let c = other.results.claims.iter().find(|c| c.name == "switch-latency-4x" && c.backend == "cpu").unwrap();
+    assert!((c.ratio.unwrap() - 1.2166).abs() < 1e-3);
+}
+
+#[test]
+fn report_of_an_older_results_file_recomputes_statistics() {
+    // The fixture's results.json predates intervals; loading recomputes them from samples.
+    let raw: Results = serde_json::from_str(&std::fs::read_to_string(fixture().join("results.json")).unwrap()).unwrap();
+    assert!(raw.runs[0].latency_ms["e2e"].p50_ci.is_none());
+    let rep = Report::load(&fixture()).unwrap();
+    let s = &rep.results.runs[0].latency_ms["e2e"];
+    let [lo, hi] = s.p50_ci.unwrap();
+    assert!(lo <= s.p50 && s.p50 <= hi);
+    assert!(s.outliers.as_ref().is_some_and(|o| o.indices.len() == 1));
+}
+
+#[test]
+fn missing_results_directory_says_how_to_fix_it() {
+    let e = Report::load(Path::new("/nonexistent/results")).err().unwrap().to_string();
+    assert!(e.contains("results.json") && e.contains("hint:"), "{e}");
+    let rep = Report::load(&fixture()).unwrap();
+    let e = report::render(&rep, &["pdf".into()]).err().unwrap().to_string();
+    assert!(e.contains("unknown report format `pdf`") && e.contains("md, tex, csv"), "{e}");
+}
