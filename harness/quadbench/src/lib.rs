@@ -18,6 +18,7 @@ pub fn safe_relative_path(s: &str) -> bool {
     !s.starts_with('/') && s.split('/').all(safe_name)
 }
 pub mod device;
+pub mod resilience;
 pub mod results;
 pub mod run;
 pub mod scenario;
