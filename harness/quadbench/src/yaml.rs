@@ -52,7 +52,8 @@ pub fn nearest<'a>(word: &str, candidates: impl IntoIterator<Item = &'a str>) ->
     candidates
         .into_iter()
         .map(|c| (strsim::damerau_levenshtein(word, c), c))
-        .filter(|(d, c)| *d <= 2.max(c.len() / 3))
+        // Judge by the longer word: a plural ("strategies") is 3 edits from "strategy".
+        .filter(|(d, c)| *d <= 2.max(word.len().max(c.len()) / 3))
         .min_by_key(|(d, _)| *d)
         .map(|(_, c)| c)
 }

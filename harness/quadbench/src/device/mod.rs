@@ -192,3 +192,41 @@ impl DeviceProfile {
         ctor(self)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load(text: &str) -> Result<DeviceProfile, YamlError> {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("d.yaml");
+        std::fs::write(&p, text).unwrap();
+        DeviceProfile::load(&p)
+    }
+
+    #[test]
+    fn adb_profiles_are_validated_before_any_device_is_touched() {
+        let p = load("name: phone\ntransport: adb\nserial: \"127.0.0.1:7100\"\nretries: 3\nbackoff_ms: 50\n").unwrap();
+        let a = p.adb.unwrap();
+        assert_eq!((a.serial.as_str(), a.server.to_string().as_str(), a.root.as_str()), ("127.0.0.1:7100", adb::DEFAULT_SERVER, adb::DEFAULT_ROOT));
+        assert_eq!(p.retry, RetryPolicy { retries: 3, backoff: Duration::from_millis(50) });
+        assert_eq!((p.retry.wait(1), p.retry.wait(3)), (Duration::from_millis(50), Duration::from_millis(200)));
+        for (text, key) in [
+            ("name: p\ntransport: adb\n", "transport"),
+            ("name: p\ntransport: adb\nserial: \"x;reboot\"\n", "serial"),
+            ("name: p\ntransport: adb\nserial: \"a b\"\n", "serial"),
+            ("name: p\ntransport: adb\nserial: s\nroot: /data/../etc\n", "root"),
+            ("name: p\ntransport: adb\nserial: s\nroot: relative/dir\n", "root"),
+            ("name: p\ntransport: adb\nserial: s\nadb_server: localhost\n", "adb_server"),
+            ("name: p\ntransport: adb\nserial: s\nwork_dir: /tmp/x\n", "work_dir"),
+            ("name: p\ntransport: adb\nserial: s\nabi: mips-from-mars\nrunner: auto\n", "abi"),
+            ("name: p\ntransport: local\nserial: s\n", "serial"),
+            ("name: p\ntransport: adb\nserial: s\nretries: 99\n", "retries"),
+        ] {
+            let e = load(text).expect_err(text);
+            assert_eq!(e.key.as_deref(), Some(key), "{text}: {e}");
+        }
+        // An ABI other than the host's is fine once the builds for it are named.
+        assert!(load("name: p\ntransport: adb\nserial: s\nabi: mips-from-mars\nrunner: r\nort_library: l\n").is_ok());
+    }
+}
