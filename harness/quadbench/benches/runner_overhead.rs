@@ -44,7 +44,7 @@ fn main() {
         pkg_dir.display(), device.display(), repo.join("golden/inputs/astronaut.png").display()
     )).unwrap();
     let sc = Scenario::load(&sc_path, &repo).unwrap();
-    let opts = RunOptions { out: tmp.path().join("out"), device_override: None, package_cache: cache };
+    let opts = RunOptions { out: tmp.path().join("out"), device_override: None, package_cache: cache, resume: false };
     let results = run::run_scenario(&sc, &opts, &mut Quiet).expect("runner run (build it: cargo build --release -p quadbench-runner)");
     let r = &results.runs[0];
     let runner_p50 = r.latency_ms["denoiser"].p50;

@@ -40,7 +40,7 @@ pub fn bless(scenario: &Path, force: bool) -> i32 {
         report(&e);
         return EXIT_INFRA;
     }
-    let opts = RunOptions { out: tmp.path().join("out"), device_override: Some(device), package_cache: quadbench_runtime::cache_dir().join("packages") };
+    let opts = RunOptions { out: tmp.path().join("out"), device_override: Some(device), package_cache: quadbench_runtime::cache_dir().join("packages"), resume: false };
     let mut rep = StderrReporter::new();
     let results = match run::run_scenario(&sc, &opts, &mut rep) {
         Ok(r) => r,

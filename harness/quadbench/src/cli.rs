@@ -42,6 +42,22 @@ enum Command {
         /// Results directory (default: reports/<scenario name>-<UTC time>).
         #[arg(long)]
         out: Option<PathBuf>,
+        /// Continue an interrupted run in --out: keep its finished runs, run the rest.
+        #[arg(long, requires = "out")]
+        resume: bool,
+    },
+    /// Android devices seen by an adb server.
+    #[command(subcommand)]
+    Devices(DevicesCmd),
+    /// Serve a loopback Android device (ADB over TCP on 127.0.0.1) whose storage is DIR and whose
+    /// shell runs on this host; attach it with `adb connect 127.0.0.1:PORT`.
+    LoopbackDevice {
+        /// TCP port on 127.0.0.1 (not 5555-5585, which adb probes for emulators).
+        #[arg(long)]
+        port: u16,
+        /// Directory playing the device's storage (device paths == host paths under it).
+        #[arg(long)]
+        root: PathBuf,
     },
     /// Regenerate tables, plots, JUnit XML and report.html from a results directory (results.json
     /// and samples/ alone); byte-identical for the same inputs.
@@ -94,6 +110,16 @@ enum PackageCmd {
     Check {
         /// Package directory (holding package.yaml).
         dir: PathBuf,
+    },
+}
+
+#[derive(Subcommand)]
+enum DevicesCmd {
+    /// Serial, state, model, SoC, ABI and Android version of every device.
+    List {
+        /// The adb server, host:port.
+        #[arg(long, default_value = quadbench::device::adb::DEFAULT_SERVER)]
+        adb_server: std::net::SocketAddrV4,
     },
 }
 
@@ -169,7 +195,7 @@ pub fn scenario_repo_root(scenario: &Path) -> Option<PathBuf> {
     repo_root(scenario.parent().unwrap_or(Path::new("."))).or_else(|| repo_root(Path::new(".")))
 }
 
-fn run_and_summarise(scenario: &Path, device: Option<PathBuf>, out: Option<PathBuf>) -> i32 {
+fn run_and_summarise(scenario: &Path, device: Option<PathBuf>, out: Option<PathBuf>, resume: bool) -> i32 {
     let Some(root) = scenario_repo_root(scenario) else {
         report(&format!("cannot find the quadbench checkout (a directory with golden/inputs) above {}; run from the repository", scenario.display()));
         return EXIT_BAD_INPUT;
@@ -182,7 +208,7 @@ fn run_and_summarise(scenario: &Path, device: Option<PathBuf>, out: Option<PathB
         }
     };
     let out = out.unwrap_or_else(|| root.join("reports").join(format!("{}-{}", sc.name, utc_stamp())));
-    let opts = RunOptions { out: out.clone(), device_override: device, package_cache: quadbench_runtime::cache_dir().join("packages") };
+    let opts = RunOptions { out: out.clone(), device_override: device, package_cache: quadbench_runtime::cache_dir().join("packages"), resume };
     let mut rep = StderrReporter::new();
     let results = match run::run_scenario(&sc, &opts, &mut rep) {
         Ok(r) => r,
@@ -328,9 +354,11 @@ pub fn main() -> i32 {
                 report(&"scenarios/demo.yaml not found; run `quadbench demo` from the quadbench repository checkout");
                 return EXIT_BAD_INPUT;
             };
-            run_and_summarise(&sc, None, out)
+            run_and_summarise(&sc, None, out, false)
         }
-        Command::Run { scenario, device, out } => run_and_summarise(&scenario, device, out),
+        Command::Run { scenario, device, out, resume } => run_and_summarise(&scenario, device, out, resume),
+        Command::Devices(DevicesCmd::List { adb_server }) => devices_list(adb_server),
+        Command::LoopbackDevice { port, root } => loopback_device(port, root),
         Command::Report { dir, format, out } => report_command(&dir, &format, out.as_deref()),
         Command::Package(PackageCmd::Reference(a)) => {
             let p = ReferenceParams { tasks: a.tasks, width: a.width, resolution: a.resolution, steps: a.steps, seed: a.seed };
@@ -406,6 +434,40 @@ pub fn main() -> i32 {
         Command::Runtime(RuntimeCmd::Info) => {
             print!("{}", quadbench_runtime::info_text(&quadbench_runtime::Lock::embedded()));
             EXIT_OK
+        }
+    }
+}
+
+fn devices_list(server: std::net::SocketAddrV4) -> i32 {
+    let devices = match quadbench::device::adb::list_devices(server) {
+        Ok(d) => d,
+        Err(e) => {
+            report(&e);
+            return EXIT_INFRA;
+        }
+    };
+    if devices.is_empty() {
+        eprintln!("no devices at the adb server {server} (USB: enable USB debugging; TCP: `adb -P {} connect HOST:PORT`)", server.port());
+        return EXIT_OK;
+    }
+    println!("{:<24} {:<13} {:<24} {:<16} {:<12} android", "serial", "state", "model", "soc", "abi");
+    for d in devices {
+        let i = d.info.unwrap_or_default();
+        let f = |v: Option<String>| v.unwrap_or_else(|| "-".into());
+        println!("{:<24} {:<13} {:<24} {:<16} {:<12} {}{}", d.serial, d.state, f(i.model), f(i.soc), f(i.abi), f(i.os_version), d.error.map(|e| format!("  ({e})")).unwrap_or_default());
+    }
+    EXIT_OK
+}
+
+fn loopback_device(port: u16, root: PathBuf) -> i32 {
+    let mut cfg = quadbench_loopback::LoopbackConfig::new(&root);
+    cfg.bind = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+    eprintln!("loopback device 127.0.0.1:{port}, storage {}; attach with `adb connect 127.0.0.1:{port}`, use `root: <that directory>` in the device profile", root.display());
+    match quadbench_loopback::serve_forever_with_log(cfg, |e| eprintln!("loopback: {e}")) {
+        Ok(()) => EXIT_OK,
+        Err(e) => {
+            report(&e);
+            EXIT_BAD_INPUT
         }
     }
 }

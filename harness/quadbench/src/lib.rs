@@ -23,6 +23,7 @@ pub mod device;
 pub mod golden;
 pub mod quality;
 pub mod report;
+pub mod resilience;
 pub mod results;
 pub mod run;
 pub mod scenario;

@@ -56,6 +56,14 @@ impl Reporter for StderrReporter {
                     eprintln!("{line}");
                 }
             }
+            Event::Retry { id, attempt, retries, wait_ms, error } => {
+                let line = format!("{id}: infrastructure error, retry {attempt}/{retries} in {:.1} s: {error}", *wait_ms as f64 / 1e3);
+                if let Some(b) = &self.bar { b.println(line) } else { eprintln!("{line}") }
+            }
+            Event::DeviceUnhealthy { device, error } => {
+                let line = format!("device {device} marked unhealthy, its remaining runs are skipped: {error}");
+                if let Some(b) = &self.bar { b.println(line) } else { eprintln!("{line}") }
+            }
             Event::ResultsWritten { path } => {
                 if self.bar.is_none() {
                     eprintln!("results written to {}", path.display());

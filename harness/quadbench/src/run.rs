@@ -19,6 +19,10 @@ pub enum Event {
     Heartbeat { id: String, phase: String, requests: u64, elapsed_ms: u64 },
     RunEnd { id: String, status: RunState, note: String },
     ResultsWritten { path: PathBuf },
+    /// A run failed with an infrastructure error and is retried after `wait_ms`.
+    Retry { id: String, attempt: u32, retries: u32, wait_ms: u64, error: String },
+    /// A device failed every retry; its remaining runs are recorded as failed without running.
+    DeviceUnhealthy { device: String, error: String },
 }
 
 pub trait Reporter {
@@ -41,6 +45,8 @@ pub enum RunError {
     Input { path: String, message: String },
     #[error(transparent)]
     Device(#[from] DeviceError),
+    #[error("cannot resume: {0}")]
+    Resume(String),
 }
 
 /// Options of one scenario run.
@@ -50,6 +56,8 @@ pub struct RunOptions {
     pub device_override: Option<PathBuf>,
     /// Package cache for generated reference packages.
     pub package_cache: PathBuf,
+    /// Keep finished runs of `<out>/results.json` and run only the others.
+    pub resume: bool,
 }
 
 /// The package directory for a scenario, generating and caching the reference package.
@@ -195,6 +203,7 @@ pub fn run_scenario(sc: &Scenario, opts: &RunOptions, rep: &mut dyn Reporter) ->
     };
     let quality = crate::quality::QualityConfig { golden_root: sc.golden_root.clone(), package_name: m.raw.name.clone(), thresholds: sc.thresholds.clone() };
     let results_path = out.join("results.json");
+    let mut resume = if opts.resume { crate::resilience::Resume::load(&results_path, &m.sha256).map_err(RunError::Resume)? } else { Default::default() };
     let total = profiles.len() * sc.backends.len() * sc.strategies.len();
     let mut index = 0;
     let mut governor = crate::throttle::Governor::new(sc.throttle.clone(), sc.cooldown_s);
@@ -204,18 +213,24 @@ pub fn run_scenario(sc: &Scenario, opts: &RunOptions, rep: &mut dyn Reporter) ->
             return Err(RunError::RunnerMissing { path: runner.display().to_string() });
         }
         let ort_lib = profile.ort_library.clone().unwrap_or_else(|| ort.library.clone());
-        let mut transport = profile.open()?;
-        let info = transport.info();
+        let mut session = crate::resilience::DeviceSession::new(profile);
         for backend in &sc.backends {
             for &strategy in &sc.strategies {
                 index += 1;
                 let id = format!("{}-{}-{}-{}", profile.name, backend, sc.precision, strategy);
                 rep.event(&Event::RunStart { index, total, id: id.clone() });
-                let throttle = governor.before_run(profile.transport == "local", rep);
-                let mut record = run_one(RunSpec { sc, m: &m, pkg_dir: &pkg_dir, id: &id, profile, backend, strategy, runner: &runner, ort_lib: &ort_lib, inputs: &inputs, out }, transport.as_mut(), &info, rep);
-                record.throttle = Some(throttle);
-                crate::quality::score_run(&mut record, out, &quality);
-                let note = record.error.clone().unwrap_or_else(|| record.validity_note.clone());
+                let (record, note) = match resume.take(&id) {
+                    Some(r) => (r, "finished earlier, kept (--resume)".to_string()),
+                    None => {
+                        let throttle = governor.before_run(profile.transport == "local", rep);
+                        let failed = |msg: String| RunRecord::failed(&id, &profile.name, backend, &sc.precision, strategy, strategy_files(&m, strategy).1, msg, String::new(), true);
+                        let mut r = session.run(&id, rep, &mut |t, info, rep| run_one(RunSpec { sc, m: &m, pkg_dir: &pkg_dir, id: &id, profile, backend, strategy, runner: &runner, ort_lib: &ort_lib, inputs: &inputs, out }, t, info, rep), &failed);
+                        r.throttle = Some(throttle);
+                        crate::quality::score_run(&mut r, out, &quality);
+                        let note = r.error.clone().unwrap_or_else(|| r.validity_note.clone());
+                        (r, note)
+                    }
+                };
                 rep.event(&Event::RunEnd { id: id.clone(), status: record.status, note });
                 results.runs.push(record);
                 results.claims = results::evaluate_claims(&sc.claims, &results.runs);
@@ -299,6 +314,8 @@ fn stage_and_execute(s: &RunSpec<'_>, files: &[String], storage: &Storage, t: &m
     }
     // Unique per invocation, so concurrent runs sharing a device root never collide.
     let run_remote = format!("runs/{}.{}", s.id, session_token());
+    // A failed earlier attempt may have left a result behind: start from an empty directory.
+    t.remove_dir(&run_remote).map_err(e0)?;
     let mut plan_inputs = Vec::new();
     for (name, local) in s.inputs {
         t.push(local, &sha(local)?, &format!("{run_remote}/inputs/{name}.f32")).map_err(e0)?;
@@ -353,6 +370,10 @@ fn stage_and_execute(s: &RunSpec<'_>, files: &[String], storage: &Storage, t: &m
         return Err((DeviceError::Test(why), tail));
     };
     for o in &result.outputs {
+        // Names come from the device: they must not steer where we write on the host.
+        if !(crate::safe_name(&o.task) && crate::safe_name(&o.input) && crate::safe_relative_path(&o.path)) {
+            return Err((DeviceError::Test(format!("the runner reported an unsafe output name (task {:?}, input {:?}, path {:?}); refusing to pull it", o.task, o.input, o.path)), tail));
+        }
         let dst = s.out.join("outputs").join(s.id).join(format!("{}__{}.png", o.task, o.input));
         t.pull(&format!("{run_remote}/{}", o.path), &dst).map_err(|e| (e, tail.clone()))?;
     }

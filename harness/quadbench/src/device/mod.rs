@@ -2,6 +2,7 @@
 //! runs commands there and pulls results back; every transport implements [`Transport`], one
 //! file each, registered in [`TRANSPORTS`].
 
+pub mod adb;
 pub mod local;
 
 use crate::yaml::{self, YamlError};
@@ -10,7 +11,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 /// Registered transports: name -> constructor.
-pub const TRANSPORTS: &[(&str, fn(&DeviceProfile) -> Result<Box<dyn Transport>, DeviceError>)] = &[("local", local::open)];
+pub const TRANSPORTS: &[(&str, fn(&DeviceProfile) -> Result<Box<dyn Transport>, DeviceError>)] = &[("local", local::open), ("adb", adb::open)];
 
 #[derive(Debug, thiserror::Error)]
 pub enum DeviceError {
@@ -84,6 +85,27 @@ pub struct RawDeviceProfile {
     /// Keep run directories on the device after pulling results (default false).
     #[serde(default)]
     pub keep_runs: bool,
+    /// adb: the device's serial as `adb devices` shows it (`host:port` for TCP devices, which
+    /// are attached with `adb connect` when missing).
+    #[serde(default)]
+    pub serial: Option<String>,
+    /// adb: the adb server, `host:port` (default `127.0.0.1:5037`).
+    #[serde(default)]
+    pub adb_server: Option<String>,
+    /// adb: absolute device directory holding quadbench's files (default
+    /// `/data/local/tmp/quadbench`).
+    #[serde(default)]
+    pub root: Option<String>,
+    /// adb: the ABI the runner and runtime were built for (`arm64-v8a`); checked against the
+    /// device's `ro.product.cpu.abilist` before anything is pushed.
+    #[serde(default)]
+    pub abi: Option<String>,
+    /// Retries of a run after an infrastructure error (default 2).
+    #[serde(default)]
+    pub retries: Option<u32>,
+    /// Wait before the first retry in ms, doubled for each further one (default 2000).
+    #[serde(default)]
+    pub backoff_ms: Option<u64>,
 }
 
 /// A validated device profile.
@@ -96,6 +118,41 @@ pub struct DeviceProfile {
     pub runner: Option<PathBuf>,
     pub ort_library: Option<PathBuf>,
     pub keep_runs: bool,
+    /// Settings of the adb transport (`None` for other transports).
+    pub adb: Option<AdbSettings>,
+    pub retry: RetryPolicy,
+}
+
+/// Where and how to reach an Android device through an adb server.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AdbSettings {
+    pub serial: String,
+    pub server: std::net::SocketAddrV4,
+    /// Absolute device path, validated components only.
+    pub root: String,
+    pub abi: Option<String>,
+}
+
+/// What to do after an infrastructure error: retry `retries` times, waiting `backoff` before
+/// the first retry and doubling the wait each time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RetryPolicy {
+    pub retries: u32,
+    pub backoff: Duration,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        RetryPolicy { retries: 2, backoff: Duration::from_millis(2000) }
+    }
+}
+
+impl RetryPolicy {
+    /// Wait before retry number `attempt` (1-based), capped at 5 minutes.
+    pub fn wait(&self, attempt: u32) -> Duration {
+        let factor = 1u32.checked_shl(attempt.saturating_sub(1).min(16)).unwrap_or(u32::MAX);
+        self.backoff.saturating_mul(factor).min(Duration::from_secs(300))
+    }
 }
 
 impl DeviceProfile {
@@ -111,11 +168,65 @@ impl DeviceProfile {
         }
         let base = path.parent().unwrap_or(Path::new("."));
         let resolve = |s: &Option<String>| s.as_ref().filter(|v| v.as_str() != "auto").map(|v| base.join(v));
-        Ok(DeviceProfile { path: path.to_path_buf(), name: raw.name, transport: raw.transport, work_dir: resolve(&raw.work_dir), runner: resolve(&raw.runner), ort_library: resolve(&raw.ort_library), keep_runs: raw.keep_runs })
+        let err = |needle: &str, msg: String, fix: &str| YamlError::at(path, &text, needle, msg, fix);
+        let adb = if raw.transport == "adb" {
+            Some(adb::settings(&raw, &err)?)
+        } else {
+            for (set, key) in [(raw.serial.is_some(), "serial:"), (raw.adb_server.is_some(), "adb_server:"), (raw.root.is_some(), "root:"), (raw.abi.is_some(), "abi:")] {
+                if set {
+                    return Err(err(key, format!("`{}` applies to the adb transport only", key.trim_end_matches(':')), "remove it, or set `transport: adb`"));
+                }
+            }
+            None
+        };
+        let d = RetryPolicy::default();
+        let retry = RetryPolicy { retries: raw.retries.unwrap_or(d.retries), backoff: raw.backoff_ms.map_or(d.backoff, Duration::from_millis) };
+        if retry.retries > 20 {
+            return Err(err("retries:", format!("retries: {} is more than 20", retry.retries), "a device that fails 20 times in a row is broken; use at most 20"));
+        }
+        Ok(DeviceProfile { path: path.to_path_buf(), name: raw.name, transport: raw.transport, work_dir: resolve(&raw.work_dir), runner: resolve(&raw.runner), ort_library: resolve(&raw.ort_library), keep_runs: raw.keep_runs, adb, retry })
     }
 
     pub fn open(&self) -> Result<Box<dyn Transport>, DeviceError> {
         let (_, ctor) = TRANSPORTS.iter().find(|t| t.0 == self.transport).expect("validated transport");
         ctor(self)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load(text: &str) -> Result<DeviceProfile, YamlError> {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("d.yaml");
+        std::fs::write(&p, text).unwrap();
+        DeviceProfile::load(&p)
+    }
+
+    #[test]
+    fn adb_profiles_are_validated_before_any_device_is_touched() {
+        let p = load("name: phone\ntransport: adb\nserial: \"127.0.0.1:7100\"\nretries: 3\nbackoff_ms: 50\n").unwrap();
+        let a = p.adb.unwrap();
+        assert_eq!((a.serial.as_str(), a.server.to_string().as_str(), a.root.as_str()), ("127.0.0.1:7100", adb::DEFAULT_SERVER, adb::DEFAULT_ROOT));
+        assert_eq!(p.retry, RetryPolicy { retries: 3, backoff: Duration::from_millis(50) });
+        assert_eq!((p.retry.wait(1), p.retry.wait(3)), (Duration::from_millis(50), Duration::from_millis(200)));
+        for (text, key) in [
+            ("name: p\ntransport: adb\n", "transport"),
+            ("name: p\ntransport: adb\nserial: \"x;reboot\"\n", "serial"),
+            ("name: p\ntransport: adb\nserial: \"a b\"\n", "serial"),
+            ("name: p\ntransport: adb\nserial: s\nroot: /data/../etc\n", "root"),
+            ("name: p\ntransport: adb\nserial: s\nroot: relative/dir\n", "root"),
+            ("name: p\ntransport: adb\nserial: s\nadb_server: localhost\n", "adb_server"),
+            ("name: p\ntransport: adb\nserial: s\nwork_dir: /tmp/x\n", "work_dir"),
+            ("name: p\ntransport: adb\nserial: s\nabi: mips-from-mars\nrunner: auto\n", "abi"),
+            ("name: p\ntransport: local\nserial: s\n", "serial"),
+            ("name: p\ntransport: adb\nserial: s\nretries: 99\n", "retries"),
+        ] {
+            let e = load(text).expect_err(text);
+            assert_eq!(e.key.as_deref(), Some(key), "{text}: {e}");
+        }
+        // An ABI other than the host's is fine once the builds for it are named.
+        assert!(load("name: p\ntransport: adb\nserial: s\nabi: mips-from-mars\nrunner: r\nort_library: l\n").is_ok());
     }
 }

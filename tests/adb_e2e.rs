@@ -1,0 +1,471 @@
+//! The adb transport end to end, with no mocks: a private adb server (the real `adb`, Debian
+//! 1.0.41; CI installs it) on its own port with `ADB_EMU=0` and a private HOME, the loopback
+//! device (`quadbench-loopback`) attached to it with `adb connect`, and the real runner. Faults
+//! are injected through the loopback's fault switch while work is in flight.
+//!
+//! Each test owns its adb server and loopback device and kills them at the end, so tests can run
+//! in parallel. Workloads are tiny (reference package with 3 tasks at 64 px) to stay fast.
+
+use quadbench::device::adb::Adb;
+use quadbench::device::{AdbSettings, DeviceError, ExecLimits, Transport};
+use quadbench::results::{Results, RunState};
+use quadbench::run::{self, Event, Reporter, RunOptions};
+use quadbench::scenario::Scenario;
+use quadbench_loopback::{Faults, LoopbackConfig, LoopbackDevice};
+use std::net::{SocketAddrV4, TcpListener};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::{Arc, Mutex, Once};
+use std::time::{Duration, Instant};
+
+fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").canonicalize().unwrap()
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// Runs `cmd` with a deadline; output goes to files (a daemonised adb server would otherwise
+/// hold a pipe open and turn "read to EOF" into a hang).
+fn run_with_deadline(mut cmd: Command, dir: &Path, limit: Duration) -> (Option<i32>, String) {
+    let out = dir.join(format!("cmd-{}.out", std::process::id() as u128 * 1000 + Instant::now().elapsed().as_nanos()));
+    let f = std::fs::File::create(&out).unwrap();
+    let mut child = cmd.stdin(Stdio::null()).stdout(f.try_clone().unwrap()).stderr(f).spawn().expect("spawning a command");
+    let t0 = Instant::now();
+    let code = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s.code();
+        }
+        if t0.elapsed() > limit {
+            let _ = child.kill();
+            let _ = child.wait();
+            break None;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    (code, std::fs::read_to_string(&out).unwrap_or_default())
+}
+
+/// A private adb server, killed on drop.
+struct AdbServer {
+    port: u16,
+    home: tempfile::TempDir,
+}
+
+impl AdbServer {
+    fn start() -> AdbServer {
+        let s = AdbServer { port: free_port(), home: tempfile::tempdir().unwrap() };
+        let (code, out) = run_with_deadline(s.adb(&["start-server"]), s.home.path(), Duration::from_secs(30));
+        assert_eq!(code, Some(0), "`adb start-server` failed ({out}); the real adb client is required: `apt-get install -y adb`");
+        s
+    }
+
+    fn adb(&self, args: &[&str]) -> Command {
+        let mut c = Command::new("adb");
+        c.arg("-P").arg(self.port.to_string()).args(args).env("ADB_EMU", "0").env("HOME", self.home.path()).env("TMPDIR", self.home.path()).env_remove("ADB_SERVER_SOCKET").env_remove("ANDROID_SERIAL");
+        c
+    }
+
+    fn run(&self, args: &[&str]) -> (Option<i32>, String) {
+        run_with_deadline(self.adb(args), self.home.path(), Duration::from_secs(30))
+    }
+
+    fn addr(&self) -> SocketAddrV4 {
+        SocketAddrV4::new([127, 0, 0, 1].into(), self.port)
+    }
+}
+
+impl Drop for AdbServer {
+    fn drop(&mut self) {
+        let _ = run_with_deadline(self.adb(&["kill-server"]), self.home.path(), Duration::from_secs(10));
+    }
+}
+
+/// An adb server with one loopback device attached.
+struct Rig {
+    adb: AdbServer,
+    dev: Arc<LoopbackDevice>,
+    _storage: tempfile::TempDir,
+    work: tempfile::TempDir,
+}
+
+impl Rig {
+    fn start() -> Rig {
+        let adb = AdbServer::start();
+        let storage = tempfile::tempdir().unwrap();
+        let dev = LoopbackDevice::start(LoopbackConfig::new(storage.path())).unwrap();
+        let (code, out) = adb.run(&["connect", &dev.serial()]);
+        assert!(code == Some(0) && out.contains("connected"), "adb connect: {out}");
+        Rig { adb, dev: Arc::new(dev), _storage: storage, work: tempfile::tempdir().unwrap() }
+    }
+
+    fn root(&self) -> String {
+        self.dev.root().to_str().unwrap().to_string()
+    }
+
+    fn settings(&self) -> AdbSettings {
+        AdbSettings { serial: self.dev.serial(), server: self.adb.addr(), root: self.root(), abi: None }
+    }
+
+    fn transport(&self) -> Adb {
+        Adb::connect("loopback", &self.settings()).expect("the adb transport reaches the loopback device")
+    }
+
+    /// A device profile for this rig.
+    fn profile(&self, name: &str, retries: u32, backoff_ms: u64) -> PathBuf {
+        let p = self.work.path().join(format!("{name}.yaml"));
+        let text = format!("name: {name}\ntransport: adb\nserial: \"{}\"\nadb_server: \"{}\"\nroot: \"{}\"\nrunner: auto\nort_library: auto\nretries: {retries}\nbackoff_ms: {backoff_ms}\n", self.dev.serial(), self.adb.addr(), self.root());
+        std::fs::write(&p, text).unwrap();
+        p
+    }
+}
+
+fn local_profile(dir: &Path) -> PathBuf {
+    let p = dir.join("local.yaml");
+    std::fs::write(&p, format!("name: local\ntransport: local\nwork_dir: \"{}\"\nrunner: auto\nort_library: auto\n", dir.join("local-device").display())).unwrap();
+    p
+}
+
+/// A 3-strategy scenario on the small reference package.
+fn scenario(dir: &Path, device: &Path, min_duration_s: f64) -> Scenario {
+    let p = dir.join(format!("scenario-{}.yaml", device.file_stem().unwrap().to_str().unwrap()));
+    let text = format!(
+        "schema: quadbench.scenario/1\nname: adb-e2e\npackage:\n  reference: {{tasks: 3, width: 64, resolution: 64, steps: 2}}\ndevices: [\"{}\"]\nbackends: [cpu]\nstrategies: [unified, separate-resident, separate-reload]\ninputs: [astronaut]\nworkload:\n  min_samples: 4\n  min_switches: 2\n  min_duration_s: {min_duration_s}\n  max_duration_s: 20\nthreads: 1\n",
+        device.display()
+    );
+    std::fs::write(&p, text).unwrap();
+    Scenario::load(&p, &repo_root()).unwrap()
+}
+
+/// Builds the runner beside the test binary once (it is another package, which `cargo test -p
+/// quadbench` does not build).
+fn ensure_runner() {
+    static BUILD: Once = Once::new();
+    BUILD.call_once(|| {
+        let runner = run::default_runner();
+        let profile_dir = runner.parent().unwrap().to_path_buf();
+        let target_dir = profile_dir.parent().unwrap();
+        let mut c = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+        c.args(["build", "-p", "quadbench-runner", "--target-dir"]).arg(target_dir).current_dir(repo_root());
+        if profile_dir.file_name().is_some_and(|n| n == "release") {
+            c.arg("--release");
+        }
+        let st = c.status().expect("running cargo to build quadbench-runner");
+        assert!(st.success() && runner.exists(), "building quadbench-runner failed; {} missing", runner.display());
+    });
+}
+
+fn options(out: &Path, resume: bool) -> RunOptions {
+    RunOptions { out: out.to_path_buf(), device_override: None, package_cache: quadbench_runtime::cache_dir().join("packages"), resume }
+}
+
+/// Collects events and lets a test act on them (inject faults at the right moment).
+struct Recorder<F: FnMut(&Event)> {
+    events: Vec<Event>,
+    hook: F,
+}
+
+impl<F: FnMut(&Event)> Reporter for Recorder<F> {
+    fn event(&mut self, e: &Event) {
+        (self.hook)(e);
+        self.events.push(e.clone());
+    }
+}
+
+fn ids(r: &Results) -> Vec<String> {
+    let mut v: Vec<String> = r.runs.iter().map(|x| x.id.clone()).collect();
+    v.sort();
+    v
+}
+
+fn assert_each_run_once(r: &Results, device: &str) {
+    let want: Vec<String> = ["separate-reload", "separate-resident", "unified"].iter().map(|s| format!("{device}-cpu-fp32-{s}")).collect();
+    assert_eq!(ids(r), want, "every run exactly once");
+}
+
+#[test]
+fn real_adb_client_and_transport_pass_against_loopback() {
+    let rig = Rig::start();
+    // The real client: shell with exit code, push and pull.
+    let (code, out) = rig.adb.run(&["-s", &rig.dev.serial(), "shell", "echo hello; exit 3"]);
+    assert_eq!((code, out.trim()), (Some(3), "hello"));
+    let (code, out) = rig.adb.run(&["devices"]);
+    assert!(code == Some(0) && out.contains(&format!("{}\tdevice", rig.dev.serial())), "{out}");
+
+    let mut t = rig.transport();
+    let info = t.info();
+    assert_eq!((info.transport.as_str(), info.model.as_deref(), info.soc.as_deref()), ("adb", Some("quadbench-loopback"), Some("loopback")));
+    assert_eq!(info.os_version.as_deref(), Some("Android 14 (SDK 34)"));
+
+    // Push: transferred, verified on the device, skipped while the hash matches.
+    let src = rig.work.path().join("blob.bin");
+    std::fs::write(&src, (0..200_000u32).map(|i| (i * 7 % 251) as u8).collect::<Vec<_>>()).unwrap();
+    let sha = quadbench::package::manifest::sha256_file(&src).unwrap();
+    assert!(t.push(&src, &sha, "packages/p1/blob.bin").unwrap(), "first push transfers");
+    let on_device = rig.dev.root().join("packages/p1/blob.bin");
+    assert_eq!(std::fs::read(&on_device).unwrap(), std::fs::read(&src).unwrap());
+    assert!(!t.push(&src, &sha, "packages/p1/blob.bin").unwrap(), "second push is skipped: same hash");
+    // The real client sees it too.
+    let pulled = rig.work.path().join("via-adb.bin");
+    let (code, out) = rig.adb.run(&["-s", &rig.dev.serial(), "pull", on_device.to_str().unwrap(), pulled.to_str().unwrap()]);
+    assert_eq!(code, Some(0), "{out}");
+    assert_eq!(std::fs::read(&pulled).unwrap(), std::fs::read(&src).unwrap());
+    // A changed file is pushed again.
+    std::fs::write(&src, b"changed").unwrap();
+    let sha2 = quadbench::package::manifest::sha256_file(&src).unwrap();
+    assert!(t.push(&src, &sha2, "packages/p1/blob.bin").unwrap());
+    assert_eq!(std::fs::read(&on_device).unwrap(), b"changed");
+
+    // Pull through the transport.
+    let back = rig.work.path().join("back/blob.bin");
+    t.pull("packages/p1/blob.bin", &back).unwrap();
+    assert_eq!(std::fs::read(&back).unwrap(), b"changed");
+
+    // Exec: exit code, streamed stdout lines, stderr tail, hostile arguments verbatim.
+    let script = rig.work.path().join("echo.sh");
+    std::fs::write(&script, "#!/bin/sh\npwd -P\nfor a in \"$@\"; do printf '[%s]\\n' \"$a\"; done\necho oops >&2\nexit 7\n").unwrap();
+    std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let ssha = quadbench::package::manifest::sha256_file(&script).unwrap();
+    t.push(&script, &ssha, "bin/echo.sh").unwrap();
+    let hostile = ["it's", "$(touch pwned)", "a b", "`id`", "x;exit 0", "\\", "*", "ü"];
+    let mut argv = vec!["bin/echo.sh".to_string()];
+    argv.extend(hostile.iter().map(|s| s.to_string()));
+    let mut lines = Vec::new();
+    let limits = ExecLimits { deadline: Duration::from_secs(30), max_silence: Duration::from_secs(30) };
+    std::fs::create_dir_all(rig.dev.root().join("runs/r1")).unwrap();
+    let o = t.exec(&argv, "runs/r1", limits, &mut |l| lines.push(l.to_string())).unwrap();
+    assert_eq!(o.exit_code, Some(7));
+    assert!(!o.timed_out);
+    assert!(o.stderr_tail.contains("oops"), "{:?}", o.stderr_tail);
+    assert_eq!(lines[0], rig.dev.root().join("runs/r1").to_str().unwrap(), "runs in its cwd");
+    let want: Vec<String> = hostile.iter().map(|h| format!("[{h}]")).collect();
+    assert_eq!(&lines[1..], &want[..], "arguments arrive verbatim");
+    assert!(!rig.dev.root().join("runs/r1/pwned").exists() && !rig.dev.root().join("pwned").exists(), "no injection");
+    assert!(t.exec(&["bin/echo.sh".into(), "nul\0byte".into()], "runs/r1", limits, &mut |_| {}).is_err());
+
+    // Hostile remote names are refused before anything reaches the device.
+    for bad in ["../escape", "/etc/passwd", "a b/c", "x'y", "runs/../../x", "", "a//b", "ok/..", "q;rm -rf ~"] {
+        assert!(matches!(t.push(&src, &sha2, bad), Err(DeviceError::Test(_))), "push to {bad:?} must be refused");
+        assert!(t.pull(bad, &rig.work.path().join("x")).is_err(), "pull of {bad:?}");
+        assert!(t.remove_dir(bad).is_err(), "remove of {bad:?}");
+    }
+
+    t.remove_dir("packages/p1").unwrap();
+    assert!(!rig.dev.root().join("packages/p1").exists());
+}
+
+#[test]
+fn lost_exit_status_and_corrupt_push_are_infrastructure_errors() {
+    let rig = Rig::start();
+    let mut t = rig.transport();
+    // Corruption in transit: detected by the on-device hash, nothing left under the name.
+    rig.dev.set_faults(Faults { corrupt_push: true, ..Default::default() });
+    let src = rig.work.path().join("model.bin");
+    std::fs::write(&src, vec![42u8; 100_000]).unwrap();
+    let sha = quadbench::package::manifest::sha256_file(&src).unwrap();
+    match t.push(&src, &sha, "packages/m/model.bin") {
+        Err(DeviceError::Infra { message, .. }) => assert!(message.contains("hash mismatch"), "{message}"),
+        other => panic!("expected a hash mismatch infrastructure error, got {other:?}"),
+    }
+    assert!(!rig.dev.root().join("packages/m/model.bin").exists(), "a corrupted upload never takes the final name");
+    rig.dev.set_faults(Faults::default());
+    assert!(t.push(&src, &sha, "packages/m/model.bin").unwrap());
+
+    // The connection dies while a command runs: no exit status -> infrastructure error.
+    let script = rig.work.path().join("slow.sh");
+    std::fs::write(&script, "#!/bin/sh\nwhile true; do echo tick; sleep 0.1; done\n").unwrap();
+    std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    t.push(&script, &quadbench::package::manifest::sha256_file(&script).unwrap(), "bin/slow.sh").unwrap();
+    let dev = rig.dev.clone();
+    let mut ticks = 0;
+    let limits = ExecLimits { deadline: Duration::from_secs(60), max_silence: Duration::from_secs(60) };
+    let t0 = Instant::now();
+    let r = t.exec(&["bin/slow.sh".into()], "bin", limits, &mut |_| {
+        ticks += 1;
+        if ticks == 3 {
+            dev.set_faults(Faults { drop_after_bytes: Some(1), ..Default::default() });
+        }
+    });
+    match r {
+        Err(DeviceError::Infra { .. }) => {}
+        other => panic!("expected an infrastructure error, got {other:?}"),
+    }
+    assert!(t0.elapsed() < Duration::from_secs(30), "classified promptly, not at the deadline");
+    rig.dev.set_faults(Faults::default());
+
+    // A silent runner on a healthy device is killed at max_silence and reported as timed out.
+    let mut t = rig.transport();
+    let quiet = rig.work.path().join("quiet.sh");
+    std::fs::write(&quiet, "#!/bin/sh\nsleep 60\n").unwrap();
+    std::fs::set_permissions(&quiet, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    t.push(&quiet, &quadbench::package::manifest::sha256_file(&quiet).unwrap(), "bin/quiet.sh").unwrap();
+    let t0 = Instant::now();
+    let o = t.exec(&["bin/quiet.sh".into()], "bin", ExecLimits { deadline: Duration::from_secs(60), max_silence: Duration::from_secs(2) }, &mut |_| {}).unwrap();
+    assert!(o.timed_out && t0.elapsed() < Duration::from_secs(15), "{o:?} after {:?}", t0.elapsed());
+}
+
+#[test]
+fn cli_loopback_device_and_devices_list() {
+    let adb = AdbServer::start();
+    let storage = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_quadbench"))
+        .args(["loopback-device", "--port", &port.to_string(), "--root"])
+        .arg(storage.path())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let serial = format!("127.0.0.1:{port}");
+    let t0 = Instant::now();
+    while std::net::TcpStream::connect(&serial).is_err() && t0.elapsed() < Duration::from_secs(10) {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let (code, out) = adb.run(&["connect", &serial]);
+    assert!(code == Some(0) && out.contains("connected"), "{out}");
+    let (code, out) = adb.run(&["-s", &serial, "shell", "echo $QB_LOOPBACK_ROOT"]);
+    assert_eq!(code, Some(0));
+    assert_eq!(Path::new(out.trim()).canonicalize().unwrap(), storage.path().canonicalize().unwrap());
+    let mut list = Command::new(env!("CARGO_BIN_EXE_quadbench"));
+    list.args(["devices", "list", "--adb-server", &adb.addr().to_string()]);
+    let (code, out) = run_with_deadline(list, adb.home.path(), Duration::from_secs(60));
+    let _ = child.kill();
+    let _ = child.wait();
+    assert_eq!(code, Some(0), "{out}");
+    let line = out.lines().find(|l| l.starts_with(&serial)).unwrap_or_else(|| panic!("device missing from:\n{out}"));
+    for want in ["device", "quadbench-loopback", "loopback", "Android 14"] {
+        assert!(line.contains(want), "{want} missing in {line:?}");
+    }
+}
+
+#[test]
+fn scenario_over_adb_matches_local() {
+    ensure_runner();
+    let rig = Rig::start();
+    let sc_adb = scenario(rig.work.path(), &rig.profile("lb", 2, 200), 0.0);
+    let sc_local = scenario(rig.work.path(), &local_profile(rig.work.path()), 0.0);
+    let t0 = Instant::now();
+    let mut rec = Recorder { events: vec![], hook: |_: &Event| {} };
+    let local = run::run_scenario(&sc_local, &options(&rig.work.path().join("out-local"), false), &mut rec).unwrap();
+    let t_local = t0.elapsed();
+    let t0 = Instant::now();
+    let mut rec = Recorder { events: vec![], hook: |_: &Event| {} };
+    let adb = run::run_scenario(&sc_adb, &options(&rig.work.path().join("out-adb"), false), &mut rec).unwrap();
+    let t_adb = t0.elapsed();
+    assert!(adb.complete);
+    assert_each_run_once(&adb, "lb");
+    assert!(rec.events.iter().any(|e| matches!(e, Event::Heartbeat { .. })), "heartbeats stream through adb");
+    for a in &adb.runs {
+        assert_eq!(a.status, RunState::Ok, "{}: {:?} {}", a.id, a.error, a.stderr_tail);
+        assert!(!a.infrastructure_error);
+        assert_eq!(a.environment.device_model.as_deref(), Some("quadbench-loopback"));
+        let l = local.runs.iter().find(|l| l.strategy == a.strategy).unwrap();
+        assert_eq!(a.storage, l.storage, "{}: storage is a property of the package, identical on both", a.id);
+        assert_eq!(a.outputs.len(), l.outputs.len());
+        for o in &a.outputs {
+            assert!(rig.work.path().join("out-adb").join(&o.path).is_file(), "output {} pulled", o.path);
+        }
+        for k in ["e2e", "switch"] {
+            let (x, y) = (a.latency_ms[k].p50, l.latency_ms[k].p50);
+            eprintln!("{:<18} {k:<7} p50 adb {x:8.2} ms  local {y:8.2} ms  ratio {:.2}", a.strategy.as_str(), x / y);
+            // Same order of magnitude: milliseconds on a shared 2-core machine are noisy.
+            assert!(x / y < 10.0 && y / x < 10.0, "{} {k}: adb {x} ms vs local {y} ms are not the same order", a.id);
+        }
+    }
+    eprintln!("wall: local {t_local:?}, adb {t_adb:?}");
+    // The runner and package went to the device once: a second run pushes only per-run files.
+    assert!(rig.dev.root().join("bin/quadbench-runner").is_file());
+    assert!(!rig.dev.root().join("runs").read_dir().map(|mut d| d.next().is_some()).unwrap_or(false), "run directories cleaned up");
+}
+
+#[test]
+fn disconnect_mid_run_is_retried_and_every_run_recorded_once() {
+    ensure_runner();
+    let rig = Rig::start();
+    let sc = scenario(rig.work.path(), &rig.profile("lb", 4, 500), 3.0);
+    let dev = rig.dev.clone();
+    let armed = Arc::new(Mutex::new(false));
+    let hook = {
+        let armed = armed.clone();
+        move |e: &Event| {
+            if let Event::Heartbeat { id, .. } = e
+                && id.ends_with("separate-resident")
+            {
+                let mut a = armed.lock().unwrap();
+                if !*a {
+                    *a = true;
+                    // Cut every connection of the device, then heal it a little later.
+                    dev.set_faults(Faults { drop_after_bytes: Some(1), ..Default::default() });
+                    let dev = dev.clone();
+                    std::thread::spawn(move || {
+                        std::thread::sleep(Duration::from_millis(1500));
+                        dev.set_faults(Faults::default());
+                    });
+                }
+            }
+        }
+    };
+    let mut rec = Recorder { events: vec![], hook };
+    let r = run::run_scenario(&sc, &options(&rig.work.path().join("out"), false), &mut rec).unwrap();
+    assert!(*armed.lock().unwrap(), "the fault was injected while the runner ran");
+    let retries: Vec<&Event> = rec.events.iter().filter(|e| matches!(e, Event::Retry { id, .. } if id.ends_with("separate-resident"))).collect();
+    assert!(!retries.is_empty(), "the disconnect was retried; events: {:?}", rec.events.iter().filter(|e| !matches!(e, Event::Heartbeat { .. })).collect::<Vec<_>>());
+    if let Event::Retry { error, .. } = retries[0] {
+        assert!(error.contains("infrastructure error"), "classified as infrastructure: {error}");
+    }
+    assert_each_run_once(&r, "lb");
+    for run in &r.runs {
+        assert_eq!(run.status, RunState::Ok, "{}: {:?}", run.id, run.error);
+    }
+    let on_disk: Results = serde_json::from_str(&std::fs::read_to_string(rig.work.path().join("out/results.json")).unwrap()).unwrap();
+    assert_each_run_once(&on_disk, "lb");
+    assert!(on_disk.complete);
+}
+
+#[test]
+fn unhealthy_device_then_resume_skips_finished_runs() {
+    ensure_runner();
+    let rig = Rig::start();
+    let profile = rig.profile("lb", 1, 100);
+    let sc = scenario(rig.work.path(), &profile, 0.0);
+    let out = rig.work.path().join("out");
+    // From the second run on, every upload is corrupted: a persistent infrastructure error.
+    let dev = rig.dev.clone();
+    let hook = move |e: &Event| {
+        if let Event::RunStart { index: 2, .. } = e {
+            dev.set_faults(Faults { corrupt_push: true, ..Default::default() });
+        }
+    };
+    let mut rec = Recorder { events: vec![], hook };
+    let t0 = Instant::now();
+    let first = run::run_scenario(&sc, &options(&out, false), &mut rec).unwrap();
+    assert_each_run_once(&first, "lb");
+    let by = |r: &Results, s: &str| r.runs.iter().find(|x| x.id.ends_with(s)).unwrap().clone();
+    assert_eq!(by(&first, "-unified").status, RunState::Ok);
+    let second = by(&first, "separate-resident");
+    assert!(second.status == RunState::Failed && second.infrastructure_error, "{second:?}");
+    assert!(second.error.as_deref().unwrap().contains("hash mismatch"), "{:?}", second.error);
+    let third = by(&first, "separate-reload");
+    assert!(third.infrastructure_error && third.error.as_deref().unwrap().contains("not run"), "unhealthy device: remaining runs skipped: {:?}", third.error);
+    assert!(rec.events.iter().any(|e| matches!(e, Event::DeviceUnhealthy { .. })));
+    assert!(t0.elapsed() < Duration::from_secs(120));
+
+    // Healthy again: --resume (through the CLI) keeps the finished run and redoes the others.
+    rig.dev.set_faults(Faults::default());
+    let unified_json = |r: serde_json::Value| r["runs"].as_array().unwrap().iter().find(|x| x["strategy"] == "unified").unwrap().clone();
+    let kept_before = unified_json(serde_json::from_str(&std::fs::read_to_string(out.join("results.json")).unwrap()).unwrap());
+    let csv_mtime = std::fs::metadata(out.join(&by(&first, "-unified").samples_csv)).unwrap().modified().unwrap();
+    let mut cli = Command::new(env!("CARGO_BIN_EXE_quadbench"));
+    cli.arg("run").arg(&sc.path).arg("--out").arg(&out).arg("--resume").current_dir(repo_root());
+    let (code, log) = run_with_deadline(cli, rig.work.path(), Duration::from_secs(300));
+    assert_eq!(code, Some(0), "quadbench run --resume failed:\n{log}");
+    assert_eq!(log.matches("kept (--resume)").count(), 1, "exactly the finished run is skipped:\n{log}");
+    let resumed: Results = serde_json::from_str(&std::fs::read_to_string(out.join("results.json")).unwrap()).unwrap();
+    assert_each_run_once(&resumed, "lb");
+    assert!(resumed.complete);
+    assert!(resumed.runs.iter().all(|r| r.status == RunState::Ok), "{:?}", resumed.runs.iter().map(|r| (&r.id, &r.error)).collect::<Vec<_>>());
+    let kept_after = unified_json(serde_json::from_str(&std::fs::read_to_string(out.join("results.json")).unwrap()).unwrap());
+    assert!(kept_after == kept_before, "the finished run is carried over untouched:\n{kept_before}\n{kept_after}");
+    assert_eq!(std::fs::metadata(out.join(&by(&resumed, "-unified").samples_csv)).unwrap().modified().unwrap(), csv_mtime, "and not re-measured");
+}
