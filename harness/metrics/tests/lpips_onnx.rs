@@ -2,14 +2,8 @@
 //! (made by `make_fixtures.py`): `lpips_msd.onnx` = mean((in0 - in1)^2) and
 //! `order_probe.onnx` = mean(in0) - 0.5 mean(in1), so the expected values can be computed here.
 //!
-//! Needs the `lpips-onnx` feature and `QUADBENCH_ORT_LIB` pointing at a libonnxruntime.so, e.g.
-//!
-//!     unzip -o /tmp/whl/onnxruntime-1.31.1-cp311-cp311-manylinux_2_28_x86_64.whl \
-//!         'onnxruntime/capi/libonnxruntime.so.1.31.1' -d /tmp/ortlib
-//!     QUADBENCH_ORT_LIB=/tmp/ortlib/onnxruntime/capi/libonnxruntime.so.1.31.1 \
-//!         cargo test -p quadbench-metrics --features lpips-onnx --test lpips_onnx -- --nocapture
-//!
-//! Without them the test prints why it was skipped.
+//! Needs the `lpips-onnx` feature (on in `cargo test --workspace`, where the host crate enables it)
+//! and ONNX Runtime from runtime provisioning (`QUADBENCH_ORT_LIB`, or fetched on first use).
 
 use std::path::{Path, PathBuf};
 
@@ -21,7 +15,7 @@ fn fixtures() -> PathBuf {
 #[test]
 fn lpips_onnx_models() {
     let _ = fixtures();
-    eprintln!("skipped: build with --features lpips-onnx and set QUADBENCH_ORT_LIB to run the onnx lpips test");
+    eprintln!("skipped: build with --features lpips-onnx (cargo test --workspace does) to run the onnx lpips test");
 }
 
 #[cfg(feature = "lpips-onnx")]
@@ -30,10 +24,8 @@ fn lpips_onnx_models() {
     use quadbench_metrics::lpips::to_nchw_pm1;
     use quadbench_metrics::{CompareOptions, LpipsError, Metric, compare, init_onnx_runtime, load_pair, lpips_onnx};
 
-    let Some(lib) = std::env::var_os("QUADBENCH_ORT_LIB") else {
-        eprintln!("skipped: set QUADBENCH_ORT_LIB to a libonnxruntime.so to run the onnx lpips test");
-        return;
-    };
+    // The provisioned runtime (QUADBENCH_ORT_LIB if set, else fetched into the cache once).
+    let lib = quadbench_runtime::ensure_onnxruntime().expect("ONNX Runtime for the lpips test (see `quadbench runtime fetch`)").library;
     let images = fixtures().join("images");
     let msd = fixtures().join("lpips_msd.onnx");
     let probe = fixtures().join("order_probe.onnx");
@@ -43,7 +35,7 @@ fn lpips_onnx_models() {
     let err = lpips_onnx(&msd, &pair.reference, &pair.test).unwrap_err();
     assert!(matches!(err, LpipsError::NotInitialised), "{err:?}");
 
-    init_onnx_runtime(Path::new(&lib)).unwrap();
+    init_onnx_runtime(&lib).unwrap();
     for (reference, test) in [("astronaut_ref.png", "astronaut_noise08.png"), ("camera_ref.png", "camera_blur.png")] {
         let pair = load_pair(&images.join(reference), &images.join(test), false).unwrap();
         let (ta, tb) = (to_nchw_pm1(&pair.reference), to_nchw_pm1(&pair.test));
