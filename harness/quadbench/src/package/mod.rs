@@ -3,6 +3,7 @@
 
 pub mod filters;
 pub mod manifest;
+pub mod quantize;
 pub mod reference;
 pub mod rng;
 
