@@ -4,6 +4,7 @@
 pub mod filters;
 pub mod manifest;
 pub mod quantize;
+pub mod qprofile;
 pub mod reference;
 pub mod rng;
 
