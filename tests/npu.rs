@@ -56,7 +56,11 @@ fn spike_lora_matmul_full_offload() {
     let bv = ort::value::Tensor::from_array((vec![4i64, 32], vec![0.1f32; 128])).unwrap();
     let t0 = std::time::Instant::now();
     let o = s.run(ort::inputs!["x" => xs, "a" => av, "b" => bv]).unwrap();
-    eprintln!("run {:?} y0={}", t0.elapsed(), o["y"].try_extract_tensor::<f32>().unwrap().1[0]);
+    let y0 = o["y"].try_extract_tensor::<f32>().unwrap().1[0];
+    // FP32: x = 0.5 everywhere, so y[0] = 0.5 * sum_k W[k, 0] + (0.5 * 32 * 0.1) * 4 * 0.1.
+    let fp32 = 0.5 * (0..32).map(|k| w[k * 32]).sum::<f32>() + 0.64;
+    eprintln!("run {:?} y0={y0} fp32={fp32}", t0.elapsed());
+    assert!((y0 - fp32).abs() < 0.01, "QDQ on HTP {y0} vs FP32 {fp32}");
 }
 
 mod e2e {
@@ -104,6 +108,12 @@ mod e2e {
     }
 
     fn run(m: &package::Manifest, dir: &Path, s: Strategy, backend: &str, out: &str) -> RunResult {
+        let r = run_raw(m, dir, s, backend, out);
+        assert_eq!(r.status, RunStatus::Ok, "{backend} {s}: {:?}", r.status);
+        r
+    }
+
+    fn run_raw(m: &package::Manifest, dir: &Path, s: Strategy, backend: &str, out: &str) -> RunResult {
         for n in INPUTS {
             quadbench::run::prepare_input(&repo().join(format!("golden/inputs/{n}.png")), m.pipeline.image_height, &dir.join(format!("{n}.f32"))).unwrap();
         }
@@ -115,9 +125,7 @@ mod e2e {
         std::fs::write(&plan_path, serde_json::to_vec(&plan(m, s, backend, "x", out)).unwrap()).unwrap();
         let res_path = dir.join(format!("result-{out}.json"));
         let o = std::process::Command::new(target.join("debug/quadbench-runner")).arg(&plan_path).arg(&res_path).output().unwrap();
-        let r: RunResult = serde_json::from_slice(&std::fs::read(&res_path).unwrap_or_else(|e| panic!("no result ({e}): {}", String::from_utf8_lossy(&o.stderr)))).unwrap();
-        assert_eq!(r.status, RunStatus::Ok, "{backend} {s}: {:?}", r.status);
-        r
+        serde_json::from_slice(&std::fs::read(&res_path).unwrap_or_else(|e| panic!("no result ({e}): {}", String::from_utf8_lossy(&o.stderr)))).unwrap()
     }
 
     /// (psnr, ssim) per task, mean over inputs, of `dir/out` against the FP32 outputs.
@@ -135,6 +143,21 @@ mod e2e {
                 (t.clone(), (p / INPUTS.len() as f64, s / INPUTS.len() as f64))
             })
             .collect()
+    }
+
+    /// An FP32 graph cannot run on HTP: with require_full_offload the run fails at compile with
+    /// the reason and the fix; `cuda` without a GPU is `unsupported` with its reason.
+    #[test]
+    fn fallback_is_a_clear_failure_and_missing_gpu_is_unsupported() {
+        let tmp = tempfile::tempdir().unwrap();
+        let m = package::reference::generate(tmp.path(), &ReferenceParams { tasks: 2, width: 128, resolution: 64, steps: 1, seed: 7 }).unwrap();
+        let r = run_raw(&m, tmp.path(), Strategy::Unified, "qnn-htp", "o1");
+        let RunStatus::Failed { error } = &r.status else { panic!("fp32 on htp with full offload must fail: {:?}", r.compiled) };
+        assert!(error.contains("cannot compile") && error.contains("package quantize"), "{error}");
+        eprintln!("fp32 on htp: {error}");
+        let r = run_raw(&m, tmp.path(), Strategy::Unified, "cuda", "o2");
+        let RunStatus::Failed { error } = &r.status else { panic!("no GPU here, cuda must be unsupported") };
+        assert!(error.starts_with("backend unsupported") && error.contains("libcuda"), "{error}");
     }
 
     /// The done criterion of issue 5 on a small configuration: the W8A16 unified graph runs

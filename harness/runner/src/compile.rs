@@ -96,12 +96,9 @@ pub fn compiled_storage(plan: &Plan, records: &[CompiledGraph]) -> Storage {
     s
 }
 
-/// ORT's message when `session.disable_cpu_ep_fallback=1` rejects a graph does not say what to
-/// do; add it.
+/// ORT's and the EP's messages say what failed, not what to do; add it. With
+/// `session.disable_cpu_ep_fallback=1` a node the EP rejects fails here (ORT names it) instead
+/// of silently running on the CPU EP; an FP32 graph on HTP fails at graph finalisation.
 pub fn unsupported_ops_hint(msg: &str) -> String {
-    if msg.contains("fallback") || msg.contains("CPU EP") || msg.contains("assigned to the default CPU") {
-        format!("{msg}\n  hint: require_full_offload is set and some operators are not supported by the accelerator (named above); quantize the graph to QDQ (quadbench package quantize) or set require_full_offload: false to allow CPU fallback")
-    } else {
-        msg.to_string()
-    }
+    format!("{msg}\n  hint: the accelerator needs QDQ graphs its EP supports entirely (HTP: uint8/uint16 activations, int8 weights): quantize with `quadbench package quantize`, or set require_full_offload: false to let unsupported operators fall back to the CPU EP")
 }
