@@ -385,6 +385,43 @@ pub struct RunResult {
     pub conditions_before: Conditions,
     pub conditions_after: Conditions,
     pub outputs: Vec<OutputImage>,
+    /// Graphs compiled ahead of time into EP-context models before the run (backends that
+    /// compile, with the `ep_context` option); empty otherwise.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub compiled: Vec<CompiledGraph>,
+    /// What the storage figures were measured on (`package files`, or `compiled ep-context
+    /// artefacts` when the runner compiled the graphs and measured those).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub storage_basis: Option<String>,
+}
+
+/// Where a graph's nodes run, read from its compiled EP-context model: the nodes fused into
+/// compiled partitions (`EPContext` nodes) run on the accelerator; every other node runs on the
+/// CPU EP (for QDQ graphs, the boundary Quantize/Dequantize of the float inputs and outputs).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Placement {
+    pub execution_provider: String,
+    /// Number of compiled partitions (EPContext nodes).
+    pub partitions: u64,
+    /// Nodes of the source graph (before compilation).
+    pub source_nodes: u64,
+    /// Nodes left outside the partitions (run by the CPU EP), by op type.
+    pub cpu_nodes: BTreeMap<String, u64>,
+    /// `session.disable_cpu_ep_fallback=1` was set: session creation would have failed had the
+    /// EP rejected any node, so every non-boundary node is proven to run on the accelerator.
+    pub fallback_disabled: bool,
+}
+
+/// One graph compiled into an EP-context model.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CompiledGraph {
+    pub graph: String,
+    /// The EP-context model the sessions load instead (relative to the plan directory).
+    pub context_graph: String,
+    pub compile_ms: f64,
+    /// Bytes of the context model plus its context binaries.
+    pub bytes: u64,
+    pub placement: Placement,
 }
 
 impl RunResult {

@@ -6,6 +6,7 @@
 //! at each phase start; PSS is sampled by the heartbeat thread and at phase ends.
 
 pub mod backend;
+pub mod compile;
 pub mod pipeline;
 pub mod sysinfo;
 
@@ -123,6 +124,8 @@ pub fn execute(plan: &Plan, dir: &Path) -> RunResult {
         conditions_before: sysinfo::conditions(),
         conditions_after: Conditions::default(),
         outputs: Vec::new(),
+        compiled: Vec::new(),
+        storage_basis: None,
     };
     let monitor = Arc::new(Monitor { phase: Mutex::new("start".into()), requests: AtomicU64::new(0), peak_pss: AtomicU64::new(0), stop: AtomicBool::new(false) });
     let hb = {
@@ -187,14 +190,22 @@ fn run_phases(plan: &Plan, dir: &Path, m: &Monitor, r: &mut RunResult) -> Result
     let builder = ort::init_from(&lib).map_err(|e| format!("cannot load ONNX Runtime from {}: {e}; run `quadbench runtime fetch` on the host or fix the device profile's library path", lib.display()))?;
     let env = builder.with_name("quadbench-runner").build().map_err(|e| format!("cannot create ONNX Runtime environment: {e}"))?;
     r.environment = environment(ort_version(&lib));
-    r.environment.execution_providers = vec![match plan.backend.name.as_str() {
-        "cpu" => "CPUExecutionProvider".to_string(),
-        other => other.to_string(),
-    }];
+    let be = backend::prepare(&env, &plan.backend, &plan.runtime, dir).map_err(|e| e.to_string())?;
+    r.environment.execution_providers = vec![be.execution_provider.to_string()];
+    // Compile phase (EP-context models), before init so that neither init nor switches pay it.
+    let mut compiled = std::collections::HashMap::new();
+    if be.compiles && plan.backend.options.get(backend::OPT_EP_CONTEXT).is_some_and(|v| v == "1") {
+        let (records, map) = compile::compile_all(plan, dir, &env, be)?;
+        r.storage = compile::compiled_storage(plan, &records);
+        r.storage_basis = Some("compiled ep-context artefacts".into());
+        r.compiled = records;
+        compiled = map;
+    }
     let shape = plan.pipeline.stages.iter().flat_map(|s| &s.inputs).find(|i| i.source == Source::Image).map(|i| i.tensor.shape.clone()).ok_or("no stage takes the image")?;
     let inputs = plan.inputs.iter().map(|i| Ok((i.name.clone(), pipeline::load_input(&dir.join(&i.tensor), &shape)?))).collect::<Result<Vec<_>, String>>()?;
     let tasks: Vec<String> = plan.pipeline.tasks.iter().map(|t| t.name.clone()).collect();
     let mut ex = Executor::new(plan, dir, &env)?;
+    ex.compiled = compiled;
     ex.init(&tasks[0])?;
     r.sessions = ex.created.iter().map(|(n, g, ms)| SessionInit { name: n.clone(), graph: g.clone(), create_ms: *ms }).collect();
     r.init_ms = ex.created.iter().map(|c| c.2).sum();

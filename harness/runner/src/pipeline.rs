@@ -80,6 +80,8 @@ pub struct Executor<'p> {
     schedules: HashMap<(String, u32), Tensor<f32>>,
     /// Session creations: (name, graph, ms).
     pub created: Vec<(String, String, f64)>,
+    /// Graph -> compiled EP-context graph loaded in its place (see `compile`).
+    pub compiled: HashMap<String, String>,
 }
 
 impl<'p> Executor<'p> {
@@ -95,7 +97,7 @@ impl<'p> Executor<'p> {
                 }
             }
         }
-        Ok(Executor { plan, dir: dir.to_path_buf(), env, shared: HashMap::new(), baselines: HashMap::new(), adapter: None, schedules, created: Vec::new() })
+        Ok(Executor { plan, dir: dir.to_path_buf(), env, shared: HashMap::new(), baselines: HashMap::new(), adapter: None, schedules, created: Vec::new(), compiled: HashMap::new() })
     }
 
     fn create(&mut self, name: &str, graph: &str) -> Result<Session, Error> {
@@ -107,9 +109,9 @@ impl<'p> Executor<'p> {
         if self.plan.backend.require_full_offload {
             b = b.with_config_entry("session.disable_cpu_ep_fallback", "1").map_err(|e| e.to_string())?;
         }
-        let mut b = backend::configure(b, &self.plan.backend).map_err(|e| e.to_string())?;
-        let path = self.dir.join(graph);
-        let s = b.commit_from_file(&path).map_err(|e| format!("cannot create session for {}: {e}", path.display()))?;
+        let mut b = backend::configure(b, self.env, &self.plan.backend).map_err(|e| e.to_string())?;
+        let path = self.dir.join(self.compiled.get(graph).map_or(graph, |c| c.as_str()));
+        let s = b.commit_from_file(&path).map_err(|e| crate::compile::unsupported_ops_hint(&format!("cannot create session for {}: {e}", path.display())))?;
         self.created.push((name.into(), graph.into(), t0.elapsed().as_secs_f64() * 1e3));
         Ok(s)
     }

@@ -3,6 +3,8 @@
 
 pub mod filters;
 pub mod manifest;
+pub mod quantize;
+pub mod qprofile;
 pub mod reference;
 pub mod rng;
 

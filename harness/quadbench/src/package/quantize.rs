@@ -1,0 +1,307 @@
+//! QDQ rewriting of our ONNX graphs for NPUs (QNN HTP needs QuantizeLinear/DequantizeLinear
+//! graphs: uint8/uint16 activations, int8 weights).
+//!
+//! - MatMul weights (float initializers on input 1) become int8 symmetric initializers followed by
+//!   a DequantizeLinear (per tensor, or per output channel).
+//! - Every other float tensor a node reads or writes (graph inputs such as the LoRA A/B inputs,
+//!   intermediate values, outputs, float constants) gets a QuantizeLinear -> DequantizeLinear
+//!   pair with uint16 (A16) or uint8 (A8) encodings from calibrated ranges ([`Ranges`]).
+//! - Data-movement ops (Transpose, Reshape, ...) share their input's encoding with their output,
+//!   as NPUs expect: a requantization there would be pure overhead.
+//!
+//! The graph keeps its float interface, so the runner feeds float tensors on every backend; the
+//! boundary Q/DQ nodes are the only float work left.
+
+use quadbench_onnx::proto::{data_type, ModelProto, NodeProto, TensorProto};
+use std::collections::{BTreeMap, HashMap, HashSet};
+
+/// Calibrated value range per tensor name: (min, max) over all calibration runs.
+pub type Ranges = BTreeMap<String, (f32, f32)>;
+
+/// Activation width.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ActBits {
+    U8,
+    U16,
+}
+
+impl ActBits {
+    fn qmax(self) -> f32 {
+        match self {
+            ActBits::U8 => 255.0,
+            ActBits::U16 => 65535.0,
+        }
+    }
+    fn dtype(self) -> i32 {
+        match self {
+            ActBits::U8 => data_type::UINT8,
+            ActBits::U16 => data_type::UINT16,
+        }
+    }
+}
+
+/// How to quantize one graph.
+#[derive(Debug, Clone)]
+pub struct QdqConfig {
+    /// Default activation width (A16 for W8A16, A8 for W8A8).
+    pub act: ActBits,
+    /// MatMul nodes (by name) whose activations use 8 bits regardless of `act` (mixed precision).
+    pub a8_nodes: HashSet<String>,
+    /// Per-output-channel weight scales instead of one per tensor.
+    pub per_channel: bool,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum QuantError {
+    #[error("no calibrated range for tensor `{0}`: calibrate on inputs that exercise the whole graph (golden/inputs) or pass a range for it")]
+    NoRange(String),
+    #[error("graph has no `graph` field; regenerate the package")]
+    NoGraph,
+}
+
+/// Ops whose output is a rearrangement of the input values: they share the input's encoding.
+pub const SHARED_ENCODING_OPS: &[&str] = &["Transpose", "Reshape", "SpaceToDepth", "DepthToSpace", "Slice", "Pad", "Flatten", "Squeeze", "Unsqueeze"];
+
+/// Inputs that must stay plain float constants (QNN reads them as attributes): `op` -> input indices.
+fn float_param(op: &str, idx: usize) -> bool {
+    matches!((op, idx), ("Clip", 1) | ("Clip", 2))
+}
+
+/// uint encoding covering `[min, max]` (widened to include 0, as ONNX asymmetric quantization requires).
+pub fn encoding(min: f32, max: f32, bits: ActBits) -> (f32, i64) {
+    let (lo, hi) = (min.min(0.0), max.max(0.0));
+    let scale = ((hi - lo) / bits.qmax()).max(1e-9);
+    let zp = (-lo / scale).round().clamp(0.0, bits.qmax()) as i64;
+    (scale, zp)
+}
+
+fn scalar_f32(name: &str, v: f32) -> TensorProto {
+    TensorProto { name: name.into(), data_type: data_type::FLOAT, raw_data: v.to_le_bytes().to_vec(), ..Default::default() }
+}
+
+fn scalar_zp(name: &str, zp: i64, bits: ActBits) -> TensorProto {
+    let raw = match bits {
+        ActBits::U8 => vec![zp as u8],
+        ActBits::U16 => (zp as u16).to_le_bytes().to_vec(),
+    };
+    TensorProto { name: name.into(), data_type: bits.dtype(), raw_data: raw, ..Default::default() }
+}
+
+fn node(op: &str, name: String, inputs: Vec<String>, output: String, attrs: Vec<quadbench_onnx::proto::AttributeProto>) -> NodeProto {
+    NodeProto { input: inputs, output: vec![output], name, op_type: op.into(), attribute: attrs, ..Default::default() }
+}
+
+fn f32_data(t: &TensorProto) -> Vec<f32> {
+    if t.raw_data.is_empty() { t.float_data.clone() } else { t.raw_data.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect() }
+}
+
+/// Propagate encodings through data-movement ops so that their input and output agree: the
+/// union of both ranges is written to every tensor of a chain.
+pub fn share_encodings(model: &ModelProto, ranges: &mut Ranges) {
+    let Some(g) = model.graph.as_ref() else { return };
+    // Union-find over tensor names linked by shared-encoding ops.
+    let mut parent: HashMap<String, String> = HashMap::new();
+    fn find(p: &mut HashMap<String, String>, x: &str) -> String {
+        let mut cur = x.to_string();
+        while let Some(n) = p.get(&cur).filter(|n| **n != cur).cloned() {
+            cur = n;
+        }
+        cur
+    }
+    for n in g.node.iter().filter(|n| SHARED_ENCODING_OPS.contains(&n.op_type.as_str())) {
+        let (a, b) = (find(&mut parent, &n.input[0]), find(&mut parent, &n.output[0]));
+        if a != b {
+            parent.insert(b, a);
+        }
+    }
+    let names: Vec<String> = parent.keys().cloned().collect();
+    let mut union: HashMap<String, (f32, f32)> = HashMap::new();
+    let all: Vec<String> = names.iter().cloned().chain(parent.values().cloned()).collect();
+    for n in &all {
+        if let Some(&(lo, hi)) = ranges.get(n) {
+            let e = union.entry(find(&mut parent, n)).or_insert((lo, hi));
+            *e = (e.0.min(lo), e.1.max(hi));
+        }
+    }
+    for n in &all {
+        if let Some(r) = union.get(&find(&mut parent, n)) {
+            ranges.insert(n.clone(), *r);
+        }
+    }
+}
+
+/// Float tensors whose encodings the rewrite needs (what calibration must record).
+pub fn activation_tensors(model: &ModelProto) -> Vec<String> {
+    let Some(g) = model.graph.as_ref() else { return Vec::new() };
+    let inits: HashSet<&str> = g.initializer.iter().map(|t| t.name.as_str()).collect();
+    let float_inputs: HashSet<&str> = g.input.iter().filter(|v| v.r#type.as_ref().and_then(|t| t.tensor_type.as_ref()).is_some_and(|t| t.elem_type == data_type::FLOAT)).map(|v| v.name.as_str()).collect();
+    let mut out = Vec::new();
+    let mut seen = HashSet::new();
+    for n in &g.node {
+        if n.op_type == "QuantizeLinear" || n.op_type == "DequantizeLinear" {
+            continue;
+        }
+        for t in n.input.iter().chain(&n.output) {
+            if !inits.contains(t.as_str()) && (float_inputs.contains(t.as_str()) || n.output.contains(t)) && seen.insert(t.clone()) {
+                out.push(t.clone());
+            }
+        }
+    }
+    // Int64 outputs (Shape etc.) do not occur in our graphs; every node output here is float.
+    out
+}
+
+/// Rewrite `model` into a QDQ graph using `ranges` for activations.
+pub fn to_qdq(model: &ModelProto, ranges: &Ranges, cfg: &QdqConfig) -> Result<ModelProto, QuantError> {
+    let mut out = model.clone();
+    let g = out.graph.as_mut().ok_or(QuantError::NoGraph)?;
+    let inits: HashMap<String, TensorProto> = g.initializer.iter().map(|t| (t.name.clone(), t.clone())).collect();
+    let old_nodes = std::mem::take(&mut g.node);
+    let graph_outputs: HashSet<String> = g.output.iter().map(|o| o.name.clone()).collect();
+    // Bits per tensor: A8 wins when any consumer or producer MatMul asks for it.
+    let mut bits_of: HashMap<String, ActBits> = HashMap::new();
+    for n in &old_nodes {
+        if cfg.a8_nodes.contains(&n.name) {
+            for t in n.input.iter().chain(&n.output) {
+                bits_of.insert(t.clone(), ActBits::U8);
+            }
+        }
+    }
+    let bits = |t: &str| bits_of.get(t).copied().unwrap_or(cfg.act);
+    let mut new_inits: Vec<TensorProto> = Vec::new();
+    let mut nodes: Vec<NodeProto> = Vec::new();
+    // Original tensor name -> name of its dequantized version.
+    let mut dq: HashMap<String, String> = HashMap::new();
+    let mut counter = 0usize;
+    let mut qdq = |t: &str, src: &str, dst: &str, b: ActBits, nodes: &mut Vec<NodeProto>, new_inits: &mut Vec<TensorProto>| -> Result<(), QuantError> {
+        let &(lo, hi) = ranges.get(t).ok_or_else(|| QuantError::NoRange(t.to_string()))?;
+        let (scale, zp) = encoding(lo, hi, b);
+        counter += 1;
+        let (sn, zn) = (format!("{t}_qscale"), format!("{t}_qzp"));
+        new_inits.push(scalar_f32(&sn, scale));
+        new_inits.push(scalar_zp(&zn, zp, b));
+        let q = format!("{t}_quantized");
+        nodes.push(node("QuantizeLinear", format!("qdq_q_{counter}"), vec![src.into(), sn.clone(), zn.clone()], q.clone(), vec![]));
+        nodes.push(node("DequantizeLinear", format!("qdq_dq_{counter}"), vec![q, sn, zn], dst.into(), vec![]));
+        Ok(())
+    };
+    // Weights: int8 symmetric + DQ. Other float constants: activation-style encodings of their data.
+    let mut weight_of: HashSet<String> = HashSet::new();
+    for n in &old_nodes {
+        if n.op_type == "MatMul" && n.input.len() > 1 && inits.get(&n.input[1]).is_some_and(|t| t.data_type == data_type::FLOAT && t.dims.len() == 2) {
+            weight_of.insert(n.input[1].clone());
+        }
+    }
+    let mut kept_inits: Vec<TensorProto> = Vec::new();
+    let mut float_params: HashSet<String> = HashSet::new();
+    for n in &old_nodes {
+        for (i, t) in n.input.iter().enumerate() {
+            if float_param(&n.op_type, i) {
+                float_params.insert(t.clone());
+            }
+        }
+    }
+    for t in g.initializer.drain(..) {
+        if t.data_type != data_type::FLOAT || float_params.contains(&t.name) {
+            kept_inits.push(t);
+            continue;
+        }
+        let data = f32_data(&t);
+        if weight_of.contains(&t.name) {
+            let (k, n) = (t.dims[0] as usize, t.dims[1] as usize);
+            let channels = if cfg.per_channel { n } else { 1 };
+            let mut scales = vec![0f32; channels];
+            for (i, v) in data.iter().enumerate() {
+                let c = if cfg.per_channel { i % n } else { 0 };
+                scales[c] = scales[c].max(v.abs());
+            }
+            scales.iter_mut().for_each(|s| *s = (*s / 127.0).max(1e-12));
+            let q: Vec<u8> = data.iter().enumerate().map(|(i, v)| (v / scales[if cfg.per_channel { i % n } else { 0 }]).round().clamp(-127.0, 127.0) as i8 as u8).collect();
+            let qn = format!("{}_quantized", t.name);
+            kept_inits.push(TensorProto { name: qn.clone(), dims: t.dims.clone(), data_type: data_type::INT8, raw_data: q, ..Default::default() });
+            let (sn, zn) = (format!("{}_scale", t.name), format!("{}_zero_point", t.name));
+            let dims = if cfg.per_channel { vec![n as i64] } else { vec![] };
+            kept_inits.push(TensorProto { name: sn.clone(), dims: dims.clone(), data_type: data_type::FLOAT, raw_data: scales.iter().flat_map(|s| s.to_le_bytes()).collect(), ..Default::default() });
+            kept_inits.push(TensorProto { name: zn.clone(), dims, data_type: data_type::INT8, raw_data: vec![0u8; channels], ..Default::default() });
+            let attrs = if cfg.per_channel { vec![quadbench_onnx::attr_int("axis", 1)] } else { vec![] };
+            let _ = k;
+            nodes.push(node("DequantizeLinear", format!("{}_dq", t.name), vec![qn, sn, zn], format!("{}_dequantized", t.name), attrs));
+            dq.insert(t.name.clone(), format!("{}_dequantized", t.name));
+        } else {
+            // Small float constants (biases, constant planes): stored quantized, range from data.
+            let b = bits(&t.name);
+            let lo = data.iter().copied().fold(f32::INFINITY, f32::min);
+            let hi = data.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+            let (scale, zp) = encoding(lo, hi, b);
+            let q: Vec<u8> = data
+                .iter()
+                .flat_map(|v| {
+                    let x = ((v / scale).round() + zp as f32).clamp(0.0, b.qmax()) as u16;
+                    if b == ActBits::U8 { vec![x as u8] } else { x.to_le_bytes().to_vec() }
+                })
+                .collect();
+            let qn = format!("{}_quantized", t.name);
+            kept_inits.push(TensorProto { name: qn.clone(), dims: t.dims.clone(), data_type: b.dtype(), raw_data: q, ..Default::default() });
+            let (sn, zn) = (format!("{}_qscale", t.name), format!("{}_qzp", t.name));
+            kept_inits.push(scalar_f32(&sn, scale));
+            kept_inits.push(scalar_zp(&zn, zp, b));
+            nodes.push(node("DequantizeLinear", format!("{}_dq", t.name), vec![qn, sn, zn], format!("{}_dequantized", t.name), vec![]));
+            dq.insert(t.name.clone(), format!("{}_dequantized", t.name));
+        }
+    }
+    g.initializer = kept_inits;
+    // Float graph inputs: Q/DQ at the boundary.
+    for i in g.input.clone() {
+        let is_float = i.r#type.as_ref().and_then(|t| t.tensor_type.as_ref()).is_some_and(|t| t.elem_type == data_type::FLOAT);
+        if is_float && !dq.contains_key(&i.name) {
+            let d = format!("{}_dequantized", i.name);
+            qdq(&i.name, &i.name, &d, bits(&i.name), &mut nodes, &mut new_inits)?;
+            dq.insert(i.name.clone(), d);
+        }
+    }
+    for mut n in old_nodes {
+        for t in n.input.iter_mut() {
+            if let Some(d) = dq.get(t.as_str()) {
+                *t = d.clone();
+            }
+        }
+        let outs = n.output.clone();
+        let is_graph_out: Vec<bool> = outs.iter().map(|o| graph_outputs.contains(o)).collect();
+        for (o, go) in n.output.iter_mut().zip(&is_graph_out) {
+            if *go {
+                *o = format!("{o}_float");
+            }
+        }
+        nodes.push(n);
+        for (o, go) in outs.iter().zip(is_graph_out) {
+            // Graph outputs keep their name: the chain ends in it, in-graph consumers read it too.
+            let (src, dst) = if go { (format!("{o}_float"), o.clone()) } else { (o.clone(), format!("{o}_dequantized")) };
+            qdq(o, &src, &dst, bits(o), &mut nodes, &mut new_inits)?;
+            dq.insert(o.clone(), dst);
+        }
+    }
+    g.node = nodes;
+    g.initializer.extend(new_inits);
+    // Opset 21 admits uint16 Quantize/DequantizeLinear.
+    for o in out.opset_import.iter_mut().filter(|o| o.domain.is_empty()) {
+        o.version = o.version.max(21);
+    }
+    out.ir_version = out.ir_version.max(10);
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn encoding_covers_range_and_zero() {
+        let (s, zp) = encoding(-1.0, 3.0, ActBits::U8);
+        assert!((s - 4.0 / 255.0).abs() < 1e-7);
+        assert_eq!(zp, 64);
+        let (s, zp) = encoding(0.5, 2.0, ActBits::U16);
+        assert!((s - 2.0 / 65535.0).abs() < 1e-9);
+        assert_eq!(zp, 0);
+    }
+}

@@ -1,0 +1,16 @@
+//! `cpu`: ONNX Runtime's default CPU execution provider, no options.
+
+use super::{Backend, BackendError};
+
+pub const BACKEND: Backend = Backend {
+    name: "cpu",
+    execution_provider: "CPUExecutionProvider",
+    compiles: false,
+    prepare: |_, _, _| Ok(()),
+    configure: |b, _, backend| {
+        if let Some((k, _)) = backend.options.iter().next() {
+            return Err(BackendError::Failed(format!("the cpu backend takes no options, got `{k}`; remove it from the scenario")));
+        }
+        Ok(b)
+    },
+};

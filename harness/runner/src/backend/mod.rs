@@ -1,0 +1,101 @@
+//! Execution backends, one file each, registered in [`BACKENDS`]: how the environment is
+//! prepared (plugin EP libraries registered) and how a session builder is configured for the
+//! backend named in the plan. A backend the device cannot serve reports `Unsupported` with the
+//! reason (the host records it as skipped, not as a crash). Adding `nnapi`, `xnnpack`, `coreml`
+//! or `openvino` means one more file and one more line in [`BACKENDS`].
+
+pub mod cpu;
+pub mod cuda;
+pub mod qnn_htp;
+
+use ort::environment::Environment;
+use ort::session::builder::SessionBuilder;
+use quadbench_protocol::{PlanBackend, PlanRuntime};
+use std::path::Path;
+
+#[derive(Debug)]
+pub enum BackendError {
+    /// Not available on this device (reason given); the run is skipped.
+    Unsupported(String),
+    /// Available but failed to configure.
+    Failed(String),
+}
+
+impl std::fmt::Display for BackendError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            BackendError::Unsupported(r) => write!(f, "backend unsupported on this device: {r}"),
+            BackendError::Failed(r) => write!(f, "backend configuration failed: {r}"),
+        }
+    }
+}
+
+/// One pluggable backend.
+pub struct Backend {
+    pub name: &'static str,
+    /// Execution provider that runs the graph (reported in the result's environment).
+    pub execution_provider: &'static str,
+    /// Runner-level options the backend understands besides EP options (e.g. `ep_context`).
+    pub compiles: bool,
+    /// Called once per run after the environment exists: register plugin EP libraries, probe
+    /// the hardware. `dir` resolves relative library paths.
+    pub prepare: fn(&Environment, &PlanRuntime, &Path) -> Result<(), BackendError>,
+    /// Configure one session builder.
+    pub configure: fn(SessionBuilder, &Environment, &PlanBackend) -> Result<SessionBuilder, BackendError>,
+}
+
+/// The registry.
+pub const BACKENDS: &[&Backend] = &[&cpu::BACKEND, &qnn_htp::BACKEND, &cuda::BACKEND];
+
+/// Runner-level option (not passed to the EP): compile every graph ahead of time into an
+/// EP-context model before the run (`"1"`), on backends that can.
+pub const OPT_EP_CONTEXT: &str = "ep_context";
+
+/// The backend named in the plan.
+pub fn find(name: &str) -> Result<&'static Backend, BackendError> {
+    BACKENDS.iter().copied().find(|b| b.name == name).ok_or_else(|| {
+        BackendError::Unsupported(format!(
+            "this runner knows no backend `{name}` (known: {})",
+            BACKENDS.iter().map(|b| b.name).collect::<Vec<_>>().join(", ")
+        ))
+    })
+}
+
+/// Prepare the environment for the plan's backend.
+pub fn prepare(env: &Environment, backend: &PlanBackend, runtime: &PlanRuntime, dir: &Path) -> Result<&'static Backend, BackendError> {
+    let b = find(&backend.name)?;
+    (b.prepare)(env, runtime, dir)?;
+    Ok(b)
+}
+
+/// Configure `b` for the plan's backend.
+pub fn configure(b: SessionBuilder, env: &Environment, backend: &PlanBackend) -> Result<SessionBuilder, BackendError> {
+    (find(&backend.name)?.configure)(b, env, backend)
+}
+
+/// Register every EP library of the plan (`name -> path`, relative paths against `dir`).
+pub fn register_libraries(env: &Environment, runtime: &PlanRuntime, dir: &Path) -> Result<(), BackendError> {
+    for (name, path) in &runtime.ep_libraries {
+        let p = if Path::new(path).is_absolute() { path.into() } else { dir.join(path) };
+        if !p.is_file() {
+            return Err(BackendError::Unsupported(format!("execution-provider library {} is missing; push it with the runtime (quadbench runtime fetch)", p.display())));
+        }
+        env.register_ep_library(name, &p).map_err(|e| BackendError::Unsupported(format!("cannot register {name} from {}: {e} (the QNN plugin needs glibc >= 2.35 and its companion libraries beside it)", p.display())))?;
+    }
+    Ok(())
+}
+
+/// Split a backend's options into EP options (prefixed with the EP name) and runner options.
+pub fn ep_options(backend: &PlanBackend, ep: &str, allowed: &[&str]) -> Result<Vec<(String, String)>, BackendError> {
+    let mut out = Vec::new();
+    for (k, v) in &backend.options {
+        if k == OPT_EP_CONTEXT {
+            continue;
+        }
+        if !allowed.contains(&k.as_str()) {
+            return Err(BackendError::Failed(format!("backend `{}` has no option `{k}` (known: {}, {OPT_EP_CONTEXT}); fix the scenario's backend options", backend.name, allowed.join(", "))));
+        }
+        out.push((format!("{ep}.{k}"), v.clone()));
+    }
+    Ok(out)
+}

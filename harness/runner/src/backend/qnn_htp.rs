@@ -1,0 +1,53 @@
+//! `qnn-htp`: Qualcomm's QNN execution provider as an ONNX Runtime plugin EP, HTP (NPU) backend.
+//! The plugin (`libonnxruntime_providers_qnn.so` and its QNN libraries, kept together: they find
+//! each other by rpath) comes in the plan's `runtime.ep_libraries` under `QNNExecutionProvider`.
+//! On x86_64 Linux the HTP is simulated by the same libraries. HTP needs QDQ graphs.
+
+use super::{ep_options, register_libraries, Backend, BackendError};
+use ort::environment::Environment;
+use quadbench_protocol::PlanRuntime;
+use std::path::Path;
+
+pub const EP: &str = "QNNExecutionProvider";
+
+/// QNN EP options a scenario may set (names as the QNN EP documents them).
+pub const OPTIONS: &[&str] = &[
+    "backend_type",
+    "htp_performance_mode",
+    "soc_model",
+    "htp_arch",
+    "device_id",
+    "vtcm_mb",
+    "htp_graph_finalization_optimization_mode",
+    "enable_htp_fp16_precision",
+    "offload_graph_io_quantization",
+    "profiling_level",
+    "qnn_context_priority",
+    "rpc_control_latency",
+];
+
+fn prepare(env: &Environment, runtime: &PlanRuntime, dir: &Path) -> Result<(), BackendError> {
+    if !runtime.ep_libraries.contains_key(EP) {
+        return Err(BackendError::Unsupported(format!("no `{EP}` library in the plan's runtime.ep_libraries; the host adds it when the QNN plugin is installed (quadbench runtime fetch onnxruntime-qnn)")));
+    }
+    register_libraries(env, runtime, dir)?;
+    if !env.devices().any(|d| d.ep().is_ok_and(|e| e == EP)) {
+        return Err(BackendError::Unsupported(format!("the QNN plugin registered but offers no device")));
+    }
+    Ok(())
+}
+
+pub const BACKEND: Backend = Backend {
+    name: "qnn-htp",
+    execution_provider: EP,
+    compiles: true,
+    prepare,
+    configure: |b, env, backend| {
+        let mut opts = ep_options(backend, EP, OPTIONS)?;
+        if !opts.iter().any(|(k, _)| k.ends_with(".backend_type")) {
+            opts.push((format!("{EP}.backend_type"), "htp".into()));
+        }
+        let dev = env.devices().find(|d| d.ep().is_ok_and(|e| e == EP)).ok_or_else(|| BackendError::Unsupported("the QNN plugin offers no device".into()))?;
+        b.with_devices([dev], Some(&opts)).map_err(|e| BackendError::Failed(format!("cannot select the QNN device: {e}")))
+    },
+};
