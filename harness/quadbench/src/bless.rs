@@ -25,6 +25,9 @@ pub fn bless(scenario: &Path, force: bool) -> i32 {
     sc.backends = vec![REFERENCE_BACKEND.into()];
     sc.precision = REFERENCE_PRECISION.into();
     sc.strategies = vec![Strategy::parse(REFERENCE_STRATEGY).expect("known strategy")];
+    sc.quantize = None; // goldens are FP32
+    sc.backend_options.clear();
+    sc.require_full_offload = false;
     sc.claims.clear();
     sc.thresholds.clear();
     sc.workload = quadbench_protocol::PlanWorkload { order: TaskOrder::RoundRobin, seed: 0, requests_per_visit: 1, warmup_visits: 0, min_samples: 0, min_switches: 0, min_duration_ms: 0, max_duration_ms: 60_000 };

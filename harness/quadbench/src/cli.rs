@@ -106,6 +106,30 @@ enum GoldenCmd {
 enum PackageCmd {
     /// Generate the deterministic reference package (encoder -> denoiser x steps -> decoder).
     Reference(ReferenceArgs),
+    /// Quantize a package to QDQ (W8A16 or W8A8) calibrated on images: per-task profiles for the
+    /// merged baselines, one shared profile (QUAD anchor rule, or merged ranges) for the unified graph.
+    Quantize {
+        /// Source FP32 package directory.
+        src: PathBuf,
+        /// Output directory.
+        #[arg(long)]
+        out: PathBuf,
+        /// w8a16 or w8a8.
+        #[arg(long, default_value = "w8a16")]
+        precision: String,
+        /// Shared profile: anchor (most sensitive adapter's encodings) or merge (all ranges).
+        #[arg(long, default_value = "anchor")]
+        profile: String,
+        /// Fraction of MatMul layers with 8-bit activations (mixed-precision ablation).
+        #[arg(long, default_value_t = 0.0)]
+        a8_ratio: f64,
+        /// Per-channel weight scales.
+        #[arg(long)]
+        per_channel: bool,
+        /// Calibration images (default: golden/inputs/astronaut.png and coffee.png).
+        #[arg(long = "input")]
+        inputs: Vec<PathBuf>,
+    },
     /// Validate a package against its manifest and its ONNX graphs.
     Check {
         /// Package directory (holding package.yaml).
@@ -354,7 +378,22 @@ pub fn main() -> i32 {
                 report(&"scenarios/demo.yaml not found; run `quadbench demo` from the quadbench repository checkout");
                 return EXIT_BAD_INPUT;
             };
-            run_and_summarise(&sc, None, out, false)
+            let out = out.unwrap_or_else(|| sc.parent().and_then(Path::parent).unwrap_or(Path::new(".")).join("reports").join(format!("demo-{}", utc_stamp())));
+            let code = run_and_summarise(&sc, None, Some(out.clone()), false);
+            // The NPU comparison, where the QNN plugin loads (x86_64 Linux, glibc >= 2.35).
+            let npu = sc.with_file_name("npu.yaml");
+            println!("\nNPU comparison (QNN HTP backend; on x86_64 Linux the HTP runs as a simulator, so its latencies say nothing about a phone):");
+            match quadbench_runtime::ensure_qnn() {
+                Ok(_) if npu.exists() => code.max(run_and_summarise(&npu, None, Some(out.join("npu")), false)),
+                Ok(_) => {
+                    println!("skipped: {} is missing", npu.display());
+                    code
+                }
+                Err(e) => {
+                    println!("skipped: the QNN plugin is not available here: {e}");
+                    code
+                }
+            }
         }
         Command::Run { scenario, device, out, resume } => run_and_summarise(&scenario, device, out, resume),
         Command::Devices(DevicesCmd::List { adb_server }) => devices_list(adb_server),
@@ -366,6 +405,46 @@ pub fn main() -> i32 {
                 Ok(m) => {
                     println!("{}", a.out.join(package::MANIFEST_FILE).display());
                     eprintln!("wrote package `{}` ({} tasks, {} files) to {}", m.raw.name, m.pipeline.tasks.len(), m.raw.files.len(), a.out.display());
+                    EXIT_OK
+                }
+                Err(e) => {
+                    report(&e);
+                    EXIT_BAD_INPUT
+                }
+            }
+        }
+        Command::Package(PackageCmd::Quantize { src, out, precision, profile, a8_ratio, per_channel, inputs }) => {
+            let inputs = if inputs.is_empty() {
+                let Some(root) = std::env::current_dir().ok().and_then(|d| repo_root(&d)) else {
+                    report(&"no --input given and no golden/inputs found above the current directory");
+                    return EXIT_BAD_INPUT;
+                };
+                vec![root.join("golden/inputs/astronaut.png"), root.join("golden/inputs/coffee.png")]
+            } else {
+                inputs
+            };
+            if !["w8a16", "w8a8"].contains(&precision.as_str()) || !["anchor", "merge"].contains(&profile.as_str()) || !(0.0..=1.0).contains(&a8_ratio) {
+                report(&"--precision is w8a16 or w8a8, --profile anchor or merge, --a8-ratio within [0, 1]");
+                return EXIT_BAD_INPUT;
+            }
+            let opts = quadbench::package::qprofile::QuantizeOptions {
+                act: if precision == "w8a8" { quadbench::package::quantize::ActBits::U8 } else { quadbench::package::quantize::ActBits::U16 },
+                method: if profile == "merge" { quadbench::package::qprofile::ProfileMethod::Merge } else { quadbench::package::qprofile::ProfileMethod::Anchor },
+                a8_ratio,
+                per_channel,
+                inputs,
+            };
+            let env = match quadbench::npu::host_env() {
+                Ok(e) => e,
+                Err(e) => {
+                    report(&e);
+                    return EXIT_INFRA;
+                }
+            };
+            match quadbench::package::qprofile::quantize_package(env, &src, &out, &opts) {
+                Ok((m, rep)) => {
+                    println!("{}", out.join(package::MANIFEST_FILE).display());
+                    eprintln!("wrote {} ({}, {:?} profile, anchor {}): sensitivity scores {:?}", m.raw.name, rep.precision, rep.method, rep.anchor.as_deref().unwrap_or("-"), rep.scores);
                     EXIT_OK
                 }
                 Err(e) => {

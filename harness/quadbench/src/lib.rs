@@ -21,6 +21,7 @@ pub fn safe_relative_path(s: &str) -> bool {
 }
 pub mod device;
 pub mod golden;
+pub mod npu;
 pub mod quality;
 pub mod report;
 pub mod resilience;

@@ -138,6 +138,12 @@ pub struct RunRecord {
     pub outputs: Vec<OutputImage>,
     pub conditions_before: quadbench_protocol::Conditions,
     pub conditions_after: quadbench_protocol::Conditions,
+    /// Graphs compiled ahead of time (EP context): size, compile time, node placement.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub compiled: Vec<quadbench_protocol::CompiledGraph>,
+    /// What the storage figures were measured on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub storage_basis: Option<String>,
     /// Output quality against goldens, per task (absent when not scored).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub quality: BTreeMap<String, TaskQuality>,
@@ -218,6 +224,8 @@ impl RunRecord {
             quality: BTreeMap::new(),
             throttle: None,
             samples,
+            compiled: r.compiled.clone(),
+            storage_basis: r.storage_basis.clone(),
         }
     }
 
@@ -251,6 +259,8 @@ impl RunRecord {
             quality: BTreeMap::new(),
             throttle: None,
             samples: BTreeMap::new(),
+            compiled: vec![],
+            storage_basis: None,
         }
     }
 
@@ -411,6 +421,13 @@ pub struct PackageInfo {
     pub sha256: String,
     pub tasks: Vec<String>,
     pub dir: String,
+    /// Quantization of this package (precision, shared-profile method, anchor, every adapter's
+    /// sensitivity score), when it is a quantized variant.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub quantization: Option<serde_json::Value>,
+    /// The FP32 package whose goldens the outputs are scored against.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub golden_package: Option<String>,
 }
 
 /// The whole results.json.

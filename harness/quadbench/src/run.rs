@@ -7,7 +7,6 @@ use crate::package::{self, manifest::sha256_file, Manifest};
 use crate::results::{self, Environment, PackageInfo, Results, RunRecord, RunState, ScenarioInfo, RESULTS_SCHEMA};
 use crate::scenario::{PackageRef, Scenario};
 use quadbench_protocol::*;
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -179,7 +178,13 @@ pub fn run_scenario(sc: &Scenario, opts: &RunOptions, rep: &mut dyn Reporter) ->
     // Validate every input before touching a device.
     let device_paths = opts.device_override.clone().map(|d| vec![d]).unwrap_or_else(|| sc.devices.clone());
     let profiles = device_paths.iter().map(|p| DeviceProfile::load(p)).collect::<Result<Vec<_>, _>>()?;
-    let (pkg_dir, m) = resolve_package(&sc.package, &opts.package_cache, rep)?;
+    let (fp32_dir, fp32) = resolve_package(&sc.package, &opts.package_cache, rep)?;
+    // Quantized variants are scored against the FP32 package's goldens.
+    let golden_package = fp32.raw.name.clone();
+    let (pkg_dir, m) = match &sc.quantize {
+        None => (fp32_dir, fp32),
+        Some(q) => crate::npu::quantized_package(&fp32_dir, q, &sc.inputs, &opts.package_cache, rep)?,
+    };
     rep.event(&Event::Step { message: "locating ONNX Runtime".into() });
     let ort = quadbench_runtime::ensure_onnxruntime()?;
     let inputs_dir = out.join("inputs");
@@ -195,13 +200,20 @@ pub fn run_scenario(sc: &Scenario, opts: &RunOptions, rep: &mut dyn Reporter) ->
         schema: RESULTS_SCHEMA.into(),
         quadbench_version: env!("CARGO_PKG_VERSION").into(),
         scenario: ScenarioInfo { name: sc.name.clone(), path: sc.path.display().to_string(), sha256: sc.sha256.clone() },
-        package: PackageInfo { name: m.raw.name.clone(), sha256: m.sha256.clone(), tasks: m.pipeline.tasks.iter().map(|t| t.name.clone()).collect(), dir: pkg_dir.display().to_string() },
+        package: PackageInfo {
+            name: m.raw.name.clone(),
+            sha256: m.sha256.clone(),
+            tasks: m.pipeline.tasks.iter().map(|t| t.name.clone()).collect(),
+            dir: pkg_dir.display().to_string(),
+            quantization: m.raw.generator.as_ref().and_then(|g| g.get("quantization")).and_then(|q| serde_json::from_str(q).ok()),
+            golden_package: (golden_package != m.raw.name).then(|| golden_package.clone()),
+        },
         runs: Vec::new(),
         claims: Vec::new(),
         complete: false,
         statistics: Default::default(),
     };
-    let quality = crate::quality::QualityConfig { golden_root: sc.golden_root.clone(), package_name: m.raw.name.clone(), thresholds: sc.thresholds.clone() };
+    let quality = crate::quality::QualityConfig { golden_root: sc.golden_root.clone(), package_name: golden_package, thresholds: sc.thresholds.clone() };
     let results_path = out.join("results.json");
     let mut resume = if opts.resume { crate::resilience::Resume::load(&results_path, &m.sha256).map_err(RunError::Resume)? } else { Default::default() };
     let total = profiles.len() * sc.backends.len() * sc.strategies.len();
@@ -338,8 +350,13 @@ fn stage_and_execute(s: &RunSpec<'_>, files: &[String], storage: &Storage, t: &m
         run_id: s.id.into(),
         strategy: s.strategy,
         precision: s.sc.precision.clone(),
-        backend: PlanBackend { name: s.backend.into(), options: BTreeMap::new(), require_full_offload: false, intra_threads: s.sc.threads },
-        runtime: PlanRuntime { ort_library: format!("{up}/{lib_remote}"), ep_libraries: BTreeMap::new() },
+        backend: PlanBackend {
+            name: s.backend.into(),
+            options: s.sc.backend_options.get(s.backend).cloned().unwrap_or_default(),
+            require_full_offload: s.sc.require_full_offload,
+            intra_threads: s.sc.threads,
+        },
+        runtime: PlanRuntime { ort_library: format!("{up}/{lib_remote}"), ep_libraries: crate::npu::ep_libraries(s.backend, &s.profile.transport) },
         pipeline,
         workload: s.sc.workload.clone(),
         inputs: plan_inputs,

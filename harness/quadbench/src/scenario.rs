@@ -29,6 +29,12 @@ pub struct RawScenario {
     pub workload: RawWorkload,
     #[serde(default)]
     pub threads: usize,
+    /// Per backend: options passed to it (e.g. `qnn-htp: {ep_context: "1", htp_performance_mode: burst}`).
+    #[serde(default)]
+    pub backend_options: BTreeMap<String, BTreeMap<String, String>>,
+    /// Fail a run when any node would fall back to the CPU EP.
+    #[serde(default)]
+    pub require_full_offload: bool,
     #[serde(default)]
     pub claims: Vec<RawClaim>,
     /// Output quality against goldens.
@@ -76,8 +82,27 @@ fn default_precision() -> String {
 pub struct RawPackageRef {
     #[serde(default)]
     pub path: Option<String>,
+    /// Quantize the package (QDQ) before running; quality is still scored against the FP32 goldens.
+    #[serde(default)]
+    pub quantize: Option<RawQuantize>,
     #[serde(default)]
     pub reference: Option<RawReference>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawQuantize {
+    /// `w8a16` (default) or `w8a8`.
+    #[serde(default)]
+    pub precision: Option<String>,
+    /// Shared profile for the unified graph: `anchor` (QUAD, default) or `merge`.
+    #[serde(default)]
+    pub profile: Option<String>,
+    /// Fraction of MatMul layers with 8-bit activations (mixed-precision ablation).
+    #[serde(default)]
+    pub a8_ratio: Option<f64>,
+    #[serde(default)]
+    pub per_channel: Option<bool>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -137,6 +162,22 @@ pub enum PackageRef {
     Reference(ReferenceParams),
 }
 
+/// How to quantize the package before running.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Quantize {
+    pub precision: String,
+    pub profile: String,
+    pub a8_ratio: f64,
+    pub per_channel: bool,
+}
+
+impl Quantize {
+    /// Cache key suffix of the quantized variant.
+    pub fn key(&self) -> String {
+        format!("q-{}-{}-a8r{:.2}{}", self.precision, self.profile, self.a8_ratio, if self.per_channel { "-pc" } else { "" })
+    }
+}
+
 /// A claim to verify: `metric(baseline) / metric(candidate) >= threshold`.
 #[derive(Debug, Clone)]
 pub struct Claim {
@@ -165,6 +206,7 @@ pub struct Scenario {
     pub name: String,
     pub sha256: String,
     pub package: PackageRef,
+    pub quantize: Option<Quantize>,
     pub devices: Vec<PathBuf>,
     pub backends: Vec<String>,
     pub precision: String,
@@ -172,6 +214,8 @@ pub struct Scenario {
     pub inputs: Vec<(String, PathBuf)>,
     pub workload: PlanWorkload,
     pub threads: usize,
+    pub backend_options: BTreeMap<String, BTreeMap<String, String>>,
+    pub require_full_offload: bool,
     pub claims: Vec<Claim>,
     /// Golden directory and thresholds; outputs are scored whenever goldens exist.
     pub golden_root: PathBuf,
@@ -203,6 +247,29 @@ impl Scenario {
             }
             _ => return Err(err("package:", "package needs exactly one of `path` or `reference`".into(), "e.g. `package: {path: ../my-package}` or `package: {reference: {tasks: 10}}`")),
         };
+        let quantize = match &raw.package.quantize {
+            None => None,
+            Some(q) => {
+                let precision = q.precision.clone().unwrap_or_else(|| "w8a16".into());
+                if !["w8a16", "w8a8"].contains(&precision.as_str()) {
+                    return Err(err("precision:", format!("unknown quantization precision `{precision}`"), "use `w8a16` or `w8a8`"));
+                }
+                let profile = q.profile.clone().unwrap_or_else(|| "anchor".into());
+                if !["anchor", "merge"].contains(&profile.as_str()) {
+                    return Err(err("profile:", format!("unknown shared profile method `{profile}`"), "use `anchor` (QUAD) or `merge`"));
+                }
+                let a8_ratio = q.a8_ratio.unwrap_or(if precision == "w8a8" { 1.0 } else { 0.0 });
+                if !(0.0..=1.0).contains(&a8_ratio) {
+                    return Err(err("a8_ratio:", format!("a8_ratio {a8_ratio} must be within [0, 1]"), "0 = all W8A16, 1 = all W8A8"));
+                }
+                Some(Quantize { precision, profile, a8_ratio, per_channel: q.per_channel.unwrap_or(false) })
+            }
+        };
+        for b in raw.backend_options.keys() {
+            if !raw.backends.contains(b) {
+                return Err(err(&format!("{b}:"), format!("backend_options for `{b}`, which is not in `backends`"), "add it to `backends` or remove its options"));
+            }
+        }
         if raw.devices.is_empty() {
             return Err(err("devices:", "no devices listed".into(), "e.g. `devices: [../devices/local.yaml]`"));
         }
@@ -311,6 +378,9 @@ impl Scenario {
             name: raw.name,
             sha256: crate::package::manifest::sha256_bytes(text.as_bytes()),
             package,
+            quantize,
+            backend_options: raw.backend_options,
+            require_full_offload: raw.require_full_offload,
             devices,
             backends: raw.backends,
             precision: raw.precision,
