@@ -103,9 +103,7 @@ impl<'p> Executor<'p> {
     fn create(&mut self, name: &str, graph: &str) -> Result<Session, Error> {
         let t0 = Instant::now();
         let mut b = Session::builder(self.env).map_err(|e| e.to_string())?;
-        if self.plan.backend.intra_threads > 0 {
-            b = b.with_intra_threads(self.plan.backend.intra_threads).map_err(|e| e.to_string())?;
-        }
+        // Threads come from the environment's global pool (see `execute`).
         if self.plan.backend.require_full_offload {
             b = b.with_config_entry("session.disable_cpu_ep_fallback", "1").map_err(|e| e.to_string())?;
         }
