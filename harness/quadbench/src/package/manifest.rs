@@ -9,7 +9,6 @@ use quadbench_protocol::{DType, LoraPart, PlanLoraSlot, PlanPipeline, PlanStage,
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
-use std::io::Read;
 use std::path::Path;
 
 pub const PACKAGE_SCHEMA: &str = "quadbench.package/1";
@@ -116,19 +115,8 @@ pub struct Manifest {
     pub sha256: String,
 }
 
-pub fn sha256_file(path: &Path) -> std::io::Result<String> {
-    let mut f = std::fs::File::open(path)?;
-    let mut h = Sha256::new();
-    let mut buf = vec![0u8; 1 << 20];
-    loop {
-        let n = f.read(&mut buf)?;
-        if n == 0 {
-            break;
-        }
-        h.update(&buf[..n]);
-    }
-    Ok(hex(&h.finalize()))
-}
+/// Streaming sha256 of a file, hex (one implementation for the whole project).
+pub use quadbench_runtime::sha256_file;
 
 pub fn sha256_bytes(b: &[u8]) -> String {
     hex(&Sha256::digest(b))
