@@ -483,7 +483,14 @@ pub fn main() -> i32 {
         Command::Compare(a) => match crate::compare::run(&a) {
             Ok(()) => EXIT_OK,
             Err(e) => {
-                eprintln!("error: {e:#}");
+                // The chain, without causes that a message already quotes.
+                let mut msg = String::new();
+                for cause in e.chain().map(|c| c.to_string()) {
+                    if !msg.contains(&cause) {
+                        msg = if msg.is_empty() { cause } else { format!("{msg}: {cause}") };
+                    }
+                }
+                report(&msg);
                 EXIT_BAD_INPUT
             }
         },

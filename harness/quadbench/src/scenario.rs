@@ -301,7 +301,9 @@ impl Scenario {
         for i in &raw.inputs {
             let p = if i.contains('/') || i.contains('.') { base.join(i) } else { repo_root.join("golden/inputs").join(format!("{i}.png")) };
             if !p.exists() {
-                return Err(err(i, format!("input image `{i}` not found at {}", p.display()), "name a file of golden/inputs/ without extension, or give a path relative to the scenario"));
+                let known: Vec<String> = std::fs::read_dir(repo_root.join("golden/inputs")).map(|rd| rd.flatten().filter_map(|e| e.path().file_stem().map(|s| s.to_string_lossy().into_owned())).filter(|n| n != "SOURCES").collect()).unwrap_or_default();
+                let fix = yaml::nearest(i, known.iter().map(|s| s.as_str())).map(|n| format!("did you mean `{n}`?")).unwrap_or_else(|| format!("name a file of golden/inputs/ without extension ({}), or give a path relative to the scenario", known.join(", ")));
+                return Err(err(i, format!("input image `{i}` not found at {}", p.display()), &fix));
             }
             let name = p.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
             if !crate::safe_name(&name) {
