@@ -92,6 +92,7 @@ fn scenario_errors_name_file_line_and_fix() {
         (text.replace("  min_samples: 4", "  min_samples: four"), "min_samples"),
         (text.replace("backends: [cpu]", "backends: [cpu"), "small.yaml:"),
         (text.replace("metric: storage.total_bytes", "metric: storage.bytes"), "did you mean `storage.total_bytes`?"),
+        (text.replace("backends: [cpu]", "backends: [cpu]\nprecision: \"w8:a16\""), "must be a safe name"),
     ];
     for (bad, want) in cases {
         std::fs::write(&sc, &bad).unwrap();

@@ -71,6 +71,18 @@ enum Command {
         #[arg(long)]
         out: Option<PathBuf>,
     },
+    /// Mixed-precision ablation: run a quantized scenario once per W8A8:W8A16 layer ratio and
+    /// tabulate quality (vs FP32 goldens) and latency per ratio.
+    Ablation {
+        /// Scenario with `package.quantize` (e.g. scenarios/precision-ablation.yaml).
+        scenario: PathBuf,
+        /// Fractions of MatMul layers with 8-bit activations.
+        #[arg(long, value_delimiter = ',', default_value = "0,0.25,0.5,0.75,1")]
+        a8_ratios: Vec<f64>,
+        /// Output directory (default: reports/<scenario name>-ablation).
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
     /// Model packages: generate the reference package, check a package.
     #[command(subcommand)]
     Package(PackageCmd),
@@ -395,6 +407,7 @@ pub fn main() -> i32 {
                 }
             }
         }
+        Command::Ablation { scenario, a8_ratios, out } => crate::ablation::ablation(&scenario, &a8_ratios, out),
         Command::Run { scenario, device, out, resume } => run_and_summarise(&scenario, device, out, resume),
         Command::Devices(DevicesCmd::List { adb_server }) => devices_list(adb_server),
         Command::LoopbackDevice { port, root } => loopback_device(port, root),

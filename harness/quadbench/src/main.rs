@@ -1,5 +1,6 @@
 //! The `quadbench` binary: command-line parsing and exit codes. Work happens in the library.
 
+mod ablation;
 mod bless;
 mod cli;
 mod compare;

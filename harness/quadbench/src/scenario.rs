@@ -265,6 +265,9 @@ impl Scenario {
                 Some(Quantize { precision, profile, a8_ratio, per_channel: q.per_channel.unwrap_or(false) })
             }
         };
+        if !crate::safe_name(&raw.precision) {
+            return Err(err("precision:", format!("precision label `{}` must be a safe name (it becomes part of run ids and paths)", raw.precision), "use letters, digits, `_`, `-`, `.`, e.g. `fp32` or `w8a16`"));
+        }
         for b in raw.backend_options.keys() {
             if !raw.backends.contains(b) {
                 return Err(err(&format!("{b}:"), format!("backend_options for `{b}`, which is not in `backends`"), "add it to `backends` or remove its options"));
