@@ -5,7 +5,7 @@
 //! UNVERIFIED: no GPU was available when this was written; without a driver or without the
 //! library it reports `unsupported` with the reason.
 
-use super::{ep_options, register_libraries, Backend, BackendError};
+use super::{ep_options, prepare_plugin, select_plugin_device, Backend, BackendError};
 use ort::environment::Environment;
 use quadbench_protocol::PlanRuntime;
 use std::path::Path;
@@ -22,14 +22,7 @@ fn driver_present() -> Result<(), String> {
 
 fn prepare(env: &Environment, runtime: &PlanRuntime, dir: &Path) -> Result<(), BackendError> {
     driver_present().map_err(BackendError::Unsupported)?;
-    if !runtime.ep_libraries.contains_key(EP) {
-        return Err(BackendError::Unsupported(format!("no `{EP}` library in the plan's runtime.ep_libraries; fetch the CUDA build (quadbench runtime fetch onnxruntime-gpu)")));
-    }
-    register_libraries(env, runtime, dir)?;
-    if !env.devices().any(|d| d.ep().is_ok_and(|e| e == EP)) {
-        return Err(BackendError::Unsupported("the CUDA execution provider registered but found no GPU".into()));
-    }
-    Ok(())
+    prepare_plugin(env, runtime, dir, EP, "fetch the CUDA build (quadbench runtime fetch onnxruntime-gpu)", "the CUDA execution provider registered but found no GPU")
 }
 
 pub const BACKEND: Backend = Backend {
@@ -39,7 +32,6 @@ pub const BACKEND: Backend = Backend {
     prepare,
     configure: |b, env, backend| {
         let opts = ep_options(backend, EP, OPTIONS)?;
-        let dev = env.devices().find(|d| d.ep().is_ok_and(|e| e == EP)).ok_or_else(|| BackendError::Unsupported("no CUDA device".into()))?;
-        b.with_devices([dev], Some(&opts)).map_err(|e| BackendError::Failed(format!("cannot select the CUDA device: {e}")))
+        select_plugin_device(b, env, EP, &opts, "CUDA")
     },
 };

@@ -85,6 +85,25 @@ pub fn register_libraries(env: &Environment, runtime: &PlanRuntime, dir: &Path) 
     Ok(())
 }
 
+/// The steps every plugin EP shares: its library must be in the plan, registers, and offers a
+/// device. `fetch_hint` tells how to get the library; `no_device` why a device may be missing.
+pub fn prepare_plugin(env: &Environment, runtime: &PlanRuntime, dir: &Path, ep: &str, fetch_hint: &str, no_device: &str) -> Result<(), BackendError> {
+    if !runtime.ep_libraries.contains_key(ep) {
+        return Err(BackendError::Unsupported(format!("no `{ep}` library in the plan's runtime.ep_libraries; {fetch_hint}")));
+    }
+    register_libraries(env, runtime, dir)?;
+    if !env.devices().any(|d| d.ep().is_ok_and(|e| e == ep)) {
+        return Err(BackendError::Unsupported(no_device.into()));
+    }
+    Ok(())
+}
+
+/// Select the plugin EP's device on a session builder with the given EP options.
+pub fn select_plugin_device(b: SessionBuilder, env: &Environment, ep: &str, opts: &[(String, String)], label: &str) -> Result<SessionBuilder, BackendError> {
+    let dev = env.devices().find(|d| d.ep().is_ok_and(|e| e == ep)).ok_or_else(|| BackendError::Unsupported(format!("the {label} execution provider offers no device")))?;
+    b.with_devices([dev], Some(opts)).map_err(|e| BackendError::Failed(format!("cannot select the {label} device: {e}")))
+}
+
 /// Split a backend's options into EP options (prefixed with the EP name) and runner options.
 pub fn ep_options(backend: &PlanBackend, ep: &str, allowed: &[&str]) -> Result<Vec<(String, String)>, BackendError> {
     let mut out = Vec::new();

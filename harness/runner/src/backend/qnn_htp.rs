@@ -3,7 +3,7 @@
 //! each other by rpath) comes in the plan's `runtime.ep_libraries` under `QNNExecutionProvider`.
 //! On x86_64 Linux the HTP is simulated by the same libraries. HTP needs QDQ graphs.
 
-use super::{ep_options, register_libraries, Backend, BackendError};
+use super::{ep_options, prepare_plugin, select_plugin_device, Backend, BackendError};
 use ort::environment::Environment;
 use quadbench_protocol::PlanRuntime;
 use std::path::Path;
@@ -27,14 +27,7 @@ pub const OPTIONS: &[&str] = &[
 ];
 
 fn prepare(env: &Environment, runtime: &PlanRuntime, dir: &Path) -> Result<(), BackendError> {
-    if !runtime.ep_libraries.contains_key(EP) {
-        return Err(BackendError::Unsupported(format!("no `{EP}` library in the plan's runtime.ep_libraries; the host adds it when the QNN plugin is installed (quadbench runtime fetch onnxruntime-qnn)")));
-    }
-    register_libraries(env, runtime, dir)?;
-    if !env.devices().any(|d| d.ep().is_ok_and(|e| e == EP)) {
-        return Err(BackendError::Unsupported(format!("the QNN plugin registered but offers no device")));
-    }
-    Ok(())
+    prepare_plugin(env, runtime, dir, EP, "the host adds it when the QNN plugin is installed (quadbench runtime fetch onnxruntime-qnn)", "the QNN plugin registered but offers no device")
 }
 
 pub const BACKEND: Backend = Backend {
@@ -47,7 +40,6 @@ pub const BACKEND: Backend = Backend {
         if !opts.iter().any(|(k, _)| k.ends_with(".backend_type")) {
             opts.push((format!("{EP}.backend_type"), "htp".into()));
         }
-        let dev = env.devices().find(|d| d.ep().is_ok_and(|e| e == EP)).ok_or_else(|| BackendError::Unsupported("the QNN plugin offers no device".into()))?;
-        b.with_devices([dev], Some(&opts)).map_err(|e| BackendError::Failed(format!("cannot select the QNN device: {e}")))
+        select_plugin_device(b, env, EP, &opts, "QNN")
     },
 };
