@@ -2,10 +2,10 @@
 //! W8A8:W8A16 layer ratio (its `package.quantize` is the base setting) and writes a table of
 //! quality against the FP32 goldens and latency per ratio: `ablation.md` and `ablation.csv`.
 
-use crate::cli::{report, scenario_repo_root, EXIT_BAD_INPUT, EXIT_INFRA, EXIT_OK};
-use crate::progress::StderrReporter;
+use crate::cli::{report, run_reported, scenario_repo_root, EXIT_BAD_INPUT, EXIT_INFRA, EXIT_OK};
+use quadbench::quality::mean;
 use quadbench::results::{RunState, Scores};
-use quadbench::run::{self, RunOptions};
+use quadbench::run::RunOptions;
 use quadbench::scenario::{Quantize, Scenario};
 use std::path::{Path, PathBuf};
 
@@ -18,11 +18,6 @@ struct Row {
     e2e_ms: Option<f64>,
     lora_mb: f64,
     status: String,
-}
-
-fn mean(v: impl Iterator<Item = Option<f64>>) -> Option<f64> {
-    let xs: Vec<f64> = v.flatten().filter(|x| x.is_finite()).collect();
-    (!xs.is_empty()).then(|| xs.iter().sum::<f64>() / xs.len() as f64)
 }
 
 pub fn ablation(scenario: &Path, ratios: &[f64], out: Option<PathBuf>) -> i32 {
@@ -54,16 +49,7 @@ pub fn ablation(scenario: &Path, ratios: &[f64], out: Option<PathBuf>) -> i32 {
         sc.precision = format!("{}-a8r{ratio:.2}", q0.precision);
         eprintln!("W8A8:W8A16 = {:.0}:{:.0}", ratio * 100.0, (1.0 - ratio) * 100.0);
         let opts = RunOptions { out: out.join(format!("a8r-{ratio:.2}")), device_override: None, package_cache: quadbench_runtime::cache_dir().join("packages"), resume: false };
-        let mut rep = StderrReporter::new();
-        let res = run::run_scenario(&sc, &opts, &mut rep);
-        rep.finish();
-        let results = match res {
-            Ok(r) => r,
-            Err(e) => {
-                report(&e);
-                return EXIT_INFRA;
-            }
-        };
+        let Ok(results) = run_reported(&sc, &opts) else { return EXIT_INFRA };
         for r in &results.runs {
             let q = |f: fn(&Scores) -> Option<f64>| mean(r.quality.values().map(|t| if t.mean.identical { None } else { f(&t.mean) }));
             rows.push(Row {

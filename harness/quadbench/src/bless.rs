@@ -1,10 +1,9 @@
 //! `quadbench golden bless`: run the reference configuration on the local host and write its
 //! outputs as goldens, listing what would change and refusing to overwrite without `--force`.
 
-use crate::cli::{report, scenario_repo_root, EXIT_BAD_INPUT, EXIT_CLAIMS_FAILED, EXIT_INFRA, EXIT_OK};
-use crate::progress::StderrReporter;
+use crate::cli::{report, run_reported, scenario_repo_root, EXIT_BAD_INPUT, EXIT_CLAIMS_FAILED, EXIT_INFRA, EXIT_OK};
 use quadbench::golden::{self, GoldenManifest, GOLDEN_SCHEMA, REFERENCE_BACKEND, REFERENCE_PRECISION, REFERENCE_STRATEGY};
-use quadbench::run::{self, RunOptions};
+use quadbench::run::RunOptions;
 use quadbench::scenario::Scenario;
 use quadbench_protocol::{Strategy, TaskOrder};
 use std::path::Path;
@@ -44,16 +43,7 @@ pub fn bless(scenario: &Path, force: bool) -> i32 {
         return EXIT_INFRA;
     }
     let opts = RunOptions { out: tmp.path().join("out"), device_override: Some(device), package_cache: quadbench_runtime::cache_dir().join("packages"), resume: false };
-    let mut rep = StderrReporter::new();
-    let results = match run::run_scenario(&sc, &opts, &mut rep) {
-        Ok(r) => r,
-        Err(e) => {
-            rep.finish();
-            report(&e);
-            return EXIT_INFRA;
-        }
-    };
-    rep.finish();
+    let Ok(results) = run_reported(&sc, &opts) else { return EXIT_INFRA };
     let Some(r) = results.runs.first().filter(|r| r.status == quadbench::results::RunState::Ok) else {
         report(&format!("the reference run failed: {}", results.runs.first().and_then(|r| r.error.clone()).unwrap_or_default()));
         return EXIT_INFRA;
@@ -90,7 +80,7 @@ pub fn bless(scenario: &Path, force: bool) -> i32 {
         backend: REFERENCE_BACKEND.into(),
         precision: REFERENCE_PRECISION.into(),
         strategy: REFERENCE_STRATEGY.into(),
-        ort_version: r.environment.ort_version.clone().unwrap_or_default(),
+        ort_version: r.environment.runner.ort_version.clone().unwrap_or_default(),
         files: vec![],
     };
     match golden::write(&dir, base, &produced) {

@@ -226,6 +226,18 @@ fn utc_stamp() -> String {
     format!("{y:04}{m:02}{d:02}-{:02}{:02}{:02}", rem / 3600, rem % 3600 / 60, rem % 60)
 }
 
+/// Run a scenario with progress on stderr; an error is reported there too (callers choose the
+/// exit code).
+pub fn run_reported(sc: &Scenario, opts: &RunOptions) -> Result<quadbench::results::Results, RunError> {
+    let mut rep = StderrReporter::new();
+    let r = run::run_scenario(sc, opts, &mut rep);
+    rep.finish();
+    if let Err(e) = &r {
+        report(e);
+    }
+    r
+}
+
 /// The checkout a scenario belongs to: above the scenario, else above the current directory.
 pub fn scenario_repo_root(scenario: &Path) -> Option<PathBuf> {
     repo_root(scenario.parent().unwrap_or(Path::new("."))).or_else(|| repo_root(Path::new(".")))
@@ -245,16 +257,10 @@ fn run_and_summarise(scenario: &Path, device: Option<PathBuf>, out: Option<PathB
     };
     let out = out.unwrap_or_else(|| root.join("reports").join(format!("{}-{}", sc.name, utc_stamp())));
     let opts = RunOptions { out: out.clone(), device_override: device, package_cache: quadbench_runtime::cache_dir().join("packages"), resume };
-    let mut rep = StderrReporter::new();
-    let results = match run::run_scenario(&sc, &opts, &mut rep) {
+    let results = match run_reported(&sc, &opts) {
         Ok(r) => r,
-        Err(e) => {
-            rep.finish();
-            report(&e);
-            return exit_for(&e);
-        }
+        Err(e) => return exit_for(&e),
     };
-    rep.finish();
     print!("{}", summary_table(&results));
     println!("results: {}", out.join("results.json").display());
     if let Err(e) = quadbench::report::generate(&out, &[], None) {

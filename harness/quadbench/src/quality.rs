@@ -61,8 +61,9 @@ pub struct QualityConfig {
     pub thresholds: Vec<Threshold>,
 }
 
-fn mean(v: &[Option<f64>]) -> Option<f64> {
-    let xs: Vec<f64> = v.iter().flatten().copied().filter(|x| x.is_finite()).collect();
+/// Mean of the finite values present (`None` when there are none).
+pub fn mean(v: impl IntoIterator<Item = Option<f64>>) -> Option<f64> {
+    let xs: Vec<f64> = v.into_iter().flatten().filter(|x| x.is_finite()).collect();
     (!xs.is_empty()).then(|| xs.iter().sum::<f64>() / xs.len() as f64)
 }
 
@@ -101,12 +102,12 @@ pub fn score_run(rec: &mut RunRecord, out: &Path, cfg: &QualityConfig) {
         let all: Vec<&Scores> = tq.inputs.values().collect();
         if !all.is_empty() {
             tq.mean = Scores {
-                psnr_db: mean(&all.iter().map(|s| s.psnr_db).collect::<Vec<_>>()),
+                psnr_db: mean(all.iter().map(|s| s.psnr_db)),
                 identical: all.iter().all(|s| s.identical),
-                ssim: mean(&all.iter().map(|s| s.ssim).collect::<Vec<_>>()),
-                ms_ssim: mean(&all.iter().map(|s| s.ms_ssim).collect::<Vec<_>>()),
-                lpips_proxy: mean(&all.iter().map(|s| s.lpips_proxy).collect::<Vec<_>>()),
-                lpips: mean(&all.iter().map(|s| s.lpips).collect::<Vec<_>>()),
+                ssim: mean(all.iter().map(|s| s.ssim)),
+                ms_ssim: mean(all.iter().map(|s| s.ms_ssim)),
+                lpips_proxy: mean(all.iter().map(|s| s.lpips_proxy)),
+                lpips: mean(all.iter().map(|s| s.lpips)),
             };
             for t in &cfg.thresholds {
                 // Every input must pass, not only the mean.

@@ -80,16 +80,11 @@ pub struct Memory {
     pub phases: Vec<MemoryPhase>,
 }
 
+/// What the runner saw (flattened: same keys as the runner's result) plus what the host knows.
 #[derive(Debug, Clone, Serialize, Deserialize, Default)]
 pub struct Environment {
-    pub ort_version: Option<String>,
-    pub execution_providers: Vec<String>,
-    pub cpu_model: Option<String>,
-    pub cpu_count: Option<usize>,
-    pub kernel: Option<String>,
-    pub os: String,
-    pub arch: String,
-    pub runner_version: String,
+    #[serde(flatten)]
+    pub runner: quadbench_protocol::RunnerEnvironment,
     pub quadbench_version: String,
     pub git_revision: String,
     pub package_sha256: String,

@@ -281,14 +281,7 @@ fn run_one(s: RunSpec<'_>, t: &mut dyn Transport, info: &crate::device::DeviceIn
                 return fail(format!("cannot write samples: {e}"), tail, false);
             }
             let env = Environment {
-                ort_version: result.environment.ort_version.clone(),
-                execution_providers: result.environment.execution_providers.clone(),
-                cpu_model: result.environment.cpu_model.clone(),
-                cpu_count: result.environment.cpu_count,
-                kernel: result.environment.kernel.clone(),
-                os: result.environment.os.clone(),
-                arch: result.environment.arch.clone(),
-                runner_version: result.environment.runner_version.clone(),
+                runner: result.environment.clone(),
                 quadbench_version: env!("CARGO_PKG_VERSION").into(),
                 git_revision: git_revision(),
                 package_sha256: s.m.sha256.clone(),
