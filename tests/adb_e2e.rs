@@ -234,7 +234,7 @@ fn real_adb_client_and_transport_pass_against_loopback() {
     let mut lines = Vec::new();
     let limits = ExecLimits { deadline: Duration::from_secs(30), max_silence: Duration::from_secs(30) };
     std::fs::create_dir_all(rig.dev.root().join("runs/r1")).unwrap();
-    let o = t.exec(&argv, "runs/r1", limits, &mut |l| lines.push(l.to_string())).unwrap();
+    let o = t.exec(&argv, "runs/r1", &[], limits, &mut |l| lines.push(l.to_string())).unwrap();
     assert_eq!(o.exit_code, Some(7));
     assert!(!o.timed_out);
     assert!(o.stderr_tail.contains("oops"), "{:?}", o.stderr_tail);
@@ -242,7 +242,19 @@ fn real_adb_client_and_transport_pass_against_loopback() {
     let want: Vec<String> = hostile.iter().map(|h| format!("[{h}]")).collect();
     assert_eq!(&lines[1..], &want[..], "arguments arrive verbatim");
     assert!(!rig.dev.root().join("runs/r1/pwned").exists() && !rig.dev.root().join("pwned").exists(), "no injection");
-    assert!(t.exec(&["bin/echo.sh".into(), "nul\0byte".into()], "runs/r1", limits, &mut |_| {}).is_err());
+    assert!(t.exec(&["bin/echo.sh".into(), "nul\0byte".into()], "runs/r1", &[], limits, &mut |_| {}).is_err());
+    // Library directories reach the command as absolute loader paths (QNN's HTP libraries).
+    let env_script = rig.work.path().join("env.sh");
+    std::fs::write(&env_script, "#!/bin/sh\necho \"LD=$LD_LIBRARY_PATH\"\necho \"ADSP=$ADSP_LIBRARY_PATH\"\n").unwrap();
+    std::fs::set_permissions(&env_script, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    t.push(&env_script, &quadbench::package::manifest::sha256_file(&env_script).unwrap(), "bin/env.sh").unwrap();
+    let mut lines = Vec::new();
+    let o = t.exec(&["bin/env.sh".into()], "runs/r1", &["runtime/qnn-x/lib".into(), "runtime/qnn-x/lib.libs".into()], limits, &mut |l| lines.push(l.to_string())).unwrap();
+    assert_eq!(o.exit_code, Some(0));
+    let root = rig.root();
+    assert!(lines[0].starts_with(&format!("LD={root}/runtime/qnn-x/lib:{root}/runtime/qnn-x/lib.libs:{root}/runtime")), "{lines:?}");
+    assert!(lines[1].starts_with(&format!("ADSP={root}/runtime/qnn-x/lib;{root}/runtime/qnn-x/lib.libs;/vendor/lib/rfsa/adsp;")) && lines[1].ends_with(";/dsp"), "{lines:?}");
+    assert!(t.exec(&["bin/env.sh".into()], "runs/r1", &["../escape".into()], limits, &mut |_| {}).is_err(), "library dirs are validated like every remote path");
 
     // Hostile remote names are refused before anything reaches the device.
     for bad in ["../escape", "/etc/passwd", "a b/c", "x'y", "runs/../../x", "", "a//b", "ok/..", "q;rm -rf ~"] {
@@ -281,7 +293,7 @@ fn lost_exit_status_and_corrupt_push_are_infrastructure_errors() {
     let mut ticks = 0;
     let limits = ExecLimits { deadline: Duration::from_secs(60), max_silence: Duration::from_secs(60) };
     let t0 = Instant::now();
-    let r = t.exec(&["bin/slow.sh".into()], "bin", limits, &mut |_| {
+    let r = t.exec(&["bin/slow.sh".into()], "bin", &[], limits, &mut |_| {
         ticks += 1;
         if ticks == 3 {
             dev.set_faults(Faults { drop_after_bytes: Some(1), ..Default::default() });
@@ -301,7 +313,7 @@ fn lost_exit_status_and_corrupt_push_are_infrastructure_errors() {
     std::fs::set_permissions(&quiet, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
     t.push(&quiet, &quadbench::package::manifest::sha256_file(&quiet).unwrap(), "bin/quiet.sh").unwrap();
     let t0 = Instant::now();
-    let o = t.exec(&["bin/quiet.sh".into()], "bin", ExecLimits { deadline: Duration::from_secs(60), max_silence: Duration::from_secs(2) }, &mut |_| {}).unwrap();
+    let o = t.exec(&["bin/quiet.sh".into()], "bin", &[], ExecLimits { deadline: Duration::from_secs(60), max_silence: Duration::from_secs(2) }, &mut |_| {}).unwrap();
     assert!(o.timed_out && t0.elapsed() < Duration::from_secs(15), "{o:?} after {:?}", t0.elapsed());
 }
 
@@ -468,4 +480,53 @@ fn unhealthy_device_then_resume_skips_finished_runs() {
     let kept_after = unified_json(serde_json::from_str(&std::fs::read_to_string(out.join("results.json")).unwrap()).unwrap());
     assert!(kept_after == kept_before, "the finished run is carried over untouched:\n{kept_before}\n{kept_after}");
     assert_eq!(std::fs::metadata(out.join(&by(&resumed, "-unified").samples_csv)).unwrap().modified().unwrap(), csv_mtime, "and not re-measured");
+}
+
+/// The NPU path through adb: the QNN plugin directory (its vendored `libc++-….so.1.0` included)
+/// is pushed with its layout kept, the runner finds it through the plan and the loaders' paths,
+/// every graph compiles to one HTP partition on the device, and the outputs are bit-identical
+/// to the same scenario on the local transport (the HTP simulator is deterministic).
+#[test]
+fn npu_scenario_over_adb_pushes_the_qnn_plugin_and_matches_local() {
+    ensure_runner();
+    let rig = Rig::start();
+    let npu_scenario = |device: &Path| {
+        let p = rig.work.path().join(format!("npu-{}.yaml", device.file_stem().unwrap().to_str().unwrap()));
+        let text = format!(
+            "schema: quadbench.scenario/1\nname: adb-npu\npackage:\n  reference: {{tasks: 2, width: 128, resolution: 64, steps: 2, seed: 7}}\n  quantize: {{precision: w8a16, profile: anchor}}\ndevices: [\"{}\"]\nbackends: [qnn-htp]\nbackend_options:\n  qnn-htp: {{ep_context: \"1\"}}\nrequire_full_offload: true\nprecision: w8a16\nstrategies: [unified]\ninputs: [astronaut]\nworkload:\n  min_samples: 2\n  min_switches: 2\n  min_duration_s: 0\n  max_duration_s: 30\nthrottle: {{enabled: false}}\n",
+            device.display()
+        );
+        std::fs::write(&p, text).unwrap();
+        Scenario::load(&p, &repo_root()).unwrap()
+    };
+    let mut rec = Recorder { events: vec![], hook: |_: &Event| {} };
+    let local = run::run_scenario(&npu_scenario(&local_profile(rig.work.path())), &options(&rig.work.path().join("out-local"), false), &mut rec).unwrap();
+    let t0 = Instant::now();
+    let mut rec = Recorder { events: vec![], hook: |_: &Event| {} };
+    let adb = run::run_scenario(&npu_scenario(&rig.profile("lb", 1, 200)), &options(&rig.work.path().join("out-adb"), false), &mut rec).unwrap();
+    eprintln!("npu over adb: {:?} (plugin push included)", t0.elapsed());
+    let (a, l) = (&adb.runs[0], &local.runs[0]);
+    for r in [a, l] {
+        assert_eq!(r.status, RunState::Ok, "{}: {:?}\n{}", r.id, r.error, r.stderr_tail);
+        assert!(!r.compiled.is_empty(), "{}: compiled to EP-context binaries", r.id);
+        for c in &r.compiled {
+            assert_eq!((c.placement.execution_provider.as_str(), c.placement.partitions), ("QNNExecutionProvider", 1), "{}: {}", r.id, c.graph);
+            assert!(c.placement.cpu_nodes.is_empty(), "{}: {} has nodes on the CPU EP: {:?}", r.id, c.graph, c.placement.cpu_nodes);
+        }
+    }
+    assert!(rec.events.iter().any(|e| matches!(e, Event::Step { message } if message.starts_with("staging QNNExecutionProvider"))));
+    // The plugin and its vendored C++ runtime are on the device, under a per-build directory.
+    let runtime = rig.dev.root().join("runtime");
+    let qnn_dir = std::fs::read_dir(&runtime).unwrap().map(|e| e.unwrap().path()).find(|p| p.file_name().unwrap().to_str().unwrap().starts_with("qnn-")).expect("runtime/qnn-<digest> on the device");
+    assert!(qnn_dir.join("onnxruntime_qnn/libonnxruntime_providers_qnn.so").is_file());
+    assert!(qnn_dir.join("onnxruntime_qnn.libs/libc++-71bc274c.so.1.0").is_file());
+    assert!(!qnn_dir.join("onnxruntime_qnn/Qualcomm_LICENSE.pdf").exists(), "only libraries are pushed");
+    assert_eq!(a.storage, l.storage);
+    assert_eq!(a.storage_basis, l.storage_basis);
+    assert_eq!(a.outputs.len(), l.outputs.len());
+    for o in &a.outputs {
+        let lo = l.outputs.iter().find(|x| x.task == o.task && x.input == o.input).unwrap();
+        let (ab, lb) = (std::fs::read(rig.work.path().join("out-adb").join(&o.path)).unwrap(), std::fs::read(rig.work.path().join("out-local").join(&lo.path)).unwrap());
+        assert!(ab == lb, "{}/{}: the NPU output over adb differs from the local one", o.task, o.input);
+    }
 }

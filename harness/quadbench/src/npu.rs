@@ -4,7 +4,8 @@
 use crate::package::{self, qprofile, quantize::ActBits, Manifest};
 use crate::run::{Event, Reporter, RunError};
 use crate::scenario::Quantize;
-use std::collections::BTreeMap;
+use crate::device::DeviceProfile;
+use crate::package::manifest::sha256_file;
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
@@ -50,14 +51,140 @@ pub fn quantized_package(src: &Path, q: &Quantize, inputs: &[(String, PathBuf)],
     Ok((dir, m))
 }
 
-/// Plugin EP libraries for `backend` (registration name -> library path). For the local
-/// transport the installed plugin is used in place; its files find each other by rpath.
-pub fn ep_libraries(backend: &str, transport: &str) -> BTreeMap<String, String> {
-    let mut out = BTreeMap::new();
-    if backend == "qnn-htp" && transport == "local" {
-        if let Ok(q) = quadbench_runtime::ensure_qnn() {
-            out.insert("QNNExecutionProvider".to_string(), q.library.display().to_string());
+/// An execution-provider plugin with the libraries it loads, as a run needs them on its device.
+#[derive(Debug, Clone)]
+pub struct EpBundle {
+    /// Registration name (`QNNExecutionProvider`).
+    pub ep: String,
+    /// Host directory the libraries come from.
+    pub dir: PathBuf,
+    /// The plugin library, relative to `dir`.
+    pub library: String,
+    /// Every shared library under `dir` (relative path, sha256), for transports that push;
+    /// empty for the local transport, which uses `dir` in place.
+    pub files: Vec<(String, String)>,
+    /// Remote directory the files go to: `runtime/qnn-<digest of the file list>`, so that two
+    /// different plugin builds never overwrite each other on one device.
+    pub remote_dir: String,
+}
+
+impl EpBundle {
+    /// The remote directories holding libraries (for the loaders' search paths).
+    pub fn remote_lib_dirs(&self) -> Vec<String> {
+        let mut v: Vec<String> = self.files.iter().map(|(rel, _)| rel.rsplit_once('/').map_or(self.remote_dir.clone(), |(d, _)| format!("{}/{d}", self.remote_dir))).collect();
+        v.sort();
+        v.dedup();
+        v
+    }
+}
+
+/// The plugin a `backend` needs on `profile`'s device, `Ok(None)` when it needs none, or why the
+/// backend cannot run there (the run is then recorded `unsupported` with that reason). `push`:
+/// whether the transport copies files (hashes are computed only then).
+pub fn ep_bundle(backend: &str, profile: &DeviceProfile, push: bool) -> Result<Option<EpBundle>, String> {
+    if backend != "qnn-htp" {
+        return Ok(None);
+    }
+    let dir = match &profile.qnn_libraries {
+        Some(d) => d.clone(),
+        None => {
+            let abi = profile.adb.as_ref().and_then(|a| a.abi.clone());
+            if let Some(abi) = abi.filter(|a| a != crate::device::adb::host_abi()) {
+                return Err(format!(
+                    "no QNN libraries for {abi}: the fetched onnxruntime-qnn plugin is built for this host ({}); set `qnn_libraries:` in {} to the `jni/{abi}` directory of the onnxruntime-android-qnn AAR (docs/adb.md)",
+                    crate::device::adb::host_abi(),
+                    profile.path.display()
+                ));
+            }
+            let q = quadbench_runtime::ensure_qnn().map_err(|e| format!("the QNN plugin is not available: {e}"))?;
+            q.library.parent().and_then(Path::parent).map(Path::to_path_buf).ok_or_else(|| format!("unexpected QNN install layout at {}", q.library.display()))?
+        }
+    };
+    let mut libs = Vec::new();
+    collect_libraries(&dir, "", 0, &mut libs)?;
+    libs.sort();
+    let library = libs
+        .iter()
+        .find(|r| r.rsplit('/').next() == Some(crate::device::QNN_PLUGIN_LIBRARY))
+        .cloned()
+        .ok_or_else(|| format!("{} holds no {}", dir.display(), crate::device::QNN_PLUGIN_LIBRARY))?;
+    let mut files = Vec::new();
+    let mut digest = String::new();
+    if push {
+        for rel in &libs {
+            let sha = sha256_file(&dir.join(rel)).map_err(|e| format!("cannot read {}: {e}", dir.join(rel).display()))?;
+            digest.push_str(&format!("{rel}\0{sha}\n"));
+            files.push((rel.clone(), sha));
         }
     }
-    out
+    let remote_dir = format!("runtime/qnn-{}", &crate::package::manifest::sha256_bytes(digest.as_bytes())[..12]);
+    Ok(Some(EpBundle { ep: "QNNExecutionProvider".into(), dir, library, files, remote_dir }))
+}
+
+/// Shared libraries (`*.so`, `*.so.N...`) under `dir`, as relative paths; every name must be a
+/// safe remote path component.
+fn collect_libraries(dir: &Path, rel: &str, depth: usize, out: &mut Vec<String>) -> Result<(), String> {
+    let here = dir.join(rel);
+    let rd = std::fs::read_dir(&here).map_err(|e| format!("cannot list {}: {e}", here.display()))?;
+    for entry in rd {
+        let entry = entry.map_err(|e| format!("cannot list {}: {e}", here.display()))?;
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let child = if rel.is_empty() { name.clone() } else { format!("{rel}/{name}") };
+        let meta = std::fs::metadata(entry.path()).map_err(|e| format!("cannot read {}: {e}", entry.path().display()))?;
+        if meta.is_dir() && depth < 4 {
+            collect_libraries(dir, &child, depth + 1, out)?;
+        } else if meta.is_file() && (name.ends_with(".so") || name.contains(".so.")) {
+            if !crate::safe_relative_path(&child) {
+                return Err(format!("library {} has a name unsafe on a device (use {})", entry.path().display(), crate::SAFE_NAME_CHARS));
+            }
+            out.push(child);
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn profile(dir: &Path, text: &str) -> DeviceProfile {
+        let p = dir.join("d.yaml");
+        std::fs::write(&p, text).unwrap();
+        DeviceProfile::load(&p).unwrap()
+    }
+
+    #[test]
+    fn a_user_plugin_directory_is_pushed_whole_with_its_layout() {
+        let d = tempfile::tempdir().unwrap();
+        let q = d.path().join("qnn");
+        std::fs::create_dir_all(q.join("deps")).unwrap();
+        for (rel, body) in [(crate::device::QNN_PLUGIN_LIBRARY, "plugin"), ("libQnnHtp.so", "htp"), ("libQnnHtpV75Skel.so", "skel"), ("deps/libc++-71bc274c.so.1.0", "cxx"), ("README.txt", "not a library")] {
+            std::fs::write(q.join(rel), body).unwrap();
+        }
+        let p = profile(d.path(), "name: phone\ntransport: adb\nserial: s\nabi: arm64-v8a\nrunner: r\nort_library: l\nqnn_libraries: qnn\n");
+        let b = ep_bundle("qnn-htp", &p, true).unwrap().unwrap();
+        let rels: Vec<&str> = b.files.iter().map(|(r, _)| r.as_str()).collect();
+        assert_eq!(rels, ["deps/libc++-71bc274c.so.1.0", "libQnnHtp.so", "libQnnHtpV75Skel.so", crate::device::QNN_PLUGIN_LIBRARY]);
+        assert_eq!(b.library, crate::device::QNN_PLUGIN_LIBRARY);
+        assert_eq!(b.files[1].1, crate::package::manifest::sha256_bytes(b"htp"));
+        assert!(b.remote_dir.starts_with("runtime/qnn-") && crate::safe_relative_path(&b.remote_dir));
+        assert_eq!(b.remote_lib_dirs(), [b.remote_dir.clone(), format!("{}/deps", b.remote_dir)]);
+        // Another build lands elsewhere on the device.
+        std::fs::write(q.join("libQnnHtp.so"), "htp v2").unwrap();
+        assert_ne!(ep_bundle("qnn-htp", &p, true).unwrap().unwrap().remote_dir, b.remote_dir);
+        // Backends without a plugin need nothing.
+        assert!(ep_bundle("cpu", &p, true).unwrap().is_none());
+        // A library name a device shell could misread is refused, naming the file.
+        std::fs::write(q.join("lib bad.so"), "x").unwrap();
+        let e = ep_bundle("qnn-htp", &p, true).unwrap_err();
+        assert!(e.contains("lib bad.so"), "{e}");
+    }
+
+    #[test]
+    fn a_foreign_abi_without_qnn_libraries_is_unsupported_with_the_fix() {
+        let d = tempfile::tempdir().unwrap();
+        let p = profile(d.path(), "name: phone\ntransport: adb\nserial: s\nabi: mips-from-mars\nrunner: r\nort_library: l\n");
+        let e = ep_bundle("qnn-htp", &p, true).unwrap_err();
+        assert!(e.contains("qnn_libraries") && e.contains("d.yaml") && e.contains("mips-from-mars"), "{e}");
+    }
 }

@@ -227,6 +227,8 @@ pub fn run_scenario(sc: &Scenario, opts: &RunOptions, rep: &mut dyn Reporter) ->
         let ort_lib = profile.ort_library.clone().unwrap_or_else(|| ort.library.clone());
         let mut session = crate::resilience::DeviceSession::new(profile);
         for backend in &sc.backends {
+            // Located (and, for pushing transports, hashed) once per device and backend.
+            let ep = crate::npu::ep_bundle(backend, profile, profile.transport != "local");
             for &strategy in &sc.strategies {
                 index += 1;
                 let id = format!("{}-{}-{}-{}", profile.name, backend, sc.precision, strategy);
@@ -236,7 +238,7 @@ pub fn run_scenario(sc: &Scenario, opts: &RunOptions, rep: &mut dyn Reporter) ->
                     None => {
                         let throttle = governor.before_run(profile.transport == "local", rep);
                         let failed = |msg: String| RunRecord::failed(&id, &profile.name, backend, &sc.precision, strategy, strategy_files(&m, strategy).1, msg, String::new(), true);
-                        let mut r = session.run(&id, rep, &mut |t, info, rep| run_one(RunSpec { sc, m: &m, pkg_dir: &pkg_dir, id: &id, profile, backend, strategy, runner: &runner, ort_lib: &ort_lib, inputs: &inputs, out }, t, info, rep), &failed);
+                        let mut r = session.run(&id, rep, &mut |t, info, rep| run_one(RunSpec { sc, m: &m, pkg_dir: &pkg_dir, id: &id, profile, backend, strategy, runner: &runner, ort_lib: &ort_lib, ep: &ep, inputs: &inputs, out }, t, info, rep), &failed);
                         r.throttle = Some(throttle);
                         crate::quality::score_run(&mut r, out, &quality);
                         let note = r.error.clone().unwrap_or_else(|| r.validity_note.clone());
@@ -266,6 +268,8 @@ struct RunSpec<'a> {
     strategy: Strategy,
     runner: &'a Path,
     ort_lib: &'a Path,
+    /// The backend's plugin libraries, or why it cannot run on this device.
+    ep: &'a Result<Option<crate::npu::EpBundle>, String>,
     inputs: &'a [(String, PathBuf)],
     out: &'a Path,
 }
@@ -273,6 +277,13 @@ struct RunSpec<'a> {
 fn run_one(s: RunSpec<'_>, t: &mut dyn Transport, info: &crate::device::DeviceInfo, rep: &mut dyn Reporter) -> RunRecord {
     let (files, storage) = strategy_files(s.m, s.strategy);
     let fail = |msg: String, tail: String, infra: bool| RunRecord::failed(s.id, &s.profile.name, s.backend, &s.sc.precision, s.strategy, storage.clone(), msg, tail, infra);
+    if let Err(why) = s.ep {
+        // Known before touching the device: skipped, like a backend the runner cannot load.
+        let mut r = fail(format!("backend unsupported: {why}"), String::new(), false);
+        r.status = RunState::Unsupported;
+        r.validity_note = "skipped: backend unsupported on this device".into();
+        return r;
+    }
     match stage_and_execute(&s, &files, &storage, t, rep) {
         Ok((result, tail)) => {
             let local_run = s.out.join("runs").join(s.id);
@@ -312,6 +323,22 @@ fn stage_and_execute(s: &RunSpec<'_>, files: &[String], storage: &Storage, t: &m
     let lib_name = s.ort_lib.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "libonnxruntime.so".into());
     let lib_remote = format!("runtime/{lib_name}");
     t.push(s.ort_lib, &sha(s.ort_lib)?, &lib_remote).map_err(e0)?;
+    let mut ep_libraries = std::collections::BTreeMap::new();
+    let mut lib_dirs = Vec::new();
+    if let Ok(Some(b)) = s.ep {
+        if b.files.is_empty() {
+            // The local transport shares the host's files: the plugin is used in place.
+            ep_libraries.insert(b.ep.clone(), b.dir.join(&b.library).display().to_string());
+        } else {
+            let bytes: u64 = b.files.iter().map(|(rel, _)| std::fs::metadata(b.dir.join(rel)).map_or(0, |m| m.len())).sum();
+            rep.event(&Event::Step { message: format!("staging {} ({} libraries, {:.0} MB; files the device already has are skipped)", b.ep, b.files.len(), bytes as f64 / 1e6) });
+            for (rel, sha) in &b.files {
+                t.push(&b.dir.join(rel), sha, &format!("{}/{rel}", b.remote_dir)).map_err(e0)?;
+            }
+            ep_libraries.insert(b.ep.clone(), format!("../../{}/{}", b.remote_dir, b.library));
+            lib_dirs = b.remote_lib_dirs();
+        }
+    }
     let pkg_remote = format!("packages/{}", &s.m.sha256[..16]);
     for rel in files {
         let f = s.m.raw.files.iter().find(|f| &f.path == rel).expect("listed file");
@@ -349,7 +376,7 @@ fn stage_and_execute(s: &RunSpec<'_>, files: &[String], storage: &Storage, t: &m
             require_full_offload: s.sc.require_full_offload,
             intra_threads: s.sc.threads,
         },
-        runtime: PlanRuntime { ort_library: format!("{up}/{lib_remote}"), ep_libraries: crate::npu::ep_libraries(s.backend, &s.profile.transport) },
+        runtime: PlanRuntime { ort_library: format!("{up}/{lib_remote}"), ep_libraries },
         pipeline,
         workload: s.sc.workload.clone(),
         inputs: plan_inputs,
@@ -370,7 +397,7 @@ fn stage_and_execute(s: &RunSpec<'_>, files: &[String], storage: &Storage, t: &m
             rep.event(&Event::Heartbeat { id: id.clone(), phase: h.phase, requests: h.requests, elapsed_ms: h.elapsed_ms });
         }
     };
-    let outcome = t.exec(&[runner_remote, "plan.json".into()], &run_remote, limits, &mut on_line).map_err(e0)?;
+    let outcome = t.exec(&[runner_remote, "plan.json".into()], &run_remote, &lib_dirs, limits, &mut on_line).map_err(e0)?;
     let tail = outcome.stderr_tail.clone();
     let result_local = local_run.join("result.json");
     let pulled = t.pull(&format!("{run_remote}/result.json"), &result_local);

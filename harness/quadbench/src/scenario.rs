@@ -266,7 +266,7 @@ impl Scenario {
             }
         };
         if !crate::safe_name(&raw.precision) {
-            return Err(err("precision:", format!("precision label `{}` must be a safe name (it becomes part of run ids and paths)", raw.precision), "use letters, digits, `_`, `-`, `.`, e.g. `fp32` or `w8a16`"));
+            return Err(err("precision:", format!("precision label `{}` must be a safe name (it becomes part of run ids and paths)", raw.precision), &format!("use {}, e.g. `fp32` or `w8a16`", crate::SAFE_NAME_CHARS)));
         }
         for b in raw.backend_options.keys() {
             if !raw.backends.contains(b) {

@@ -91,6 +91,15 @@ pub fn host_abi() -> &'static str {
     }
 }
 
+/// `ADSP_LIBRARY_PATH` for `dirs`: where the Hexagon DSP's loader (FastRPC) looks for skeleton
+/// libraries such as `libQnnHtpV75Skel.so`. `;`-separated, our directories first, then the
+/// system locations the variable would otherwise default to (Qualcomm's QNN docs list them).
+pub fn adsp_library_path(dirs: &[String]) -> String {
+    let mut v: Vec<&str> = dirs.iter().map(String::as_str).collect();
+    v.extend(["/vendor/lib/rfsa/adsp", "/vendor/dsp/cdsp", "/system/lib/rfsa/adsp", "/system/vendor/lib/rfsa/adsp", "/dsp"]);
+    v.join(";")
+}
+
 /// Validate the adb fields of a profile (called by [`DeviceProfile::load`]).
 pub(super) fn settings(raw: &RawDeviceProfile, err: &dyn Fn(&str, String, &str) -> YamlError) -> Result<AdbSettings, YamlError> {
     if raw.work_dir.is_some() {
@@ -107,7 +116,7 @@ pub(super) fn settings(raw: &RawDeviceProfile, err: &dyn Fn(&str, String, &str) 
     let root = raw.root.clone().unwrap_or_else(|| DEFAULT_ROOT.into());
     let root = root.trim_end_matches('/').to_string();
     if !valid_root(&root) {
-        return Err(err("root:", format!("root `{root}` must be an absolute device path of safe names"), "e.g. `root: /data/local/tmp/quadbench` (letters, digits, `_`, `-`, `.`)"));
+        return Err(err("root:", format!("root `{root}` must be an absolute device path of safe names"), &format!("e.g. `root: /data/local/tmp/quadbench` ({})", crate::SAFE_NAME_CHARS)));
     }
     if let Some(abi) = &raw.abi {
         if !crate::safe_name(abi) {
@@ -538,13 +547,17 @@ impl Transport for Adb {
         }))
     }
 
-    fn exec(&mut self, argv: &[String], cwd: &str, limits: ExecLimits, on_line: &mut dyn FnMut(&str)) -> Result<ExecOutcome, DeviceError> {
+    fn exec(&mut self, argv: &[String], cwd: &str, lib_dirs: &[String], limits: ExecLimits, on_line: &mut dyn FnMut(&str)) -> Result<ExecOutcome, DeviceError> {
         check_term()?;
         let exe = self.abs(argv.first().map(String::as_str).unwrap_or(""))?;
+        let dirs = lib_dirs.iter().map(|d| self.abs(d)).collect::<Result<Vec<_>, _>>()?;
+        let mut ld = dirs.clone();
+        ld.push(format!("{}/runtime", self.root));
+        let adsp = if dirs.is_empty() { String::new() } else { format!(" && export ADSP_LIBRARY_PATH={}", quote(&adsp_library_path(&dirs))?) };
         // The inner shell reports its pid (the runner's, after exec) and its parent's (the
         // outer shell, a process-group leader under the loopback and, usually, adbd), then
         // becomes the runner; the outer shell prints the exit-status line.
-        let mut run = format!("cd {} && export LD_LIBRARY_PATH={}${{LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}} && sh -c 'echo \"{PID_PREFIX}$$ $PPID\"; exec \"$0\" \"$@\"' {}", quote(&self.abs(cwd)?)?, quote(&format!("{}/runtime", self.root))?, quote(&exe)?);
+        let mut run = format!("cd {} && export LD_LIBRARY_PATH={}${{LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}}{adsp} && sh -c 'echo \"{PID_PREFIX}$$ $PPID\"; exec \"$0\" \"$@\"' {}", quote(&self.abs(cwd)?)?, quote(&ld.join(":"))?, quote(&exe)?);
         for a in &argv[1..] {
             run.push(' ');
             run.push_str(&quote(a)?);

@@ -75,10 +75,16 @@ impl Transport for Local {
         Ok(true)
     }
 
-    fn exec(&mut self, argv: &[String], cwd: &str, limits: ExecLimits, on_line: &mut dyn FnMut(&str)) -> Result<ExecOutcome, DeviceError> {
+    fn exec(&mut self, argv: &[String], cwd: &str, lib_dirs: &[String], limits: ExecLimits, on_line: &mut dyn FnMut(&str)) -> Result<ExecOutcome, DeviceError> {
         let cwd = self.path(cwd)?;
         let exe = self.path(&argv[0])?;
-        let mut child = Command::new(&exe)
+        let mut cmd = Command::new(&exe);
+        if !lib_dirs.is_empty() {
+            let mut dirs = lib_dirs.iter().map(|d| self.path(d)).collect::<Result<Vec<_>, _>>()?;
+            dirs.extend(std::env::var_os("LD_LIBRARY_PATH").map(|v| std::env::split_paths(&v).collect::<Vec<_>>()).unwrap_or_default());
+            cmd.env("LD_LIBRARY_PATH", std::env::join_paths(dirs).map_err(|e| self.infra(format!("cannot build LD_LIBRARY_PATH: {e}")))?);
+        }
+        let mut child = cmd
             .args(&argv[1..])
             .current_dir(&cwd)
             .stdin(Stdio::null())

@@ -10,6 +10,9 @@ use serde::Deserialize;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+/// The QNN execution-provider plugin's file name (the same on Linux and Android).
+pub const QNN_PLUGIN_LIBRARY: &str = "libonnxruntime_providers_qnn.so";
+
 /// Registered transports: name -> constructor.
 pub const TRANSPORTS: &[(&str, fn(&DeviceProfile) -> Result<Box<dyn Transport>, DeviceError>)] = &[("local", local::open), ("adb", adb::open)];
 
@@ -61,7 +64,10 @@ pub trait Transport: Send {
     /// Returns whether bytes were transferred.
     fn push(&mut self, local: &Path, sha256: &str, remote: &str) -> Result<bool, DeviceError>;
     /// Run `argv` (argv[0] a remote path) in remote directory `cwd`; `on_line` gets stdout lines.
-    fn exec(&mut self, argv: &[String], cwd: &str, limits: ExecLimits, on_line: &mut dyn FnMut(&str)) -> Result<ExecOutcome, DeviceError>;
+    /// `lib_dirs` (remote directories) are searched for shared libraries first: the dynamic
+    /// loader's path, and on Android also the DSP loader's (`ADSP_LIBRARY_PATH`, where QNN's
+    /// HTP skeleton libraries are found).
+    fn exec(&mut self, argv: &[String], cwd: &str, lib_dirs: &[String], limits: ExecLimits, on_line: &mut dyn FnMut(&str)) -> Result<ExecOutcome, DeviceError>;
     fn pull(&mut self, remote: &str, local: &Path) -> Result<(), DeviceError>;
     /// Remove a remote directory tree (cleanup policy).
     fn remove_dir(&mut self, remote: &str) -> Result<(), DeviceError>;
@@ -106,6 +112,13 @@ pub struct RawDeviceProfile {
     /// Wait before the first retry in ms, doubled for each further one (default 2000).
     #[serde(default)]
     pub backoff_ms: Option<u64>,
+    /// Directory of the QNN execution-provider plugin for this device's ABI: it holds
+    /// `libonnxruntime_providers_qnn.so` and the QNN libraries it loads (for Android, the
+    /// `jni/arm64-v8a` directory of the `onnxruntime-android-qnn` AAR). Every shared library
+    /// under it is pushed with its layout kept. `auto` (default): the fetched `onnxruntime-qnn`
+    /// plugin, which suits devices running this host's ABI only.
+    #[serde(default)]
+    pub qnn_libraries: Option<String>,
 }
 
 /// A validated device profile.
@@ -118,6 +131,8 @@ pub struct DeviceProfile {
     pub runner: Option<PathBuf>,
     pub ort_library: Option<PathBuf>,
     pub keep_runs: bool,
+    /// QNN plugin directory (`None`: `auto`, the fetched plugin).
+    pub qnn_libraries: Option<PathBuf>,
     /// Settings of the adb transport (`None` for other transports).
     pub adb: Option<AdbSettings>,
     pub retry: RetryPolicy,
@@ -164,7 +179,7 @@ impl DeviceProfile {
             return Err(YamlError::at(path, &text, "transport:", format!("unknown transport `{}`", raw.transport), &fix));
         }
         if !crate::safe_name(&raw.name) {
-            return Err(YamlError::at(path, &text, "name:", format!("device name `{}` must be a safe file name", raw.name), "use letters, digits, `_`, `-`, `.`"));
+            return Err(YamlError::at(path, &text, "name:", format!("device name `{}` must be a safe file name", raw.name), &format!("use {}", crate::SAFE_NAME_CHARS)));
         }
         let base = path.parent().unwrap_or(Path::new("."));
         let resolve = |s: &Option<String>| s.as_ref().filter(|v| v.as_str() != "auto").map(|v| base.join(v));
@@ -179,12 +194,22 @@ impl DeviceProfile {
             }
             None
         };
+        let qnn_libraries = resolve(&raw.qnn_libraries);
+        if let Some(dir) = &qnn_libraries {
+            if !dir.join(QNN_PLUGIN_LIBRARY).is_file() {
+                return Err(err(
+                    "qnn_libraries:",
+                    format!("{} has no {QNN_PLUGIN_LIBRARY}", dir.display()),
+                    "point it at the directory holding the QNN plugin and its QNN libraries (Android: `jni/arm64-v8a` of the onnxruntime-android-qnn AAR, docs/adb.md), or use `auto`",
+                ));
+            }
+        }
         let d = RetryPolicy::default();
         let retry = RetryPolicy { retries: raw.retries.unwrap_or(d.retries), backoff: raw.backoff_ms.map_or(d.backoff, Duration::from_millis) };
         if retry.retries > 20 {
             return Err(err("retries:", format!("retries: {} is more than 20", retry.retries), "a device that fails 20 times in a row is broken; use at most 20"));
         }
-        Ok(DeviceProfile { path: path.to_path_buf(), name: raw.name, transport: raw.transport, work_dir: resolve(&raw.work_dir), runner: resolve(&raw.runner), ort_library: resolve(&raw.ort_library), keep_runs: raw.keep_runs, adb, retry })
+        Ok(DeviceProfile { path: path.to_path_buf(), name: raw.name, transport: raw.transport, work_dir: resolve(&raw.work_dir), runner: resolve(&raw.runner), ort_library: resolve(&raw.ort_library), keep_runs: raw.keep_runs, qnn_libraries, adb, retry })
     }
 
     pub fn open(&self) -> Result<Box<dyn Transport>, DeviceError> {
@@ -226,6 +251,10 @@ mod tests {
             let e = load(text).expect_err(text);
             assert_eq!(e.key.as_deref(), Some(key), "{text}: {e}");
         }
+        // A QNN directory must hold the plugin, and is resolved against the profile's folder.
+        let e = load("name: p\ntransport: local\nqnn_libraries: no-such-dir\n").expect_err("missing plugin");
+        assert_eq!(e.key.as_deref(), Some("qnn_libraries"), "{e}");
+        assert!(e.to_string().contains(QNN_PLUGIN_LIBRARY), "{e}");
         // An ABI other than the host's is fine once the builds for it are named.
         assert!(load("name: p\ntransport: adb\nserial: s\nabi: mips-from-mars\nrunner: r\nort_library: l\n").is_ok());
     }

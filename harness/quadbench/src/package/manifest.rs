@@ -294,7 +294,7 @@ pub fn validate(path: &Path, text: &str, raw: RawManifest) -> Result<Manifest, P
     for t in &raw.tasks {
         let here = format!("name: {}", t.name);
         if !seen.insert(t.name.clone()) || !crate::safe_name(&t.name) {
-            return Err(err(&here, format!("task `{}` is duplicated or not a safe name", t.name), "task names are unique and use letters, digits, `_`, `-`, `.`"));
+            return Err(err(&here, format!("task `{}` is duplicated or not a safe name", t.name), &format!("task names are unique and use {}", crate::SAFE_NAME_CHARS)));
         }
         for stage in t.baselines.keys() {
             if !stages.iter().any(|s| &s.name == stage) {

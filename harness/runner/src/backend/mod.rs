@@ -76,7 +76,9 @@ pub fn configure(b: SessionBuilder, env: &Environment, backend: &PlanBackend) ->
 /// Register every EP library of the plan (`name -> path`, relative paths against `dir`).
 pub fn register_libraries(env: &Environment, runtime: &PlanRuntime, dir: &Path) -> Result<(), BackendError> {
     for (name, path) in &runtime.ep_libraries {
-        let p = if Path::new(path).is_absolute() { path.into() } else { dir.join(path) };
+        // Absolute: ONNX Runtime resolves a relative library path against its own directory,
+        // not against the working directory.
+        let p = if Path::new(path).is_absolute() { path.into() } else { std::path::absolute(dir.join(path)).unwrap_or_else(|_| dir.join(path)) };
         if !p.is_file() {
             return Err(BackendError::Unsupported(format!("execution-provider library {} is missing; push it with the runtime (quadbench runtime fetch)", p.display())));
         }
