@@ -174,7 +174,7 @@ pub struct Quantize {
 impl Quantize {
     /// Cache key suffix of the quantized variant.
     pub fn key(&self) -> String {
-        format!("q-{}-{}-a8r{:.2}{}", self.precision, self.profile, self.a8_ratio, if self.per_channel { "-pc" } else { "" })
+        format!("q{}-{}-{}-a8r{:.2}{}", crate::package::quantize::QDQ_REVISION, self.precision, self.profile, self.a8_ratio, if self.per_channel { "-pc" } else { "" })
     }
 }
 

@@ -6,6 +6,13 @@
 //! - Every other float tensor a node reads or writes (graph inputs such as the LoRA A/B inputs,
 //!   intermediate values, outputs, float constants) gets a QuantizeLinear -> DequantizeLinear
 //!   pair with uint16 (A16) or uint8 (A8) encodings from calibrated ranges ([`Ranges`]).
+//! - The second input of a MatMul whose two inputs are both computed or fed at run time (the
+//!   LoRA products `x @ A` and `(x @ A) @ B`, where A and B are graph inputs) is quantized to
+//!   8 bits whatever the activation width: QNN HTP has no 16 x 16 MatMul, and given two uint16
+//!   inputs the QNN EP (2.7.0) silently converts the second to uint8 over the same range. Saying
+//!   so in the graph makes the CPU EP compute what the NPU computes, so calibration, the shared
+//!   profile's sensitivity scores and CPU-side checks all see the real precision. (Found with the
+//!   QNN graph dump: `Convert a_quantized (u16) -> a_quantized_convert (UFIXED_8)`.)
 //! - Data-movement ops (Transpose, Reshape, ...) share their input's encoding with their output,
 //!   as NPUs expect: a requantization there would be pure overhead.
 //!
@@ -14,6 +21,10 @@
 
 use quadbench_onnx::proto::{data_type, ModelProto, NodeProto, TensorProto};
 use std::collections::{BTreeMap, HashMap, HashSet};
+
+/// Revision of the QDQ rewrite: part of cached quantized packages' keys, so that a change of
+/// the rewrite never reuses graphs made by an older one.
+pub const QDQ_REVISION: u32 = 2;
 
 /// Calibrated value range per tensor name: (min, max) over all calibration runs.
 pub type Ranges = BTreeMap<String, (f32, f32)>;
@@ -168,6 +179,13 @@ pub fn to_qdq(model: &ModelProto, ranges: &Ranges, cfg: &QdqConfig) -> Result<Mo
             }
         }
     }
+    // Dynamic x dynamic MatMul: its second input is 8-bit on the NPU (module docs).
+    let is_init: HashSet<&str> = g.initializer.iter().map(|t| t.name.as_str()).collect();
+    for n in old_nodes.iter().filter(|n| n.op_type == "MatMul" && n.input.len() == 2) {
+        if !is_init.contains(n.input[0].as_str()) && !is_init.contains(n.input[1].as_str()) {
+            bits_of.insert(n.input[1].clone(), ActBits::U8);
+        }
+    }
     let bits = |t: &str| bits_of.get(t).copied().unwrap_or(cfg.act);
     let mut new_inits: Vec<TensorProto> = Vec::new();
     let mut nodes: Vec<NodeProto> = Vec::new();
@@ -303,5 +321,28 @@ mod tests {
         let (s, zp) = encoding(0.5, 2.0, ActBits::U16);
         assert!((s - 2.0 / 65535.0).abs() < 1e-9);
         assert_eq!(zp, 0);
+    }
+
+    /// The adapter matrices (second inputs of run-time x run-time MatMuls) are 8-bit in W8A16;
+    /// the activation and the weighted MatMul's input stay 16-bit.
+    #[test]
+    fn second_input_of_a_dynamic_matmul_is_8_bit() {
+        use quadbench_onnx::{proto::data_type::FLOAT, GraphBuilder};
+        let mut g = GraphBuilder::new("t");
+        let x = g.input("x", FLOAT, &[1, 4, 8]);
+        let a = g.input("a", FLOAT, &[8, 2]);
+        let b = g.input("b", FLOAT, &[2, 8]);
+        let w = g.init_f32("w", &[8, 8], &[0.1; 64]);
+        let base = g.node("MatMul", &[&x, &w], vec![]);
+        let down = g.node("MatMul", &[&x, &a], vec![]);
+        let up = g.node("MatMul", &[&down, &b], vec![]);
+        let y = g.node_to("Add", &[&base, &up], vec![], "y");
+        g.output(&y, FLOAT, &[1, 4, 8]);
+        let m = g.finish("t", &[]);
+        let ranges: Ranges = activation_tensors(&m).into_iter().map(|t| (t, (-1.0, 1.0))).collect();
+        let q = to_qdq(&m, &ranges, &QdqConfig { act: ActBits::U16, a8_nodes: HashSet::new(), per_channel: false }).unwrap();
+        let zp_type = |t: &str| q.graph.as_ref().unwrap().initializer.iter().find(|i| i.name == format!("{t}_qzp")).unwrap_or_else(|| panic!("no zero point for {t}")).data_type;
+        assert_eq!((zp_type("a"), zp_type("b")), (data_type::UINT8, data_type::UINT8));
+        assert_eq!((zp_type("x"), zp_type(&down), zp_type("y")), (data_type::UINT16, data_type::UINT16, data_type::UINT16));
     }
 }
