@@ -142,3 +142,23 @@ fn unwritable_output_and_missing_runtime_are_clear() {
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(err.contains("/nonexistent/libonnxruntime.so") && err.contains("QUADBENCH_ORT_LIB"), "{err}");
 }
+
+/// A backend this machine cannot run is recorded `unsupported` with the reason and the fix, and
+/// the other backends' runs go on (here: no CUDA build fetched, or no NVIDIA driver).
+#[test]
+fn unavailable_backend_is_unsupported_not_a_crash() {
+    let d = tempfile::tempdir().unwrap();
+    let sc = small_scenario(d.path(), "unified", 2, 32, "");
+    std::fs::write(&sc, std::fs::read_to_string(&sc).unwrap().replace("backends: [cpu]", "backends: [cuda, cpu]")).unwrap();
+    let out = d.path().join("out");
+    let o = run(quadbench().arg("run").arg(&sc).arg("--out").arg(&out));
+    let r = results(&out);
+    let runs = r["runs"].as_array().unwrap();
+    let by = |b: &str| runs.iter().find(|x| x["backend"] == b).unwrap_or_else(|| panic!("no {b} run: {r}"));
+    assert_eq!(by("cpu")["status"], "ok", "{}", by("cpu"));
+    let cuda = by("cuda");
+    assert_eq!(cuda["status"], "unsupported", "{cuda}");
+    let why = cuda["error"].as_str().unwrap();
+    assert!(why.contains("quadbench runtime fetch onnxruntime-gpu") || why.contains("libcuda"), "{why}");
+    assert!(o.status.code().is_some_and(|c| c != 3), "exit {:?}: {}", o.status.code(), String::from_utf8_lossy(&o.stderr));
+}

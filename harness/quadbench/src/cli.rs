@@ -321,11 +321,16 @@ pub fn summary_table(r: &Results) -> String {
             }
         }
         for x in runs.iter().filter(|x| !x.quality.is_empty()) {
-            let worst = |f: &dyn Fn(&quadbench::results::Scores) -> Option<f64>| x.quality.values().filter_map(|q| if q.mean.identical { Some(f64::INFINITY) } else { f(&q.mean) }).fold(f64::INFINITY, f64::min);
+            // Only scored tasks count: a task whose goldens are all missing has no mean.
+            let worst = |f: &dyn Fn(&quadbench::results::Scores) -> Option<f64>| x.quality.values().filter(|q| !q.inputs.is_empty()).filter_map(|q| if q.mean.identical { Some(f64::INFINITY) } else { f(&q.mean) }).fold(None, |acc: Option<f64>, v| Some(acc.map_or(v, |a| a.min(v))));
             let scored = x.quality.values().filter(|q| !q.inputs.is_empty()).count();
             let missing = x.quality.values().filter(|q| !q.missing_golden.is_empty()).count();
             let failed = x.quality.values().filter(|q| q.pass == Some(false)).count();
-            let fmt = |v: f64, unit: &str| if v.is_infinite() { "identical".to_string() } else { format!("{v:.2}{unit}") };
+            let fmt = |v: Option<f64>, unit: &str| match v {
+                None => "-".to_string(),
+                Some(v) if v.is_infinite() => "identical".to_string(),
+                Some(v) => format!("{v:.2}{unit}"),
+            };
             s.push_str(&format!(
                 "quality {:<18} vs goldens: worst-task PSNR {}, SSIM {}; {scored} tasks scored, {missing} missing goldens, {failed} failing thresholds\n",
                 x.strategy.as_str(),

@@ -63,7 +63,7 @@ pub struct EpBundle {
     /// Every shared library under `dir` (relative path, sha256), for transports that push;
     /// empty for the local transport, which uses `dir` in place.
     pub files: Vec<(String, String)>,
-    /// Remote directory the files go to: `runtime/qnn-<digest of the file list>`, so that two
+    /// Remote directory the files go to: `runtime/<qnn|cuda>-<digest of the file list>`, so that two
     /// different plugin builds never overwrite each other on one device.
     pub remote_dir: String,
 }
@@ -78,36 +78,68 @@ impl EpBundle {
     }
 }
 
+/// A backend whose execution provider is a library registered at run time.
+struct PluginEp {
+    backend: &'static str,
+    /// Registration name.
+    ep: &'static str,
+    /// The library to register, found by file name in the bundle directory.
+    library: &'static str,
+    /// Short name of the remote directory (`runtime/<short>-<digest>`).
+    short: &'static str,
+    /// The bundle directory when the profile names none: this host's fetched artefact.
+    auto: fn() -> Result<PathBuf, String>,
+}
+
+/// Backends with plugin execution providers; the others need no library.
+const PLUGIN_EPS: &[PluginEp] = &[
+    PluginEp {
+        backend: "qnn-htp",
+        ep: "QNNExecutionProvider",
+        library: crate::device::QNN_PLUGIN_LIBRARY,
+        short: "qnn",
+        auto: || {
+            let q = quadbench_runtime::ensure_qnn().map_err(|e| format!("the QNN plugin is not available: {e}"))?;
+            // The install directory: the plugin's folder and the vendored `.libs` beside it.
+            q.library.parent().and_then(Path::parent).map(Path::to_path_buf).ok_or_else(|| format!("unexpected QNN install layout at {}", q.library.display()))
+        },
+    },
+    PluginEp {
+        backend: "cuda",
+        ep: "CUDAExecutionProvider",
+        library: "libonnxruntime_providers_cuda.so",
+        short: "cuda",
+        auto: || {
+            // 256 MB: used when fetched, never fetched implicitly.
+            let opts = quadbench_runtime::FetchOptions { offline: true, ..quadbench_runtime::FetchOptions::from_env() };
+            let g = quadbench_runtime::fetch(&quadbench_runtime::Lock::embedded(), "onnxruntime-gpu", quadbench_runtime::host_target(), &opts)
+                .map_err(|_| "the CUDA build of ONNX Runtime is not fetched: run `quadbench runtime fetch onnxruntime-gpu` (256 MB; needs an NVIDIA driver and CUDA 13 libraries)".to_string())?;
+            g.library.parent().map(Path::to_path_buf).ok_or_else(|| format!("unexpected layout at {}", g.library.display()))
+        },
+    },
+];
+
 /// The plugin a `backend` needs on `profile`'s device, `Ok(None)` when it needs none, or why the
 /// backend cannot run there (the run is then recorded `unsupported` with that reason). `push`:
 /// whether the transport copies files (hashes are computed only then).
 pub fn ep_bundle(backend: &str, profile: &DeviceProfile, push: bool) -> Result<Option<EpBundle>, String> {
-    if backend != "qnn-htp" {
-        return Ok(None);
-    }
-    let dir = match &profile.qnn_libraries {
-        Some(d) => d.clone(),
+    let Some(pe) = PLUGIN_EPS.iter().find(|p| p.backend == backend) else { return Ok(None) };
+    let named = if pe.backend == "qnn-htp" { profile.qnn_libraries.clone() } else { None };
+    let dir = match named {
+        Some(d) => d,
         None => {
             let abi = profile.adb.as_ref().and_then(|a| a.abi.clone());
             if let Some(abi) = abi.filter(|a| a != crate::device::adb::host_abi()) {
-                return Err(format!(
-                    "no QNN libraries for {abi}: the fetched onnxruntime-qnn plugin is built for this host ({}); set `qnn_libraries:` in {} to the `jni/{abi}` directory of the onnxruntime-android-qnn AAR (docs/adb.md)",
-                    crate::device::adb::host_abi(),
-                    profile.path.display()
-                ));
+                let fix = if pe.backend == "qnn-htp" { format!("set `qnn_libraries:` in {} to the `jni/{abi}` directory of the onnxruntime-android-qnn AAR (docs/adb.md)", profile.path.display()) } else { "no build for it is known to quadbench".to_string() };
+                return Err(format!("no {} libraries for {abi}: the fetched ones are built for this host ({}); {fix}", pe.ep, crate::device::adb::host_abi()));
             }
-            let q = quadbench_runtime::ensure_qnn().map_err(|e| format!("the QNN plugin is not available: {e}"))?;
-            q.library.parent().and_then(Path::parent).map(Path::to_path_buf).ok_or_else(|| format!("unexpected QNN install layout at {}", q.library.display()))?
+            (pe.auto)()?
         }
     };
     let mut libs = Vec::new();
     collect_libraries(&dir, "", 0, &mut libs)?;
     libs.sort();
-    let library = libs
-        .iter()
-        .find(|r| r.rsplit('/').next() == Some(crate::device::QNN_PLUGIN_LIBRARY))
-        .cloned()
-        .ok_or_else(|| format!("{} holds no {}", dir.display(), crate::device::QNN_PLUGIN_LIBRARY))?;
+    let library = libs.iter().find(|r| r.rsplit('/').next() == Some(pe.library)).cloned().ok_or_else(|| format!("{} holds no {}", dir.display(), pe.library))?;
     let mut files = Vec::new();
     let mut digest = String::new();
     if push {
@@ -117,8 +149,8 @@ pub fn ep_bundle(backend: &str, profile: &DeviceProfile, push: bool) -> Result<O
             files.push((rel.clone(), sha));
         }
     }
-    let remote_dir = format!("runtime/qnn-{}", &crate::package::manifest::sha256_bytes(digest.as_bytes())[..12]);
-    Ok(Some(EpBundle { ep: "QNNExecutionProvider".into(), dir, library, files, remote_dir }))
+    let remote_dir = format!("runtime/{}-{}", pe.short, &crate::package::manifest::sha256_bytes(digest.as_bytes())[..12]);
+    Ok(Some(EpBundle { ep: pe.ep.into(), dir, library, files, remote_dir }))
 }
 
 /// Shared libraries (`*.so`, `*.so.N...`) under `dir`, as relative paths; every name must be a
@@ -186,5 +218,6 @@ mod tests {
         let p = profile(d.path(), "name: phone\ntransport: adb\nserial: s\nabi: mips-from-mars\nrunner: r\nort_library: l\n");
         let e = ep_bundle("qnn-htp", &p, true).unwrap_err();
         assert!(e.contains("qnn_libraries") && e.contains("d.yaml") && e.contains("mips-from-mars"), "{e}");
+        assert!(ep_bundle("cuda", &p, true).unwrap_err().contains("mips-from-mars"));
     }
 }

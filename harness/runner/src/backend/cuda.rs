@@ -1,9 +1,10 @@
 //! `cuda`: NVIDIA GPUs through ONNX Runtime's CUDA execution provider, registered like the QNN
 //! plugin (`register_ep_library`) from the `onnxruntime-gpu` artefact's
-//! `libonnxruntime_providers_cuda.so` (fetched on request), given in the plan's
-//! `runtime.ep_libraries` under `CUDAExecutionProvider`. Needs an NVIDIA driver.
-//! UNVERIFIED: no GPU was available when this was written; without a driver or without the
-//! library it reports `unsupported` with the reason.
+//! `libonnxruntime_providers_cuda.so`. The host puts it in the plan's `runtime.ep_libraries`
+//! under `CUDAExecutionProvider` once `quadbench runtime fetch onnxruntime-gpu` has fetched it
+//! (never implicitly: 256 MB). Needs an NVIDIA driver and the CUDA 13 / cuDNN 9 libraries.
+//! UNVERIFIED: no GPU was available to this project's sessions so far; without a driver or
+//! without the library the run is `unsupported` with the reason.
 
 use super::{ep_options, prepare_plugin, select_plugin_device, Backend, BackendError};
 use ort::environment::Environment;
