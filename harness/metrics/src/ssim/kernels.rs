@@ -103,23 +103,10 @@ pub(super) mod simd {
             vab[i..i + L].copy_from_slice(&sab);
             i += L;
         }
-        for i in i..n {
-            let (mut sa, mut sb, mut saa, mut sbb, mut sab) = (0.0, 0.0, 0.0, 0.0, 0.0);
-            for k in 0..TAPS {
-                let x = rows_a[k][i].to_f64();
-                let y = rows_b[k][i].to_f64();
-                let (wx, wy) = (g[k] * x, g[k] * y);
-                sa += wx;
-                sb += wy;
-                saa = madd::<FMA>(wx, x, saa);
-                sbb = madd::<FMA>(wy, y, sbb);
-                sab = madd::<FMA>(wx, y, sab);
-            }
-            (va[i], vb[i], vaa[i], vbb[i], vab[i]) = (sa, sb, saa, sbb, sab);
-        }
+        vertical_tail::<T, FMA>(rows_a, rows_b, g, bufs, i);
 
         // Horizontal pass on the valid samples: tap k of sample j reads j + (k - 5) * c.
-        let (va, vb, vaa, vbb, vab) = (&va[..], &vb[..], &vaa[..], &vbb[..], &vab[..]);
+        let [va, vb, vaa, vbb, vab] = &bufs.v;
         let s_out = &mut bufs.s;
         let cs_out = &mut bufs.cs;
         let mut j = j0;
@@ -151,21 +138,47 @@ pub(super) mod simd {
             }
             j += L;
         }
-        for j in j..j1 {
-            let (mut ux, mut uy, mut uxx, mut uyy, mut uxy) = (0.0, 0.0, 0.0, 0.0, 0.0);
+        horizontal_tail::<FMA, CS>(g, bufs, c, j, j1);
+    }
+
+    /// Vertical pass, one sample at a time, for samples `from..n`: what is left after a
+    /// version's vector blocks (all three share it, so their tails agree to the bit).
+    #[inline(always)]
+    pub(super) fn vertical_tail<T: Sample, const FMA: bool>(rows_a: &[&[T]; TAPS], rows_b: &[&[T]; TAPS], g: &[f64; TAPS], bufs: &mut RowBuffers, from: usize) {
+        let [va, vb, vaa, vbb, vab] = &mut bufs.v;
+        for i in from..va.len() {
+            let (mut sa, mut sb, mut saa, mut sbb, mut sab) = (0.0, 0.0, 0.0, 0.0, 0.0);
+            for k in 0..TAPS {
+                let x = rows_a[k][i].to_f64();
+                let y = rows_b[k][i].to_f64();
+                let (wx, wy) = (g[k] * x, g[k] * y);
+                sa += wx;
+                sb += wy;
+                saa = madd::<FMA>(wx, x, saa);
+                sbb = madd::<FMA>(wy, y, sbb);
+                sab = madd::<FMA>(wx, y, sab);
+            }
+            (va[i], vb[i], vaa[i], vbb[i], vab[i]) = (sa, sb, saa, sbb, sab);
+        }
+    }
+
+    /// Horizontal pass and SSIM/cs, one sample at a time, for samples `from..j1` (the tail
+    /// after a version's vector blocks).
+    #[inline(always)]
+    pub(super) fn horizontal_tail<const FMA: bool, const CS: bool>(g: &[f64; TAPS], bufs: &mut RowBuffers, c: usize, from: usize, j1: usize) {
+        let v = &bufs.v;
+        for j in from..j1 {
+            let mut u = [0.0f64; 5];
             for k in 0..TAPS {
                 let o = j + k * c - RADIUS_PX * c;
-                let w = g[k];
-                ux = madd::<FMA>(w, va[o], ux);
-                uy = madd::<FMA>(w, vb[o], uy);
-                uxx = madd::<FMA>(w, vaa[o], uxx);
-                uyy = madd::<FMA>(w, vbb[o], uyy);
-                uxy = madd::<FMA>(w, vab[o], uxy);
+                for q in 0..5 {
+                    u[q] = madd::<FMA>(g[k], v[q][o], u[q]);
+                }
             }
-            let (s, cs) = ssim_px(ux, uy, uxx, uyy, uxy);
-            s_out[j] += s;
+            let (s, cs) = ssim_px(u[0], u[1], u[2], u[3], u[4]);
+            bufs.s[j] += s;
             if CS {
-                cs_out[j] += cs;
+                bufs.cs[j] += cs;
             }
         }
     }
@@ -250,20 +263,7 @@ mod avx2 {
                 i += 8;
             }
         }
-        for i in i..n {
-            let (mut sa, mut sb, mut saa, mut sbb, mut sab) = (0.0f64, 0.0f64, 0.0f64, 0.0f64, 0.0f64);
-            for k in 0..TAPS {
-                let x = rows_a[k][i].to_f64();
-                let y = rows_b[k][i].to_f64();
-                let (wx, wy) = (g[k] * x, g[k] * y);
-                sa += wx;
-                sb += wy;
-                saa = wx.mul_add(x, saa);
-                sbb = wy.mul_add(y, sbb);
-                sab = wx.mul_add(y, sab);
-            }
-            (va[i], vb[i], vaa[i], vbb[i], vab[i]) = (sa, sb, saa, sbb, sab);
-        }
+        super::simd::vertical_tail::<T, true>(rows_a, rows_b, g, bufs, i);
     }
 
     /// Horizontal pass and SSIM/cs for samples `j0..j1` (taps `c` samples apart).
@@ -317,21 +317,7 @@ mod avx2 {
                 j += 8;
             }
         }
-        let v = &bufs.v;
-        for j in j..j1 {
-            let mut u = [0.0f64; 5];
-            for k in 0..TAPS {
-                let o = j + k * c - RADIUS_PX * c;
-                for q in 0..5 {
-                    u[q] = g[k].mul_add(v[q][o], u[q]);
-                }
-            }
-            let (s, cs) = super::simd::ssim_px(u[0], u[1], u[2], u[3], u[4]);
-            bufs.s[j] += s;
-            if CS {
-                bufs.cs[j] += cs;
-            }
-        }
+        super::simd::horizontal_tail::<true, CS>(g, bufs, c, j, j1);
     }
 }
 
@@ -390,20 +376,7 @@ mod avx512 {
                 i += 16;
             }
         }
-        for i in i..n {
-            let (mut sa, mut sb, mut saa, mut sbb, mut sab) = (0.0f64, 0.0f64, 0.0f64, 0.0f64, 0.0f64);
-            for k in 0..TAPS {
-                let x = rows_a[k][i].to_f64();
-                let y = rows_b[k][i].to_f64();
-                let (wx, wy) = (g[k] * x, g[k] * y);
-                sa += wx;
-                sb += wy;
-                saa = wx.mul_add(x, saa);
-                sbb = wy.mul_add(y, sbb);
-                sab = wx.mul_add(y, sab);
-            }
-            (va[i], vb[i], vaa[i], vbb[i], vab[i]) = (sa, sb, saa, sbb, sab);
-        }
+        super::simd::vertical_tail::<T, true>(rows_a, rows_b, g, bufs, i);
     }
 
     /// Horizontal pass and SSIM/cs, added into the per-sample sums `bufs.s` / `bufs.cs`.
@@ -451,21 +424,7 @@ mod avx512 {
                 j += 8;
             }
         }
-        let v = &bufs.v;
-        for j in j..j1 {
-            let mut u = [0.0f64; 5];
-            for k in 0..TAPS {
-                let o = j + k * c - RADIUS_PX * c;
-                for q in 0..5 {
-                    u[q] = g[k].mul_add(v[q][o], u[q]);
-                }
-            }
-            let (s, cs) = super::simd::ssim_px(u[0], u[1], u[2], u[3], u[4]);
-            bufs.s[j] += s;
-            if CS {
-                bufs.cs[j] += cs;
-            }
-        }
+        super::simd::horizontal_tail::<true, CS>(g, bufs, c, j, j1);
     }
 }
 
