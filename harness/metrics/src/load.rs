@@ -294,6 +294,18 @@ fn kind(channels: u8) -> &'static str {
     if channels == 1 { "gray" } else { "rgb" }
 }
 
+fn check_same_size(a: &Image, b: &Image) -> Result<(), MetricError> {
+    if (a.width, a.height) != (b.width, b.height) {
+        return Err(MetricError::SizeMismatch {
+            ref_width: a.width,
+            ref_height: a.height,
+            test_width: b.width,
+            test_height: b.height,
+        });
+    }
+    Ok(())
+}
+
 /// Checks that two images can be compared sample by sample (used by every metric).
 pub fn check_same_shape(a: &Image, b: &Image) -> Result<(), MetricError> {
     for im in [a, b] {
@@ -308,14 +320,7 @@ pub fn check_same_shape(a: &Image, b: &Image) -> Result<(), MetricError> {
             });
         }
     }
-    if (a.width, a.height) != (b.width, b.height) {
-        return Err(MetricError::SizeMismatch {
-            ref_width: a.width,
-            ref_height: a.height,
-            test_width: b.width,
-            test_height: b.height,
-        });
-    }
+    check_same_size(a, b)?;
     if a.channels != b.channels {
         return Err(MetricError::ChannelMismatch {
             ref_channels: a.channels,
@@ -333,14 +338,8 @@ pub fn prepare_pair(
     allow_gray_rgb: bool,
 ) -> Result<(Image, Image, Vec<Warning>), MetricError> {
     let mut warnings = Vec::new();
-    if (reference.width, reference.height) != (test.width, test.height) {
-        return Err(MetricError::SizeMismatch {
-            ref_width: reference.width,
-            ref_height: reference.height,
-            test_width: test.width,
-            test_height: test.height,
-        });
-    }
+    // Before any gray-to-RGB conversion: a size mismatch needs no work to report.
+    check_same_size(&reference, &test)?;
     let (reference, test) = match (reference.channels, test.channels) {
         (1, 3) | (3, 1) if allow_gray_rgb => {
             let which = if reference.channels == 1 { "reference" } else { "test" };
