@@ -89,6 +89,9 @@ struct PluginEp {
     short: &'static str,
     /// The bundle directory when the profile names none: this host's fetched artefact.
     auto: fn() -> Result<PathBuf, String>,
+    /// The device-profile key that names the bundle directory for other ABIs, with what to
+    /// point it at; `None` where quadbench knows no such build.
+    profile_key: Option<(&'static str, fn(&DeviceProfile) -> Option<PathBuf>, &'static str)>,
 }
 
 /// Backends with plugin execution providers; the others need no library.
@@ -103,6 +106,7 @@ const PLUGIN_EPS: &[PluginEp] = &[
             // The install directory: the plugin's folder and the vendored `.libs` beside it.
             q.library.parent().and_then(Path::parent).map(Path::to_path_buf).ok_or_else(|| format!("unexpected QNN install layout at {}", q.library.display()))
         },
+        profile_key: Some(("qnn_libraries", |p| p.qnn_libraries.clone(), "the `jni/<abi>` directory of the onnxruntime-android-qnn AAR (docs/adb.md)")),
     },
     PluginEp {
         backend: "cuda",
@@ -116,6 +120,7 @@ const PLUGIN_EPS: &[PluginEp] = &[
                 .map_err(|_| "the CUDA build of ONNX Runtime is not fetched: run `quadbench runtime fetch onnxruntime-gpu` (256 MB; needs an NVIDIA driver and CUDA 13 libraries)".to_string())?;
             g.library.parent().map(Path::to_path_buf).ok_or_else(|| format!("unexpected layout at {}", g.library.display()))
         },
+        profile_key: None,
     },
 ];
 
@@ -124,13 +129,15 @@ const PLUGIN_EPS: &[PluginEp] = &[
 /// whether the transport copies files (hashes are computed only then).
 pub fn ep_bundle(backend: &str, profile: &DeviceProfile, push: bool) -> Result<Option<EpBundle>, String> {
     let Some(pe) = PLUGIN_EPS.iter().find(|p| p.backend == backend) else { return Ok(None) };
-    let named = if pe.backend == "qnn-htp" { profile.qnn_libraries.clone() } else { None };
-    let dir = match named {
+    let dir = match pe.profile_key.and_then(|(_, named, _)| named(profile)) {
         Some(d) => d,
         None => {
             let abi = profile.adb.as_ref().and_then(|a| a.abi.clone());
             if let Some(abi) = abi.filter(|a| a != crate::device::adb::host_abi()) {
-                let fix = if pe.backend == "qnn-htp" { format!("set `qnn_libraries:` in {} to the `jni/{abi}` directory of the onnxruntime-android-qnn AAR (docs/adb.md)", profile.path.display()) } else { "no build for it is known to quadbench".to_string() };
+                let fix = match pe.profile_key {
+                    Some((key, _, what)) => format!("set `{key}:` in {} to {}", profile.path.display(), what.replace("<abi>", &abi)),
+                    None => "no build for it is known to quadbench".to_string(),
+                };
                 return Err(format!("no {} libraries for {abi}: the fetched ones are built for this host ({}); {fix}", pe.ep, crate::device::adb::host_abi()));
             }
             (pe.auto)()?
