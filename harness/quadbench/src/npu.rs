@@ -89,9 +89,19 @@ struct PluginEp {
     short: &'static str,
     /// The bundle directory when the profile names none: this host's fetched artefact.
     auto: fn() -> Result<PathBuf, String>,
-    /// The device-profile key that names the bundle directory for other ABIs, with what to
-    /// point it at; `None` where quadbench knows no such build.
-    profile_key: Option<(&'static str, fn(&DeviceProfile) -> Option<PathBuf>, &'static str)>,
+    /// The device-profile key that names the bundle directory for other ABIs; `None` where
+    /// quadbench knows no such build.
+    profile_key: Option<ProfileKey>,
+}
+
+/// A device-profile key naming a plugin's library directory.
+#[derive(Clone, Copy)]
+struct ProfileKey {
+    key: &'static str,
+    /// Its value in a loaded profile.
+    dir: fn(&DeviceProfile) -> Option<PathBuf>,
+    /// What to point it at (`<abi>` is replaced by the device's ABI).
+    what: &'static str,
 }
 
 /// Backends with plugin execution providers; the others need no library.
@@ -106,7 +116,7 @@ const PLUGIN_EPS: &[PluginEp] = &[
             // The install directory: the plugin's folder and the vendored `.libs` beside it.
             q.library.parent().and_then(Path::parent).map(Path::to_path_buf).ok_or_else(|| format!("unexpected QNN install layout at {}", q.library.display()))
         },
-        profile_key: Some(("qnn_libraries", |p| p.qnn_libraries.clone(), "the `jni/<abi>` directory of the onnxruntime-android-qnn AAR (docs/adb.md)")),
+        profile_key: Some(ProfileKey { key: "qnn_libraries", dir: |p| p.qnn_libraries.clone(), what: "the `jni/<abi>` directory of the onnxruntime-android-qnn AAR (docs/adb.md)" }),
     },
     PluginEp {
         backend: "cuda",
@@ -129,13 +139,13 @@ const PLUGIN_EPS: &[PluginEp] = &[
 /// whether the transport copies files (hashes are computed only then).
 pub fn ep_bundle(backend: &str, profile: &DeviceProfile, push: bool) -> Result<Option<EpBundle>, String> {
     let Some(pe) = PLUGIN_EPS.iter().find(|p| p.backend == backend) else { return Ok(None) };
-    let dir = match pe.profile_key.and_then(|(_, named, _)| named(profile)) {
+    let dir = match pe.profile_key.and_then(|k| (k.dir)(profile)) {
         Some(d) => d,
         None => {
             let abi = profile.adb.as_ref().and_then(|a| a.abi.clone());
             if let Some(abi) = abi.filter(|a| a != crate::device::adb::host_abi()) {
                 let fix = match pe.profile_key {
-                    Some((key, _, what)) => format!("set `{key}:` in {} to {}", profile.path.display(), what.replace("<abi>", &abi)),
+                    Some(k) => format!("set `{}:` in {} to {}", k.key, profile.path.display(), k.what.replace("<abi>", &abi)),
                     None => "no build for it is known to quadbench".to_string(),
                 };
                 return Err(format!("no {} libraries for {abi}: the fetched ones are built for this host ({}); {fix}", pe.ep, crate::device::adb::host_abi()));
