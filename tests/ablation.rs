@@ -8,12 +8,17 @@ use common::*;
 fn ablation_sweeps_ratios_into_one_table() {
     let d = tempfile::tempdir().unwrap();
     let out = d.path().join("abl");
-    let o = run(quadbench().args(["ablation"]).arg(repo().join("scenarios/precision-ablation.yaml")).args(["--a8-ratios", "0,1", "--out"]).arg(&out));
+    let o = run(quadbench()
+        .args(["ablation"])
+        .arg(repo().join("scenarios/precision-ablation.yaml"))
+        .args(["--a8-ratios", "0,1", "--out"])
+        .arg(&out));
     assert!(o.status.success());
     let csv = std::fs::read_to_string(out.join("ablation.csv")).unwrap();
     let rows: Vec<Vec<&str>> = csv.lines().skip(1).map(|l| l.split(',').collect()).collect();
     assert_eq!(rows.len(), 2, "{csv}");
-    let psnr: Vec<f64> = rows.iter().map(|r| r[2].parse::<f64>().unwrap_or_else(|_| panic!("no PSNR: {csv}"))).collect();
+    let psnr: Vec<f64> =
+        rows.iter().map(|r| r[2].parse::<f64>().unwrap_or_else(|_| panic!("no PSNR: {csv}"))).collect();
     for r in &rows {
         assert_eq!(r[7], "\"ok\"", "{csv}");
         assert!(r[5].parse::<f64>().is_ok(), "e2e latency missing: {csv}");

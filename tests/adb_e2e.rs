@@ -31,7 +31,8 @@ fn free_port() -> u16 {
 fn run_with_deadline(mut cmd: Command, dir: &Path, limit: Duration) -> (Option<i32>, String) {
     let out = dir.join(format!("cmd-{}.out", std::process::id() as u128 * 1000 + Instant::now().elapsed().as_nanos()));
     let f = std::fs::File::create(&out).unwrap();
-    let mut child = cmd.stdin(Stdio::null()).stdout(f.try_clone().unwrap()).stderr(f).spawn().expect("spawning a command");
+    let mut child =
+        cmd.stdin(Stdio::null()).stdout(f.try_clone().unwrap()).stderr(f).spawn().expect("spawning a command");
     let t0 = Instant::now();
     let code = loop {
         if let Some(s) = child.try_wait().unwrap() {
@@ -57,13 +58,24 @@ impl AdbServer {
     fn start() -> AdbServer {
         let s = AdbServer { port: free_port(), home: tempfile::tempdir().unwrap() };
         let (code, out) = run_with_deadline(s.adb(&["start-server"]), s.home.path(), Duration::from_secs(30));
-        assert_eq!(code, Some(0), "`adb start-server` failed ({out}); the real adb client is required: `apt-get install -y adb`");
+        assert_eq!(
+            code,
+            Some(0),
+            "`adb start-server` failed ({out}); the real adb client is required: `apt-get install -y adb`"
+        );
         s
     }
 
     fn adb(&self, args: &[&str]) -> Command {
         let mut c = Command::new("adb");
-        c.arg("-P").arg(self.port.to_string()).args(args).env("ADB_EMU", "0").env("HOME", self.home.path()).env("TMPDIR", self.home.path()).env_remove("ADB_SERVER_SOCKET").env_remove("ANDROID_SERIAL");
+        c.arg("-P")
+            .arg(self.port.to_string())
+            .args(args)
+            .env("ADB_EMU", "0")
+            .env("HOME", self.home.path())
+            .env("TMPDIR", self.home.path())
+            .env_remove("ADB_SERVER_SOCKET")
+            .env_remove("ANDROID_SERIAL");
         c
     }
 
@@ -115,7 +127,12 @@ impl Rig {
     /// A device profile for this rig.
     fn profile(&self, name: &str, retries: u32, backoff_ms: u64) -> PathBuf {
         let p = self.work.path().join(format!("{name}.yaml"));
-        let text = format!("name: {name}\ntransport: adb\nserial: \"{}\"\nadb_server: \"{}\"\nroot: \"{}\"\nrunner: auto\nort_library: auto\nretries: {retries}\nbackoff_ms: {backoff_ms}\n", self.dev.serial(), self.adb.addr(), self.root());
+        let text = format!(
+            "name: {name}\ntransport: adb\nserial: \"{}\"\nadb_server: \"{}\"\nroot: \"{}\"\nrunner: auto\nort_library: auto\nretries: {retries}\nbackoff_ms: {backoff_ms}\n",
+            self.dev.serial(),
+            self.adb.addr(),
+            self.root()
+        );
         std::fs::write(&p, text).unwrap();
         p
     }
@@ -123,7 +140,14 @@ impl Rig {
 
 fn local_profile(dir: &Path) -> PathBuf {
     let p = dir.join("local.yaml");
-    std::fs::write(&p, format!("name: local\ntransport: local\nwork_dir: \"{}\"\nrunner: auto\nort_library: auto\n", dir.join("local-device").display())).unwrap();
+    std::fs::write(
+        &p,
+        format!(
+            "name: local\ntransport: local\nwork_dir: \"{}\"\nrunner: auto\nort_library: auto\n",
+            dir.join("local-device").display()
+        ),
+    )
+    .unwrap();
     p
 }
 
@@ -157,7 +181,12 @@ fn ensure_runner() {
 }
 
 fn options(out: &Path, resume: bool) -> RunOptions {
-    RunOptions { out: out.to_path_buf(), device_override: None, package_cache: quadbench_runtime::cache_dir().join("packages"), resume }
+    RunOptions {
+        out: out.to_path_buf(),
+        device_override: None,
+        package_cache: quadbench_runtime::cache_dir().join("packages"),
+        resume,
+    }
 }
 
 /// Collects events and lets a test act on them (inject faults at the right moment).
@@ -180,7 +209,8 @@ fn ids(r: &Results) -> Vec<String> {
 }
 
 fn assert_each_run_once(r: &Results, device: &str) {
-    let want: Vec<String> = ["separate-reload", "separate-resident", "unified"].iter().map(|s| format!("{device}-cpu-fp32-{s}")).collect();
+    let want: Vec<String> =
+        ["separate-reload", "separate-resident", "unified"].iter().map(|s| format!("{device}-cpu-fp32-{s}")).collect();
     assert_eq!(ids(r), want, "every run exactly once");
 }
 
@@ -195,7 +225,10 @@ fn real_adb_client_and_transport_pass_against_loopback() {
 
     let mut t = rig.transport();
     let info = t.info();
-    assert_eq!((info.transport.as_str(), info.model.as_deref(), info.soc.as_deref()), ("adb", Some("quadbench-loopback"), Some("loopback")));
+    assert_eq!(
+        (info.transport.as_str(), info.model.as_deref(), info.soc.as_deref()),
+        ("adb", Some("quadbench-loopback"), Some("loopback"))
+    );
     assert_eq!(info.os_version.as_deref(), Some("Android 14 (SDK 34)"));
 
     // Push: transferred, verified on the device, skipped while the hash matches.
@@ -208,7 +241,8 @@ fn real_adb_client_and_transport_pass_against_loopback() {
     assert!(!t.push(&src, &sha, "packages/p1/blob.bin").unwrap(), "second push is skipped: same hash");
     // The real client sees it too.
     let pulled = rig.work.path().join("via-adb.bin");
-    let (code, out) = rig.adb.run(&["-s", &rig.dev.serial(), "pull", on_device.to_str().unwrap(), pulled.to_str().unwrap()]);
+    let (code, out) =
+        rig.adb.run(&["-s", &rig.dev.serial(), "pull", on_device.to_str().unwrap(), pulled.to_str().unwrap()]);
     assert_eq!(code, Some(0), "{out}");
     assert_eq!(std::fs::read(&pulled).unwrap(), std::fs::read(&src).unwrap());
     // A changed file is pushed again.
@@ -224,7 +258,11 @@ fn real_adb_client_and_transport_pass_against_loopback() {
 
     // Exec: exit code, streamed stdout lines, stderr tail, hostile arguments verbatim.
     let script = rig.work.path().join("echo.sh");
-    std::fs::write(&script, "#!/bin/sh\npwd -P\nfor a in \"$@\"; do printf '[%s]\\n' \"$a\"; done\necho oops >&2\nexit 7\n").unwrap();
+    std::fs::write(
+        &script,
+        "#!/bin/sh\npwd -P\nfor a in \"$@\"; do printf '[%s]\\n' \"$a\"; done\necho oops >&2\nexit 7\n",
+    )
+    .unwrap();
     std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
     let ssha = quadbench::package::manifest::sha256_file(&script).unwrap();
     t.push(&script, &ssha, "bin/echo.sh").unwrap();
@@ -249,12 +287,31 @@ fn real_adb_client_and_transport_pass_against_loopback() {
     std::fs::set_permissions(&env_script, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
     t.push(&env_script, &quadbench::package::manifest::sha256_file(&env_script).unwrap(), "bin/env.sh").unwrap();
     let mut lines = Vec::new();
-    let o = t.exec(&["bin/env.sh".into()], "runs/r1", &["runtime/qnn-x/lib".into(), "runtime/qnn-x/lib.libs".into()], limits, &mut |l| lines.push(l.to_string())).unwrap();
+    let o = t
+        .exec(
+            &["bin/env.sh".into()],
+            "runs/r1",
+            &["runtime/qnn-x/lib".into(), "runtime/qnn-x/lib.libs".into()],
+            limits,
+            &mut |l| lines.push(l.to_string()),
+        )
+        .unwrap();
     assert_eq!(o.exit_code, Some(0));
     let root = rig.root();
-    assert!(lines[0].starts_with(&format!("LD={root}/runtime/qnn-x/lib:{root}/runtime/qnn-x/lib.libs:{root}/runtime")), "{lines:?}");
-    assert!(lines[1].starts_with(&format!("ADSP={root}/runtime/qnn-x/lib;{root}/runtime/qnn-x/lib.libs;/vendor/lib/rfsa/adsp;")) && lines[1].ends_with(";/dsp"), "{lines:?}");
-    assert!(t.exec(&["bin/env.sh".into()], "runs/r1", &["../escape".into()], limits, &mut |_| {}).is_err(), "library dirs are validated like every remote path");
+    assert!(
+        lines[0].starts_with(&format!("LD={root}/runtime/qnn-x/lib:{root}/runtime/qnn-x/lib.libs:{root}/runtime")),
+        "{lines:?}"
+    );
+    assert!(
+        lines[1].starts_with(&format!(
+            "ADSP={root}/runtime/qnn-x/lib;{root}/runtime/qnn-x/lib.libs;/vendor/lib/rfsa/adsp;"
+        )) && lines[1].ends_with(";/dsp"),
+        "{lines:?}"
+    );
+    assert!(
+        t.exec(&["bin/env.sh".into()], "runs/r1", &["../escape".into()], limits, &mut |_| {}).is_err(),
+        "library dirs are validated like every remote path"
+    );
 
     // Hostile remote names are refused before anything reaches the device.
     for bad in ["../escape", "/etc/passwd", "a b/c", "x'y", "runs/../../x", "", "a//b", "ok/..", "q;rm -rf ~"] {
@@ -313,7 +370,15 @@ fn lost_exit_status_and_corrupt_push_are_infrastructure_errors() {
     std::fs::set_permissions(&quiet, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
     t.push(&quiet, &quadbench::package::manifest::sha256_file(&quiet).unwrap(), "bin/quiet.sh").unwrap();
     let t0 = Instant::now();
-    let o = t.exec(&["bin/quiet.sh".into()], "bin", &[], ExecLimits { deadline: Duration::from_secs(60), max_silence: Duration::from_secs(2) }, &mut |_| {}).unwrap();
+    let o = t
+        .exec(
+            &["bin/quiet.sh".into()],
+            "bin",
+            &[],
+            ExecLimits { deadline: Duration::from_secs(60), max_silence: Duration::from_secs(2) },
+            &mut |_| {},
+        )
+        .unwrap();
     assert!(o.timed_out && t0.elapsed() < Duration::from_secs(15), "{o:?} after {:?}", t0.elapsed());
 }
 
@@ -388,7 +453,10 @@ fn scenario_over_adb_matches_local() {
     eprintln!("wall: local {t_local:?}, adb {t_adb:?}");
     // The runner and package went to the device once: a second run pushes only per-run files.
     assert!(rig.dev.root().join("bin/quadbench-runner").is_file());
-    assert!(!rig.dev.root().join("runs").read_dir().map(|mut d| d.next().is_some()).unwrap_or(false), "run directories cleaned up");
+    assert!(
+        !rig.dev.root().join("runs").read_dir().map(|mut d| d.next().is_some()).unwrap_or(false),
+        "run directories cleaned up"
+    );
 }
 
 #[test]
@@ -421,8 +489,16 @@ fn disconnect_mid_run_is_retried_and_every_run_recorded_once() {
     let mut rec = Recorder { events: vec![], hook };
     let r = run::run_scenario(&sc, &options(&rig.work.path().join("out"), false), &mut rec).unwrap();
     assert!(*armed.lock().unwrap(), "the fault was injected while the runner ran");
-    let retries: Vec<&Event> = rec.events.iter().filter(|e| matches!(e, Event::Retry { id, .. } if id.ends_with("separate-resident"))).collect();
-    assert!(!retries.is_empty(), "the disconnect was retried; events: {:?}", rec.events.iter().filter(|e| !matches!(e, Event::Heartbeat { .. })).collect::<Vec<_>>());
+    let retries: Vec<&Event> = rec
+        .events
+        .iter()
+        .filter(|e| matches!(e, Event::Retry { id, .. } if id.ends_with("separate-resident")))
+        .collect();
+    assert!(
+        !retries.is_empty(),
+        "the disconnect was retried; events: {:?}",
+        rec.events.iter().filter(|e| !matches!(e, Event::Heartbeat { .. })).collect::<Vec<_>>()
+    );
     if let Event::Retry { error, .. } = retries[0] {
         assert!(error.contains("infrastructure error"), "classified as infrastructure: {error}");
     }
@@ -430,7 +506,8 @@ fn disconnect_mid_run_is_retried_and_every_run_recorded_once() {
     for run in &r.runs {
         assert_eq!(run.status, RunState::Ok, "{}: {:?}", run.id, run.error);
     }
-    let on_disk: Results = serde_json::from_str(&std::fs::read_to_string(rig.work.path().join("out/results.json")).unwrap()).unwrap();
+    let on_disk: Results =
+        serde_json::from_str(&std::fs::read_to_string(rig.work.path().join("out/results.json")).unwrap()).unwrap();
     assert_each_run_once(&on_disk, "lb");
     assert!(on_disk.complete);
 }
@@ -459,14 +536,21 @@ fn unhealthy_device_then_resume_skips_finished_runs() {
     assert!(second.status == RunState::Failed && second.infrastructure_error, "{second:?}");
     assert!(second.error.as_deref().unwrap().contains("hash mismatch"), "{:?}", second.error);
     let third = by(&first, "separate-reload");
-    assert!(third.infrastructure_error && third.error.as_deref().unwrap().contains("not run"), "unhealthy device: remaining runs skipped: {:?}", third.error);
+    assert!(
+        third.infrastructure_error && third.error.as_deref().unwrap().contains("not run"),
+        "unhealthy device: remaining runs skipped: {:?}",
+        third.error
+    );
     assert!(rec.events.iter().any(|e| matches!(e, Event::DeviceUnhealthy { .. })));
     assert!(t0.elapsed() < Duration::from_secs(120));
 
     // Healthy again: --resume (through the CLI) keeps the finished run and redoes the others.
     rig.dev.set_faults(Faults::default());
-    let unified_json = |r: serde_json::Value| r["runs"].as_array().unwrap().iter().find(|x| x["strategy"] == "unified").unwrap().clone();
-    let kept_before = unified_json(serde_json::from_str(&std::fs::read_to_string(out.join("results.json")).unwrap()).unwrap());
+    let unified_json = |r: serde_json::Value| {
+        r["runs"].as_array().unwrap().iter().find(|x| x["strategy"] == "unified").unwrap().clone()
+    };
+    let kept_before =
+        unified_json(serde_json::from_str(&std::fs::read_to_string(out.join("results.json")).unwrap()).unwrap());
     let csv_mtime = std::fs::metadata(out.join(&by(&first, "-unified").samples_csv)).unwrap().modified().unwrap();
     let mut cli = Command::new(env!("CARGO_BIN_EXE_quadbench"));
     cli.arg("run").arg(&sc.path).arg("--out").arg(&out).arg("--resume").current_dir(repo_root());
@@ -476,10 +560,19 @@ fn unhealthy_device_then_resume_skips_finished_runs() {
     let resumed: Results = serde_json::from_str(&std::fs::read_to_string(out.join("results.json")).unwrap()).unwrap();
     assert_each_run_once(&resumed, "lb");
     assert!(resumed.complete);
-    assert!(resumed.runs.iter().all(|r| r.status == RunState::Ok), "{:?}", resumed.runs.iter().map(|r| (&r.id, &r.error)).collect::<Vec<_>>());
-    let kept_after = unified_json(serde_json::from_str(&std::fs::read_to_string(out.join("results.json")).unwrap()).unwrap());
+    assert!(
+        resumed.runs.iter().all(|r| r.status == RunState::Ok),
+        "{:?}",
+        resumed.runs.iter().map(|r| (&r.id, &r.error)).collect::<Vec<_>>()
+    );
+    let kept_after =
+        unified_json(serde_json::from_str(&std::fs::read_to_string(out.join("results.json")).unwrap()).unwrap());
     assert!(kept_after == kept_before, "the finished run is carried over untouched:\n{kept_before}\n{kept_after}");
-    assert_eq!(std::fs::metadata(out.join(&by(&resumed, "-unified").samples_csv)).unwrap().modified().unwrap(), csv_mtime, "and not re-measured");
+    assert_eq!(
+        std::fs::metadata(out.join(&by(&resumed, "-unified").samples_csv)).unwrap().modified().unwrap(),
+        csv_mtime,
+        "and not re-measured"
+    );
 }
 
 /// The NPU path through adb: the QNN plugin directory (its vendored `libc++-….so.1.0` included)
@@ -500,24 +593,54 @@ fn npu_scenario_over_adb_pushes_the_qnn_plugin_and_matches_local() {
         Scenario::load(&p, &repo_root()).unwrap()
     };
     let mut rec = Recorder { events: vec![], hook: |_: &Event| {} };
-    let local = run::run_scenario(&npu_scenario(&local_profile(rig.work.path())), &options(&rig.work.path().join("out-local"), false), &mut rec).unwrap();
+    let local = run::run_scenario(
+        &npu_scenario(&local_profile(rig.work.path())),
+        &options(&rig.work.path().join("out-local"), false),
+        &mut rec,
+    )
+    .unwrap();
     let t0 = Instant::now();
     let mut rec = Recorder { events: vec![], hook: |_: &Event| {} };
-    let adb = run::run_scenario(&npu_scenario(&rig.profile("lb", 1, 200)), &options(&rig.work.path().join("out-adb"), false), &mut rec).unwrap();
+    let adb = run::run_scenario(
+        &npu_scenario(&rig.profile("lb", 1, 200)),
+        &options(&rig.work.path().join("out-adb"), false),
+        &mut rec,
+    )
+    .unwrap();
     eprintln!("npu over adb: {:?} (plugin push included)", t0.elapsed());
     let (a, l) = (&adb.runs[0], &local.runs[0]);
     for r in [a, l] {
         assert_eq!(r.status, RunState::Ok, "{}: {:?}\n{}", r.id, r.error, r.stderr_tail);
         assert!(!r.compiled.is_empty(), "{}: compiled to EP-context binaries", r.id);
         for c in &r.compiled {
-            assert_eq!((c.placement.execution_provider.as_str(), c.placement.partitions), ("QNNExecutionProvider", 1), "{}: {}", r.id, c.graph);
-            assert!(c.placement.cpu_nodes.is_empty(), "{}: {} has nodes on the CPU EP: {:?}", r.id, c.graph, c.placement.cpu_nodes);
+            assert_eq!(
+                (c.placement.execution_provider.as_str(), c.placement.partitions),
+                ("QNNExecutionProvider", 1),
+                "{}: {}",
+                r.id,
+                c.graph
+            );
+            assert!(
+                c.placement.cpu_nodes.is_empty(),
+                "{}: {} has nodes on the CPU EP: {:?}",
+                r.id,
+                c.graph,
+                c.placement.cpu_nodes
+            );
         }
     }
-    assert!(rec.events.iter().any(|e| matches!(e, Event::Step { message } if message.starts_with("staging QNNExecutionProvider"))));
+    assert!(
+        rec.events
+            .iter()
+            .any(|e| matches!(e, Event::Step { message } if message.starts_with("staging QNNExecutionProvider")))
+    );
     // The plugin and its vendored C++ runtime are on the device, under a per-build directory.
     let runtime = rig.dev.root().join("runtime");
-    let qnn_dir = std::fs::read_dir(&runtime).unwrap().map(|e| e.unwrap().path()).find(|p| p.file_name().unwrap().to_str().unwrap().starts_with("qnn-")).expect("runtime/qnn-<digest> on the device");
+    let qnn_dir = std::fs::read_dir(&runtime)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.file_name().unwrap().to_str().unwrap().starts_with("qnn-"))
+        .expect("runtime/qnn-<digest> on the device");
     assert!(qnn_dir.join("onnxruntime_qnn/libonnxruntime_providers_qnn.so").is_file());
     assert!(qnn_dir.join("onnxruntime_qnn.libs/libc++-71bc274c.so.1.0").is_file());
     assert!(!qnn_dir.join("onnxruntime_qnn/Qualcomm_LICENSE.pdf").exists(), "only libraries are pushed");
@@ -526,7 +649,10 @@ fn npu_scenario_over_adb_pushes_the_qnn_plugin_and_matches_local() {
     assert_eq!(a.outputs.len(), l.outputs.len());
     for o in &a.outputs {
         let lo = l.outputs.iter().find(|x| x.task == o.task && x.input == o.input).unwrap();
-        let (ab, lb) = (std::fs::read(rig.work.path().join("out-adb").join(&o.path)).unwrap(), std::fs::read(rig.work.path().join("out-local").join(&lo.path)).unwrap());
+        let (ab, lb) = (
+            std::fs::read(rig.work.path().join("out-adb").join(&o.path)).unwrap(),
+            std::fs::read(rig.work.path().join("out-local").join(&lo.path)).unwrap(),
+        );
         assert!(ab == lb, "{}/{}: the NPU output over adb differs from the local one", o.task, o.input);
     }
 }

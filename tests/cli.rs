@@ -47,7 +47,10 @@ fn three_strategies_give_sane_numbers() {
             assert!(min > 0.0 && min <= p50 && p50 <= max, "{k}: {s}");
         }
         // Two steps per request: the denoiser has twice the e2e sample count.
-        assert_eq!(run["latency_ms"]["denoiser"]["n"].as_u64().unwrap(), 2 * run["latency_ms"]["e2e"]["n"].as_u64().unwrap());
+        assert_eq!(
+            run["latency_ms"]["denoiser"]["n"].as_u64().unwrap(),
+            2 * run["latency_ms"]["e2e"]["n"].as_u64().unwrap()
+        );
         assert!(run["memory"]["peak_rss_bytes"].as_u64().unwrap() > 10_000_000);
         assert!(run["environment"]["ort_version"].as_str().unwrap().starts_with("1.31"), "{}", run["environment"]);
         let csv = std::fs::read_to_string(out.join(run["samples_csv"].as_str().unwrap())).unwrap();
@@ -112,7 +115,12 @@ fn runner_killed_mid_run_is_recorded_and_others_survive() {
     let d = tempfile::tempdir().unwrap();
     let sc = small_scenario(d.path(), "unified, separate-resident, separate-reload", 3, 64, "");
     let out = d.path().join("out");
-    let o = run(quadbench().arg("run").arg(&sc).arg("--out").arg(&out).env("QUADBENCH_RUNNER_FAULT", "abort:separate-resident:3"));
+    let o = run(quadbench()
+        .arg("run")
+        .arg(&sc)
+        .arg("--out")
+        .arg(&out)
+        .env("QUADBENCH_RUNNER_FAULT", "abort:separate-resident:3"));
     assert_eq!(o.status.code(), Some(4), "some runs failed");
     let r = results(&out);
     let runs = r["runs"].as_array().unwrap();
@@ -137,7 +145,12 @@ fn unwritable_output_and_missing_runtime_are_clear() {
     let o = run(quadbench().arg("run").arg(&sc).arg("--out").arg(file.join("out")));
     assert_eq!(o.status.code(), Some(3));
     assert!(String::from_utf8_lossy(&o.stderr).contains("not writable"));
-    let o = run(quadbench().arg("run").arg(&sc).arg("--out").arg(d.path().join("out")).env("QUADBENCH_ORT_LIB", "/nonexistent/libonnxruntime.so"));
+    let o = run(quadbench()
+        .arg("run")
+        .arg(&sc)
+        .arg("--out")
+        .arg(d.path().join("out"))
+        .env("QUADBENCH_ORT_LIB", "/nonexistent/libonnxruntime.so"));
     assert_eq!(o.status.code(), Some(3));
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(err.contains("/nonexistent/libonnxruntime.so") && err.contains("QUADBENCH_ORT_LIB"), "{err}");
@@ -149,7 +162,8 @@ fn unwritable_output_and_missing_runtime_are_clear() {
 fn unavailable_backend_is_unsupported_not_a_crash() {
     let d = tempfile::tempdir().unwrap();
     let sc = small_scenario(d.path(), "unified", 2, 32, "");
-    std::fs::write(&sc, std::fs::read_to_string(&sc).unwrap().replace("backends: [cpu]", "backends: [cuda, cpu]")).unwrap();
+    std::fs::write(&sc, std::fs::read_to_string(&sc).unwrap().replace("backends: [cpu]", "backends: [cuda, cpu]"))
+        .unwrap();
     let out = d.path().join("out");
     let o = run(quadbench().arg("run").arg(&sc).arg("--out").arg(&out));
     let r = results(&out);
@@ -160,5 +174,10 @@ fn unavailable_backend_is_unsupported_not_a_crash() {
     assert_eq!(cuda["status"], "unsupported", "{cuda}");
     let why = cuda["error"].as_str().unwrap();
     assert!(why.contains("quadbench runtime fetch onnxruntime-gpu") || why.contains("libcuda"), "{why}");
-    assert!(o.status.code().is_some_and(|c| c != 3), "exit {:?}: {}", o.status.code(), String::from_utf8_lossy(&o.stderr));
+    assert!(
+        o.status.code().is_some_and(|c| c != 3),
+        "exit {:?}: {}",
+        o.status.code(),
+        String::from_utf8_lossy(&o.stderr)
+    );
 }

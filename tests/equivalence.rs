@@ -4,7 +4,7 @@
 
 use quadbench::package::{self, filters, reference::ReferenceParams};
 use quadbench_protocol::*;
-use quadbench_runner::pipeline::{load_input, Executor, RequestTiming};
+use quadbench_runner::pipeline::{Executor, RequestTiming, load_input};
 use std::collections::BTreeMap;
 use std::path::Path;
 
@@ -18,10 +18,24 @@ fn plan(m: &package::Manifest, strategy: Strategy) -> Plan {
         run_id: "t".into(),
         strategy,
         precision: "fp32".into(),
-        backend: PlanBackend { name: "cpu".into(), options: BTreeMap::new(), require_full_offload: false, intra_threads: 0 },
+        backend: PlanBackend {
+            name: "cpu".into(),
+            options: BTreeMap::new(),
+            require_full_offload: false,
+            intra_threads: 0,
+        },
         runtime: PlanRuntime { ort_library: String::new(), ep_libraries: BTreeMap::new() },
         pipeline: m.pipeline.clone(),
-        workload: PlanWorkload { order: TaskOrder::RoundRobin, seed: 0, requests_per_visit: 1, warmup_visits: 0, min_samples: 0, min_switches: 0, min_duration_ms: 0, max_duration_ms: 0 },
+        workload: PlanWorkload {
+            order: TaskOrder::RoundRobin,
+            seed: 0,
+            requests_per_visit: 1,
+            warmup_visits: 0,
+            min_samples: 0,
+            min_switches: 0,
+            min_duration_ms: 0,
+            max_duration_ms: 0,
+        },
         inputs: vec![],
         output_dir: "outputs".into(),
         heartbeat_ms: 1000,
@@ -40,11 +54,19 @@ fn unified_equals_merged_and_the_analytic_edit() {
     let env = ort::init_from(&lib.library).unwrap().with_name("equivalence").build().unwrap();
     let dir = tempfile::tempdir().unwrap();
     let res = 64;
-    let m = package::reference::generate(dir.path(), &ReferenceParams { tasks: 10, width: 128, resolution: res, steps: 3, seed: 5 }).unwrap();
+    let m = package::reference::generate(
+        dir.path(),
+        &ReferenceParams { tasks: 10, width: 128, resolution: res, steps: 3, seed: 5 },
+    )
+    .unwrap();
     let input_file = dir.path().join("astronaut.f32");
     quadbench::run::prepare_input(&repo().join("golden/inputs/astronaut.png"), res as u32, &input_file).unwrap();
     let image = load_input(&input_file, &[1, 3, res as i64, res as i64]).unwrap();
-    let raw: Vec<f32> = std::fs::read(&input_file).unwrap().chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect();
+    let raw: Vec<f32> = std::fs::read(&input_file)
+        .unwrap()
+        .chunks_exact(4)
+        .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+        .collect();
 
     let (pu, ps) = (plan(&m, Strategy::Unified), plan(&m, Strategy::SeparateResident));
     let mut unified = Executor::new(&pu, dir.path(), &env).unwrap();
@@ -57,7 +79,8 @@ fn unified_equals_merged_and_the_analytic_edit() {
         unified.switch_to(&t.name).unwrap();
         let a = unified.run(&t.name, &image, &mut RequestTiming::default()).unwrap();
         let b = merged.run(&t.name, &image, &mut RequestTiming::default()).unwrap();
-        let (a, b) = (a.try_extract_tensor::<f32>().unwrap().1.to_vec(), b.try_extract_tensor::<f32>().unwrap().1.to_vec());
+        let (a, b) =
+            (a.try_extract_tensor::<f32>().unwrap().1.to_vec(), b.try_extract_tensor::<f32>().unwrap().1.to_vec());
         let diff = a.iter().zip(&b).map(|(x, y)| (x - y).abs()).fold(0f32, f32::max);
         worst = worst.max(diff);
         assert!(diff <= 1e-4, "task {}: unified vs merged max abs diff {diff}", t.name);
@@ -81,8 +104,12 @@ fn edits_differ_on(photo: &str) {
     let f = dir.path().join("in.f32");
     let res = ReferenceParams::default().resolution;
     quadbench::run::prepare_input(&repo().join(format!("golden/inputs/{photo}.png")), res as u32, &f).unwrap();
-    let raw: Vec<f32> = std::fs::read(&f).unwrap().chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect();
-    let outs: Vec<(String, Vec<f32>)> = filters::edits(10, ReferenceParams::default().seed).iter().map(|e| (e.name.clone(), e.apply_reference(&raw, res, res))).collect();
+    let raw: Vec<f32> =
+        std::fs::read(&f).unwrap().chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect();
+    let outs: Vec<(String, Vec<f32>)> = filters::edits(10, ReferenceParams::default().seed)
+        .iter()
+        .map(|e| (e.name.clone(), e.apply_reference(&raw, res, res)))
+        .collect();
     let mut highest = (0.0, String::new());
     for i in 0..outs.len() {
         let own = psnr(&outs[i].1, &raw);

@@ -7,7 +7,13 @@ use common::*;
 use std::path::Path;
 
 fn scenario_with_goldens(dir: &Path, thresholds: &str) -> std::path::PathBuf {
-    small_scenario(dir, "unified, separate-reload", 3, 64, &format!("quality:\n  golden_dir: {}\n  thresholds: {thresholds}\n", dir.join("golden").display()))
+    small_scenario(
+        dir,
+        "unified, separate-reload",
+        3,
+        64,
+        &format!("quality:\n  golden_dir: {}\n  thresholds: {thresholds}\n", dir.join("golden").display()),
+    )
 }
 
 #[test]
@@ -31,7 +37,8 @@ fn bless_verify_and_score() {
     let pkg_dirs: Vec<_> = std::fs::read_dir(d.path().join("golden")).unwrap().flatten().map(|e| e.path()).collect();
     assert_eq!(pkg_dirs.len(), 1);
     let gdir = &pkg_dirs[0];
-    let manifest: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(gdir.join("manifest.json")).unwrap()).unwrap();
+    let manifest: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(gdir.join("manifest.json")).unwrap()).unwrap();
     assert_eq!(manifest["backend"], "cpu");
     assert_eq!(manifest["precision"], "fp32");
     assert_eq!(manifest["strategy"], "separate-resident");

@@ -1,8 +1,8 @@
 //! NPU path (QNN HTP, simulated on x86_64): QDQ graphs run fully offloaded.
 
 use quadbench::package::quantize::{self, ActBits, QdqConfig};
-use quadbench_onnx::proto::data_type::FLOAT;
 use quadbench_onnx::GraphBuilder;
+use quadbench_onnx::proto::data_type::FLOAT;
 use std::collections::{BTreeMap, HashSet};
 
 /// ONNX Runtime allows one environment per process: all tests share it.
@@ -13,7 +13,8 @@ pub fn qnn_env() -> &'static ort::environment::Environment {
 
 fn make_env() -> ort::environment::Environment {
     let lib = quadbench_runtime::ensure_onnxruntime().expect("ONNX Runtime: run `quadbench runtime fetch`");
-    let qnn = quadbench_runtime::ensure_qnn().expect("QNN plugin: run `quadbench runtime fetch onnxruntime-qnn` (needs glibc >= 2.35)");
+    let qnn = quadbench_runtime::ensure_qnn()
+        .expect("QNN plugin: run `quadbench runtime fetch onnxruntime-qnn` (needs glibc >= 2.35)");
     let env = ort::init_from(&lib.library).unwrap().with_name("npu").build().unwrap();
     env.register_ep_library("QNNExecutionProvider", &qnn.library).expect("register the QNN plugin");
     env
@@ -44,13 +45,22 @@ fn lora_matmul_on_htp_computes_what_the_cpu_ep_computes() {
     let fp32 = 0.5 * (0..32).map(|k| w[k * 32]).sum::<f32>() + 0.64;
     let tmp = tempfile::tempdir().unwrap();
     let run = |ranges: &BTreeMap<String, (f32, f32)>, name: &str, htp: bool| -> f32 {
-        let q = quantize::to_qdq(&m, ranges, &QdqConfig { act: ActBits::U16, a8_nodes: HashSet::new(), per_channel: false }).unwrap();
+        let q = quantize::to_qdq(
+            &m,
+            ranges,
+            &QdqConfig { act: ActBits::U16, a8_nodes: HashSet::new(), per_channel: false },
+        )
+        .unwrap();
         let p = tmp.path().join(format!("{name}.onnx"));
         std::fs::write(&p, quadbench_onnx::encode(&q)).unwrap();
         let mut b = ort::session::Session::builder(env).unwrap();
         if htp {
             let dev = env.devices().find(|d| d.ep().unwrap() == "QNNExecutionProvider").unwrap();
-            b = b.with_config_entry("session.disable_cpu_ep_fallback", "1").unwrap().with_devices([dev], Some(&[("QNNExecutionProvider.backend_type".to_string(), "htp".to_string())])).unwrap();
+            b = b
+                .with_config_entry("session.disable_cpu_ep_fallback", "1")
+                .unwrap()
+                .with_devices([dev], Some(&[("QNNExecutionProvider.backend_type".to_string(), "htp".to_string())]))
+                .unwrap();
         } else {
             // With the QNN plugin registered, a session that names no device failed here
             // ("Could not determine default backend path for device"): name the CPU one.
@@ -82,14 +92,23 @@ fn lora_matmul_on_htp_computes_what_the_cpu_ep_computes() {
 
 mod e2e {
     use super::qnn_env;
-    use quadbench::package::{self, qprofile::{self, ProfileMethod, QuantizeOptions}, quantize::ActBits, reference::ReferenceParams};
-    use quadbench_metrics::{compare, CompareOptions, Metric};
+    use quadbench::package::{
+        self,
+        qprofile::{self, ProfileMethod, QuantizeOptions},
+        quantize::ActBits,
+        reference::ReferenceParams,
+    };
+    use quadbench_metrics::{CompareOptions, Metric, compare};
     use quadbench_protocol::*;
     use std::collections::BTreeMap;
     use std::path::{Path, PathBuf};
 
     fn repo() -> PathBuf {
-        Path::new(env!("CARGO_MANIFEST_DIR")).ancestors().find(|d| d.join("golden/inputs").is_dir()).unwrap().to_path_buf()
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .ancestors()
+            .find(|d| d.join("golden/inputs").is_dir())
+            .unwrap()
+            .to_path_buf()
     }
 
     const INPUTS: [&str; 2] = ["astronaut", "camera"];
@@ -99,7 +118,10 @@ mod e2e {
         let mut ep_libraries = BTreeMap::new();
         let mut options = BTreeMap::new();
         if backend == "qnn-htp" {
-            ep_libraries.insert("QNNExecutionProvider".to_string(), quadbench_runtime::ensure_qnn().unwrap().library.display().to_string());
+            ep_libraries.insert(
+                "QNNExecutionProvider".to_string(),
+                quadbench_runtime::ensure_qnn().unwrap().library.display().to_string(),
+            );
             options.insert("ep_context".to_string(), "1".to_string());
         }
         Plan {
@@ -107,10 +129,24 @@ mod e2e {
             run_id: format!("{backend}-{strategy}"),
             strategy,
             precision: precision.into(),
-            backend: PlanBackend { name: backend.into(), options, require_full_offload: backend == "qnn-htp", intra_threads: 0 },
+            backend: PlanBackend {
+                name: backend.into(),
+                options,
+                require_full_offload: backend == "qnn-htp",
+                intra_threads: 0,
+            },
             runtime: PlanRuntime { ort_library: ort.library.display().to_string(), ep_libraries },
             pipeline: m.pipeline.clone(),
-            workload: PlanWorkload { order: TaskOrder::RoundRobin, seed: 1, requests_per_visit: 2, warmup_visits: 1, min_samples: 3, min_switches: 3, min_duration_ms: 0, max_duration_ms: 60_000 },
+            workload: PlanWorkload {
+                order: TaskOrder::RoundRobin,
+                seed: 1,
+                requests_per_visit: 2,
+                warmup_visits: 1,
+                min_samples: 3,
+                min_switches: 3,
+                min_duration_ms: 0,
+                max_duration_ms: 60_000,
+            },
             inputs: INPUTS.iter().map(|n| PlanInput { name: n.to_string(), tensor: format!("{n}.f32") }).collect(),
             output_dir: out.into(),
             heartbeat_ms: 1000,
@@ -132,17 +168,34 @@ mod e2e {
 
     fn run_raw(m: &package::Manifest, dir: &Path, s: Strategy, backend: &str, out: &str) -> RunResult {
         for n in INPUTS {
-            quadbench::run::prepare_input(&repo().join(format!("golden/inputs/{n}.png")), m.pipeline.image_height, &dir.join(format!("{n}.f32"))).unwrap();
+            quadbench::run::prepare_input(
+                &repo().join(format!("golden/inputs/{n}.png")),
+                m.pipeline.image_height,
+                &dir.join(format!("{n}.f32")),
+            )
+            .unwrap();
         }
         // The runner binary, as on a device: one ONNX Runtime environment per process.
         let target = std::env::var("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|_| repo().join("target"));
-        let st = std::process::Command::new(env!("CARGO")).args(["build", "-q", "-p", "quadbench-runner"]).env("CARGO_TARGET_DIR", &target).status().unwrap();
+        let st = std::process::Command::new(env!("CARGO"))
+            .args(["build", "-q", "-p", "quadbench-runner"])
+            .env("CARGO_TARGET_DIR", &target)
+            .status()
+            .unwrap();
         assert!(st.success(), "cannot build quadbench-runner");
         let plan_path = dir.join(format!("plan-{out}.json"));
         std::fs::write(&plan_path, serde_json::to_vec(&plan(m, s, backend, "x", out)).unwrap()).unwrap();
         let res_path = dir.join(format!("result-{out}.json"));
-        let o = std::process::Command::new(target.join("debug/quadbench-runner")).arg(&plan_path).arg(&res_path).output().unwrap();
-        serde_json::from_slice(&std::fs::read(&res_path).unwrap_or_else(|e| panic!("no result ({e}): {}", String::from_utf8_lossy(&o.stderr)))).unwrap()
+        let o = std::process::Command::new(target.join("debug/quadbench-runner"))
+            .arg(&plan_path)
+            .arg(&res_path)
+            .output()
+            .unwrap();
+        serde_json::from_slice(
+            &std::fs::read(&res_path)
+                .unwrap_or_else(|e| panic!("no result ({e}): {}", String::from_utf8_lossy(&o.stderr))),
+        )
+        .unwrap()
     }
 
     /// (psnr, ssim) per task, mean over inputs, of `dir/out` against the FP32 outputs.
@@ -153,7 +206,12 @@ mod e2e {
             .map(|t| {
                 let (mut p, mut s) = (0.0, 0.0);
                 for n in INPUTS {
-                    let c = compare(&fp.join(format!("fp32/{t}__{n}.png")), &dir.join(format!("{out}/{t}__{n}.png")), &opts).unwrap();
+                    let c = compare(
+                        &fp.join(format!("fp32/{t}__{n}.png")),
+                        &dir.join(format!("{out}/{t}__{n}.png")),
+                        &opts,
+                    )
+                    .unwrap();
                     p += c.psnr_db.unwrap().min(99.0);
                     s += c.ssim.unwrap();
                 }
@@ -167,9 +225,15 @@ mod e2e {
     #[test]
     fn fallback_is_a_clear_failure_and_missing_gpu_is_unsupported() {
         let tmp = tempfile::tempdir().unwrap();
-        let m = package::reference::generate(tmp.path(), &ReferenceParams { tasks: 2, width: 128, resolution: 64, steps: 1, seed: 7 }).unwrap();
+        let m = package::reference::generate(
+            tmp.path(),
+            &ReferenceParams { tasks: 2, width: 128, resolution: 64, steps: 1, seed: 7 },
+        )
+        .unwrap();
         let r = run_raw(&m, tmp.path(), Strategy::Unified, "qnn-htp", "o1");
-        let RunStatus::Failed { error } = &r.status else { panic!("fp32 on htp with full offload must fail: {:?}", r.compiled) };
+        let RunStatus::Failed { error } = &r.status else {
+            panic!("fp32 on htp with full offload must fail: {:?}", r.compiled)
+        };
         assert!(error.contains("cannot compile") && error.contains("package quantize"), "{error}");
         eprintln!("fp32 on htp: {error}");
         let r = run_raw(&m, tmp.path(), Strategy::Unified, "cuda", "o2");
@@ -186,9 +250,19 @@ mod e2e {
         let env = qnn_env();
         let tmp = tempfile::tempdir().unwrap();
         let (fp_dir, q_dir) = (tmp.path().join("fp32"), tmp.path().join("w8a16"));
-        let m = package::reference::generate(&fp_dir, &ReferenceParams { tasks: 3, width: 128, resolution: 64, steps: 2, seed: 7 }).unwrap();
+        let m = package::reference::generate(
+            &fp_dir,
+            &ReferenceParams { tasks: 3, width: 128, resolution: 64, steps: 2, seed: 7 },
+        )
+        .unwrap();
         let t0 = std::time::Instant::now();
-        let opts = QuantizeOptions { act: ActBits::U16, method: ProfileMethod::Anchor, a8_ratio: 0.0, per_channel: false, inputs: INPUTS.iter().map(|n| repo().join(format!("golden/inputs/{n}.png"))).collect() };
+        let opts = QuantizeOptions {
+            act: ActBits::U16,
+            method: ProfileMethod::Anchor,
+            a8_ratio: 0.0,
+            per_channel: false,
+            inputs: INPUTS.iter().map(|n| repo().join(format!("golden/inputs/{n}.png"))).collect(),
+        };
         let (qm, report) = qprofile::quantize_package(env, &fp_dir, &q_dir, &opts).unwrap();
         eprintln!("quantize {:.1}s: {report:?}", t0.elapsed().as_secs_f64());
         assert_eq!(report.scores.len(), 3);
@@ -207,8 +281,20 @@ mod e2e {
             assert!(!r.compiled.is_empty());
             for c in &r.compiled {
                 assert!(c.placement.fallback_disabled && c.placement.partitions >= 1, "{c:?}");
-                assert!(c.placement.cpu_nodes.keys().all(|k| k == "QuantizeLinear" || k == "DequantizeLinear"), "non-boundary nodes on CPU: {c:?}");
-                eprintln!("{} {}: compile {:.0} ms, {} bytes, {} partition(s), source nodes {}, cpu (boundary) {:?}", r.strategy, c.graph, c.compile_ms, c.bytes, c.placement.partitions, c.placement.source_nodes, c.placement.cpu_nodes);
+                assert!(
+                    c.placement.cpu_nodes.keys().all(|k| k == "QuantizeLinear" || k == "DequantizeLinear"),
+                    "non-boundary nodes on CPU: {c:?}"
+                );
+                eprintln!(
+                    "{} {}: compile {:.0} ms, {} bytes, {} partition(s), source nodes {}, cpu (boundary) {:?}",
+                    r.strategy,
+                    c.graph,
+                    c.compile_ms,
+                    c.bytes,
+                    c.placement.partitions,
+                    c.placement.source_nodes,
+                    c.placement.cpu_nodes
+                );
             }
             assert_eq!(r.storage_basis.as_deref(), Some("compiled ep-context artefacts"));
         }
@@ -221,16 +307,40 @@ mod e2e {
         for (name, r) in [("cpu fp32", &cpu), ("htp unified", &uni), ("htp separate-reload", &sep)] {
             eprintln!(
                 "{name}: encoder {:.2} ms, denoiser {:.2} ms/step, decoder {:.2} ms, e2e {:.2} ms, switch {:.2} ms (load {:.2} ms), init {:.0} ms, storage {} B",
-                med(r, "encoder"), med(r, "denoiser"), med(r, "decoder"), med(r, "e2e"), med(r, "switch"), med(r, "switch_load"), r.init_ms, r.storage.total_bytes
+                med(r, "encoder"),
+                med(r, "denoiser"),
+                med(r, "decoder"),
+                med(r, "e2e"),
+                med(r, "switch"),
+                med(r, "switch_load"),
+                r.init_ms,
+                r.storage.total_bytes
             );
         }
-        eprintln!("storage ratio separate/unified (compiled): {:.2}x; switch ratio separate-reload/unified: {:.2}x", sep.storage.total_bytes as f64 / uni.storage.total_bytes as f64, med(&sep, "switch") / med(&uni, "switch"));
+        eprintln!(
+            "storage ratio separate/unified (compiled): {:.2}x; switch ratio separate-reload/unified: {:.2}x",
+            sep.storage.total_bytes as f64 / uni.storage.total_bytes as f64,
+            med(&sep, "switch") / med(&uni, "switch")
+        );
 
         let qu = quality(&fp_dir, &q_dir, "htp-unified", &tasks);
         let qs = quality(&fp_dir, &q_dir, "htp-separate", &tasks);
         for t in &tasks {
-            eprintln!("{t}: shared profile PSNR {:.2} dB SSIM {:.4} | per-task profile PSNR {:.2} dB SSIM {:.4} | score {:.3e}{}", qu[t].0, qu[t].1, qs[t].0, qs[t].1, report.scores[t], if *t == anchor { " (anchor)" } else { "" });
-            assert!(qs[t].0 > 25.0 && qu[t].0 > 25.0, "W8A16 quality collapsed for {t}: shared {:?} per-task {:?}", qu[t], qs[t]);
+            eprintln!(
+                "{t}: shared profile PSNR {:.2} dB SSIM {:.4} | per-task profile PSNR {:.2} dB SSIM {:.4} | score {:.3e}{}",
+                qu[t].0,
+                qu[t].1,
+                qs[t].0,
+                qs[t].1,
+                report.scores[t],
+                if *t == anchor { " (anchor)" } else { "" }
+            );
+            assert!(
+                qs[t].0 > 25.0 && qu[t].0 > 25.0,
+                "W8A16 quality collapsed for {t}: shared {:?} per-task {:?}",
+                qu[t],
+                qs[t]
+            );
         }
     }
 }

@@ -14,9 +14,13 @@ fn checker_python() -> PathBuf {
     let ok = |p: &Path| Command::new(p).args(["-c", "import onnx"]).output().is_ok_and(|o| o.status.success());
     if !ok(&py) {
         let python = std::env::var("QUADBENCH_PYTHON").unwrap_or_else(|_| "python3".into());
-        let st = Command::new(&python).args(["-m", "venv"]).arg(&venv).status().expect("python3 (set QUADBENCH_PYTHON)");
+        let st =
+            Command::new(&python).args(["-m", "venv"]).arg(&venv).status().expect("python3 (set QUADBENCH_PYTHON)");
         assert!(st.success(), "cannot create a venv at {} with {python}", venv.display());
-        let st = Command::new(venv.join("bin/pip")).args(["install", "-q", "--disable-pip-version-check", &format!("onnx=={ONNX_VERSION}")]).status().unwrap();
+        let st = Command::new(venv.join("bin/pip"))
+            .args(["install", "-q", "--disable-pip-version-check", &format!("onnx=={ONNX_VERSION}")])
+            .status()
+            .unwrap();
         assert!(st.success(), "pip install onnx=={ONNX_VERSION} failed (network to PyPI needed once)");
     }
     assert!(ok(&py), "onnx not importable from {}", py.display());
@@ -26,12 +30,26 @@ fn checker_python() -> PathBuf {
 #[test]
 fn onnx_checker_accepts_every_reference_graph() {
     let d = tempfile::tempdir().unwrap();
-    let m = quadbench::package::reference::generate(d.path(), &quadbench::package::reference::ReferenceParams { tasks: 3, width: 64, resolution: 64, steps: 2, seed: 1 }).unwrap();
-    let graphs: Vec<String> = m.raw.files.iter().filter(|f| f.path.ends_with(".onnx")).map(|f| d.path().join(&f.path).display().to_string()).collect();
+    let m = quadbench::package::reference::generate(
+        d.path(),
+        &quadbench::package::reference::ReferenceParams { tasks: 3, width: 64, resolution: 64, steps: 2, seed: 1 },
+    )
+    .unwrap();
+    let graphs: Vec<String> = m
+        .raw
+        .files
+        .iter()
+        .filter(|f| f.path.ends_with(".onnx"))
+        .map(|f| d.path().join(&f.path).display().to_string())
+        .collect();
     assert_eq!(graphs.len(), 3 + 3);
     let script = "import sys, onnx\nfor p in sys.argv[1:]:\n    m = onnx.load(p)\n    onnx.checker.check_model(m, full_check=True)\n    print('ok', p, 'opset', m.opset_import[0].version)\n";
     let out = Command::new(checker_python()).arg("-c").arg(script).args(&graphs).output().unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "onnx.checker rejected a graph:\n{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
-    assert_eq!(stdout.lines().filter(|l| l.starts_with("ok ") && l.ends_with("opset 17")).count(), graphs.len(), "{stdout}");
+    assert_eq!(
+        stdout.lines().filter(|l| l.starts_with("ok ") && l.ends_with("opset 17")).count(),
+        graphs.len(),
+        "{stdout}"
+    );
 }

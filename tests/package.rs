@@ -21,7 +21,10 @@ fn round_trip_and_determinism() {
     assert_eq!(checked.pipeline, ma.pipeline);
     assert_eq!(checked.pipeline.tasks.len(), 3);
     assert_eq!(checked.pipeline.lora_slots.len(), 3);
-    assert_eq!(checked.pipeline.stages.iter().map(|s| s.name.as_str()).collect::<Vec<_>>(), ["encoder", "denoiser", "decoder"]);
+    assert_eq!(
+        checked.pipeline.stages.iter().map(|s| s.name.as_str()).collect::<Vec<_>>(),
+        ["encoder", "denoiser", "decoder"]
+    );
 }
 
 #[test]
@@ -82,8 +85,13 @@ fn adapter_with_wrong_shapes_is_rejected() {
     let m = small(d.path(), 1);
     let other = tempfile::tempdir().unwrap();
     // An adapter made for another package width has wrong deep-slot shapes.
-    let m2 = package::reference::generate(other.path(), &ReferenceParams { tasks: 3, width: 32, resolution: 64, steps: 2, seed: 1 }).unwrap();
-    std::fs::copy(other.path().join(&m2.pipeline.tasks[0].adapter), d.path().join(&m.pipeline.tasks[0].adapter)).unwrap();
+    let m2 = package::reference::generate(
+        other.path(),
+        &ReferenceParams { tasks: 3, width: 32, resolution: 64, steps: 2, seed: 1 },
+    )
+    .unwrap();
+    std::fs::copy(other.path().join(&m2.pipeline.tasks[0].adapter), d.path().join(&m.pipeline.tasks[0].adapter))
+        .unwrap();
     relist(d.path());
     let e = package::check(d.path()).unwrap_err().to_string();
     assert!(e.contains(&m.pipeline.tasks[0].adapter) && e.contains("lora_A.weight") && e.contains("PEFT"), "{e}");
@@ -104,7 +112,9 @@ fn unknown_manifest_key_names_line_and_suggests() {
 #[test]
 fn cli_check_exit_codes() {
     let d = tempfile::tempdir().unwrap();
-    let o = run(quadbench().args(["package", "reference", "--tasks", "2", "--width", "32", "--resolution", "64", "--steps", "1", "--out"]).arg(d.path()));
+    let o = run(quadbench()
+        .args(["package", "reference", "--tasks", "2", "--width", "32", "--resolution", "64", "--steps", "1", "--out"])
+        .arg(d.path()));
     assert!(o.status.success());
     assert!(run(quadbench().args(["package", "check"]).arg(d.path())).status.success());
     std::fs::write(d.path().join("decoder.onnx"), b"truncated").unwrap();
@@ -124,5 +134,9 @@ fn generator_output_is_pinned() {
     let m = small(d.path(), 1);
     let files: String = m.raw.files.iter().map(|f| format!("{} {}\n", f.sha256, f.path)).collect();
     let digest = quadbench::package::manifest::sha256_bytes(files.as_bytes());
-    assert_eq!((package::reference::GENERATOR_REVISION, digest.as_str()), (2, "95fb2612089a0f8da89d30b92e749534c0985dc26080f12a81705918d304b67d"), "files:\n{files}");
+    assert_eq!(
+        (package::reference::GENERATOR_REVISION, digest.as_str()),
+        (2, "95fb2612089a0f8da89d30b92e749534c0985dc26080f12a81705918d304b67d"),
+        "files:\n{files}"
+    );
 }

@@ -41,7 +41,14 @@ fn check(a: &Artefact, pngs: &mut Vec<String>, failures: &mut Vec<String>) {
         Ok(g) if g == a.bytes => {}
         Ok(g) => {
             let (gs, ns) = (String::from_utf8_lossy(&g), String::from_utf8_lossy(&a.bytes));
-            let line = gs.lines().zip(ns.lines()).position(|(x, y)| x != y).map_or("(length)".to_string(), |i| format!("line {}:\n  golden: {}\n  new:    {}", i + 1, gs.lines().nth(i).unwrap_or(""), ns.lines().nth(i).unwrap_or("")));
+            let line = gs.lines().zip(ns.lines()).position(|(x, y)| x != y).map_or("(length)".to_string(), |i| {
+                format!(
+                    "line {}:\n  golden: {}\n  new:    {}",
+                    i + 1,
+                    gs.lines().nth(i).unwrap_or(""),
+                    ns.lines().nth(i).unwrap_or("")
+                )
+            });
             failures.push(format!("{} differs from its golden file at {line}", a.path));
         }
         Err(_) => failures.push(format!("{}: no golden file {}", a.path, golden.display())),
@@ -78,13 +85,33 @@ fn every_exporter_matches_its_snapshot_byte_for_byte() {
     all_sorted.sort_by(|a, b| a.path.cmp(&b.path));
     assert!(again == all_sorted, "a second rendering differs");
     let paths: Vec<&str> = again.iter().map(|a| a.path.as_str()).collect();
-    for want in ["report.md", "report.html", "report.json", "junit.xml", "tables/kpis.tex", "tables/claims.tex", "tables/quality.tex", "tables/kpis.csv", "tables/claims.csv", "plots/latency.svg", "plots/latency.png", "plots/timeline.svg", "plots/storage.svg", "plots/memory.png", "plots/quality.svg"] {
+    for want in [
+        "report.md",
+        "report.html",
+        "report.json",
+        "junit.xml",
+        "tables/kpis.tex",
+        "tables/claims.tex",
+        "tables/quality.tex",
+        "tables/kpis.csv",
+        "tables/claims.csv",
+        "plots/latency.svg",
+        "plots/latency.png",
+        "plots/timeline.svg",
+        "plots/storage.svg",
+        "plots/memory.png",
+        "plots/quality.svg",
+    ] {
         assert!(paths.contains(&want), "missing {want} in {paths:?}");
     }
     // No absolute paths leak into artefacts.
     for a in &again {
         let t = String::from_utf8_lossy(&a.bytes);
-        assert!(!t.contains("/work/") && !t.contains("/tmp/") && !t.contains("/root/"), "{} contains an absolute path", a.path);
+        assert!(
+            !t.contains("/work/") && !t.contains("/tmp/") && !t.contains("/root/"),
+            "{} contains an absolute path",
+            a.path
+        );
     }
 }
 
@@ -93,7 +120,10 @@ fn claims_table_has_ratios_with_intervals_and_verdicts() {
     let rep = Report::load(&fixture()).unwrap();
     let md = String::from_utf8(report::render(&rep, &["md".into()]).unwrap()[0].bytes.clone()).unwrap();
     assert!(md.contains("| ratio baseline/candidate [95% CI] |"), "{md}");
-    let row = md.lines().find(|l| l.starts_with("| switch-latency-4x | latency_ms.switch | local | cpu |")).expect("switch claim row");
+    let row = md
+        .lines()
+        .find(|l| l.starts_with("| switch-latency-4x | latency_ms.switch | local | cpu |"))
+        .expect("switch claim row");
     assert!(row.contains("1.22 [1.13, 1.33]") && row.contains("| fail |"), "{row}");
     let storage = md.lines().find(|l| l.starts_with("| storage-6x | storage.total_bytes | local | cpu |")).unwrap();
     assert!(storage.contains("| 9.01 |") && storage.contains("| pass |") && storage.contains("exact"), "{storage}");
@@ -101,14 +131,21 @@ fn claims_table_has_ratios_with_intervals_and_verdicts() {
     assert!(md.contains("| storage-6x | storage.total_bytes | local | xnnpack | fp32 | separate-reload | unified | - | 6.0 | missing run |"), "{md}");
     let r = &rep.results;
     let c = r.claims.iter().find(|c| c.name == "switch-latency-4x" && c.backend == "cpu").unwrap();
-    assert_eq!((c.bootstrap_resamples, c.bootstrap_seed), (Some(quadbench::stats::RESAMPLES), Some(quadbench::stats::SEED)));
+    assert_eq!(
+        (c.bootstrap_resamples, c.bootstrap_seed),
+        (Some(quadbench::stats::RESAMPLES), Some(quadbench::stats::SEED))
+    );
 }
 
 #[test]
 fn junit_distinguishes_failures_errors_and_infrastructure() {
     let rep = Report::load(&fixture()).unwrap();
     let x = String::from_utf8(report::render(&rep, &["junit".into()]).unwrap()[0].bytes.clone()).unwrap();
-    assert!(x.contains("<testsuite name=\"claims\"") && x.contains("<testsuite name=\"quality\"") && x.contains("<testsuite name=\"runs\""));
+    assert!(
+        x.contains("<testsuite name=\"claims\"")
+            && x.contains("<testsuite name=\"quality\"")
+            && x.contains("<testsuite name=\"runs\"")
+    );
     assert!(x.contains("type=\"claim-failed\""));
     assert!(x.contains("type=\"infrastructure-error\""));
     assert!(x.contains("type=\"missing-run\""));
@@ -161,7 +198,12 @@ fn other_timings_give_the_same_report_with_numbers_redacted() {
         let b = report::render(&other, &[f.into()]).unwrap();
         assert_eq!(a.len(), b.len());
         for (x, y) in a.iter().zip(&b) {
-            assert_eq!(redact(&String::from_utf8_lossy(&x.bytes)), redact(&String::from_utf8_lossy(&y.bytes)), "{} differs beyond its numbers", x.path);
+            assert_eq!(
+                redact(&String::from_utf8_lossy(&x.bytes)),
+                redact(&String::from_utf8_lossy(&y.bytes)),
+                "{} differs beyond its numbers",
+                x.path
+            );
         }
     }
     let c = other.results.claims.iter().find(|c| c.name == "switch-latency-4x" && c.backend == "cpu").unwrap();

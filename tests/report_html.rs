@@ -19,18 +19,35 @@ fn chromium() -> PathBuf {
             }
         }
     }
-    panic!("headless Chromium not found: this test needs it.\n  fix: `apt-get install -y chromium` (Debian/Ubuntu), or set QUADBENCH_CHROMIUM to a Chrome/Chromium binary");
+    panic!(
+        "headless Chromium not found: this test needs it.\n  fix: `apt-get install -y chromium` (Debian/Ubuntu), or set QUADBENCH_CHROMIUM to a Chrome/Chromium binary"
+    );
 }
 
 fn run(chrome: &Path, profile: &Path, extra: &[String], url: &str) -> (String, String) {
     let out = Command::new(chrome)
-        .args(["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking", "--disable-component-update", "--disable-sync", "--disable-dev-shm-usage", "--hide-scrollbars", "--enable-logging=stderr", "--v=0", "--window-size=1280,2000"])
+        .args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-quic",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--disable-dev-shm-usage",
+            "--hide-scrollbars",
+            "--enable-logging=stderr",
+            "--v=0",
+            "--window-size=1280,2000",
+        ])
         .arg(format!("--user-data-dir={}", profile.display()))
         .args(extra)
         .arg(url)
         .output()
         .expect("start chromium");
-    let (so, se) = (String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned());
+    let (so, se) =
+        (String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned());
     assert!(out.status.success(), "chromium failed ({}):\n{se}", out.status);
     (so, se)
 }
@@ -48,7 +65,15 @@ fn report_html_renders_in_headless_chromium() {
 
     let profile = tempfile::tempdir().unwrap();
     let (dom, log) = run(&chrome, profile.path(), &["--dump-dom".into()], &url);
-    for (what, needle) in [("claims table", "id=\"table-claims\""), ("KPI table", "id=\"table-kpis\""), ("quality table", "id=\"table-quality\""), ("runs table", "id=\"table-runs\""), ("latency plot", "id=\"plot-latency\""), ("storage plot", "id=\"plot-storage\""), ("an interval", "<span class=\"ci\">[1.13, 1.33]</span>")] {
+    for (what, needle) in [
+        ("claims table", "id=\"table-claims\""),
+        ("KPI table", "id=\"table-kpis\""),
+        ("quality table", "id=\"table-quality\""),
+        ("runs table", "id=\"table-runs\""),
+        ("latency plot", "id=\"plot-latency\""),
+        ("storage plot", "id=\"plot-storage\""),
+        ("an interval", "<span class=\"ci\">[1.13, 1.33]</span>"),
+    ] {
         assert!(dom.contains(needle), "{what} missing from the rendered DOM");
     }
     assert!(dom.matches("<svg").count() >= 5, "expected the inline SVG plots");

@@ -6,7 +6,11 @@ use std::process::{Command, Output};
 
 /// Repository root (tests run with the package dir as cwd).
 pub fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).ancestors().find(|d| d.join("golden/inputs").is_dir()).expect("repository root").to_path_buf()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .ancestors()
+        .find(|d| d.join("golden/inputs").is_dir())
+        .expect("repository root")
+        .to_path_buf()
 }
 
 /// The quadbench binary under test.

@@ -9,9 +9,7 @@ fn main() {
     };
     let mut cfg = quadbench_loopback::LoopbackConfig::new(dir);
     cfg.bind = format!("127.0.0.1:{port}").parse().expect("port");
-    if let Err(e) =
-        quadbench_loopback::serve_forever_with_log(cfg, |ev| eprintln!("loopback: {ev}"))
-    {
+    if let Err(e) = quadbench_loopback::serve_forever_with_log(cfg, |ev| eprintln!("loopback: {ev}")) {
         eprintln!("loopback: {e}");
         std::process::exit(1);
     }

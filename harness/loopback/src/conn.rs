@@ -9,8 +9,8 @@
 
 use crate::faults::{Budget, Meter};
 use crate::message::{
-    self, A_AUTH, A_CLSE, A_CNXN, A_OKAY, A_OPEN, A_STLS, A_SYNC, A_VERSION, A_VERSION_MIN, A_WRTE,
-    MAX_PAYLOAD, MAX_PAYLOAD_V1, Message, MessageError,
+    self, A_AUTH, A_CLSE, A_CNXN, A_OKAY, A_OPEN, A_STLS, A_SYNC, A_VERSION, A_VERSION_MIN, A_WRTE, MAX_PAYLOAD,
+    MAX_PAYLOAD_V1, Message, MessageError,
 };
 use crate::shell::{self, ShellSpec};
 use crate::{Event, Shared, sync};
@@ -66,10 +66,7 @@ impl ConnIo {
 
     /// Closes the socket, remembering the first reason, and returns the error to report.
     fn close_for(&self, why: &'static str) -> io::Error {
-        self.reason
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .get_or_insert(why);
+        self.reason.lock().unwrap_or_else(|p| p.into_inner()).get_or_insert(why);
         self.close();
         aborted(why)
     }
@@ -78,14 +75,8 @@ impl ConnIo {
     fn peer_closed(&self) -> bool {
         let mut b = [0u8; 1];
         // SAFETY: valid fd owned by `raw`, valid 1-byte buffer.
-        let n = unsafe {
-            libc::recv(
-                self.raw.as_raw_fd(),
-                b.as_mut_ptr().cast(),
-                1,
-                libc::MSG_PEEK | libc::MSG_DONTWAIT,
-            )
-        };
+        let n =
+            unsafe { libc::recv(self.raw.as_raw_fd(), b.as_mut_ptr().cast(), 1, libc::MSG_PEEK | libc::MSG_DONTWAIT) };
         n == 0
     }
 
@@ -188,11 +179,7 @@ pub(crate) struct Credit {
 
 impl Credit {
     fn new(limit: usize) -> Credit {
-        Credit {
-            state: Mutex::new((0, false)),
-            cv: Condvar::new(),
-            limit,
-        }
+        Credit { state: Mutex::new((0, false)), cv: Condvar::new(), limit }
     }
 
     /// Waits until fewer than `limit` bytes are outstanding, then takes `n`. False once closed.
@@ -295,14 +282,12 @@ impl StreamCtx {
         }
         self.pending -= buf.len();
         self.in_flight = true;
-        self.writer
-            .send(&Message::new(A_WRTE, self.local, self.remote, buf))
+        self.writer.send(&Message::new(A_WRTE, self.local, self.remote, buf))
     }
 
     /// Acknowledges one host WRTE (lets the host send the next).
     pub fn ack(&self) -> io::Result<()> {
-        self.writer
-            .send(&Message::new(A_OKAY, self.local, self.remote, vec![]))
+        self.writer.send(&Message::new(A_OKAY, self.local, self.remote, vec![]))
     }
 
     /// Sends everything queued, then CLSE (unless the host closed first).
@@ -313,8 +298,7 @@ impl StreamCtx {
             }
         }
         if !self.host_closed {
-            self.writer
-                .send(&Message::new(A_CLSE, self.local, self.remote, vec![]))?;
+            self.writer.send(&Message::new(A_CLSE, self.local, self.remote, vec![]))?;
         }
         Ok(())
     }
@@ -350,8 +334,7 @@ pub(crate) fn serve(shared: Arc<Shared>, sock: TcpStream) -> Result<(), ConnErro
     let setup = |e| ConnError::Write(e);
     sock.set_nodelay(true).map_err(setup)?;
     // A host that stops reading must not pin our threads forever.
-    sock.set_write_timeout(Some(Duration::from_secs(60)))
-        .map_err(setup)?;
+    sock.set_write_timeout(Some(Duration::from_secs(60))).map_err(setup)?;
     let peer = sock.peer_addr().map_err(setup)?;
     let epoch = shared.faults.snapshot().1;
     let io = Arc::new(ConnIo {
@@ -361,17 +344,8 @@ pub(crate) fn serve(shared: Arc<Shared>, sock: TcpStream) -> Result<(), ConnErro
         closed: AtomicBool::new(false),
         reason: Mutex::new(None),
     });
-    let writer = Arc::new(Writer {
-        sock: Mutex::new(sock.try_clone().map_err(setup)?),
-        io: io.clone(),
-    });
-    let mut reader = BufReader::with_capacity(
-        64 * 1024,
-        MeteredReader {
-            sock,
-            io: io.clone(),
-        },
-    );
+    let writer = Arc::new(Writer { sock: Mutex::new(sock.try_clone().map_err(setup)?), io: io.clone() });
+    let mut reader = BufReader::with_capacity(64 * 1024, MeteredReader { sock, io: io.clone() });
     let streams: StreamTable = Arc::new(Mutex::new(HashMap::new()));
     let mut threads: Vec<JoinHandle<()>> = Vec::new();
     let mut result = message_loop(&shared, peer, &mut reader, &writer, &streams, &mut threads);
@@ -379,12 +353,8 @@ pub(crate) fn serve(shared: Arc<Shared>, sock: TcpStream) -> Result<(), ConnErro
         result = Err(ConnError::Fault(why.to_string()));
     }
     io.close();
-    let handles: Vec<StreamHandle> = streams
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .drain()
-        .map(|(_, h)| h)
-        .collect();
+    let handles: Vec<StreamHandle> =
+        streams.lock().unwrap_or_else(|p| p.into_inner()).drain().map(|(_, h)| h).collect();
     for h in handles {
         let _ = h.tx.send(StreamEvent::Close);
     }
@@ -413,30 +383,18 @@ fn message_loop(
         match m.command {
             A_CNXN => {
                 if m.arg0 < A_VERSION_MIN {
-                    return Err(ConnError::Protocol(format!(
-                        "host version {:#x} too old",
-                        m.arg0
-                    )));
+                    return Err(ConnError::Protocol(format!("host version {:#x} too old", m.arg0)));
                 }
-                let mp = if m.arg1 == 0 {
-                    MAX_PAYLOAD_V1
-                } else {
-                    m.arg1.min(MAX_PAYLOAD)
-                };
+                let mp = if m.arg1 == 0 { MAX_PAYLOAD_V1 } else { m.arg1.min(MAX_PAYLOAD) };
                 let reply = Message::new(A_CNXN, m.arg0.min(A_VERSION), mp, shared.banner.clone());
                 writer.send(&reply).map_err(ConnError::Write)?;
                 max_payload = Some(mp as usize);
             }
             A_STLS => {
-                return Err(ConnError::Protocol(
-                    "host asked for tls, which is not supported".into(),
-                ));
+                return Err(ConnError::Protocol("host asked for tls, which is not supported".into()));
             }
             cmd if max_payload.is_none() && cmd != A_AUTH && cmd != A_SYNC => {
-                return Err(ConnError::Protocol(format!(
-                    "expected CNXN first, got {}",
-                    message::command_name(cmd)
-                )));
+                return Err(ConnError::Protocol(format!("expected CNXN first, got {}", message::command_name(cmd))));
             }
             A_OPEN => {
                 let mp = max_payload.unwrap_or(MAX_PAYLOAD_V1 as usize);
@@ -449,28 +407,18 @@ fn message_loop(
                 let parsed = if full { None } else { parse_service(name) };
                 let Some(svc) = parsed else {
                     shared.log(Event::StreamRejected { peer, service });
-                    writer
-                        .send(&Message::new(A_CLSE, 0, m.arg0, vec![]))
-                        .map_err(ConnError::Write)?;
+                    writer.send(&Message::new(A_CLSE, 0, m.arg0, vec![])).map_err(ConnError::Write)?;
                     continue;
                 };
                 let local = next_id;
                 next_id = next_id.checked_add(1).unwrap_or(1);
                 let (tx, rx) = sync_channel(EVENT_QUEUE);
-                streams.lock().unwrap_or_else(|p| p.into_inner()).insert(
-                    local,
-                    StreamHandle {
-                        remote: m.arg0,
-                        tx: tx.clone(),
-                    },
-                );
-                writer
-                    .send(&Message::new(A_OKAY, local, m.arg0, vec![]))
-                    .map_err(ConnError::Write)?;
-                shared.log(Event::StreamOpened {
-                    peer,
-                    service: service.clone(),
-                });
+                streams
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .insert(local, StreamHandle { remote: m.arg0, tx: tx.clone() });
+                writer.send(&Message::new(A_OKAY, local, m.arg0, vec![])).map_err(ConnError::Write)?;
+                shared.log(Event::StreamOpened { peer, service: service.clone() });
                 let ctx = StreamCtx {
                     local,
                     remote: m.arg0,
@@ -495,22 +443,15 @@ fn message_loop(
                 match spawned {
                     Ok(t) => threads.push(t),
                     Err(_) => {
-                        streams
-                            .lock()
-                            .unwrap_or_else(|p| p.into_inner())
-                            .remove(&local);
-                        writer
-                            .send(&Message::new(A_CLSE, local, m.arg0, vec![]))
-                            .map_err(ConnError::Write)?;
+                        streams.lock().unwrap_or_else(|p| p.into_inner()).remove(&local);
+                        writer.send(&Message::new(A_CLSE, local, m.arg0, vec![])).map_err(ConnError::Write)?;
                     }
                 }
             }
             A_WRTE | A_OKAY | A_CLSE => {
                 let mut table = streams.lock().unwrap_or_else(|p| p.into_inner());
                 // Messages for unknown ids (late OKAYs, CLSE echoes) are ignored.
-                let matches = table
-                    .get(&m.arg1)
-                    .is_some_and(|h| h.remote == m.arg0 || m.arg0 == 0);
+                let matches = table.get(&m.arg1).is_some_and(|h| h.remote == m.arg0 || m.arg0 == 0);
                 if !matches {
                     continue;
                 }
@@ -549,16 +490,9 @@ fn run_stream(
         Service::Shell(spec) => shell::run(&mut ctx, spec),
     };
     let result = result.and_then(|()| ctx.finish().map_err(Into::into));
-    table
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .remove(&ctx.local);
+    table.lock().unwrap_or_else(|p| p.into_inner()).remove(&ctx.local);
     if let Err(e) = result {
-        shared.log(Event::StreamError {
-            peer,
-            service,
-            error: e.to_string(),
-        });
+        shared.log(Event::StreamError { peer, service, error: e.to_string() });
     }
 }
 

@@ -56,10 +56,7 @@ pub enum ControlFileError {
     #[error("reading fault control file {path}: {source}")]
     Read { path: PathBuf, source: io::Error },
     #[error("parsing fault control file {path}: {source}")]
-    Parse {
-        path: PathBuf,
-        source: serde_json::Error,
-    },
+    Parse { path: PathBuf, source: serde_json::Error },
 }
 
 /// Raw content of the control file, `None` when it does not exist.
@@ -67,19 +64,13 @@ pub fn read_control_bytes(path: &Path) -> Result<Option<Vec<u8>>, ControlFileErr
     match std::fs::read(path) {
         Ok(b) => Ok(Some(b)),
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
-        Err(source) => Err(ControlFileError::Read {
-            path: path.to_path_buf(),
-            source,
-        }),
+        Err(source) => Err(ControlFileError::Read { path: path.to_path_buf(), source }),
     }
 }
 
 /// Parses control file content.
 pub fn parse_control(path: &Path, bytes: &[u8]) -> Result<Faults, ControlFileError> {
-    serde_json::from_slice(bytes).map_err(|source| ControlFileError::Parse {
-        path: path.to_path_buf(),
-        source,
-    })
+    serde_json::from_slice(bytes).map_err(|source| ControlFileError::Parse { path: path.to_path_buf(), source })
 }
 
 /// The active faults plus a change counter (the epoch) that meters use to restart counting.
@@ -90,9 +81,7 @@ pub(crate) struct FaultCell {
 
 impl FaultCell {
     pub fn new(f: Faults) -> FaultCell {
-        FaultCell {
-            inner: Mutex::new((f, 0)),
-        }
+        FaultCell { inner: Mutex::new((f, 0)) }
     }
 
     /// Replaces the active faults and starts a new epoch.
@@ -139,13 +128,7 @@ pub(crate) struct Meter {
 
 impl Meter {
     pub fn new(epoch: u64) -> Meter {
-        Meter {
-            state: Mutex::new(MeterState {
-                bytes: 0,
-                epoch,
-                baseline: 0,
-            }),
-        }
+        Meter { state: Mutex::new(MeterState { bytes: 0, epoch, baseline: 0 }) }
     }
 
     pub fn add(&self, n: u64) {
@@ -183,10 +166,7 @@ impl Meter {
 /// Applies `corrupt_push` to a freshly written file.
 pub(crate) fn corrupt_file(path: &Path) -> io::Result<()> {
     use std::io::{Read, Seek, SeekFrom, Write};
-    let mut f = std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .open(path)?;
+    let mut f = std::fs::OpenOptions::new().read(true).write(true).open(path)?;
     let len = f.metadata()?.len();
     if len == 0 {
         return f.write_all(&[0xff]);
@@ -207,14 +187,7 @@ mod tests {
     fn control_file_parses_partial_and_rejects_unknown() {
         let p = Path::new("x.json");
         let f = parse_control(p, br#"{"drop_after_bytes": 10, "offline": true}"#).unwrap();
-        assert_eq!(
-            f,
-            Faults {
-                drop_after_bytes: Some(10),
-                offline: true,
-                ..Faults::default()
-            }
-        );
+        assert_eq!(f, Faults { drop_after_bytes: Some(10), offline: true, ..Faults::default() });
         assert_eq!(parse_control(p, b"{}").unwrap(), Faults::default());
         assert!(parse_control(p, br#"{"ofline": true}"#).is_err());
         assert!(parse_control(p, b"{").is_err());
@@ -226,28 +199,18 @@ mod tests {
         let m = Meter::new(0);
         assert_eq!(m.budget(&cell), Budget::Unlimited);
         m.add(100);
-        cell.set(Faults {
-            drop_after_bytes: Some(50),
-            ..Faults::default()
-        });
+        cell.set(Faults { drop_after_bytes: Some(50), ..Faults::default() });
         // Arming restarts the count: 100 bytes already passed do not count.
         assert_eq!(m.budget(&cell), Budget::Bytes(50));
         m.add(30);
         assert_eq!(m.budget(&cell), Budget::Bytes(20));
         m.add(20);
         assert_eq!(m.budget(&cell), Budget::Dropped);
-        cell.set(Faults {
-            drop_after_bytes: Some(50),
-            stall_after_bytes: Some(10),
-            ..Faults::default()
-        });
+        cell.set(Faults { drop_after_bytes: Some(50), stall_after_bytes: Some(10), ..Faults::default() });
         assert_eq!(m.budget(&cell), Budget::Bytes(10));
         m.add(10);
         assert_eq!(m.budget(&cell), Budget::Stalled);
-        cell.set(Faults {
-            offline: true,
-            ..Faults::default()
-        });
+        cell.set(Faults { offline: true, ..Faults::default() });
         assert_eq!(m.budget(&cell), Budget::Offline);
     }
 

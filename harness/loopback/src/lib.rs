@@ -112,15 +112,9 @@ pub enum LoopbackError {
     #[error("refusing port {0}: adb probes 5555-5585 for emulators")]
     EmulatorPort(u16),
     #[error("binding {addr}: {source}")]
-    Bind {
-        addr: SocketAddr,
-        source: std::io::Error,
-    },
+    Bind { addr: SocketAddr, source: std::io::Error },
     #[error("preparing device root {path}: {source}")]
-    Root {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    Root { path: PathBuf, source: std::io::Error },
     #[error("spawning the accept thread: {0}")]
     Thread(std::io::Error),
 }
@@ -183,11 +177,7 @@ impl fmt::Display for Event {
             Event::StreamRejected { peer, service } => {
                 write!(f, "{peer} asked for unknown service {service:?}")
             }
-            Event::StreamError {
-                peer,
-                service,
-                error,
-            } => {
+            Event::StreamError { peer, service, error } => {
                 write!(f, "{peer} stream {service:?} failed: {error}")
             }
             Event::FaultsChanged { faults, source } => {
@@ -239,40 +229,21 @@ impl Shared {
     }
 
     fn close_all(&self) {
-        for s in self
-            .conns
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .values()
-        {
+        for s in self.conns.lock().unwrap_or_else(|p| p.into_inner()).values() {
             let _ = s.shutdown(Shutdown::Both);
         }
     }
 }
 
 fn banner_value(s: &str) -> String {
-    s.chars()
-        .map(|c| {
-            if c.is_ascii_graphic() && !";:=,".contains(c) {
-                c
-            } else {
-                '_'
-            }
-        })
-        .collect()
+    s.chars().map(|c| if c.is_ascii_graphic() && !";:=,".contains(c) { c } else { '_' }).collect()
 }
 
 fn banner(cfg: &LoopbackConfig) -> Vec<u8> {
     let name = banner_value(&cfg.serial_model);
-    let model = banner_value(
-        cfg.props
-            .get("ro.product.model")
-            .unwrap_or(&cfg.serial_model),
-    );
-    format!(
-        "device::ro.product.name={name};ro.product.model={model};ro.product.device={name};features={FEATURES}"
-    )
-    .into_bytes()
+    let model = banner_value(cfg.props.get("ro.product.model").unwrap_or(&cfg.serial_model));
+    format!("device::ro.product.name={name};ro.product.model={model};ro.product.device={name};features={FEATURES}")
+        .into_bytes()
 }
 
 /// A running loopback device; stopped by [`LoopbackDevice::stop`] or on drop.
@@ -297,34 +268,20 @@ impl LoopbackDevice {
         LoopbackDevice::start_inner(cfg, Some(Arc::new(log)))
     }
 
-    fn start_inner(
-        cfg: LoopbackConfig,
-        log: Option<LogFn>,
-    ) -> Result<LoopbackDevice, LoopbackError> {
+    fn start_inner(cfg: LoopbackConfig, log: Option<LogFn>) -> Result<LoopbackDevice, LoopbackError> {
         if !cfg.bind.ip().is_loopback() {
             return Err(LoopbackError::NotLoopback(cfg.bind));
         }
         if EMULATOR_PORTS.contains(&cfg.bind.port()) {
             return Err(LoopbackError::EmulatorPort(cfg.bind.port()));
         }
-        let root_err = |source| LoopbackError::Root {
-            path: cfg.root.clone(),
-            source,
-        };
+        let root_err = |source| LoopbackError::Root { path: cfg.root.clone(), source };
         std::fs::create_dir_all(&cfg.root).map_err(root_err)?;
         let root = cfg.root.canonicalize().map_err(root_err)?;
         let absolute = std::path::absolute(&cfg.root).map_err(root_err)?;
         let root_alias = (absolute != root).then_some(absolute);
-        let listener = TcpListener::bind(cfg.bind).map_err(|source| LoopbackError::Bind {
-            addr: cfg.bind,
-            source,
-        })?;
-        let addr = listener
-            .local_addr()
-            .map_err(|source| LoopbackError::Bind {
-                addr: cfg.bind,
-                source,
-            })?;
+        let listener = TcpListener::bind(cfg.bind).map_err(|source| LoopbackError::Bind { addr: cfg.bind, source })?;
+        let addr = listener.local_addr().map_err(|source| LoopbackError::Bind { addr: cfg.bind, source })?;
         let shared = Arc::new(Shared {
             banner: banner(&cfg),
             props: cfg.props.clone(),
@@ -337,19 +294,14 @@ impl LoopbackDevice {
             root,
             root_alias,
         });
-        shared.log(Event::FaultsChanged {
-            faults: cfg.faults,
-            source: FaultSource::Config,
-        });
+        shared.log(Event::FaultsChanged { faults: cfg.faults, source: FaultSource::Config });
         // A control file present at start wins over the configured faults (it is the newer word).
         let control = faults::control_file(&shared.root);
         let mut last = faults::read_control_bytes(&control).unwrap_or(None);
         if let Some(bytes) = &last {
             match faults::parse_control(&control, bytes) {
                 Ok(f) => shared.apply_faults(f, FaultSource::ControlFile),
-                Err(e) => shared.log(Event::ControlFileError {
-                    error: e.to_string(),
-                }),
+                Err(e) => shared.log(Event::ControlFileError { error: e.to_string() }),
             }
         }
         let sh = shared.clone();
@@ -358,34 +310,22 @@ impl LoopbackDevice {
             .spawn(move || accept_loop(sh, listener))
             .map_err(LoopbackError::Thread)?;
         let sh = shared.clone();
-        let watcher = std::thread::Builder::new()
-            .name("qb-loopback-faults".into())
-            .spawn(move || {
-                while !sh.stopping.load(Ordering::SeqCst) {
-                    std::thread::sleep(Duration::from_millis(100));
-                    watch_control_file(&sh, &control, &mut last);
-                }
-            });
+        let watcher = std::thread::Builder::new().name("qb-loopback-faults".into()).spawn(move || {
+            while !sh.stopping.load(Ordering::SeqCst) {
+                std::thread::sleep(Duration::from_millis(100));
+                watch_control_file(&sh, &control, &mut last);
+            }
+        });
         let watcher = match watcher {
             Ok(w) => w,
             Err(e) => {
-                let dev = LoopbackDevice {
-                    shared,
-                    addr,
-                    accept: Some(accept),
-                    watcher: None,
-                };
+                let dev = LoopbackDevice { shared, addr, accept: Some(accept), watcher: None };
                 dev.stop();
                 return Err(LoopbackError::Thread(e));
             }
         };
         shared.log(Event::Listening { addr });
-        Ok(LoopbackDevice {
-            shared,
-            addr,
-            accept: Some(accept),
-            watcher: Some(watcher),
-        })
+        Ok(LoopbackDevice { shared, addr, accept: Some(accept), watcher: Some(watcher) })
     }
 
     /// The address actually bound (useful with port 0).
@@ -430,13 +370,7 @@ impl LoopbackDevice {
         if let Some(h) = self.watcher.take() {
             let _ = h.join();
         }
-        let threads = std::mem::take(
-            &mut *self
-                .shared
-                .threads
-                .lock()
-                .unwrap_or_else(|p| p.into_inner()),
-        );
+        let threads = std::mem::take(&mut *self.shared.threads.lock().unwrap_or_else(|p| p.into_inner()));
         for h in threads {
             let _ = h.join();
         }
@@ -476,9 +410,7 @@ fn watch_control_file(sh: &Shared, path: &std::path::Path, last: &mut Option<Vec
     let now = match faults::read_control_bytes(path) {
         Ok(b) => b,
         Err(e) => {
-            sh.log(Event::ControlFileError {
-                error: e.to_string(),
-            });
+            sh.log(Event::ControlFileError { error: e.to_string() });
             return;
         }
     };
@@ -489,9 +421,7 @@ fn watch_control_file(sh: &Shared, path: &std::path::Path, last: &mut Option<Vec
         None => sh.apply_faults(Faults::default(), FaultSource::ControlFile),
         Some(bytes) => match faults::parse_control(path, bytes) {
             Ok(f) => sh.apply_faults(f, FaultSource::ControlFile),
-            Err(e) => sh.log(Event::ControlFileError {
-                error: e.to_string(),
-            }),
+            Err(e) => sh.log(Event::ControlFileError { error: e.to_string() }),
         },
     }
     *last = now;
@@ -521,37 +451,24 @@ fn accept_loop(sh: Arc<Shared>, listener: TcpListener) {
         }
         let id = sh.next_conn.fetch_add(1, Ordering::SeqCst);
         if let Ok(clone) = sock.try_clone() {
-            sh.conns
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .insert(id, clone);
+            sh.conns.lock().unwrap_or_else(|p| p.into_inner()).insert(id, clone);
         }
         sh.log(Event::Connected { peer });
         let sh2 = sh.clone();
-        let spawned = std::thread::Builder::new()
-            .name(format!("qb-loopback-conn-{id}"))
-            .spawn(move || {
-                let reason = match conn::serve(sh2.clone(), sock) {
-                    Ok(()) => "closed".to_string(),
-                    Err(e) => e.to_string(),
-                };
-                sh2.conns
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .remove(&id);
-                sh2.log(Event::Disconnected { peer, reason });
-            });
+        let spawned = std::thread::Builder::new().name(format!("qb-loopback-conn-{id}")).spawn(move || {
+            let reason = match conn::serve(sh2.clone(), sock) {
+                Ok(()) => "closed".to_string(),
+                Err(e) => e.to_string(),
+            };
+            sh2.conns.lock().unwrap_or_else(|p| p.into_inner()).remove(&id);
+            sh2.log(Event::Disconnected { peer, reason });
+        });
         let mut threads = sh.threads.lock().unwrap_or_else(|p| p.into_inner());
         threads.retain(|h| !h.is_finished());
         match spawned {
             Ok(h) => threads.push(h),
             Err(_) => {
-                if let Some(s) = sh
-                    .conns
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .remove(&id)
-                {
+                if let Some(s) = sh.conns.lock().unwrap_or_else(|p| p.into_inner()).remove(&id) {
                     let _ = s.shutdown(Shutdown::Both);
                 }
             }

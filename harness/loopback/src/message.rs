@@ -58,41 +58,24 @@ pub enum MessageError {
 
 /// Wrapping byte sum of `data`: the value of the header's `data_check` field.
 pub fn checksum(data: &[u8]) -> u32 {
-    data.iter()
-        .fold(0u32, |acc, &b| acc.wrapping_add(u32::from(b)))
+    data.iter().fold(0u32, |acc, &b| acc.wrapping_add(u32::from(b)))
 }
 
 /// Renders a command as its 4 ASCII letters, for error messages.
 pub fn command_name(command: u32) -> String {
-    command
-        .to_le_bytes()
-        .iter()
-        .map(|&b| if b.is_ascii_graphic() { b as char } else { '?' })
-        .collect()
+    command.to_le_bytes().iter().map(|&b| if b.is_ascii_graphic() { b as char } else { '?' }).collect()
 }
 
 impl Message {
     pub fn new(command: u32, arg0: u32, arg1: u32, payload: Vec<u8>) -> Message {
-        Message {
-            command,
-            arg0,
-            arg1,
-            payload,
-        }
+        Message { command, arg0, arg1, payload }
     }
 
     /// The 24-byte header of this message, with checksum and magic filled in.
     pub fn header(&self) -> [u8; HEADER_LEN] {
         let mut h = [0u8; HEADER_LEN];
         let len = u32::try_from(self.payload.len()).expect("payload length fits u32");
-        let fields = [
-            self.command,
-            self.arg0,
-            self.arg1,
-            len,
-            checksum(&self.payload),
-            self.command ^ 0xffff_ffff,
-        ];
+        let fields = [self.command, self.arg0, self.arg1, len, checksum(&self.payload), self.command ^ 0xffff_ffff];
         for (i, f) in fields.iter().enumerate() {
             h[i * 4..i * 4 + 4].copy_from_slice(&f.to_le_bytes());
         }
@@ -124,19 +107,11 @@ impl Message {
         r.read_exact(&mut h)?;
         let (command, arg0, arg1, len) = Message::parse_header(&h)?;
         if len > max_payload {
-            return Err(MessageError::TooLarge {
-                len,
-                max: max_payload,
-            });
+            return Err(MessageError::TooLarge { len, max: max_payload });
         }
         let mut payload = vec![0u8; len as usize];
         r.read_exact(&mut payload)?;
-        Ok(Message {
-            command,
-            arg0,
-            arg1,
-            payload,
-        })
+        Ok(Message { command, arg0, arg1, payload })
     }
 
     /// Writes header and payload.
@@ -191,14 +166,8 @@ mod tests {
         assert_eq!(u32::from_le_bytes(bytes[4..8].try_into().unwrap()), 7);
         assert_eq!(u32::from_le_bytes(bytes[8..12].try_into().unwrap()), 9);
         assert_eq!(u32::from_le_bytes(bytes[12..16].try_into().unwrap()), 5);
-        assert_eq!(
-            u32::from_le_bytes(bytes[16..20].try_into().unwrap()),
-            checksum(b"hello")
-        );
-        assert_eq!(
-            u32::from_le_bytes(bytes[20..24].try_into().unwrap()),
-            A_WRTE ^ 0xffff_ffff
-        );
+        assert_eq!(u32::from_le_bytes(bytes[16..20].try_into().unwrap()), checksum(b"hello"));
+        assert_eq!(u32::from_le_bytes(bytes[20..24].try_into().unwrap()), A_WRTE ^ 0xffff_ffff);
         let back = Message::read_from(&mut &bytes[..], MAX_PAYLOAD).unwrap();
         assert_eq!(back, m);
     }
@@ -207,20 +176,11 @@ mod tests {
     fn decode_rejects_bad_magic_and_oversize() {
         let mut bytes = Message::new(A_OKAY, 1, 2, vec![]).encode();
         bytes[20] ^= 1;
-        assert!(matches!(
-            Message::read_from(&mut &bytes[..], MAX_PAYLOAD),
-            Err(MessageError::BadMagic { .. })
-        ));
+        assert!(matches!(Message::read_from(&mut &bytes[..], MAX_PAYLOAD), Err(MessageError::BadMagic { .. })));
         let bytes = Message::new(A_WRTE, 1, 2, vec![0; 100]).encode();
-        assert!(matches!(
-            Message::read_from(&mut &bytes[..], 99),
-            Err(MessageError::TooLarge { len: 100, max: 99 })
-        ));
+        assert!(matches!(Message::read_from(&mut &bytes[..], 99), Err(MessageError::TooLarge { len: 100, max: 99 })));
         // Truncated payload is an i/o error, not a panic.
-        assert!(matches!(
-            Message::read_from(&mut &bytes[..50], MAX_PAYLOAD),
-            Err(MessageError::Io(_))
-        ));
+        assert!(matches!(Message::read_from(&mut &bytes[..50], MAX_PAYLOAD), Err(MessageError::Io(_))));
     }
 
     #[test]

@@ -46,11 +46,7 @@ pub fn resolve(root: &Path, device_path: &[u8]) -> Result<PathBuf, PathError> {
 
 /// Like [`resolve`]; `alias` is another absolute spelling of the root (the configured path when
 /// it differs from the canonical one, e.g. through a symlinked /tmp) that rule 1 also accepts.
-pub fn resolve_with_alias(
-    root: &Path,
-    alias: Option<&Path>,
-    device_path: &[u8],
-) -> Result<PathBuf, PathError> {
+pub fn resolve_with_alias(root: &Path, alias: Option<&Path>, device_path: &[u8]) -> Result<PathBuf, PathError> {
     if device_path.is_empty() {
         return Err(PathError::Empty);
     }
@@ -58,10 +54,7 @@ pub fn resolve_with_alias(
         return Err(PathError::Nul);
     }
     let shown = || String::from_utf8_lossy(device_path).into_owned();
-    let comps: Vec<&[u8]> = device_path
-        .split(|&b| b == b'/')
-        .filter(|c| !c.is_empty() && *c != b".")
-        .collect();
+    let comps: Vec<&[u8]> = device_path.split(|&b| b == b'/').filter(|c| !c.is_empty() && *c != b".").collect();
     let absolute = device_path[0] == b'/';
     let root_comps = host_components(root);
     let alias_comps = alias.map(host_components).unwrap_or_default();
@@ -90,11 +83,7 @@ pub fn resolve_with_alias(
     }
     // Symlink check: the entry itself may be a symlink (lstat-style requests look at it, SEND
     // replaces it), but every directory on the way must stay inside the root.
-    let mut probe = out
-        .parent()
-        .filter(|_| !stack.is_empty())
-        .unwrap_or(root)
-        .to_path_buf();
+    let mut probe = out.parent().filter(|_| !stack.is_empty()).unwrap_or(root).to_path_buf();
     loop {
         match probe.canonicalize() {
             Ok(real) => {
@@ -130,10 +119,7 @@ mod tests {
         assert_eq!(resolve(&r, b"/data/local/tmp").unwrap(), r);
         assert_eq!(resolve(&r, b"/sdcard/x").unwrap(), r.join("sdcard/x"));
         let host = format!("{}/run/1/plan.json", r.display());
-        assert_eq!(
-            resolve(&r, host.as_bytes()).unwrap(),
-            r.join("run/1/plan.json")
-        );
+        assert_eq!(resolve(&r, host.as_bytes()).unwrap(), r.join("run/1/plan.json"));
         assert_eq!(resolve(&r, b"rel/./f").unwrap(), r.join("rel/f"));
         assert_eq!(resolve(&r, b"//data//local/tmp/./x/").unwrap(), r.join("x"));
     }
@@ -141,20 +127,11 @@ mod tests {
     #[test]
     fn rejects_dotdot_escapes_but_allows_inner_dotdot() {
         let (_d, r) = root();
-        assert!(matches!(
-            resolve(&r, b"/data/local/tmp/../x"),
-            Err(PathError::Escape(_))
-        ));
+        assert!(matches!(resolve(&r, b"/data/local/tmp/../x"), Err(PathError::Escape(_))));
         assert!(matches!(resolve(&r, b"/.."), Err(PathError::Escape(_))));
-        assert!(matches!(
-            resolve(&r, b"a/../../etc/passwd"),
-            Err(PathError::Escape(_))
-        ));
+        assert!(matches!(resolve(&r, b"a/../../etc/passwd"), Err(PathError::Escape(_))));
         let host = format!("{}/../etc", r.display());
-        assert!(matches!(
-            resolve(&r, host.as_bytes()),
-            Err(PathError::Escape(_))
-        ));
+        assert!(matches!(resolve(&r, host.as_bytes()), Err(PathError::Escape(_))));
         assert_eq!(resolve(&r, b"/data/local/tmp/a/../b").unwrap(), r.join("b"));
         assert_eq!(resolve(&r, b""), Err(PathError::Empty));
         assert_eq!(resolve(&r, b"/a\0b"), Err(PathError::Nul));
@@ -167,15 +144,9 @@ mod tests {
         let alias = other.join("alias");
         std::os::unix::fs::symlink(&r, &alias).unwrap();
         let p = format!("{}/x/y", alias.display());
-        assert_eq!(
-            resolve_with_alias(&r, Some(&alias), p.as_bytes()).unwrap(),
-            r.join("x/y")
-        );
+        assert_eq!(resolve_with_alias(&r, Some(&alias), p.as_bytes()).unwrap(), r.join("x/y"));
         // Without the alias the same path is just "some other absolute path".
-        assert_eq!(
-            resolve(&r, p.as_bytes()).unwrap(),
-            r.join(p.trim_start_matches('/'))
-        );
+        assert_eq!(resolve(&r, p.as_bytes()).unwrap(), r.join(p.trim_start_matches('/')));
     }
 
     #[test]
@@ -183,14 +154,8 @@ mod tests {
         let (_d, r) = root();
         let (_o, outside) = root();
         std::os::unix::fs::symlink(&outside, r.join("link")).unwrap();
-        assert!(matches!(
-            resolve(&r, b"/data/local/tmp/link/f"),
-            Err(PathError::Escape(_))
-        ));
-        assert!(matches!(
-            resolve(&r, b"/link/new/deeper/f"),
-            Err(PathError::Escape(_))
-        ));
+        assert!(matches!(resolve(&r, b"/data/local/tmp/link/f"), Err(PathError::Escape(_))));
+        assert!(matches!(resolve(&r, b"/link/new/deeper/f"), Err(PathError::Escape(_))));
         // The link itself (lstat, replace) is inside the root.
         assert_eq!(resolve(&r, b"/link").unwrap(), r.join("link"));
     }

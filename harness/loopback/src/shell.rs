@@ -42,10 +42,7 @@ impl ShellSpec {
     /// `shell[,arg...]:CMD` (args end at the first `:`) or `exec:CMD`.
     pub fn parse(s: &[u8]) -> Option<ShellSpec> {
         if let Some(cmd) = s.strip_prefix(b"exec:") {
-            return Some(ShellSpec {
-                v2: false,
-                command: cmd.to_vec(),
-            });
+            return Some(ShellSpec { v2: false, command: cmd.to_vec() });
         }
         let rest = s.strip_prefix(b"shell")?;
         let colon = rest.iter().position(|&b| b == b':')?;
@@ -54,10 +51,7 @@ impl ShellSpec {
             return None;
         }
         let v2 = args.split(|&b| b == b',').any(|a| a == b"v2");
-        Some(ShellSpec {
-            v2,
-            command: cmd.to_vec(),
-        })
+        Some(ShellSpec { v2, command: cmd.to_vec() })
     }
 }
 
@@ -72,18 +66,11 @@ pub fn packet(id: u8, data: &[u8]) -> Vec<u8> {
 
 /// The answer to `getprop` / `getprop NAME`, or None when the command is something else.
 pub fn getprop_answer(cmd: &[u8], props: &BTreeMap<String, String>) -> Option<Vec<u8>> {
-    let words: Vec<&[u8]> = cmd
-        .split(|b| b.is_ascii_whitespace())
-        .filter(|w| !w.is_empty())
-        .collect();
+    let words: Vec<&[u8]> = cmd.split(|b| b.is_ascii_whitespace()).filter(|w| !w.is_empty()).collect();
     match words.as_slice() {
-        [w] if *w == b"getprop" => Some(
-            props
-                .iter()
-                .map(|(k, v)| format!("[{k}]: [{v}]\n"))
-                .collect::<String>()
-                .into_bytes(),
-        ),
+        [w] if *w == b"getprop" => {
+            Some(props.iter().map(|(k, v)| format!("[{k}]: [{v}]\n")).collect::<String>().into_bytes())
+        }
         [w, name] if *w == b"getprop" => {
             let name = std::str::from_utf8(name).ok()?;
             Some(format!("{}\n", props.get(name).map(String::as_str).unwrap_or("")).into_bytes())
@@ -100,18 +87,8 @@ fn kill_group(pid: u32) {
 }
 
 /// Output sink honouring the protocol: v2 packets or raw bytes.
-fn emit(
-    ctx: &mut StreamCtx,
-    v2: bool,
-    fd: u8,
-    data: Vec<u8>,
-    credit: usize,
-) -> std::io::Result<()> {
-    if v2 {
-        ctx.queue(packet(fd, &data), credit)
-    } else {
-        ctx.queue(data, credit)
-    }
+fn emit(ctx: &mut StreamCtx, v2: bool, fd: u8, data: Vec<u8>, credit: usize) -> std::io::Result<()> {
+    if v2 { ctx.queue(packet(fd, &data), credit) } else { ctx.queue(data, credit) }
 }
 
 /// Runs the shell service until the command finished and its output is queued, or the host
@@ -128,10 +105,7 @@ pub(crate) fn run(ctx: &mut StreamCtx, spec: ShellSpec) -> Result<(), StreamErro
     if !spec.command.is_empty() {
         cmd.arg("-c").arg(OsStr::from_bytes(&spec.command));
     }
-    cmd.current_dir(&ctx.shared.root)
-        .env("QB_LOOPBACK_ROOT", &ctx.shared.root)
-        .stdin(Stdio::piped())
-        .process_group(0);
+    cmd.current_dir(&ctx.shared.root).env("QB_LOOPBACK_ROOT", &ctx.shared.root).stdin(Stdio::piped()).process_group(0);
     let mut merged_reader = None;
     if spec.v2 {
         cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
@@ -177,14 +151,7 @@ pub(crate) fn run(ctx: &mut StreamCtx, spec: ShellSpec) -> Result<(), StreamErro
                     Ok(0) | Err(_) => break,
                     Ok(n) => n,
                 };
-                if !credit.acquire(n)
-                    || tx
-                        .send(StreamEvent::Output {
-                            fd,
-                            data: buf[..n].to_vec(),
-                        })
-                        .is_err()
-                {
+                if !credit.acquire(n) || tx.send(StreamEvent::Output { fd, data: buf[..n].to_vec() }).is_err() {
                     return;
                 }
             }
@@ -315,9 +282,7 @@ fn parse_stdin_packets(
         let id = inbuf[pos];
         let len = u32::from_le_bytes(inbuf[pos + 1..pos + 5].try_into().unwrap()) as usize;
         if len > MAX_PACKET {
-            return Err(StreamError::Protocol(format!(
-                "shell packet of {len} bytes is too large"
-            )));
+            return Err(StreamError::Protocol(format!("shell packet of {len} bytes is too large")));
         }
         if inbuf.len() - pos < 5 + len {
             break;
@@ -338,9 +303,7 @@ fn parse_stdin_packets(
 fn spawn_helper(what: &str, f: impl FnOnce() + Send + 'static) {
     // If the thread cannot be spawned the stream will wait for an event that never comes; the
     // host's CLSE still ends it (and kills the child).
-    let _ = std::thread::Builder::new()
-        .name(format!("qb-loopback-{what}"))
-        .spawn(f);
+    let _ = std::thread::Builder::new().name(format!("qb-loopback-{what}")).spawn(f);
 }
 
 #[cfg(test)]
@@ -349,34 +312,13 @@ mod tests {
 
     #[test]
     fn parses_service_strings() {
-        assert_eq!(
-            ShellSpec::parse(b"shell:ls -l"),
-            Some(ShellSpec {
-                v2: false,
-                command: b"ls -l".to_vec()
-            })
-        );
+        assert_eq!(ShellSpec::parse(b"shell:ls -l"), Some(ShellSpec { v2: false, command: b"ls -l".to_vec() }));
         assert_eq!(
             ShellSpec::parse(b"shell,v2,TERM=xterm,raw:echo a:b"),
-            Some(ShellSpec {
-                v2: true,
-                command: b"echo a:b".to_vec()
-            })
+            Some(ShellSpec { v2: true, command: b"echo a:b".to_vec() })
         );
-        assert_eq!(
-            ShellSpec::parse(b"shell,v2,pty:"),
-            Some(ShellSpec {
-                v2: true,
-                command: vec![]
-            })
-        );
-        assert_eq!(
-            ShellSpec::parse(b"exec:cat x"),
-            Some(ShellSpec {
-                v2: false,
-                command: b"cat x".to_vec()
-            })
-        );
+        assert_eq!(ShellSpec::parse(b"shell,v2,pty:"), Some(ShellSpec { v2: true, command: vec![] }));
+        assert_eq!(ShellSpec::parse(b"exec:cat x"), Some(ShellSpec { v2: false, command: b"cat x".to_vec() }));
         assert_eq!(ShellSpec::parse(b"shellx:ls"), None);
         assert_eq!(ShellSpec::parse(b"shell"), None);
         assert_eq!(ShellSpec::parse(b"reboot:"), None);
@@ -385,18 +327,9 @@ mod tests {
     #[test]
     fn getprop_is_intercepted_only_when_exact() {
         let props: BTreeMap<String, String> = [("ro.a".to_string(), "x".to_string())].into();
-        assert_eq!(
-            getprop_answer(b" getprop ro.a ", &props),
-            Some(b"x\n".to_vec())
-        );
-        assert_eq!(
-            getprop_answer(b"getprop ro.missing", &props),
-            Some(b"\n".to_vec())
-        );
-        assert_eq!(
-            getprop_answer(b"getprop", &props),
-            Some(b"[ro.a]: [x]\n".to_vec())
-        );
+        assert_eq!(getprop_answer(b" getprop ro.a ", &props), Some(b"x\n".to_vec()));
+        assert_eq!(getprop_answer(b"getprop ro.missing", &props), Some(b"\n".to_vec()));
+        assert_eq!(getprop_answer(b"getprop", &props), Some(b"[ro.a]: [x]\n".to_vec()));
         assert_eq!(getprop_answer(b"getprop ro.a; id", &props), None);
         assert_eq!(getprop_answer(b"getprop a b", &props), None);
     }

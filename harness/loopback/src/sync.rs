@@ -159,12 +159,7 @@ enum Flow {
 
 /// Runs the sync service until QUIT, a fatal error or the host closing the stream.
 pub(crate) fn run(ctx: &mut StreamCtx) -> Result<(), StreamError> {
-    let mut s = Session {
-        inbuf: Vec::new(),
-        pos: 0,
-        state: State::Idle,
-        ack_pending: false,
-    };
+    let mut s = Session { inbuf: Vec::new(), pos: 0, state: State::Idle, ack_pending: false };
     loop {
         match ctx.next_event()? {
             StreamEvent::Data(d) => {
@@ -202,12 +197,8 @@ impl Session {
 
     fn header(&self) -> Option<(u32, u32)> {
         let a = self.avail();
-        (a.len() >= 8).then(|| {
-            (
-                u32::from_le_bytes(a[0..4].try_into().unwrap()),
-                u32::from_le_bytes(a[4..8].try_into().unwrap()),
-            )
-        })
+        (a.len() >= 8)
+            .then(|| (u32::from_le_bytes(a[0..4].try_into().unwrap()), u32::from_le_bytes(a[4..8].try_into().unwrap())))
     }
 
     /// A SEND that never saw DONE leaves no partial file behind.
@@ -236,9 +227,7 @@ impl Session {
             return Ok(Flow::Wait);
         };
         let len = len as usize;
-        let known = [
-            ID_STAT, ID_STA2, ID_LST2, ID_LIST, ID_LIS2, ID_SEND, ID_RECV,
-        ];
+        let known = [ID_STAT, ID_STA2, ID_LST2, ID_LIST, ID_LIS2, ID_SEND, ID_RECV];
         if rid == ID_QUIT {
             self.pos += 8;
             return Ok(Flow::End);
@@ -260,11 +249,7 @@ impl Session {
         let root = ctx.shared.root.clone();
         match rid {
             ID_STAT => {
-                let md = ctx
-                    .shared
-                    .resolve(&arg)
-                    .ok()
-                    .and_then(|p| p.symlink_metadata().ok());
+                let md = ctx.shared.resolve(&arg).ok().and_then(|p| p.symlink_metadata().ok());
                 let mut v = ID_STAT.to_le_bytes().to_vec();
                 v.extend_from_slice(&stat_v1(md.as_ref()));
                 ctx.queue(v, 0)?;
@@ -283,12 +268,7 @@ impl Session {
                 Err(e) => Self::fail(ctx, &e.to_string())?,
                 Ok(p) => ctx.queue(list(&root, &p, rid == ID_LIS2), 0)?,
             },
-            ID_RECV => match ctx
-                .shared
-                .resolve(&arg)
-                .map_err(|e| e.to_string())
-                .and_then(|p| open_recv(&p))
-            {
+            ID_RECV => match ctx.shared.resolve(&arg).map_err(|e| e.to_string()).and_then(|p| open_recv(&p)) {
                 Err(msg) => Self::fail(ctx, &msg)?,
                 Ok(f) => self.state = State::Recv(f),
             },
@@ -356,10 +336,7 @@ impl Session {
                 return Ok(Flow::Wait);
             };
             if arg as usize > MAX_DATA {
-                Self::fail(
-                    ctx,
-                    &format!("data chunk of {arg} bytes exceeds {MAX_DATA}"),
-                )?;
+                Self::fail(ctx, &format!("data chunk of {arg} bytes exceeds {MAX_DATA}"))?;
                 return Ok(Flow::End);
             }
             st.remaining = arg as usize;
@@ -370,9 +347,7 @@ impl Session {
             Self::fail(ctx, &format!("unexpected {name:?} during SEND"))?;
             return Ok(Flow::End);
         }
-        let State::Send(st) = std::mem::replace(&mut self.state, State::Idle) else {
-            unreachable!()
-        };
+        let State::Send(st) = std::mem::replace(&mut self.state, State::Idle) else { unreachable!() };
         match finish_send(ctx, st, arg) {
             Ok(()) => ctx.queue(frame(ID_OKAY, &[]), 0)?,
             Err(msg) => Self::fail(ctx, &msg)?,
@@ -407,11 +382,7 @@ fn list(root: &Path, dir: &Path, v2: bool) -> Vec<u8> {
     };
     if let Ok(rd) = std::fs::read_dir(dir) {
         entry(b".", dir.symlink_metadata());
-        let parent = if dir == root {
-            dir
-        } else {
-            dir.parent().unwrap_or(dir)
-        };
+        let parent = if dir == root { dir } else { dir.parent().unwrap_or(dir) };
         entry(b"..", parent.symlink_metadata());
         for e in rd.flatten() {
             entry(e.file_name().as_bytes(), e.path().symlink_metadata());
@@ -423,21 +394,12 @@ fn list(root: &Path, dir: &Path, v2: bool) -> Vec<u8> {
 
 /// Opens the target of a SEND; on failure the state carries the error for DONE time.
 fn start_send(shared: &Shared, spec: &[u8]) -> SendState {
-    let mut st = SendState {
-        path: PathBuf::new(),
-        file: None,
-        mode: 0,
-        error: None,
-        remaining: 0,
-    };
+    let mut st = SendState { path: PathBuf::new(), file: None, mode: 0, error: None, remaining: 0 };
     let Some(comma) = spec.iter().rposition(|&b| b == b',') else {
         st.error = Some("missing , in ID_SEND".into());
         return st;
     };
-    let Some(mode) = std::str::from_utf8(&spec[comma + 1..])
-        .ok()
-        .and_then(parse_mode)
-    else {
+    let Some(mode) = std::str::from_utf8(&spec[comma + 1..]).ok().and_then(parse_mode) else {
         st.error = Some("bad mode in ID_SEND".into());
         return st;
     };
@@ -462,10 +424,7 @@ fn start_send(shared: &Shared, spec: &[u8]) -> SendState {
     // Replace rather than write through: the old file may be read-only or a symlink.
     if let Ok(md) = path.symlink_metadata() {
         if md.is_dir() {
-            st.error = Some(format!(
-                "{} is a directory",
-                String::from_utf8_lossy(&spec[..comma])
-            ));
+            st.error = Some(format!("{} is a directory", String::from_utf8_lossy(&spec[..comma])));
             return st;
         }
         let _ = std::fs::remove_file(&path);
@@ -479,13 +438,7 @@ fn start_send(shared: &Shared, spec: &[u8]) -> SendState {
 }
 
 fn finish_send(ctx: &StreamCtx, st: SendState, mtime: u32) -> Result<(), String> {
-    let SendState {
-        path,
-        file,
-        mode,
-        error,
-        ..
-    } = st;
+    let SendState { path, file, mode, error, .. } = st;
     let result = (|| {
         if let Some(e) = error {
             return Err(e);
@@ -498,8 +451,7 @@ fn finish_send(ctx: &StreamCtx, st: SendState, mtime: u32) -> Result<(), String>
         }
         drop(f);
         if ctx.shared.faults.snapshot().0.corrupt_push {
-            corrupt_file(&path)
-                .map_err(|e| format!("corrupt_push fault failed: {}", errmsg(&e)))?;
+            corrupt_file(&path).map_err(|e| format!("corrupt_push fault failed: {}", errmsg(&e)))?;
         }
         Ok(())
     })();
@@ -533,10 +485,7 @@ mod tests {
             let out = list(&root, &root, v2);
             // ".", "..", "f" then DONE
             let names = [1usize, 2, 1];
-            assert_eq!(
-                out.len(),
-                names.iter().map(|n| dent + n).sum::<usize>() + dent
-            );
+            assert_eq!(out.len(), names.iter().map(|n| dent + n).sum::<usize>() + dent);
             let first_id = &out[..4];
             assert_eq!(first_id, if v2 { b"DNT2" } else { b"DENT" });
         }
@@ -547,10 +496,7 @@ mod tests {
         assert_eq!(u64::from_le_bytes(s[36..44].try_into().unwrap()), 5);
         let e = stat_v2(Err(libc::ENOENT));
         assert_eq!(e.len() + 4, STAT_V2_LEN);
-        assert_eq!(
-            u32::from_le_bytes(e[0..4].try_into().unwrap()),
-            libc::ENOENT as u32
-        );
+        assert_eq!(u32::from_le_bytes(e[0..4].try_into().unwrap()), libc::ENOENT as u32);
     }
 
     #[test]

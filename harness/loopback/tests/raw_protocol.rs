@@ -29,11 +29,7 @@ fn recv(s: &mut TcpStream) -> Message {
     s.read_exact(&mut h).unwrap();
     let m = Message::read_from(&mut (&h[..]).chain(&mut *s), MAX_PAYLOAD).unwrap();
     let check = u32::from_le_bytes(h[16..20].try_into().unwrap());
-    assert_eq!(
-        check,
-        checksum(&m.payload),
-        "data_check must be the payload byte sum"
-    );
+    assert_eq!(check, checksum(&m.payload), "data_check must be the payload byte sum");
     m
 }
 
@@ -55,15 +51,7 @@ fn closed(s: &mut TcpStream) -> bool {
 }
 
 fn handshake(s: &mut TcpStream, maxdata: u32) -> Message {
-    send(
-        s,
-        Message::new(
-            A_CNXN,
-            A_VERSION,
-            maxdata,
-            b"host::features=shell_v2\0".to_vec(),
-        ),
-    );
+    send(s, Message::new(A_CNXN, A_VERSION, maxdata, b"host::features=shell_v2\0".to_vec()));
     let m = recv(s);
     assert_eq!(m.command, A_CNXN);
     m
@@ -78,10 +66,7 @@ fn handshake_reply_negotiates_and_advertises_features() {
     assert_eq!(m.arg1, MAX_PAYLOAD, "max payload is capped at 1 MiB");
     let banner = String::from_utf8(m.payload).unwrap();
     assert!(banner.starts_with("device::"), "{banner}");
-    assert!(
-        banner.ends_with("features=shell_v2,cmd,stat_v2,ls_v2,fixed_push_mkdir"),
-        "{banner}"
-    );
+    assert!(banner.ends_with("features=shell_v2,cmd,stat_v2,ls_v2,fixed_push_mkdir"), "{banner}");
     let mut s = connect(&dev);
     assert_eq!(handshake(&mut s, 4096).arg1, 4096);
 }
@@ -102,8 +87,7 @@ fn malformed_messages_close_only_that_connection() {
     }
     // A truncated message followed by a hang-up is not a problem either.
     let mut s = connect(&dev);
-    s.write_all(&Message::new(A_CNXN, A_VERSION, 4096, b"host::".to_vec()).encode()[..30])
-        .unwrap();
+    s.write_all(&Message::new(A_CNXN, A_VERSION, 4096, b"host::".to_vec()).encode()[..30]).unwrap();
     drop(s);
     // The device still serves.
     let mut s = connect(&dev);
@@ -115,10 +99,7 @@ fn malformed_messages_close_only_that_connection() {
 }
 
 fn open(s: &mut TcpStream, host_id: u32, service: &str) -> u32 {
-    send(
-        s,
-        Message::new(A_OPEN, host_id, 0, format!("{service}\0").into_bytes()),
-    );
+    send(s, Message::new(A_OPEN, host_id, 0, format!("{service}\0").into_bytes()));
     let m = recv(s);
     assert_eq!((m.command, m.arg1), (A_OKAY, host_id), "{m:?}");
     m.arg0
@@ -152,21 +133,10 @@ fn sync_requests_split_across_writes() {
         }
     }
     assert_eq!(&got[..4], b"STA2");
-    assert_eq!(
-        u32::from_le_bytes(got[4..8].try_into().unwrap()),
-        0,
-        "errno"
-    );
-    assert_eq!(
-        u64::from_le_bytes(got[40..48].try_into().unwrap()),
-        5,
-        "size"
-    );
+    assert_eq!(u32::from_le_bytes(got[4..8].try_into().unwrap()), 0, "errno");
+    assert_eq!(u64::from_le_bytes(got[40..48].try_into().unwrap()), 5, "size");
     // QUIT: the device closes the stream.
-    send(
-        &mut s,
-        Message::new(A_WRTE, 5, dev_id, b"QUIT\0\0\0\0".to_vec()),
-    );
+    send(&mut s, Message::new(A_WRTE, 5, dev_id, b"QUIT\0\0\0\0".to_vec()));
     loop {
         let m = recv(&mut s);
         if m.command == A_CLSE {
@@ -192,21 +162,13 @@ fn device_keeps_one_write_in_flight() {
         first = recv(&mut s);
     }
     assert_eq!(first.command, A_WRTE);
-    assert!(
-        first.payload.len() <= 4096,
-        "WRTE must respect the negotiated max payload"
-    );
+    assert!(first.payload.len() <= 4096, "WRTE must respect the negotiated max payload");
     // Without our OKAY nothing more may come.
-    s.set_read_timeout(Some(Duration::from_millis(400)))
-        .unwrap();
+    s.set_read_timeout(Some(Duration::from_millis(400))).unwrap();
     let mut h = [0u8; HEADER_LEN];
     while s.read_exact(&mut h).is_ok() {
         // The OKAY for our request may come (the device queued the whole file), a WRTE not.
-        assert_eq!(
-            &h[..4],
-            b"OKAY",
-            "device sent a second message before the first WRTE was acknowledged"
-        );
+        assert_eq!(&h[..4], b"OKAY", "device sent a second message before the first WRTE was acknowledged");
         assert_eq!(&h[12..16], &[0u8; 4]);
     }
     s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();

@@ -30,7 +30,8 @@ pub use psnr::{mse, psnr_db};
 pub use ssim::{SSIM_CONVENTION, SSIM_MIN_SIDE_PX, ssim};
 
 /// One-line definition of `lpips_proxy`, reported next to its value.
-pub const LPIPS_PROXY_DEFINITION: &str = "1 - mean gradient-magnitude similarity (prewitt, T=170/255^2), averaged over 3 scales; not lpips";
+pub const LPIPS_PROXY_DEFINITION: &str =
+    "1 - mean gradient-magnitude similarity (prewitt, T=170/255^2), averaged over 3 scales; not lpips";
 
 /// A metric `compare` can compute.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -107,7 +108,9 @@ pub enum CompareError {
     Metric(#[from] MetricError),
     #[error(transparent)]
     Lpips(#[from] LpipsError),
-    #[error("lpips was requested without a model; pass an lpips onnx model (--lpips-model FILE.onnx) or leave lpips out")]
+    #[error(
+        "lpips was requested without a model; pass an lpips onnx model (--lpips-model FILE.onnx) or leave lpips out"
+    )]
     LpipsModelMissing,
     #[error("no metrics requested; ask for at least one of psnr, ssim, ms-ssim, lpips-proxy, lpips")]
     NoMetrics,

@@ -27,13 +27,7 @@ pub struct Image {
 
 impl Image {
     /// Builds an image from samples already in [0, 1], checking the shape.
-    pub fn new(
-        width: u32,
-        height: u32,
-        channels: u8,
-        bit_depth: u8,
-        data: Vec<f32>,
-    ) -> Result<Self, ImageError> {
+    pub fn new(width: u32, height: u32, channels: u8, bit_depth: u8, data: Vec<f32>) -> Result<Self, ImageError> {
         if width == 0 || height == 0 {
             return Err(ImageError::Empty { width, height });
         }
@@ -160,7 +154,8 @@ pub fn load_image(path: &Path) -> Result<Loaded, LoadError> {
         return Err(LoadError::Empty { path: path.to_path_buf(), width, height });
     }
     let color = decoder.color_type();
-    let (channels_in, bytes_per_sample) = (color.channel_count() as usize, color.bytes_per_pixel() as usize / color.channel_count() as usize);
+    let (channels_in, bytes_per_sample) =
+        (color.channel_count() as usize, color.bytes_per_pixel() as usize / color.channel_count() as usize);
     let samples_in = width as usize * height as usize * channels_in;
     let mut data = vec![0.0f32; samples_in];
     {
@@ -234,23 +229,17 @@ pub fn from_dynamic(decoded: DynamicImage, path: &Path) -> Result<Loaded, LoadEr
     let u16s = |v: u16| (v as f64 / 65535.0) as f32;
     let (channels, bit_depth, data): (u8, u8, Vec<f32>) = match decoded {
         DynamicImage::ImageLuma8(im) => (1, 8, im.into_raw().into_iter().map(u8s).collect()),
-        DynamicImage::ImageLumaA8(im) => {
-            (1, 8, im.into_raw().chunks_exact(2).map(|p| u8s(p[0])).collect())
-        }
+        DynamicImage::ImageLumaA8(im) => (1, 8, im.into_raw().chunks_exact(2).map(|p| u8s(p[0])).collect()),
         DynamicImage::ImageRgb8(im) => (3, 8, im.into_raw().into_iter().map(u8s).collect()),
         DynamicImage::ImageRgba8(im) => {
             (3, 8, im.into_raw().chunks_exact(4).flat_map(|p| [p[0], p[1], p[2]]).map(u8s).collect())
         }
         DynamicImage::ImageLuma16(im) => (1, 16, im.into_raw().into_iter().map(u16s).collect()),
-        DynamicImage::ImageLumaA16(im) => {
-            (1, 16, im.into_raw().chunks_exact(2).map(|p| u16s(p[0])).collect())
-        }
+        DynamicImage::ImageLumaA16(im) => (1, 16, im.into_raw().chunks_exact(2).map(|p| u16s(p[0])).collect()),
         DynamicImage::ImageRgb16(im) => (3, 16, im.into_raw().into_iter().map(u16s).collect()),
-        DynamicImage::ImageRgba16(im) => (
-            3,
-            16,
-            im.into_raw().chunks_exact(4).flat_map(|p| [p[0], p[1], p[2]]).map(u16s).collect(),
-        ),
+        DynamicImage::ImageRgba16(im) => {
+            (3, 16, im.into_raw().chunks_exact(4).flat_map(|p| [p[0], p[1], p[2]]).map(u16s).collect())
+        }
         DynamicImage::ImageRgb32F(im) => (3, 32, im.into_raw()),
         DynamicImage::ImageRgba32F(im) => {
             (3, 32, im.into_raw().chunks_exact(4).flat_map(|p| [p[0], p[1], p[2]]).collect())
@@ -322,10 +311,7 @@ pub fn check_same_shape(a: &Image, b: &Image) -> Result<(), MetricError> {
     }
     check_same_size(a, b)?;
     if a.channels != b.channels {
-        return Err(MetricError::ChannelMismatch {
-            ref_channels: a.channels,
-            test_channels: b.channels,
-        });
+        return Err(MetricError::ChannelMismatch { ref_channels: a.channels, test_channels: b.channels });
     }
     Ok(())
 }
@@ -350,10 +336,7 @@ pub fn prepare_pair(
     };
     check_same_shape(&reference, &test)?;
     if reference.bit_depth != test.bit_depth {
-        warnings.push(Warning::BitDepthDiffers {
-            reference_bits: reference.bit_depth,
-            test_bits: test.bit_depth,
-        });
+        warnings.push(Warning::BitDepthDiffers { reference_bits: reference.bit_depth, test_bits: test.bit_depth });
     }
     Ok((reference, test, warnings))
 }

@@ -105,19 +105,11 @@ mod imp {
     }
 
     /// Same as [`lpips_onnx`] with a caller-owned ONNX Runtime environment.
-    pub fn lpips_onnx_with_env(
-        env: &Environment,
-        model: &Path,
-        a: &Image,
-        b: &Image,
-    ) -> Result<f64, LpipsError> {
+    pub fn lpips_onnx_with_env(env: &Environment, model: &Path, a: &Image, b: &Image) -> Result<f64, LpipsError> {
         check_same_shape(a, b)?;
         let path = model.to_path_buf();
         let model_err = |e: ort::Error| LpipsError::Model { path: path.clone(), message: e.to_string() };
-        let mut session = Session::builder(env)
-            .map_err(model_err)?
-            .commit_from_file(model)
-            .map_err(model_err)?;
+        let mut session = Session::builder(env).map_err(model_err)?.commit_from_file(model).map_err(model_err)?;
         if session.inputs().len() != 2 {
             return Err(LpipsError::Inputs { path, inputs: session.inputs().len() });
         }
@@ -160,4 +152,3 @@ pub(crate) fn lpips_for_compare(model: &Path, a: &Image, b: &Image) -> Result<f6
 
 /// Whether this build can run ONNX LPIPS models.
 pub const LPIPS_ONNX_ENABLED: bool = cfg!(feature = "lpips-onnx");
-

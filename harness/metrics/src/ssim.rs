@@ -23,8 +23,7 @@ use rayon::prelude::*;
 use crate::load::{Image, MetricError, check_same_shape};
 
 /// The SSIM convention, to print next to every SSIM or MS-SSIM number.
-pub const SSIM_CONVENTION: &str =
-    "gaussian sigma=1.5, population covariance, data_range=1.0, skimage-compatible";
+pub const SSIM_CONVENTION: &str = "gaussian sigma=1.5, population covariance, data_range=1.0, skimage-compatible";
 
 /// Gaussian sigma in pixels.
 pub const SIGMA_PX: f64 = 1.5;
@@ -117,12 +116,7 @@ pub(crate) struct Plane<'a, T> {
 
 impl<'a> Plane<'a, f32> {
     pub fn of(im: &'a Image) -> Self {
-        Plane {
-            width: im.width as usize,
-            height: im.height as usize,
-            channels: im.channels as usize,
-            data: &im.data,
-        }
+        Plane { width: im.width as usize, height: im.height as usize, channels: im.channels as usize, data: &im.data }
     }
 }
 
@@ -202,11 +196,7 @@ pub(crate) fn ssim_sums<T: Sample>(a: Plane<'_, T>, b: Plane<'_, T>, want_cs: bo
         )
         .collect();
     // Combine in task order so the result does not depend on thread scheduling.
-    let mut out = SsimSums {
-        ssim: vec![0.0; c],
-        cs: vec![0.0; c],
-        count: valid_rows * (a.width - 2 * RADIUS_PX),
-    };
+    let mut out = SsimSums { ssim: vec![0.0; c], cs: vec![0.0; c], count: valid_rows * (a.width - 2 * RADIUS_PX) };
     for (s, cs) in parts {
         for ch in 0..c {
             out.ssim[ch] += s[ch];
@@ -225,22 +215,22 @@ pub(crate) struct RowBuffers {
 
 impl RowBuffers {
     fn new(n: usize) -> Self {
-        RowBuffers {
-            v: std::array::from_fn(|_| vec![0.0; n]),
-            s: vec![0.0; n],
-            cs: vec![0.0; n],
-        }
+        RowBuffers { v: std::array::from_fn(|_| vec![0.0; n]), s: vec![0.0; n], cs: vec![0.0; n] }
     }
 }
 
 /// Adds the SSIM and cs values of output row `r` to the per-sample sums `bufs.s` / `bufs.cs`.
-fn filter_row<T: Sample, const CS: bool>(a: &Plane<'_, T>, b: &Plane<'_, T>, r: usize, g: &[f64; TAPS], bufs: &mut RowBuffers) {
+fn filter_row<T: Sample, const CS: bool>(
+    a: &Plane<'_, T>,
+    b: &Plane<'_, T>,
+    r: usize,
+    g: &[f64; TAPS],
+    bufs: &mut RowBuffers,
+) {
     let c = a.channels;
     let n = a.width * c;
-    let rows_a: [&[T]; TAPS] =
-        std::array::from_fn(|k| &a.data[(r - RADIUS_PX + k) * n..(r - RADIUS_PX + k + 1) * n]);
-    let rows_b: [&[T]; TAPS] =
-        std::array::from_fn(|k| &b.data[(r - RADIUS_PX + k) * n..(r - RADIUS_PX + k + 1) * n]);
+    let rows_a: [&[T]; TAPS] = std::array::from_fn(|k| &a.data[(r - RADIUS_PX + k) * n..(r - RADIUS_PX + k + 1) * n]);
+    let rows_b: [&[T]; TAPS] = std::array::from_fn(|k| &b.data[(r - RADIUS_PX + k) * n..(r - RADIUS_PX + k + 1) * n]);
     kernels::simd::filter_row::<T, CS>(&rows_a, &rows_b, g, bufs, c, RADIUS_PX * c, n - RADIUS_PX * c);
 }
 
@@ -294,8 +284,12 @@ mod tests {
     fn gaussian_weights_match_scipy() {
         // scipy 1.17.1: scipy.ndimage._filters._gaussian_kernel1d(1.5, 0, 5), printed with repr().
         let scipy = [
-            0.00102838008447911, 0.007598758135239185, 0.03600077212843083, 0.10936068950970002,
-            0.2130055377112537, 0.26601172486179436,
+            0.00102838008447911,
+            0.007598758135239185,
+            0.03600077212843083,
+            0.10936068950970002,
+            0.2130055377112537,
+            0.26601172486179436,
         ];
         let w = gaussian_weights();
         for (k, s) in scipy.iter().enumerate() {

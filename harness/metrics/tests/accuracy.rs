@@ -10,7 +10,7 @@
 
 use std::path::{Path, PathBuf};
 
-use quadbench_metrics::{Metric, Warning, compare, load_pair, ms_ssim, psnr_db, ssim, CompareOptions};
+use quadbench_metrics::{CompareOptions, Metric, Warning, compare, load_pair, ms_ssim, psnr_db, ssim};
 
 const SSIM_TOL: f64 = 1e-5;
 const MS_SSIM_TOL: f64 = 1e-5;
@@ -51,7 +51,8 @@ fn matches_scikit_image_on_distorted_photographs() {
     assert!(cases.len() >= 12, "expected at least 12 fixture cases, got {}", cases.len());
     let photos: std::collections::BTreeSet<_> = cases.iter().map(|c| c.reference.clone()).collect();
     assert!(photos.len() >= 3 && photos.iter().any(|p| p.starts_with("camera")), "3 photos incl. the gray one");
-    let (mut worst_psnr, mut worst_ssim, mut worst_ms) = ((0.0f64, String::new()), (0.0f64, String::new()), (0.0f64, String::new()));
+    let (mut worst_psnr, mut worst_ssim, mut worst_ms) =
+        ((0.0f64, String::new()), (0.0f64, String::new()), (0.0f64, String::new()));
     let mut failures = Vec::new();
     for case in &cases {
         let images = fixtures().join("images");
@@ -134,7 +135,9 @@ fn jpeg_decode_is_close_to_libjpeg_turbo() {
         let (a, b) = (&pair.reference, &pair.test);
         let max_levels = a.data.iter().zip(&b.data).map(|(x, y)| ((x - y).abs() * 255.0).round() as u32).max().unwrap();
         let differing = a.data.iter().zip(&b.data).filter(|(x, y)| x != y).count();
-        let reference = load_pair(&images.join(format!("{name}_ref.png")), &images.join(format!("{name}_jpeg30.jpg")), false).unwrap();
+        let reference =
+            load_pair(&images.join(format!("{name}_ref.png")), &images.join(format!("{name}_jpeg30.jpg")), false)
+                .unwrap();
         let ssim_ours = ssim(&reference.reference, &reference.test).unwrap();
         let case = cases().into_iter().find(|c| c.test == format!("{name}_jpeg30_decoded.png")).unwrap();
         eprintln!(
@@ -143,6 +146,10 @@ fn jpeg_decode_is_close_to_libjpeg_turbo() {
             ssim_ours - case.ssim
         );
         assert!(max_levels <= 3, "{name}: decoders differ by {max_levels} levels");
-        assert!((ssim_ours - case.ssim).abs() < 2e-4, "{name}: decoder difference moved ssim by {}", ssim_ours - case.ssim);
+        assert!(
+            (ssim_ours - case.ssim).abs() < 2e-4,
+            "{name}: decoder difference moved ssim by {}",
+            ssim_ours - case.ssim
+        );
     }
 }

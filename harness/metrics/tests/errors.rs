@@ -3,7 +3,7 @@
 
 use std::path::{Path, PathBuf};
 
-use image::{DynamicImage, ImageBuffer, Rgb, Rgba, RgbImage};
+use image::{DynamicImage, ImageBuffer, Rgb, RgbImage, Rgba};
 use quadbench_metrics::load::from_dynamic;
 use quadbench_metrics::{
     CompareError, CompareOptions, Image, ImageError, LoadError, Metric, MetricError, Warning, compare, load_image,

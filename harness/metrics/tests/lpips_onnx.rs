@@ -25,7 +25,9 @@ fn lpips_onnx_models() {
     use quadbench_metrics::{CompareOptions, LpipsError, Metric, compare, init_onnx_runtime, load_pair, lpips_onnx};
 
     // The provisioned runtime (QUADBENCH_ORT_LIB if set, else fetched into the cache once).
-    let lib = quadbench_runtime::ensure_onnxruntime().expect("ONNX Runtime for the lpips test (see `quadbench runtime fetch`)").library;
+    let lib = quadbench_runtime::ensure_onnxruntime()
+        .expect("ONNX Runtime for the lpips test (see `quadbench runtime fetch`)")
+        .library;
     let images = fixtures().join("images");
     let msd = fixtures().join("lpips_msd.onnx");
     let probe = fixtures().join("order_probe.onnx");
@@ -49,7 +51,10 @@ fn lpips_onnx_models() {
         let expected_probe = mean(&ta) - 0.5 * mean(&tb);
         let swapped = mean(&tb) - 0.5 * mean(&ta);
         let got = lpips_onnx(&probe, &pair.reference, &pair.test).unwrap();
-        assert!((got - expected_probe).abs() < 1e-5, "inputs out of order: {got} vs {expected_probe} (swapped {swapped})");
+        assert!(
+            (got - expected_probe).abs() < 1e-5,
+            "inputs out of order: {got} vs {expected_probe} (swapped {swapped})"
+        );
     }
 
     // Through compare(), and the error for a missing model file.

@@ -6,9 +6,8 @@ use quadbench_metrics::{Image, lpips_proxy, ms_ssim, psnr_db, ssim};
 fn image_strategy(min_side: u32, max_side: u32) -> impl Strategy<Value = (Image, Image)> {
     (min_side..=max_side, min_side..=max_side, prop_oneof![Just(1u8), Just(3u8)]).prop_flat_map(|(w, h, c)| {
         let n = (w * h * c as u32) as usize;
-        (prop::collection::vec(0.0f32..=1.0, n), prop::collection::vec(0.0f32..=1.0, n)).prop_map(move |(a, b)| {
-            (Image::new(w, h, c, 8, a).unwrap(), Image::new(w, h, c, 8, b).unwrap())
-        })
+        (prop::collection::vec(0.0f32..=1.0, n), prop::collection::vec(0.0f32..=1.0, n))
+            .prop_map(move |(a, b)| (Image::new(w, h, c, 8, a).unwrap(), Image::new(w, h, c, 8, b).unwrap()))
     })
 }
 

@@ -18,7 +18,9 @@ pub const IR_VERSION: i64 = 8;
 pub enum OnnxError {
     #[error("cannot read onnx model {path}: {source}")]
     Io { path: String, source: std::io::Error },
-    #[error("{path} is not a valid onnx model (protobuf decode failed: {source}); re-export it or regenerate the package")]
+    #[error(
+        "{path} is not a valid onnx model (protobuf decode failed: {source}); re-export it or regenerate the package"
+    )]
     Decode { path: String, source: prost::DecodeError },
     #[error("{path} holds no graph; re-export the model")]
     NoGraph { path: String },
@@ -84,8 +86,9 @@ pub fn signature(model: &ModelProto) -> Signature {
 /// Decode an ONNX file.
 pub fn read_model(path: &Path) -> Result<ModelProto, OnnxError> {
     let bytes = std::fs::read(path).map_err(|source| OnnxError::Io { path: path.display().to_string(), source })?;
-    decode(&bytes).map_err(|source| OnnxError::Decode { path: path.display().to_string(), source })
-        .and_then(|m| if m.graph.is_none() { Err(OnnxError::NoGraph { path: path.display().to_string() }) } else { Ok(m) })
+    decode(&bytes).map_err(|source| OnnxError::Decode { path: path.display().to_string(), source }).and_then(|m| {
+        if m.graph.is_none() { Err(OnnxError::NoGraph { path: path.display().to_string() }) } else { Ok(m) }
+    })
 }
 
 pub fn decode(bytes: &[u8]) -> Result<ModelProto, prost::DecodeError> {
@@ -114,7 +117,13 @@ pub fn weight_bytes(model: &ModelProto) -> u64 {
     model.graph.as_ref().map_or(0, |g| {
         g.initializer
             .iter()
-            .map(|t| if t.raw_data.is_empty() { 4 * (t.float_data.len() + t.int32_data.len()) as u64 + 8 * t.int64_data.len() as u64 } else { t.raw_data.len() as u64 })
+            .map(|t| {
+                if t.raw_data.is_empty() {
+                    4 * (t.float_data.len() + t.int32_data.len()) as u64 + 8 * t.int64_data.len() as u64
+                } else {
+                    t.raw_data.len() as u64
+                }
+            })
             .sum()
     })
 }
@@ -256,7 +265,10 @@ mod tests {
         let back = decode(&encode(&m)).unwrap();
         assert_eq!(back, m);
         let sig = signature(&back);
-        assert_eq!(sig.inputs, vec![ValueSig { name: "x".into(), elem_type: data_type::FLOAT, dims: vec![Some(1), Some(4)] }]);
+        assert_eq!(
+            sig.inputs,
+            vec![ValueSig { name: "x".into(), elem_type: data_type::FLOAT, dims: vec![Some(1), Some(4)] }]
+        );
         assert_eq!(sig.outputs[0].name, "y");
         assert_eq!(initializer_f32(&back, "w").unwrap()[7], 8.0);
         assert_eq!(weight_bytes(&back), 32);

@@ -82,8 +82,7 @@ fn add_noise(img: &mut RgbImage, amp: f32, seed: u64) {
 }
 
 fn make_pair(dir: &Path) -> Result<(PathBuf, PathBuf), String> {
-    let photo_path =
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("../metrics/tests/fixtures/images/astronaut_ref.png");
+    let photo_path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../metrics/tests/fixtures/images/astronaut_ref.png");
     let photo = image::open(&photo_path).map_err(|e| format!("cannot read {}: {e}", photo_path.display()))?.to_rgb8();
     let mut reference = imageops::resize(&photo, SIDE_PX, SIDE_PX, imageops::FilterType::Triangle);
     add_noise(&mut reference, 2.0, 7); // sensor-like grain so the upscale is not unnaturally smooth
@@ -123,9 +122,9 @@ fn main() -> ExitCode {
 }
 
 fn bench() -> Result<(), String> {
-    let bin = std::env::var_os("QUADBENCH_BIN").map(PathBuf::from).unwrap_or_else(|| {
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/release/quadbench")
-    });
+    let bin = std::env::var_os("QUADBENCH_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/release/quadbench"));
     if !bin.exists() {
         return Err(format!(
             "{} not found; build it with `cargo build --release -p quadbench` or set QUADBENCH_BIN",
@@ -148,9 +147,8 @@ fn bench() -> Result<(), String> {
     let mut peak_rss = 0u64;
     let mut quadbench_ssim = f64::NAN;
     for _ in 0..QUADBENCH_RUNS {
-        let (wall, stdout, exit, rss) = run_measured(
-            Command::new(&bin).arg("compare").arg(&a).arg(&b).args(["--metrics", "psnr,ssim", "--json"]),
-        )?;
+        let (wall, stdout, exit, rss) =
+            run_measured(Command::new(&bin).arg("compare").arg(&a).arg(&b).args(["--metrics", "psnr,ssim", "--json"]))?;
         if exit != 0 {
             return Err(format!("{} compare exited with {exit}", bin.display()));
         }
@@ -161,9 +159,8 @@ fn bench() -> Result<(), String> {
         peak_rss = peak_rss.max(rss);
     }
 
-    let (_, stdout, exit, _) = run_measured(
-        Command::new(&python).args(["-c", SKIMAGE_SCRIPT]).arg(&a).arg(&b).arg(SKIMAGE_RUNS.to_string()),
-    )?;
+    let (_, stdout, exit, _) =
+        run_measured(Command::new(&python).args(["-c", SKIMAGE_SCRIPT]).arg(&a).arg(&b).arg(SKIMAGE_RUNS.to_string()))?;
     if exit != 0 {
         return Err(format!("the scikit-image timing script exited with {exit}"));
     }
@@ -186,7 +183,10 @@ fn bench() -> Result<(), String> {
         peak_rss as f64 / (1024.0 * 1024.0),
         verdict(rss_factor <= TARGET_RSS_FACTOR)
     );
-    println!("ssim: quadbench {quadbench_ssim:.8}, skimage {sk_ssim:.8}, |delta| {:.1e}", (quadbench_ssim - sk_ssim).abs());
+    println!(
+        "ssim: quadbench {quadbench_ssim:.8}, skimage {sk_ssim:.8}, |delta| {:.1e}",
+        (quadbench_ssim - sk_ssim).abs()
+    );
     if (quadbench_ssim - sk_ssim).abs() > 1e-5 {
         return Err("quadbench and scikit-image disagree on ssim by more than 1e-5".into());
     }

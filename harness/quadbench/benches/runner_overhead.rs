@@ -23,7 +23,11 @@ impl Reporter for Quiet {
 const SAMPLES: u32 = 40;
 
 fn main() {
-    let repo = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).ancestors().find(|d| d.join("golden/inputs").is_dir()).unwrap().to_path_buf();
+    let repo = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .ancestors()
+        .find(|d| d.join("golden/inputs").is_dir())
+        .unwrap()
+        .to_path_buf();
     let tmp = tempfile::tempdir().unwrap();
     let params = ReferenceParams::default();
     let cache = quadbench_runtime::cache_dir().join("packages");
@@ -37,7 +41,8 @@ fn main() {
 
     // 1. Through the runner: SAMPLES steady requests (a task switch opens every visit).
     let device = tmp.path().join("local.yaml");
-    std::fs::write(&device, format!("name: local\ntransport: local\nwork_dir: {}\n", tmp.path().join("dev").display())).unwrap();
+    std::fs::write(&device, format!("name: local\ntransport: local\nwork_dir: {}\n", tmp.path().join("dev").display()))
+        .unwrap();
     let sc_path = tmp.path().join("overhead.yaml");
     std::fs::write(&sc_path, format!(
         "schema: quadbench.scenario/1\nname: overhead\npackage: {{path: {}}}\ndevices: [{}]\nbackends: [cpu]\nstrategies: [unified]\ninputs: [{}]\nworkload: {{requests_per_visit: 5, warmup_visits: 1, min_samples: {SAMPLES}, min_switches: 0, min_duration_s: 0, max_duration_s: 120}}\n",
@@ -45,7 +50,8 @@ fn main() {
     )).unwrap();
     let sc = Scenario::load(&sc_path, &repo).unwrap();
     let opts = RunOptions { out: tmp.path().join("out"), device_override: None, package_cache: cache, resume: false };
-    let results = run::run_scenario(&sc, &opts, &mut Quiet).expect("runner run (build it: cargo build --release -p quadbench-runner)");
+    let results = run::run_scenario(&sc, &opts, &mut Quiet)
+        .expect("runner run (build it: cargo build --release -p quadbench-runner)");
     let r = &results.runs[0];
     let runner_p50 = r.latency_ms["denoiser"].p50;
     let runner_n = r.latency_ms["denoiser"].n;
@@ -63,8 +69,14 @@ fn main() {
 /// shapes, the first task's adapter bound.
 fn bare_loop(env: &ort::environment::Environment, pkg_dir: &std::path::Path, m: &quadbench::package::Manifest) -> f64 {
     let stage = m.pipeline.stages.iter().find(|s| s.name == "denoiser").unwrap();
-    let mut session = ort::session::Session::builder(env).unwrap().commit_from_file(pkg_dir.join(&stage.graph)).unwrap();
-    let adapter = quadbench_runner::pipeline::load_adapter(&pkg_dir.join(&m.pipeline.tasks[0].adapter), &m.pipeline.tasks[0].name, &m.pipeline.lora_slots).unwrap();
+    let mut session =
+        ort::session::Session::builder(env).unwrap().commit_from_file(pkg_dir.join(&stage.graph)).unwrap();
+    let adapter = quadbench_runner::pipeline::load_adapter(
+        &pkg_dir.join(&m.pipeline.tasks[0].adapter),
+        &m.pipeline.tasks[0].name,
+        &m.pipeline.lora_slots,
+    )
+    .unwrap();
     let mut owned: Vec<(String, ort::value::Tensor<f32>)> = Vec::new();
     for i in &stage.inputs {
         if let quadbench_protocol::Source::Lora { .. } = i.source {
@@ -76,7 +88,8 @@ fn bare_loop(env: &ort::environment::Environment, pkg_dir: &std::path::Path, m: 
     }
     let mut bare = Vec::new();
     for k in 0..(SAMPLES + 5) {
-        let mut inputs: Vec<(String, ort::session::SessionInputValue<'_>)> = owned.iter().map(|(n, t)| (n.clone(), t.into())).collect();
+        let mut inputs: Vec<(String, ort::session::SessionInputValue<'_>)> =
+            owned.iter().map(|(n, t)| (n.clone(), t.into())).collect();
         for slot in &m.pipeline.lora_slots {
             inputs.push((slot.input_a.clone(), adapter.tensor(&slot.name, LoraPart::A).unwrap().into()));
             inputs.push((slot.input_b.clone(), adapter.tensor(&slot.name, LoraPart::B).unwrap().into()));

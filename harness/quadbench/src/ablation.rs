@@ -2,7 +2,7 @@
 //! W8A8:W8A16 layer ratio (its `package.quantize` is the base setting) and writes a table of
 //! quality against the FP32 goldens and latency per ratio: `ablation.md` and `ablation.csv`.
 
-use crate::cli::{report, run_reported, scenario_repo_root, EXIT_BAD_INPUT, EXIT_INFRA, EXIT_OK};
+use crate::cli::{EXIT_BAD_INPUT, EXIT_INFRA, EXIT_OK, report, run_reported, scenario_repo_root};
 use quadbench::quality::mean;
 use quadbench::results::{RunState, Scores};
 use quadbench::run::RunOptions;
@@ -33,7 +33,10 @@ pub fn ablation(scenario: &Path, ratios: &[f64], out: Option<PathBuf>) -> i32 {
         }
     };
     let Some(q0) = base.quantize.clone() else {
-        report(&format!("{}: the ablation sweeps `package.quantize.a8_ratio`, so the scenario needs `package: {{quantize: {{...}}}}`", scenario.display()));
+        report(&format!(
+            "{}: the ablation sweeps `package.quantize.a8_ratio`, so the scenario needs `package: {{quantize: {{...}}}}`",
+            scenario.display()
+        ));
         return EXIT_BAD_INPUT;
     };
     if ratios.is_empty() || ratios.iter().any(|r| !(0.0..=1.0).contains(r)) {
@@ -48,10 +51,17 @@ pub fn ablation(scenario: &Path, ratios: &[f64], out: Option<PathBuf>) -> i32 {
         // Run ids are built from the precision label, so it must be a safe file-name component.
         sc.precision = format!("{}-a8r{ratio:.2}", q0.precision);
         eprintln!("W8A8:W8A16 = {:.0}:{:.0}", ratio * 100.0, (1.0 - ratio) * 100.0);
-        let opts = RunOptions { out: out.join(format!("a8r-{ratio:.2}")), device_override: None, package_cache: quadbench_runtime::cache_dir().join("packages"), resume: false };
+        let opts = RunOptions {
+            out: out.join(format!("a8r-{ratio:.2}")),
+            device_override: None,
+            package_cache: quadbench_runtime::cache_dir().join("packages"),
+            resume: false,
+        };
         let Ok(results) = run_reported(&sc, &opts) else { return EXIT_INFRA };
         for r in &results.runs {
-            let q = |f: fn(&Scores) -> Option<f64>| mean(r.quality.values().map(|t| if t.mean.identical { None } else { f(&t.mean) }));
+            let q = |f: fn(&Scores) -> Option<f64>| {
+                mean(r.quality.values().map(|t| if t.mean.identical { None } else { f(&t.mean) }))
+            };
             rows.push(Row {
                 ratio,
                 strategy: r.strategy.as_str().into(),
@@ -76,10 +86,32 @@ pub fn ablation(scenario: &Path, ratios: &[f64], out: Option<PathBuf>) -> i32 {
     let mut csv = String::from("a8_ratio,strategy,psnr_db,ssim,init_ms,e2e_ms,lora_rom_mb,status\n");
     for r in &rows {
         let label = format!("{:.0}:{:.0}", r.ratio * 100.0, (1.0 - r.ratio) * 100.0);
-        md.push_str(&format!("| {label} | {} | {} | {} | {:.0} | {} | {:.2} | {} |\n", r.strategy, f(r.psnr_db, 2), f(r.ssim, 4), r.init_ms, f(r.e2e_ms, 1), r.lora_mb, r.status));
-        csv.push_str(&format!("{},{},{},{},{:.3},{},{:.4},\"{}\"\n", r.ratio, r.strategy, f(r.psnr_db, 4), f(r.ssim, 6), r.init_ms, f(r.e2e_ms, 3), r.lora_mb, r.status.replace('"', "'")));
+        md.push_str(&format!(
+            "| {label} | {} | {} | {} | {:.0} | {} | {:.2} | {} |\n",
+            r.strategy,
+            f(r.psnr_db, 2),
+            f(r.ssim, 4),
+            r.init_ms,
+            f(r.e2e_ms, 1),
+            r.lora_mb,
+            r.status
+        ));
+        csv.push_str(&format!(
+            "{},{},{},{},{:.3},{},{:.4},\"{}\"\n",
+            r.ratio,
+            r.strategy,
+            f(r.psnr_db, 4),
+            f(r.ssim, 6),
+            r.init_ms,
+            f(r.e2e_ms, 3),
+            r.lora_mb,
+            r.status.replace('"', "'")
+        ));
     }
-    if let Err(e) = std::fs::create_dir_all(&out).and_then(|_| std::fs::write(out.join("ablation.md"), &md)).and_then(|_| std::fs::write(out.join("ablation.csv"), &csv)) {
+    if let Err(e) = std::fs::create_dir_all(&out)
+        .and_then(|_| std::fs::write(out.join("ablation.md"), &md))
+        .and_then(|_| std::fs::write(out.join("ablation.csv"), &csv))
+    {
         report(&format!("cannot write the ablation table to {}: {e}", out.display()));
         return EXIT_INFRA;
     }

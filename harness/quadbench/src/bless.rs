@@ -1,8 +1,10 @@
 //! `quadbench golden bless`: run the reference configuration on the local host and write its
 //! outputs as goldens, listing what would change and refusing to overwrite without `--force`.
 
-use crate::cli::{report, run_reported, scenario_repo_root, EXIT_BAD_INPUT, EXIT_CLAIMS_FAILED, EXIT_INFRA, EXIT_OK};
-use quadbench::golden::{self, GoldenManifest, GOLDEN_SCHEMA, REFERENCE_BACKEND, REFERENCE_PRECISION, REFERENCE_STRATEGY};
+use crate::cli::{EXIT_BAD_INPUT, EXIT_CLAIMS_FAILED, EXIT_INFRA, EXIT_OK, report, run_reported, scenario_repo_root};
+use quadbench::golden::{
+    self, GOLDEN_SCHEMA, GoldenManifest, REFERENCE_BACKEND, REFERENCE_PRECISION, REFERENCE_STRATEGY,
+};
 use quadbench::run::RunOptions;
 use quadbench::scenario::Scenario;
 use quadbench_protocol::{Strategy, TaskOrder};
@@ -29,7 +31,16 @@ pub fn bless(scenario: &Path, force: bool) -> i32 {
     sc.require_full_offload = false;
     sc.claims.clear();
     sc.thresholds.clear();
-    sc.workload = quadbench_protocol::PlanWorkload { order: TaskOrder::RoundRobin, seed: 0, requests_per_visit: 1, warmup_visits: 0, min_samples: 0, min_switches: 0, min_duration_ms: 0, max_duration_ms: 60_000 };
+    sc.workload = quadbench_protocol::PlanWorkload {
+        order: TaskOrder::RoundRobin,
+        seed: 0,
+        requests_per_visit: 1,
+        warmup_visits: 0,
+        min_samples: 0,
+        min_switches: 0,
+        min_duration_ms: 0,
+        max_duration_ms: 60_000,
+    };
     let tmp = match tempfile::tempdir() {
         Ok(t) => t,
         Err(e) => {
@@ -38,17 +49,29 @@ pub fn bless(scenario: &Path, force: bool) -> i32 {
         }
     };
     let device = tmp.path().join("local.yaml");
-    if let Err(e) = std::fs::write(&device, format!("name: local\ntransport: local\nwork_dir: {}\n", tmp.path().join("device").display())) {
+    if let Err(e) = std::fs::write(
+        &device,
+        format!("name: local\ntransport: local\nwork_dir: {}\n", tmp.path().join("device").display()),
+    ) {
         report(&e);
         return EXIT_INFRA;
     }
-    let opts = RunOptions { out: tmp.path().join("out"), device_override: Some(device), package_cache: quadbench_runtime::cache_dir().join("packages"), resume: false };
+    let opts = RunOptions {
+        out: tmp.path().join("out"),
+        device_override: Some(device),
+        package_cache: quadbench_runtime::cache_dir().join("packages"),
+        resume: false,
+    };
     let Ok(results) = run_reported(&sc, &opts) else { return EXIT_INFRA };
     let Some(r) = results.runs.first().filter(|r| r.status == quadbench::results::RunState::Ok) else {
-        report(&format!("the reference run failed: {}", results.runs.first().and_then(|r| r.error.clone()).unwrap_or_default()));
+        report(&format!(
+            "the reference run failed: {}",
+            results.runs.first().and_then(|r| r.error.clone()).unwrap_or_default()
+        ));
         return EXIT_INFRA;
     };
-    let produced: Vec<(String, String, std::path::PathBuf)> = r.outputs.iter().map(|o| (o.task.clone(), o.input.clone(), opts.out.join(&o.path))).collect();
+    let produced: Vec<(String, String, std::path::PathBuf)> =
+        r.outputs.iter().map(|o| (o.task.clone(), o.input.clone(), opts.out.join(&o.path))).collect();
     let dir = golden::package_dir(&sc.golden_root, &results.package.name);
     let changes = match golden::diff(&dir, &produced) {
         Ok(c) => c,
@@ -66,7 +89,9 @@ pub fn bless(scenario: &Path, force: bool) -> i32 {
     }
     let changed = changes.iter().filter(|c| c.kind == "changed").count();
     if changed > 0 && !force {
-        report(&format!("{changed} golden(s) would change; nothing written. Review the deltas above and re-run with --force to overwrite"));
+        report(&format!(
+            "{changed} golden(s) would change; nothing written. Review the deltas above and re-run with --force to overwrite"
+        ));
         return EXIT_CLAIMS_FAILED;
     }
     if changes.iter().all(|c| c.kind == "unchanged") && dir.join(golden::MANIFEST).exists() {

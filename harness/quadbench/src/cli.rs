@@ -199,7 +199,9 @@ pub fn report(e: &dyn std::fmt::Display) {
 /// Exit code for a run error.
 fn exit_for(e: &RunError) -> i32 {
     match e {
-        RunError::Runtime(_) | RunError::Device(_) | RunError::RunnerMissing { .. } | RunError::Output { .. } => EXIT_INFRA,
+        RunError::Runtime(_) | RunError::Device(_) | RunError::RunnerMissing { .. } | RunError::Output { .. } => {
+            EXIT_INFRA
+        }
         _ => EXIT_BAD_INPUT,
     }
 }
@@ -245,7 +247,10 @@ pub fn scenario_repo_root(scenario: &Path) -> Option<PathBuf> {
 
 fn run_and_summarise(scenario: &Path, device: Option<PathBuf>, out: Option<PathBuf>, resume: bool) -> i32 {
     let Some(root) = scenario_repo_root(scenario) else {
-        report(&format!("cannot find the quadbench checkout (a directory with golden/inputs) above {}; run from the repository", scenario.display()));
+        report(&format!(
+            "cannot find the quadbench checkout (a directory with golden/inputs) above {}; run from the repository",
+            scenario.display()
+        ));
         return EXIT_BAD_INPUT;
     };
     let sc = match Scenario::load(scenario, &root) {
@@ -256,7 +261,12 @@ fn run_and_summarise(scenario: &Path, device: Option<PathBuf>, out: Option<PathB
         }
     };
     let out = out.unwrap_or_else(|| root.join("reports").join(format!("{}-{}", sc.name, utc_stamp())));
-    let opts = RunOptions { out: out.clone(), device_override: device, package_cache: quadbench_runtime::cache_dir().join("packages"), resume };
+    let opts = RunOptions {
+        out: out.clone(),
+        device_override: device,
+        package_cache: quadbench_runtime::cache_dir().join("packages"),
+        resume,
+    };
     let results = match run_reported(&sc, &opts) {
         Ok(r) => r,
         Err(e) => return exit_for(&e),
@@ -272,7 +282,9 @@ fn run_and_summarise(scenario: &Path, device: Option<PathBuf>, out: Option<PathB
     }
     if results.runs.iter().any(|r| r.status == RunState::Failed) {
         EXIT_RUNS_FAILED
-    } else if results.claims.iter().any(|c| c.verdict == Verdict::Fail) || results.runs.iter().any(|r| r.quality.values().any(|q| q.pass == Some(false))) {
+    } else if results.claims.iter().any(|c| c.verdict == Verdict::Fail)
+        || results.runs.iter().any(|r| r.quality.values().any(|q| q.pass == Some(false)))
+    {
         EXIT_CLAIMS_FAILED
     } else {
         EXIT_OK
@@ -302,7 +314,12 @@ pub fn summary_table(r: &Results) -> String {
                 p50("switch"),
                 p50("e2e"),
                 match x.status {
-                    RunState::Ok => if x.valid { "ok" } else { "ok (invalid)" },
+                    RunState::Ok =>
+                        if x.valid {
+                            "ok"
+                        } else {
+                            "ok (invalid)"
+                        },
                     RunState::Failed => "FAILED",
                     RunState::Unsupported => "unsupported",
                 }
@@ -310,19 +327,32 @@ pub fn summary_table(r: &Results) -> String {
         }
         let get = |st: Strategy| runs.iter().find(|x| x.strategy == st && x.status == RunState::Ok);
         if let Some(u) = get(Strategy::Unified) {
-            for (label, other) in [("separate-resident", Strategy::SeparateResident), ("separate-reload", Strategy::SeparateReload)] {
+            for (label, other) in
+                [("separate-resident", Strategy::SeparateResident), ("separate-reload", Strategy::SeparateReload)]
+            {
                 if let Some(o) = get(other) {
                     let ratio = |m: &str| match (o.metric(m), u.metric(m)) {
                         (Some(a), Some(b)) if b > 0.0 => format!("{:.2}x", a / b),
                         _ => "-".into(),
                     };
-                    s.push_str(&format!("unified vs {label:<18} storage {}  peak RSS {}  switch latency {}\n", ratio("storage.total_bytes"), ratio("memory.peak_rss_bytes"), ratio("latency_ms.switch")));
+                    s.push_str(&format!(
+                        "unified vs {label:<18} storage {}  peak RSS {}  switch latency {}\n",
+                        ratio("storage.total_bytes"),
+                        ratio("memory.peak_rss_bytes"),
+                        ratio("latency_ms.switch")
+                    ));
                 }
             }
         }
         for x in runs.iter().filter(|x| !x.quality.is_empty()) {
             // Only scored tasks count: a task whose goldens are all missing has no mean.
-            let worst = |f: &dyn Fn(&quadbench::results::Scores) -> Option<f64>| x.quality.values().filter(|q| !q.inputs.is_empty()).filter_map(|q| if q.mean.identical { Some(f64::INFINITY) } else { f(&q.mean) }).fold(None, |acc: Option<f64>, v| Some(acc.map_or(v, |a| a.min(v))));
+            let worst = |f: &dyn Fn(&quadbench::results::Scores) -> Option<f64>| {
+                x.quality
+                    .values()
+                    .filter(|q| !q.inputs.is_empty())
+                    .filter_map(|q| if q.mean.identical { Some(f64::INFINITY) } else { f(&q.mean) })
+                    .fold(None, |acc: Option<f64>, v| Some(acc.map_or(v, |a| a.min(v))))
+            };
             let scored = x.quality.values().filter(|q| !q.inputs.is_empty()).count();
             let missing = x.quality.values().filter(|q| !q.missing_golden.is_empty()).count();
             let failed = x.quality.values().filter(|q| q.pass == Some(false)).count();
@@ -349,7 +379,15 @@ pub fn summary_table(r: &Results) -> String {
                 (Some(lo), Some(hi)) => format!(" [95% CI {lo:.2}, {hi:.2}]"),
                 _ => String::new(),
             };
-            s.push_str(&format!("claim {:<20} {} {} vs {}: {}{ci} (needs >= {:.1}x): {verdict}\n", c.name, c.metric, c.candidate, c.baseline, c.ratio.map_or("-".into(), |v| format!("{v:.2}x")), c.threshold));
+            s.push_str(&format!(
+                "claim {:<20} {} {} vs {}: {}{ci} (needs >= {:.1}x): {verdict}\n",
+                c.name,
+                c.metric,
+                c.candidate,
+                c.baseline,
+                c.ratio.map_or("-".into(), |v| format!("{v:.2}x")),
+                c.threshold
+            ));
         }
     }
     s
@@ -401,11 +439,19 @@ pub fn main() -> i32 {
                 report(&"scenarios/demo.yaml not found; run `quadbench demo` from the quadbench repository checkout");
                 return EXIT_BAD_INPUT;
             };
-            let out = out.unwrap_or_else(|| sc.parent().and_then(Path::parent).unwrap_or(Path::new(".")).join("reports").join(format!("demo-{}", utc_stamp())));
+            let out = out.unwrap_or_else(|| {
+                sc.parent()
+                    .and_then(Path::parent)
+                    .unwrap_or(Path::new("."))
+                    .join("reports")
+                    .join(format!("demo-{}", utc_stamp()))
+            });
             let code = run_and_summarise(&sc, None, Some(out.clone()), false);
             // The NPU comparison, where the QNN plugin loads (x86_64 Linux, glibc >= 2.35).
             let npu = sc.with_file_name("npu.yaml");
-            println!("\nNPU comparison (QNN HTP backend; on x86_64 Linux the HTP runs as a simulator, so its latencies say nothing about a phone):");
+            println!(
+                "\nNPU comparison (QNN HTP backend; on x86_64 Linux the HTP runs as a simulator, so its latencies say nothing about a phone):"
+            );
             match quadbench_runtime::ensure_qnn() {
                 Ok(_) if npu.exists() => code.max(run_and_summarise(&npu, None, Some(out.join("npu")), false)),
                 Ok(_) => {
@@ -424,11 +470,23 @@ pub fn main() -> i32 {
         Command::LoopbackDevice { port, root } => loopback_device(port, root),
         Command::Report { dir, format, out } => report_command(&dir, &format, out.as_deref()),
         Command::Package(PackageCmd::Reference(a)) => {
-            let p = ReferenceParams { tasks: a.tasks, width: a.width, resolution: a.resolution, steps: a.steps, seed: a.seed };
+            let p = ReferenceParams {
+                tasks: a.tasks,
+                width: a.width,
+                resolution: a.resolution,
+                steps: a.steps,
+                seed: a.seed,
+            };
             match package::reference::generate(&a.out, &p) {
                 Ok(m) => {
                     println!("{}", a.out.join(package::MANIFEST_FILE).display());
-                    eprintln!("wrote package `{}` ({} tasks, {} files) to {}", m.raw.name, m.pipeline.tasks.len(), m.raw.files.len(), a.out.display());
+                    eprintln!(
+                        "wrote package `{}` ({} tasks, {} files) to {}",
+                        m.raw.name,
+                        m.pipeline.tasks.len(),
+                        m.raw.files.len(),
+                        a.out.display()
+                    );
                     EXIT_OK
                 }
                 Err(e) => {
@@ -447,13 +505,24 @@ pub fn main() -> i32 {
             } else {
                 inputs
             };
-            if !["w8a16", "w8a8"].contains(&precision.as_str()) || !["anchor", "merge"].contains(&profile.as_str()) || !(0.0..=1.0).contains(&a8_ratio) {
+            if !["w8a16", "w8a8"].contains(&precision.as_str())
+                || !["anchor", "merge"].contains(&profile.as_str())
+                || !(0.0..=1.0).contains(&a8_ratio)
+            {
                 report(&"--precision is w8a16 or w8a8, --profile anchor or merge, --a8-ratio within [0, 1]");
                 return EXIT_BAD_INPUT;
             }
             let opts = quadbench::package::qprofile::QuantizeOptions {
-                act: if precision == "w8a8" { quadbench::package::quantize::ActBits::U8 } else { quadbench::package::quantize::ActBits::U16 },
-                method: if profile == "merge" { quadbench::package::qprofile::ProfileMethod::Merge } else { quadbench::package::qprofile::ProfileMethod::Anchor },
+                act: if precision == "w8a8" {
+                    quadbench::package::quantize::ActBits::U8
+                } else {
+                    quadbench::package::quantize::ActBits::U16
+                },
+                method: if profile == "merge" {
+                    quadbench::package::qprofile::ProfileMethod::Merge
+                } else {
+                    quadbench::package::qprofile::ProfileMethod::Anchor
+                },
                 a8_ratio,
                 per_channel,
                 inputs,
@@ -468,7 +537,14 @@ pub fn main() -> i32 {
             match quadbench::package::qprofile::quantize_package(env, &src, &out, &opts) {
                 Ok((m, rep)) => {
                     println!("{}", out.join(package::MANIFEST_FILE).display());
-                    eprintln!("wrote {} ({}, {:?} profile, anchor {}): sensitivity scores {:?}", m.raw.name, rep.precision, rep.method, rep.anchor.as_deref().unwrap_or("-"), rep.scores);
+                    eprintln!(
+                        "wrote {} ({}, {:?} profile, anchor {}): sensitivity scores {:?}",
+                        m.raw.name,
+                        rep.precision,
+                        rep.method,
+                        rep.anchor.as_deref().unwrap_or("-"),
+                        rep.scores
+                    );
                     EXIT_OK
                 }
                 Err(e) => {
@@ -479,7 +555,14 @@ pub fn main() -> i32 {
         }
         Command::Package(PackageCmd::Check { dir }) => match package::check(&dir) {
             Ok(m) => {
-                println!("ok: {} ({} stages, {} lora slots, {} tasks, {} files verified)", m.raw.name, m.pipeline.stages.len(), m.pipeline.lora_slots.len(), m.pipeline.tasks.len(), m.raw.files.len());
+                println!(
+                    "ok: {} ({} stages, {} lora slots, {} tasks, {} files verified)",
+                    m.raw.name,
+                    m.pipeline.stages.len(),
+                    m.pipeline.lora_slots.len(),
+                    m.pipeline.tasks.len(),
+                    m.raw.files.len()
+                );
                 EXIT_OK
             }
             Err(e) => {
@@ -490,7 +573,11 @@ pub fn main() -> i32 {
         Command::Runtime(RuntimeCmd::Fetch { names }) => {
             let lock = quadbench_runtime::Lock::embedded();
             let target = quadbench_runtime::host_target();
-            let names: Vec<String> = if names.is_empty() { lock.defaults_for(target).iter().map(|a| a.name.clone()).collect() } else { names };
+            let names: Vec<String> = if names.is_empty() {
+                lock.defaults_for(target).iter().map(|a| a.name.clone()).collect()
+            } else {
+                names
+            };
             let opts = quadbench_runtime::FetchOptions::from_env().with_progress(|m| eprintln!("{m}"));
             let mut code = EXIT_OK;
             for n in names {
@@ -519,7 +606,9 @@ pub fn main() -> i32 {
             }
         },
         Command::Golden(GoldenCmd::Verify { dir }) => {
-            let Some(dir) = dir.or_else(|| std::env::current_dir().ok().and_then(|d| repo_root(&d)).map(|r| r.join("golden"))) else {
+            let Some(dir) =
+                dir.or_else(|| std::env::current_dir().ok().and_then(|d| repo_root(&d)).map(|r| r.join("golden")))
+            else {
                 report(&"no golden directory given and none found above the current directory");
                 return EXIT_BAD_INPUT;
             };
@@ -557,14 +646,26 @@ fn devices_list(server: std::net::SocketAddrV4) -> i32 {
         }
     };
     if devices.is_empty() {
-        eprintln!("no devices at the adb server {server} (USB: enable USB debugging; TCP: `adb -P {} connect HOST:PORT`)", server.port());
+        eprintln!(
+            "no devices at the adb server {server} (USB: enable USB debugging; TCP: `adb -P {} connect HOST:PORT`)",
+            server.port()
+        );
         return EXIT_OK;
     }
     println!("{:<24} {:<13} {:<24} {:<16} {:<12} android", "serial", "state", "model", "soc", "abi");
     for d in devices {
         let i = d.info.unwrap_or_default();
         let f = |v: Option<String>| v.unwrap_or_else(|| "-".into());
-        println!("{:<24} {:<13} {:<24} {:<16} {:<12} {}{}", d.serial, d.state, f(i.model), f(i.soc), f(i.abi), f(i.os_version), d.error.map(|e| format!("  ({e})")).unwrap_or_default());
+        println!(
+            "{:<24} {:<13} {:<24} {:<16} {:<12} {}{}",
+            d.serial,
+            d.state,
+            f(i.model),
+            f(i.soc),
+            f(i.abi),
+            f(i.os_version),
+            d.error.map(|e| format!("  ({e})")).unwrap_or_default()
+        );
     }
     EXIT_OK
 }
@@ -572,7 +673,10 @@ fn devices_list(server: std::net::SocketAddrV4) -> i32 {
 fn loopback_device(port: u16, root: PathBuf) -> i32 {
     let mut cfg = quadbench_loopback::LoopbackConfig::new(&root);
     cfg.bind = std::net::SocketAddr::from(([127, 0, 0, 1], port));
-    eprintln!("loopback device 127.0.0.1:{port}, storage {}; attach with `adb connect 127.0.0.1:{port}`, use `root: <that directory>` in the device profile", root.display());
+    eprintln!(
+        "loopback device 127.0.0.1:{port}, storage {}; attach with `adb connect 127.0.0.1:{port}`, use `root: <that directory>` in the device profile",
+        root.display()
+    );
     match quadbench_loopback::serve_forever_with_log(cfg, |e| eprintln!("loopback: {e}")) {
         Ok(()) => EXIT_OK,
         Err(e) => {

@@ -64,7 +64,9 @@ pub fn run(args: &CompareArgs) -> Result<()> {
     let cmp = compare_pair(&pair, &opts)?;
     if let Some(out) = &args.diff {
         let heatmap = diff_heatmap(&pair.reference, &pair.test)?;
-        heatmap.save(out).with_context(|| format!("cannot write diff heatmap {}; check the directory exists", out.display()))?;
+        heatmap
+            .save(out)
+            .with_context(|| format!("cannot write diff heatmap {}; check the directory exists", out.display()))?;
     }
     if args.json {
         let mut value = serde_json::to_value(&cmp).context("serialising the comparison")?;

@@ -64,7 +64,9 @@ pub fn load_manifest(dir: &Path) -> Result<Option<GoldenManifest>, GoldenError> 
         return Ok(None);
     }
     let text = std::fs::read_to_string(&p).map_err(|e| io(&p, e))?;
-    serde_json::from_str(&text).map(Some).map_err(|e| io(&p, format!("not a golden manifest ({e}); restore it from git or re-bless with --force")))
+    serde_json::from_str(&text)
+        .map(Some)
+        .map_err(|e| io(&p, format!("not a golden manifest ({e}); restore it from git or re-bless with --force")))
 }
 
 /// One difference between a new output and the existing golden.
@@ -90,7 +92,9 @@ pub fn diff(dir: &Path, produced: &[(String, String, PathBuf)]) -> Result<Vec<Ch
         // Compare with the file as it is on disk (the manifest may be stale or the file edited).
         let on_disk = existing.exists().then(|| sha256_file(&existing)).transpose().map_err(|e| io(&existing, e))?;
         let change = match on_disk {
-            Some(h) if h == new_sha && listed => Change { task: task.clone(), input: input.clone(), kind: "unchanged", psnr_db: None, ssim: None },
+            Some(h) if h == new_sha && listed => {
+                Change { task: task.clone(), input: input.clone(), kind: "unchanged", psnr_db: None, ssim: None }
+            }
             Some(_) => {
                 let opts = CompareOptions { metrics: vec![Metric::Psnr, Metric::Ssim], ..Default::default() };
                 let c = quadbench_metrics::compare(&existing, path, &opts).map_err(|e| io(path, e))?;
@@ -104,7 +108,11 @@ pub fn diff(dir: &Path, produced: &[(String, String, PathBuf)]) -> Result<Vec<Ch
 }
 
 /// Write goldens and their manifest (the caller has already decided it may).
-pub fn write(dir: &Path, manifest_base: GoldenManifest, produced: &[(String, String, PathBuf)]) -> Result<GoldenManifest, GoldenError> {
+pub fn write(
+    dir: &Path,
+    manifest_base: GoldenManifest,
+    produced: &[(String, String, PathBuf)],
+) -> Result<GoldenManifest, GoldenError> {
     std::fs::create_dir_all(dir).map_err(|e| io(dir, e))?;
     let mut m = manifest_base;
     m.files.clear();
@@ -112,7 +120,12 @@ pub fn write(dir: &Path, manifest_base: GoldenManifest, produced: &[(String, Str
         let name = file_name(task, input);
         let dst = dir.join(&name);
         std::fs::copy(path, &dst).map_err(|e| io(&dst, e))?;
-        m.files.push(GoldenFile { task: task.clone(), input: input.clone(), sha256: sha256_file(&dst).map_err(|e| io(&dst, e))?, path: name });
+        m.files.push(GoldenFile {
+            task: task.clone(),
+            input: input.clone(),
+            sha256: sha256_file(&dst).map_err(|e| io(&dst, e))?,
+            path: name,
+        });
     }
     m.files.sort_by(|a, b| a.path.cmp(&b.path));
     let text = serde_json::to_string_pretty(&m).map_err(|e| io(dir, e))? + "\n";
@@ -149,11 +162,23 @@ pub fn verify(golden_root: &Path) -> Result<usize, GoldenError> {
             }
         }
     }
-    if problems.is_empty() { Ok(ok) } else { Err(GoldenError::Verify(format!("golden verification failed ({} problems):\n{}", problems.len(), problems.iter().map(|p| format!("  - {p}")).collect::<Vec<_>>().join("\n")))) }
+    if problems.is_empty() {
+        Ok(ok)
+    } else {
+        Err(GoldenError::Verify(format!(
+            "golden verification failed ({} problems):\n{}",
+            problems.len(),
+            problems.iter().map(|p| format!("  - {p}")).collect::<Vec<_>>().join("\n")
+        )))
+    }
 }
 
 /// Index of goldens for one package: (task, input) -> path.
 pub fn index(golden_root: &Path, package_name: &str) -> BTreeMap<(String, String), PathBuf> {
     let dir = package_dir(golden_root, package_name);
-    load_manifest(&dir).ok().flatten().map(|m| m.files.into_iter().map(|f| ((f.task, f.input), dir.join(f.path))).collect()).unwrap_or_default()
+    load_manifest(&dir)
+        .ok()
+        .flatten()
+        .map(|m| m.files.into_iter().map(|f| ((f.task, f.input), dir.join(f.path))).collect())
+        .unwrap_or_default()
 }

@@ -50,7 +50,10 @@ mod tests {
         for ok in ["astronaut", "w8a16", "libc++-71bc274c.so.1.0", "libQnnHtpV75Skel.so", "a.b_c-d", "x+y"] {
             assert!(safe_name(ok), "{ok}");
         }
-        for bad in ["", ".", "..", "...", "a b", "a/b", "-rf", "x;y", "$x", "`id`", "it's", "a\nb", "ü", "a*", "~", "a\\b", "%s"] {
+        for bad in [
+            "", ".", "..", "...", "a b", "a/b", "-rf", "x;y", "$x", "`id`", "it's", "a\nb", "ü", "a*", "~", "a\\b",
+            "%s",
+        ] {
             assert!(!safe_name(bad), "{bad:?}");
         }
         assert!(!safe_name(&"a".repeat(129)));

@@ -1,11 +1,11 @@
 //! Host side of the NPU path: quantized package variants (cached like the reference package)
 //! and the execution-provider plugin libraries a backend needs in its plan.
 
-use crate::package::{self, qprofile, quantize::ActBits, Manifest};
-use crate::run::{Event, Reporter, RunError};
-use crate::scenario::Quantize;
 use crate::device::DeviceProfile;
 use crate::package::manifest::sha256_file;
+use crate::package::{self, Manifest, qprofile, quantize::ActBits};
+use crate::run::{Event, Reporter, RunError};
+use crate::scenario::Quantize;
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
@@ -17,24 +17,45 @@ pub fn host_env() -> Result<&'static ort::environment::Environment, RunError> {
     }
     let lib = quadbench_runtime::ensure_onnxruntime()?;
     let env = ort::init_from(&lib.library)
-        .map_err(|e| RunError::Input { path: lib.library.display().to_string(), message: format!("cannot load ONNX Runtime for calibration: {e}") })?
+        .map_err(|e| RunError::Input {
+            path: lib.library.display().to_string(),
+            message: format!("cannot load ONNX Runtime for calibration: {e}"),
+        })?
         .with_name("quadbench-host")
         .build()
-        .map_err(|e| RunError::Input { path: lib.library.display().to_string(), message: format!("cannot create an ONNX Runtime environment: {e}") })?;
+        .map_err(|e| RunError::Input {
+            path: lib.library.display().to_string(),
+            message: format!("cannot create an ONNX Runtime environment: {e}"),
+        })?;
     Ok(ENV.get_or_init(|| env))
 }
 
 /// Quantize `src` as `q` (calibrated on the scenario's inputs), cached beside it.
-pub fn quantized_package(src: &Path, q: &Quantize, inputs: &[(String, PathBuf)], cache: &Path, rep: &mut dyn Reporter) -> Result<(PathBuf, Manifest), RunError> {
+pub fn quantized_package(
+    src: &Path,
+    q: &Quantize,
+    inputs: &[(String, PathBuf)],
+    cache: &Path,
+    rep: &mut dyn Reporter,
+) -> Result<(PathBuf, Manifest), RunError> {
     let src_m = package::load(src)?;
     let calib: Vec<String> = inputs.iter().map(|(n, _)| n.clone()).collect();
     let key = format!("{}-{}-cal-{}", src_m.sha256.get(..12).unwrap_or(&src_m.sha256), q.key(), calib.join("+"));
     let dir = cache.join(&key);
     std::fs::create_dir_all(cache).map_err(|e| package::PackageError::io(cache, e))?;
-    let lock = std::fs::File::create(cache.join(format!(".{key}.lock"))).map_err(|e| package::PackageError::io(cache, e))?;
+    let lock =
+        std::fs::File::create(cache.join(format!(".{key}.lock"))).map_err(|e| package::PackageError::io(cache, e))?;
     lock.lock().map_err(|e| package::PackageError::io(cache, e))?;
     if !dir.join(package::MANIFEST_FILE).exists() {
-        rep.event(&Event::Step { message: format!("quantizing {} as {} ({} profile), calibrated on {}", src_m.raw.name, q.precision, q.profile, calib.join(", ")) });
+        rep.event(&Event::Step {
+            message: format!(
+                "quantizing {} as {} ({} profile), calibrated on {}",
+                src_m.raw.name,
+                q.precision,
+                q.profile,
+                calib.join(", ")
+            ),
+        });
         let opts = qprofile::QuantizeOptions {
             act: if q.precision == "w8a8" { ActBits::U8 } else { ActBits::U16 },
             method: if q.profile == "merge" { qprofile::ProfileMethod::Merge } else { qprofile::ProfileMethod::Anchor },
@@ -71,7 +92,13 @@ pub struct EpBundle {
 impl EpBundle {
     /// The remote directories holding libraries (for the loaders' search paths).
     pub fn remote_lib_dirs(&self) -> Vec<String> {
-        let mut v: Vec<String> = self.files.iter().map(|(rel, _)| rel.rsplit_once('/').map_or(self.remote_dir.clone(), |(d, _)| format!("{}/{d}", self.remote_dir))).collect();
+        let mut v: Vec<String> = self
+            .files
+            .iter()
+            .map(|(rel, _)| {
+                rel.rsplit_once('/').map_or(self.remote_dir.clone(), |(d, _)| format!("{}/{d}", self.remote_dir))
+            })
+            .collect();
         v.sort();
         v.dedup();
         v
@@ -114,9 +141,17 @@ const PLUGIN_EPS: &[PluginEp] = &[
         auto: || {
             let q = quadbench_runtime::ensure_qnn().map_err(|e| format!("the QNN plugin is not available: {e}"))?;
             // The install directory: the plugin's folder and the vendored `.libs` beside it.
-            q.library.parent().and_then(Path::parent).map(Path::to_path_buf).ok_or_else(|| format!("unexpected QNN install layout at {}", q.library.display()))
+            q.library
+                .parent()
+                .and_then(Path::parent)
+                .map(Path::to_path_buf)
+                .ok_or_else(|| format!("unexpected QNN install layout at {}", q.library.display()))
         },
-        profile_key: Some(ProfileKey { key: "qnn_libraries", dir: |p| p.qnn_libraries.clone(), what: "the `jni/<abi>` directory of the onnxruntime-android-qnn AAR (docs/adb.md)" }),
+        profile_key: Some(ProfileKey {
+            key: "qnn_libraries",
+            dir: |p| p.qnn_libraries.clone(),
+            what: "the `jni/<abi>` directory of the onnxruntime-android-qnn AAR (docs/adb.md)",
+        }),
     },
     PluginEp {
         backend: "cuda",
@@ -128,7 +163,10 @@ const PLUGIN_EPS: &[PluginEp] = &[
             let opts = quadbench_runtime::FetchOptions { offline: true, ..quadbench_runtime::FetchOptions::from_env() };
             let g = quadbench_runtime::fetch(&quadbench_runtime::Lock::embedded(), "onnxruntime-gpu", quadbench_runtime::host_target(), &opts)
                 .map_err(|_| "the CUDA build of ONNX Runtime is not fetched: run `quadbench runtime fetch onnxruntime-gpu` (256 MB; needs an NVIDIA driver and CUDA 13 libraries)".to_string())?;
-            g.library.parent().map(Path::to_path_buf).ok_or_else(|| format!("unexpected layout at {}", g.library.display()))
+            g.library
+                .parent()
+                .map(Path::to_path_buf)
+                .ok_or_else(|| format!("unexpected layout at {}", g.library.display()))
         },
         profile_key: None,
     },
@@ -145,10 +183,16 @@ pub fn ep_bundle(backend: &str, profile: &DeviceProfile, push: bool) -> Result<O
             let abi = profile.adb.as_ref().and_then(|a| a.abi.clone());
             if let Some(abi) = abi.filter(|a| a != crate::device::adb::host_abi()) {
                 let fix = match pe.profile_key {
-                    Some(k) => format!("set `{}:` in {} to {}", k.key, profile.path.display(), k.what.replace("<abi>", &abi)),
+                    Some(k) => {
+                        format!("set `{}:` in {} to {}", k.key, profile.path.display(), k.what.replace("<abi>", &abi))
+                    }
                     None => "no build for it is known to quadbench".to_string(),
                 };
-                return Err(format!("no {} libraries for {abi}: the fetched ones are built for this host ({}); {fix}", pe.ep, crate::device::adb::host_abi()));
+                return Err(format!(
+                    "no {} libraries for {abi}: the fetched ones are built for this host ({}); {fix}",
+                    pe.ep,
+                    crate::device::adb::host_abi()
+                ));
             }
             (pe.auto)()?
         }
@@ -156,17 +200,23 @@ pub fn ep_bundle(backend: &str, profile: &DeviceProfile, push: bool) -> Result<O
     let mut libs = Vec::new();
     collect_libraries(&dir, "", 0, &mut libs)?;
     libs.sort();
-    let library = libs.iter().find(|r| r.rsplit('/').next() == Some(pe.library)).cloned().ok_or_else(|| format!("{} holds no {}", dir.display(), pe.library))?;
+    let library = libs
+        .iter()
+        .find(|r| r.rsplit('/').next() == Some(pe.library))
+        .cloned()
+        .ok_or_else(|| format!("{} holds no {}", dir.display(), pe.library))?;
     let mut files = Vec::new();
     let mut digest = String::new();
     if push {
         for rel in &libs {
-            let sha = sha256_file(&dir.join(rel)).map_err(|e| format!("cannot read {}: {e}", dir.join(rel).display()))?;
+            let sha =
+                sha256_file(&dir.join(rel)).map_err(|e| format!("cannot read {}: {e}", dir.join(rel).display()))?;
             digest.push_str(&format!("{rel}\0{sha}\n"));
             files.push((rel.clone(), sha));
         }
     }
-    let remote_dir = format!("runtime/{}-{}", pe.short, &crate::package::manifest::sha256_bytes(digest.as_bytes())[..12]);
+    let remote_dir =
+        format!("runtime/{}-{}", pe.short, &crate::package::manifest::sha256_bytes(digest.as_bytes())[..12]);
     Ok(Some(EpBundle { ep: pe.ep.into(), dir, library, files, remote_dir }))
 }
 
@@ -179,12 +229,17 @@ fn collect_libraries(dir: &Path, rel: &str, depth: usize, out: &mut Vec<String>)
         let entry = entry.map_err(|e| format!("cannot list {}: {e}", here.display()))?;
         let name = entry.file_name().to_string_lossy().into_owned();
         let child = if rel.is_empty() { name.clone() } else { format!("{rel}/{name}") };
-        let meta = std::fs::metadata(entry.path()).map_err(|e| format!("cannot read {}: {e}", entry.path().display()))?;
+        let meta =
+            std::fs::metadata(entry.path()).map_err(|e| format!("cannot read {}: {e}", entry.path().display()))?;
         if meta.is_dir() && depth < 4 {
             collect_libraries(dir, &child, depth + 1, out)?;
         } else if meta.is_file() && (name.ends_with(".so") || name.contains(".so.")) {
             if !crate::safe_relative_path(&child) {
-                return Err(format!("library {} has a name unsafe on a device (use {})", entry.path().display(), crate::SAFE_NAME_CHARS));
+                return Err(format!(
+                    "library {} has a name unsafe on a device (use {})",
+                    entry.path().display(),
+                    crate::SAFE_NAME_CHARS
+                ));
             }
             out.push(child);
         }
@@ -207,13 +262,25 @@ mod tests {
         let d = tempfile::tempdir().unwrap();
         let q = d.path().join("qnn");
         std::fs::create_dir_all(q.join("deps")).unwrap();
-        for (rel, body) in [(crate::device::QNN_PLUGIN_LIBRARY, "plugin"), ("libQnnHtp.so", "htp"), ("libQnnHtpV75Skel.so", "skel"), ("deps/libc++-71bc274c.so.1.0", "cxx"), ("README.txt", "not a library")] {
+        for (rel, body) in [
+            (crate::device::QNN_PLUGIN_LIBRARY, "plugin"),
+            ("libQnnHtp.so", "htp"),
+            ("libQnnHtpV75Skel.so", "skel"),
+            ("deps/libc++-71bc274c.so.1.0", "cxx"),
+            ("README.txt", "not a library"),
+        ] {
             std::fs::write(q.join(rel), body).unwrap();
         }
-        let p = profile(d.path(), "name: phone\ntransport: adb\nserial: s\nabi: arm64-v8a\nrunner: r\nort_library: l\nqnn_libraries: qnn\n");
+        let p = profile(
+            d.path(),
+            "name: phone\ntransport: adb\nserial: s\nabi: arm64-v8a\nrunner: r\nort_library: l\nqnn_libraries: qnn\n",
+        );
         let b = ep_bundle("qnn-htp", &p, true).unwrap().unwrap();
         let rels: Vec<&str> = b.files.iter().map(|(r, _)| r.as_str()).collect();
-        assert_eq!(rels, ["deps/libc++-71bc274c.so.1.0", "libQnnHtp.so", "libQnnHtpV75Skel.so", crate::device::QNN_PLUGIN_LIBRARY]);
+        assert_eq!(
+            rels,
+            ["deps/libc++-71bc274c.so.1.0", "libQnnHtp.so", "libQnnHtpV75Skel.so", crate::device::QNN_PLUGIN_LIBRARY]
+        );
         assert_eq!(b.library, crate::device::QNN_PLUGIN_LIBRARY);
         assert_eq!(b.files[1].1, crate::package::manifest::sha256_bytes(b"htp"));
         assert!(b.remote_dir.starts_with("runtime/qnn-") && crate::safe_relative_path(&b.remote_dir));
@@ -232,7 +299,10 @@ mod tests {
     #[test]
     fn a_foreign_abi_without_qnn_libraries_is_unsupported_with_the_fix() {
         let d = tempfile::tempdir().unwrap();
-        let p = profile(d.path(), "name: phone\ntransport: adb\nserial: s\nabi: mips-from-mars\nrunner: r\nort_library: l\n");
+        let p = profile(
+            d.path(),
+            "name: phone\ntransport: adb\nserial: s\nabi: mips-from-mars\nrunner: r\nort_library: l\n",
+        );
         let e = ep_bundle("qnn-htp", &p, true).unwrap_err();
         assert!(e.contains("qnn_libraries") && e.contains("d.yaml") && e.contains("mips-from-mars"), "{e}");
         assert!(ep_bundle("cuda", &p, true).unwrap_err().contains("mips-from-mars"));

@@ -26,13 +26,20 @@ impl Reporter for StderrReporter {
     fn event(&mut self, e: &Event) {
         match e {
             Event::Step { message } => {
-                if let Some(b) = &self.bar { b.println(message) } else { eprintln!("{message}") }
+                if let Some(b) = &self.bar {
+                    b.println(message)
+                } else {
+                    eprintln!("{message}")
+                }
             }
             Event::RunStart { index, total, id } => {
                 if self.tty {
                     let b = self.bar.get_or_insert_with(|| {
                         let b = ProgressBar::new(*total as u64);
-                        b.set_style(ProgressStyle::with_template("{spinner} [{pos}/{len}] {elapsed_precise} {msg}").unwrap_or_else(|_| ProgressStyle::default_bar()));
+                        b.set_style(
+                            ProgressStyle::with_template("{spinner} [{pos}/{len}] {elapsed_precise} {msg}")
+                                .unwrap_or_else(|_| ProgressStyle::default_bar()),
+                        );
                         b.enable_steady_tick(std::time::Duration::from_millis(200));
                         b
                     });
@@ -57,7 +64,10 @@ impl Reporter for StderrReporter {
                 }
             }
             Event::Retry { id, attempt, retries, wait_ms, error } => {
-                let line = format!("{id}: infrastructure error, retry {attempt}/{retries} in {:.1} s: {error}", *wait_ms as f64 / 1e3);
+                let line = format!(
+                    "{id}: infrastructure error, retry {attempt}/{retries} in {:.1} s: {error}",
+                    *wait_ms as f64 / 1e3
+                );
                 if let Some(b) = &self.bar { b.println(line) } else { eprintln!("{line}") }
             }
             Event::DeviceUnhealthy { device, error } => {

@@ -24,8 +24,14 @@ impl Threshold {
             return Err(format!("unknown quality metric `{metric}`; one of {}", QUALITY_METRICS.join(", ")));
         }
         let e = expr.trim();
-        let op = [">=", "<=", ">", "<"].into_iter().find(|o| e.starts_with(o)).ok_or_else(|| format!("threshold `{expr}` must start with >=, >, <= or <, e.g. \">= 30\""))?;
-        let value = e[op.len()..].trim().parse::<f64>().map_err(|_| format!("threshold `{expr}`: `{}` is not a number", e[op.len()..].trim()))?;
+        let op = [">=", "<=", ">", "<"]
+            .into_iter()
+            .find(|o| e.starts_with(o))
+            .ok_or_else(|| format!("threshold `{expr}` must start with >=, >, <= or <, e.g. \">= 30\""))?;
+        let value = e[op.len()..]
+            .trim()
+            .parse::<f64>()
+            .map_err(|_| format!("threshold `{expr}`: `{}` is not a number", e[op.len()..].trim()))?;
         Ok(Threshold { metric: metric.into(), op: op.into(), value })
     }
 
@@ -74,8 +80,16 @@ pub fn score(golden: &Path, output: &Path) -> Result<Scores, String> {
     if pair.reference.width.min(pair.reference.height) >= quadbench_metrics::MS_SSIM_MIN_SIDE_PX {
         metrics.push(Metric::MsSsim);
     }
-    let c = quadbench_metrics::compare_pair(&pair, &CompareOptions { metrics, ..Default::default() }).map_err(|e| e.to_string())?;
-    Ok(Scores { psnr_db: c.psnr_db.filter(|p| p.is_finite()), identical: c.identical, ssim: c.ssim, ms_ssim: c.ms_ssim, lpips_proxy: c.lpips_proxy, lpips: c.lpips })
+    let c = quadbench_metrics::compare_pair(&pair, &CompareOptions { metrics, ..Default::default() })
+        .map_err(|e| e.to_string())?;
+    Ok(Scores {
+        psnr_db: c.psnr_db.filter(|p| p.is_finite()),
+        identical: c.identical,
+        ssim: c.ssim,
+        ms_ssim: c.ms_ssim,
+        lpips_proxy: c.lpips_proxy,
+        lpips: c.lpips,
+    })
 }
 
 /// Fill `rec.quality` from its outputs under `out`; write grids under `out/grids/<run>/`.
@@ -124,14 +138,21 @@ pub fn score_run(rec: &mut RunRecord, out: &Path, cfg: &QualityConfig) {
 }
 
 /// input | golden | output | heatmap, one row per input of `task`.
-fn write_grid(rec: &RunRecord, out: &Path, task: &str, goldens: &BTreeMap<(String, String), PathBuf>) -> Result<(), String> {
+fn write_grid(
+    rec: &RunRecord,
+    out: &Path,
+    task: &str,
+    goldens: &BTreeMap<(String, String), PathBuf>,
+) -> Result<(), String> {
     let rows: Vec<_> = rec.outputs.iter().filter(|o| o.task == task).collect();
     let mut tiles: Vec<Vec<image::RgbImage>> = Vec::new();
     for o in rows {
         let output = image::open(out.join(&o.path)).map_err(|e| e.to_string())?.to_rgb8();
         let (w, h) = output.dimensions();
         let blank = || image::RgbImage::from_pixel(w, h, image::Rgb([128, 128, 128]));
-        let input = image::open(out.join("inputs").join(format!("{}.png", o.input))).map(|i| i.to_rgb8()).unwrap_or_else(|_| blank());
+        let input = image::open(out.join("inputs").join(format!("{}.png", o.input)))
+            .map(|i| i.to_rgb8())
+            .unwrap_or_else(|_| blank());
         let golden_path = goldens.get(&(o.task.clone(), o.input.clone())).cloned();
         let golden = golden_path.as_ref().and_then(|p| image::open(p).ok()).map(|i| i.to_rgb8()).unwrap_or_else(blank);
         let heat = golden_path
@@ -143,7 +164,8 @@ fn write_grid(rec: &RunRecord, out: &Path, task: &str, goldens: &BTreeMap<(Strin
     let Some(first) = tiles.first().map(|r| r[0].dimensions()) else { return Ok(()) };
     let (w, h) = first;
     let gap = 4;
-    let mut grid = image::RgbImage::from_pixel(4 * w + 3 * gap, tiles.len() as u32 * (h + gap) - gap, image::Rgb([255, 255, 255]));
+    let mut grid =
+        image::RgbImage::from_pixel(4 * w + 3 * gap, tiles.len() as u32 * (h + gap) - gap, image::Rgb([255, 255, 255]));
     for (r, row) in tiles.iter().enumerate() {
         for (c, t) in row.iter().enumerate() {
             if t.dimensions() == (w, h) {
@@ -155,4 +177,3 @@ fn write_grid(rec: &RunRecord, out: &Path, task: &str, goldens: &BTreeMap<(Strin
     std::fs::create_dir_all(p.parent().unwrap_or(out)).map_err(|e| e.to_string())?;
     grid.save(&p).map_err(|e| e.to_string())
 }
-

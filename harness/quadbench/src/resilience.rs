@@ -25,7 +25,12 @@ pub struct DeviceSession<'a> {
 impl<'a> DeviceSession<'a> {
     /// The transport is opened lazily by the first run, under the retry policy.
     pub fn new(profile: &'a DeviceProfile) -> Self {
-        DeviceSession { profile, transport: None, info: DeviceInfo { name: profile.name.clone(), transport: profile.transport.clone(), ..Default::default() }, unhealthy: None }
+        DeviceSession {
+            profile,
+            transport: None,
+            info: DeviceInfo { name: profile.name.clone(), transport: profile.transport.clone(), ..Default::default() },
+            unhealthy: None,
+        }
     }
 
     /// Why the device was given up, if it was.
@@ -35,7 +40,13 @@ impl<'a> DeviceSession<'a> {
 
     /// Run `attempt` until it succeeds, fails as a test, or the retries are spent. `failed`
     /// builds the record of a run that could not even start (its message is the error).
-    pub fn run(&mut self, id: &str, rep: &mut dyn Reporter, attempt: &mut dyn FnMut(&mut dyn Transport, &DeviceInfo, &mut dyn Reporter) -> RunRecord, failed: &dyn Fn(String) -> RunRecord) -> RunRecord {
+    pub fn run(
+        &mut self,
+        id: &str,
+        rep: &mut dyn Reporter,
+        attempt: &mut dyn FnMut(&mut dyn Transport, &DeviceInfo, &mut dyn Reporter) -> RunRecord,
+        failed: &dyn Fn(String) -> RunRecord,
+    ) -> RunRecord {
         if let Some(why) = &self.unhealthy {
             return failed(format!("not run: device `{}` was marked unhealthy earlier: {why}", self.profile.name));
         }
@@ -45,7 +56,13 @@ impl<'a> DeviceSession<'a> {
         for n in 0..=policy.retries {
             if n > 0 {
                 let wait = policy.wait(n);
-                rep.event(&Event::Retry { id: id.into(), attempt: n, retries: policy.retries, wait_ms: wait.as_millis() as u64, error: error.clone() });
+                rep.event(&Event::Retry {
+                    id: id.into(),
+                    attempt: n,
+                    retries: policy.retries,
+                    wait_ms: wait.as_millis() as u64,
+                    error: error.clone(),
+                });
                 std::thread::sleep(wait);
             }
             if self.transport.is_none() {
@@ -83,7 +100,11 @@ impl<'a> DeviceSession<'a> {
         self.unhealthy = Some(error);
         self.transport = None;
         rec.infrastructure_error = true;
-        rec.error = Some(format!("{} (gave up after {attempts} attempt{}; device marked unhealthy)", rec.error.as_deref().unwrap_or("infrastructure error"), if attempts == 1 { "" } else { "s" }));
+        rec.error = Some(format!(
+            "{} (gave up after {attempts} attempt{}; device marked unhealthy)",
+            rec.error.as_deref().unwrap_or("infrastructure error"),
+            if attempts == 1 { "" } else { "s" }
+        ));
         rec
     }
 }
@@ -103,9 +124,16 @@ impl Resume {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Resume::default()),
             Err(e) => return Err(format!("cannot read {}: {e}", path.display())),
         };
-        let old: Results = serde_json::from_str(&text).map_err(|e| format!("{} is not a quadbench results file ({e}); choose a fresh --out or drop --resume", path.display()))?;
+        let old: Results = serde_json::from_str(&text).map_err(|e| {
+            format!("{} is not a quadbench results file ({e}); choose a fresh --out or drop --resume", path.display())
+        })?;
         if old.package.sha256 != package_sha256 {
-            return Err(format!("{} holds results for package {} (sha256 {}), not this scenario's package; resume into a fresh --out instead", path.display(), old.package.name, &old.package.sha256[..12.min(old.package.sha256.len())]));
+            return Err(format!(
+                "{} holds results for package {} (sha256 {}), not this scenario's package; resume into a fresh --out instead",
+                path.display(),
+                old.package.name,
+                &old.package.sha256[..12.min(old.package.sha256.len())]
+            ));
         }
         let dir = path.parent().unwrap_or(Path::new("."));
         let finished = old

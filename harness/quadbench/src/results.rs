@@ -185,12 +185,15 @@ impl RunRecord {
     pub fn from_result(id: &str, device: &str, r: &RunResult, env: Environment, samples_csv: String) -> RunRecord {
         let (status, error) = match &r.status {
             quadbench_protocol::RunStatus::Ok => (RunState::Ok, None),
-            quadbench_protocol::RunStatus::Failed { error } if error.starts_with("backend unsupported") => (RunState::Unsupported, Some(error.clone())),
+            quadbench_protocol::RunStatus::Failed { error } if error.starts_with("backend unsupported") => {
+                (RunState::Unsupported, Some(error.clone()))
+            }
             quadbench_protocol::RunStatus::Failed { error } => (RunState::Failed, Some(error.clone())),
         };
         // The samples exactly as the CSV stores them, so that a report regenerated from the CSV
         // computes the same statistics as the run did.
-        let samples: BTreeMap<String, Vec<f64>> = r.samples_ms.iter().map(|(k, v)| (k.clone(), v.iter().map(|x| csv_value(*x)).collect())).collect();
+        let samples: BTreeMap<String, Vec<f64>> =
+            r.samples_ms.iter().map(|(k, v)| (k.clone(), v.iter().map(|x| csv_value(*x)).collect())).collect();
         RunRecord {
             id: id.into(),
             device: device.into(),
@@ -202,7 +205,11 @@ impl RunRecord {
             infrastructure_error: false,
             stderr_tail: String::new(),
             storage: r.storage.clone(),
-            memory: Memory { peak_rss_bytes: r.peak_rss_bytes(), peak_pss_bytes: r.peak_pss_bytes(), phases: r.memory.clone() },
+            memory: Memory {
+                peak_rss_bytes: r.peak_rss_bytes(),
+                peak_pss_bytes: r.peak_pss_bytes(),
+                phases: r.memory.clone(),
+            },
             init_ms: r.init_ms,
             first_inference_ms: r.first_inference_ms,
             latency_ms: summaries(&samples),
@@ -225,7 +232,17 @@ impl RunRecord {
     }
 
     /// A run that produced no result (crash, device lost).
-    pub fn failed(id: &str, device: &str, backend: &str, precision: &str, strategy: Strategy, storage: Storage, error: String, stderr_tail: String, infra: bool) -> RunRecord {
+    pub fn failed(
+        id: &str,
+        device: &str,
+        backend: &str,
+        precision: &str,
+        strategy: Strategy,
+        storage: Storage,
+        error: String,
+        stderr_tail: String,
+        infra: bool,
+    ) -> RunRecord {
         RunRecord {
             id: id.into(),
             device: device.into(),
@@ -355,20 +372,48 @@ pub struct ClaimResult {
 /// Evaluate claims for every device x backend x precision group present in `runs`. Latency
 /// claims need the runs' raw samples ([`RunRecord::samples`]) for their interval.
 pub fn evaluate_claims(claims: &[Claim], runs: &[RunRecord]) -> Vec<ClaimResult> {
-    let mut groups: Vec<(String, String, String)> = runs.iter().map(|r| (r.device.clone(), r.backend.clone(), r.precision.clone())).collect();
+    let mut groups: Vec<(String, String, String)> =
+        runs.iter().map(|r| (r.device.clone(), r.backend.clone(), r.precision.clone())).collect();
     groups.sort();
     groups.dedup();
     let mut out = Vec::new();
     for (device, backend, precision) in &groups {
         for c in claims {
-            let run = |s: Strategy| runs.iter().find(|r| &r.device == device && &r.backend == backend && &r.precision == precision && r.strategy == s && r.status == RunState::Ok);
+            let run = |s: Strategy| {
+                runs.iter().find(|r| {
+                    &r.device == device
+                        && &r.backend == backend
+                        && &r.precision == precision
+                        && r.strategy == s
+                        && r.status == RunState::Ok
+                })
+            };
             let (br, kr) = (run(c.baseline), run(c.candidate));
             let (b, k) = (br.and_then(|r| r.metric(&c.metric)), kr.and_then(|r| r.metric(&c.metric)));
             let ratio = match (b, k) {
                 (Some(b), Some(k)) if k > 0.0 => Some(b / k),
                 _ => None,
             };
-            let mut res = ClaimResult { name: c.name.clone(), metric: c.metric.clone(), device: device.clone(), backend: backend.clone(), precision: precision.clone(), baseline: c.baseline, candidate: c.candidate, baseline_value: b, candidate_value: k, ratio, ci_low: None, ci_high: None, ci_method: CiMethod::None, bootstrap_resamples: None, bootstrap_seed: None, threshold: c.threshold, verdict: Verdict::Missing, note: String::new() };
+            let mut res = ClaimResult {
+                name: c.name.clone(),
+                metric: c.metric.clone(),
+                device: device.clone(),
+                backend: backend.clone(),
+                precision: precision.clone(),
+                baseline: c.baseline,
+                candidate: c.candidate,
+                baseline_value: b,
+                candidate_value: k,
+                ratio,
+                ci_low: None,
+                ci_high: None,
+                ci_method: CiMethod::None,
+                bootstrap_resamples: None,
+                bootstrap_seed: None,
+                threshold: c.threshold,
+                verdict: Verdict::Missing,
+                note: String::new(),
+            };
             let (Some(r), Some(br), Some(kr)) = (ratio, br, kr) else {
                 res.note = "a run this claim needs is missing or failed".into();
                 out.push(res);
@@ -444,8 +489,10 @@ impl Results {
     /// Read `<dir>/results.json` and every run's raw samples (`samples_csv`).
     pub fn load(dir: &Path) -> Result<Results, LoadError> {
         let path = dir.join("results.json");
-        let text = std::fs::read_to_string(&path).map_err(|e| LoadError::Read { path: path.display().to_string(), source: e })?;
-        let mut r: Results = serde_json::from_str(&text).map_err(|e| LoadError::Parse { path: path.display().to_string(), source: e })?;
+        let text = std::fs::read_to_string(&path)
+            .map_err(|e| LoadError::Read { path: path.display().to_string(), source: e })?;
+        let mut r: Results = serde_json::from_str(&text)
+            .map_err(|e| LoadError::Parse { path: path.display().to_string(), source: e })?;
         if !r.schema.starts_with("quadbench.results/1") {
             return Err(LoadError::Schema { path: path.display().to_string(), schema: r.schema });
         }
@@ -454,7 +501,8 @@ impl Results {
                 continue;
             }
             let p = dir.join(&run.samples_csv);
-            run.samples = read_samples_csv(&p, &run.id).map_err(|e| LoadError::Samples { path: p.display().to_string(), message: e })?;
+            run.samples = read_samples_csv(&p, &run.id)
+                .map_err(|e| LoadError::Samples { path: p.display().to_string(), message: e })?;
         }
         Ok(r)
     }
@@ -462,13 +510,21 @@ impl Results {
 
 #[derive(Debug, thiserror::Error)]
 pub enum LoadError {
-    #[error("cannot read {path}: {source}\n  hint: pass the results directory of a `quadbench run` (it holds results.json)")]
+    #[error(
+        "cannot read {path}: {source}\n  hint: pass the results directory of a `quadbench run` (it holds results.json)"
+    )]
     Read { path: String, source: std::io::Error },
-    #[error("{path} is not a valid results file: {source}\n  hint: was it written by a different quadbench version? re-run the scenario")]
+    #[error(
+        "{path} is not a valid results file: {source}\n  hint: was it written by a different quadbench version? re-run the scenario"
+    )]
     Parse { path: String, source: serde_json::Error },
-    #[error("{path} has schema `{schema}`; this quadbench reads `{RESULTS_SCHEMA}`\n  hint: use the quadbench version that wrote it")]
+    #[error(
+        "{path} has schema `{schema}`; this quadbench reads `{RESULTS_SCHEMA}`\n  hint: use the quadbench version that wrote it"
+    )]
     Schema { path: String, schema: String },
-    #[error("raw samples {path}: {message}\n  hint: the report needs the samples/ directory beside results.json; copy it along")]
+    #[error(
+        "raw samples {path}: {message}\n  hint: the report needs the samples/ directory beside results.json; copy it along"
+    )]
     Samples { path: String, message: String },
 }
 
@@ -550,7 +606,8 @@ mod tests {
 
     fn run_with(strategy: Strategy, switch: Vec<f64>, total_bytes: u64) -> RunRecord {
         let storage = Storage { total_bytes, ..Default::default() };
-        let mut r = RunRecord::failed("r", "dev", "cpu", "fp32", strategy, storage, String::new(), String::new(), false);
+        let mut r =
+            RunRecord::failed("r", "dev", "cpu", "fp32", strategy, storage, String::new(), String::new(), false);
         r.status = RunState::Ok;
         r.samples.insert("switch".into(), switch);
         r.latency_ms = summaries(&r.samples);
@@ -559,19 +616,34 @@ mod tests {
 
     #[test]
     fn claim_verdicts_follow_the_interval() {
-        let claim = |metric: &str, threshold: f64| Claim { name: "c".into(), metric: metric.into(), baseline: Strategy::SeparateReload, candidate: Strategy::Unified, threshold };
-        let spread = |centre: f64| (0..30).map(|i| centre * (1.0 + ((i * 7) % 11) as f64 * 0.02 - 0.1)).collect::<Vec<_>>();
-        let runs = [run_with(Strategy::Unified, spread(100.0), 100), run_with(Strategy::SeparateReload, spread(400.0), 900)];
+        let claim = |metric: &str, threshold: f64| Claim {
+            name: "c".into(),
+            metric: metric.into(),
+            baseline: Strategy::SeparateReload,
+            candidate: Strategy::Unified,
+            threshold,
+        };
+        let spread =
+            |centre: f64| (0..30).map(|i| centre * (1.0 + ((i * 7) % 11) as f64 * 0.02 - 0.1)).collect::<Vec<_>>();
+        let runs =
+            [run_with(Strategy::Unified, spread(100.0), 100), run_with(Strategy::SeparateReload, spread(400.0), 900)];
         let eval = |c: Claim| evaluate_claims(&[c], &runs).remove(0);
         let pass = eval(claim("latency_ms.switch", 3.5));
         let (lo, hi) = (pass.ci_low.unwrap(), pass.ci_high.unwrap());
         assert!(lo < 4.0 && 4.0 < hi && lo > 3.5, "{lo} {hi}");
-        assert_eq!((pass.verdict, pass.ci_method, pass.bootstrap_seed), (Verdict::Pass, CiMethod::Bootstrap, Some(stats::SEED)));
+        assert_eq!(
+            (pass.verdict, pass.ci_method, pass.bootstrap_seed),
+            (Verdict::Pass, CiMethod::Bootstrap, Some(stats::SEED))
+        );
         assert_eq!(eval(claim("latency_ms.switch", 4.5)).verdict, Verdict::Fail);
         assert_eq!(eval(claim("latency_ms.switch", 4.0)).verdict, Verdict::Inconclusive);
         let storage = eval(claim("storage.total_bytes", 9.0));
         assert_eq!((storage.verdict, storage.ci_low, storage.ci_method), (Verdict::Pass, Some(9.0), CiMethod::Exact));
-        let missing = evaluate_claims(&[Claim { candidate: Strategy::SeparateResident, ..claim("storage.total_bytes", 2.0) }], &runs).remove(0);
+        let missing = evaluate_claims(
+            &[Claim { candidate: Strategy::SeparateResident, ..claim("storage.total_bytes", 2.0) }],
+            &runs,
+        )
+        .remove(0);
         assert_eq!(missing.verdict, Verdict::Missing);
     }
 }

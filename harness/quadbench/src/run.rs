@@ -3,8 +3,8 @@
 //! next starts. It reports progress only through [`Event`]s; reporters decide what to show.
 
 use crate::device::{DeviceError, DeviceProfile, ExecLimits, Transport};
-use crate::package::{self, manifest::sha256_file, Manifest};
-use crate::results::{self, Environment, PackageInfo, Results, RunRecord, RunState, ScenarioInfo, RESULTS_SCHEMA};
+use crate::package::{self, Manifest, manifest::sha256_file};
+use crate::results::{self, Environment, PackageInfo, RESULTS_SCHEMA, Results, RunRecord, RunState, ScenarioInfo};
 use crate::scenario::{PackageRef, Scenario};
 use quadbench_protocol::*;
 use std::path::{Path, PathBuf};
@@ -13,15 +13,41 @@ use std::time::Duration;
 /// What the run loop reports.
 #[derive(Debug, Clone)]
 pub enum Event {
-    Step { message: String },
-    RunStart { index: usize, total: usize, id: String },
-    Heartbeat { id: String, phase: String, requests: u64, elapsed_ms: u64 },
-    RunEnd { id: String, status: RunState, note: String },
-    ResultsWritten { path: PathBuf },
+    Step {
+        message: String,
+    },
+    RunStart {
+        index: usize,
+        total: usize,
+        id: String,
+    },
+    Heartbeat {
+        id: String,
+        phase: String,
+        requests: u64,
+        elapsed_ms: u64,
+    },
+    RunEnd {
+        id: String,
+        status: RunState,
+        note: String,
+    },
+    ResultsWritten {
+        path: PathBuf,
+    },
     /// A run failed with an infrastructure error and is retried after `wait_ms`.
-    Retry { id: String, attempt: u32, retries: u32, wait_ms: u64, error: String },
+    Retry {
+        id: String,
+        attempt: u32,
+        retries: u32,
+        wait_ms: u64,
+        error: String,
+    },
     /// A device failed every retry; its remaining runs are recorded as failed without running.
-    DeviceUnhealthy { device: String, error: String },
+    DeviceUnhealthy {
+        device: String,
+        error: String,
+    },
 }
 
 pub trait Reporter {
@@ -38,7 +64,9 @@ pub enum RunError {
     Yaml(#[from] crate::yaml::YamlError),
     #[error("output directory {path} is not writable: {source}\n  hint: choose another with --out, or free disk space")]
     Output { path: String, source: std::io::Error },
-    #[error("runner binary not found at {path}\n  hint: build it with `cargo build --release -p quadbench-runner` (it must sit beside the quadbench binary), or set `runner:` in the device profile")]
+    #[error(
+        "runner binary not found at {path}\n  hint: build it with `cargo build --release -p quadbench-runner` (it must sit beside the quadbench binary), or set `runner:` in the device profile"
+    )]
     RunnerMissing { path: String },
     #[error("input image {path}: {message}")]
     Input { path: String, message: String },
@@ -67,10 +95,13 @@ pub fn resolve_package(r: &PackageRef, cache: &Path, rep: &mut dyn Reporter) -> 
             let dir = cache.join(p.cache_key());
             std::fs::create_dir_all(cache).map_err(|e| package::PackageError::io(cache, e))?;
             // One generator at a time per cache entry; others wait and reuse it.
-            let lock = std::fs::File::create(cache.join(format!(".{}.lock", p.cache_key()))).map_err(|e| package::PackageError::io(cache, e))?;
+            let lock = std::fs::File::create(cache.join(format!(".{}.lock", p.cache_key())))
+                .map_err(|e| package::PackageError::io(cache, e))?;
             lock.lock().map_err(|e| package::PackageError::io(cache, e))?;
             if !dir.join(package::MANIFEST_FILE).exists() {
-                rep.event(&Event::Step { message: format!("generating reference package {} (cached in {})", p.cache_key(), dir.display()) });
+                rep.event(&Event::Step {
+                    message: format!("generating reference package {} (cached in {})", p.cache_key(), dir.display()),
+                });
                 let tmp = cache.join(format!(".{}.tmp", p.cache_key()));
                 let _ = std::fs::remove_dir_all(&tmp);
                 package::reference::generate(&tmp, p)?;
@@ -146,7 +177,10 @@ fn session_token() -> String {
     static TOKEN: OnceLock<String> = OnceLock::new();
     TOKEN
         .get_or_init(|| {
-            let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.subsec_nanos()).unwrap_or(0);
+            let nanos = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.subsec_nanos())
+                .unwrap_or(0);
             format!("{}-{nanos:x}", std::process::id())
         })
         .clone()
@@ -173,7 +207,9 @@ pub fn run_scenario(sc: &Scenario, opts: &RunOptions, rep: &mut dyn Reporter) ->
     let out = &opts.out;
     let out_err = |e: std::io::Error| RunError::Output { path: out.display().to_string(), source: e };
     std::fs::create_dir_all(out).map_err(out_err)?;
-    std::fs::write(out.join(".write-probe"), b"ok").and_then(|_| std::fs::remove_file(out.join(".write-probe"))).map_err(out_err)?;
+    std::fs::write(out.join(".write-probe"), b"ok")
+        .and_then(|_| std::fs::remove_file(out.join(".write-probe")))
+        .map_err(out_err)?;
 
     // Validate every input before touching a device.
     let device_paths = opts.device_override.clone().map(|d| vec![d]).unwrap_or_else(|| sc.devices.clone());
@@ -199,13 +235,22 @@ pub fn run_scenario(sc: &Scenario, opts: &RunOptions, rep: &mut dyn Reporter) ->
     let mut results = Results {
         schema: RESULTS_SCHEMA.into(),
         quadbench_version: env!("CARGO_PKG_VERSION").into(),
-        scenario: ScenarioInfo { name: sc.name.clone(), path: sc.path.display().to_string(), sha256: sc.sha256.clone() },
+        scenario: ScenarioInfo {
+            name: sc.name.clone(),
+            path: sc.path.display().to_string(),
+            sha256: sc.sha256.clone(),
+        },
         package: PackageInfo {
             name: m.raw.name.clone(),
             sha256: m.sha256.clone(),
             tasks: m.pipeline.tasks.iter().map(|t| t.name.clone()).collect(),
             dir: pkg_dir.display().to_string(),
-            quantization: m.raw.generator.as_ref().and_then(|g| g.get("quantization")).and_then(|q| serde_json::from_str(q).ok()),
+            quantization: m
+                .raw
+                .generator
+                .as_ref()
+                .and_then(|g| g.get("quantization"))
+                .and_then(|q| serde_json::from_str(q).ok()),
             golden_package: (golden_package != m.raw.name).then(|| golden_package.clone()),
         },
         runs: Vec::new(),
@@ -213,9 +258,17 @@ pub fn run_scenario(sc: &Scenario, opts: &RunOptions, rep: &mut dyn Reporter) ->
         complete: false,
         statistics: Default::default(),
     };
-    let quality = crate::quality::QualityConfig { golden_root: sc.golden_root.clone(), package_name: golden_package, thresholds: sc.thresholds.clone() };
+    let quality = crate::quality::QualityConfig {
+        golden_root: sc.golden_root.clone(),
+        package_name: golden_package,
+        thresholds: sc.thresholds.clone(),
+    };
     let results_path = out.join("results.json");
-    let mut resume = if opts.resume { crate::resilience::Resume::load(&results_path, &m.sha256).map_err(RunError::Resume)? } else { Default::default() };
+    let mut resume = if opts.resume {
+        crate::resilience::Resume::load(&results_path, &m.sha256).map_err(RunError::Resume)?
+    } else {
+        Default::default()
+    };
     let total = profiles.len() * sc.backends.len() * sc.strategies.len();
     let mut index = 0;
     let mut governor = crate::throttle::Governor::new(sc.throttle.clone(), sc.cooldown_s);
@@ -237,8 +290,45 @@ pub fn run_scenario(sc: &Scenario, opts: &RunOptions, rep: &mut dyn Reporter) ->
                     Some(r) => (r, "finished earlier, kept (--resume)".to_string()),
                     None => {
                         let throttle = governor.before_run(profile.transport == "local", rep);
-                        let failed = |msg: String| RunRecord::failed(&id, &profile.name, backend, &sc.precision, strategy, strategy_files(&m, strategy).1, msg, String::new(), true);
-                        let mut r = session.run(&id, rep, &mut |t, info, rep| run_one(RunSpec { sc, m: &m, pkg_dir: &pkg_dir, id: &id, profile, backend, strategy, runner: &runner, ort_lib: &ort_lib, ep: &ep, inputs: &inputs, out }, t, info, rep), &failed);
+                        let failed = |msg: String| {
+                            RunRecord::failed(
+                                &id,
+                                &profile.name,
+                                backend,
+                                &sc.precision,
+                                strategy,
+                                strategy_files(&m, strategy).1,
+                                msg,
+                                String::new(),
+                                true,
+                            )
+                        };
+                        let mut r = session.run(
+                            &id,
+                            rep,
+                            &mut |t, info, rep| {
+                                run_one(
+                                    RunSpec {
+                                        sc,
+                                        m: &m,
+                                        pkg_dir: &pkg_dir,
+                                        id: &id,
+                                        profile,
+                                        backend,
+                                        strategy,
+                                        runner: &runner,
+                                        ort_lib: &ort_lib,
+                                        ep: &ep,
+                                        inputs: &inputs,
+                                        out,
+                                    },
+                                    t,
+                                    info,
+                                    rep,
+                                )
+                            },
+                            &failed,
+                        );
                         r.throttle = Some(throttle);
                         crate::quality::score_run(&mut r, out, &quality);
                         let note = r.error.clone().unwrap_or_else(|| r.validity_note.clone());
@@ -274,9 +364,26 @@ struct RunSpec<'a> {
     out: &'a Path,
 }
 
-fn run_one(s: RunSpec<'_>, t: &mut dyn Transport, info: &crate::device::DeviceInfo, rep: &mut dyn Reporter) -> RunRecord {
+fn run_one(
+    s: RunSpec<'_>,
+    t: &mut dyn Transport,
+    info: &crate::device::DeviceInfo,
+    rep: &mut dyn Reporter,
+) -> RunRecord {
     let (files, storage) = strategy_files(s.m, s.strategy);
-    let fail = |msg: String, tail: String, infra: bool| RunRecord::failed(s.id, &s.profile.name, s.backend, &s.sc.precision, s.strategy, storage.clone(), msg, tail, infra);
+    let fail = |msg: String, tail: String, infra: bool| {
+        RunRecord::failed(
+            s.id,
+            &s.profile.name,
+            s.backend,
+            &s.sc.precision,
+            s.strategy,
+            storage.clone(),
+            msg,
+            tail,
+            infra,
+        )
+    };
     if let Err(why) = s.ep {
         // Known before touching the device: skipped, like a backend the runner cannot load.
         let mut r = fail(format!("backend unsupported: {why}"), String::new(), false);
@@ -315,12 +422,26 @@ fn run_one(s: RunSpec<'_>, t: &mut dyn Transport, info: &crate::device::DeviceIn
 }
 
 /// Push what the run needs, execute the runner, pull the result and outputs.
-fn stage_and_execute(s: &RunSpec<'_>, files: &[String], storage: &Storage, t: &mut dyn Transport, rep: &mut dyn Reporter) -> Result<(RunResult, String), (DeviceError, String)> {
+fn stage_and_execute(
+    s: &RunSpec<'_>,
+    files: &[String],
+    storage: &Storage,
+    t: &mut dyn Transport,
+    rep: &mut dyn Reporter,
+) -> Result<(RunResult, String), (DeviceError, String)> {
     let e0 = |e: DeviceError| (e, String::new());
-    let sha = |p: &Path| sha256_file(p).map_err(|e| e0(DeviceError::Infra { device: s.profile.name.clone(), message: format!("cannot hash {}: {e}", p.display()) }));
+    let sha = |p: &Path| {
+        sha256_file(p).map_err(|e| {
+            e0(DeviceError::Infra {
+                device: s.profile.name.clone(),
+                message: format!("cannot hash {}: {e}", p.display()),
+            })
+        })
+    };
     let runner_remote = "bin/quadbench-runner".to_string();
     t.push(s.runner, &sha(s.runner)?, &runner_remote).map_err(e0)?;
-    let lib_name = s.ort_lib.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "libonnxruntime.so".into());
+    let lib_name =
+        s.ort_lib.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "libonnxruntime.so".into());
     let lib_remote = format!("runtime/{lib_name}");
     t.push(s.ort_lib, &sha(s.ort_lib)?, &lib_remote).map_err(e0)?;
     let mut ep_libraries = std::collections::BTreeMap::new();
@@ -330,8 +451,16 @@ fn stage_and_execute(s: &RunSpec<'_>, files: &[String], storage: &Storage, t: &m
             // The local transport shares the host's files: the plugin is used in place.
             ep_libraries.insert(b.ep.clone(), b.dir.join(&b.library).display().to_string());
         } else {
-            let bytes: u64 = b.files.iter().map(|(rel, _)| std::fs::metadata(b.dir.join(rel)).map_or(0, |m| m.len())).sum();
-            rep.event(&Event::Step { message: format!("staging {} ({} libraries, {:.0} MB; files the device already has are skipped)", b.ep, b.files.len(), bytes as f64 / 1e6) });
+            let bytes: u64 =
+                b.files.iter().map(|(rel, _)| std::fs::metadata(b.dir.join(rel)).map_or(0, |m| m.len())).sum();
+            rep.event(&Event::Step {
+                message: format!(
+                    "staging {} ({} libraries, {:.0} MB; files the device already has are skipped)",
+                    b.ep,
+                    b.files.len(),
+                    bytes as f64 / 1e6
+                ),
+            });
             for (rel, sha) in &b.files {
                 t.push(&b.dir.join(rel), sha, &format!("{}/{rel}", b.remote_dir)).map_err(e0)?;
             }
@@ -385,31 +514,61 @@ fn stage_and_execute(s: &RunSpec<'_>, files: &[String], storage: &Storage, t: &m
         storage: storage.clone(),
     };
     let local_run = s.out.join("runs").join(s.id);
-    let io = |e: std::io::Error| e0(DeviceError::Infra { device: s.profile.name.clone(), message: format!("cannot write {}: {e}", local_run.display()) });
+    let io = |e: std::io::Error| {
+        e0(DeviceError::Infra {
+            device: s.profile.name.clone(),
+            message: format!("cannot write {}: {e}", local_run.display()),
+        })
+    };
     std::fs::create_dir_all(&local_run).map_err(io)?;
     let plan_path = local_run.join("plan.json");
     results::write_json_atomic(&plan_path, &plan).map_err(io)?;
     t.push(&plan_path, &sha(&plan_path)?, &format!("{run_remote}/plan.json")).map_err(e0)?;
-    let limits = ExecLimits { deadline: Duration::from_millis(s.sc.workload.max_duration_ms * 3 + 300_000), max_silence: Duration::from_secs(120) };
+    let limits = ExecLimits {
+        deadline: Duration::from_millis(s.sc.workload.max_duration_ms * 3 + 300_000),
+        max_silence: Duration::from_secs(120),
+    };
     let id = s.id.to_string();
     let mut on_line = |line: &str| {
         if let Some(h) = Heartbeat::parse_line(line) {
-            rep.event(&Event::Heartbeat { id: id.clone(), phase: h.phase, requests: h.requests, elapsed_ms: h.elapsed_ms });
+            rep.event(&Event::Heartbeat {
+                id: id.clone(),
+                phase: h.phase,
+                requests: h.requests,
+                elapsed_ms: h.elapsed_ms,
+            });
         }
     };
-    let outcome = t.exec(&[runner_remote, "plan.json".into()], &run_remote, &lib_dirs, limits, &mut on_line).map_err(e0)?;
+    let outcome =
+        t.exec(&[runner_remote, "plan.json".into()], &run_remote, &lib_dirs, limits, &mut on_line).map_err(e0)?;
     let tail = outcome.stderr_tail.clone();
     let result_local = local_run.join("result.json");
     let pulled = t.pull(&format!("{run_remote}/result.json"), &result_local);
-    let parsed: Option<RunResult> = pulled.ok().and_then(|_| std::fs::read_to_string(&result_local).ok()).and_then(|t| serde_json::from_str(&t).ok());
+    let parsed: Option<RunResult> = pulled
+        .ok()
+        .and_then(|_| std::fs::read_to_string(&result_local).ok())
+        .and_then(|t| serde_json::from_str(&t).ok());
     let Some(result) = parsed else {
-        let why = if outcome.timed_out { "the runner timed out (no heartbeat or past its deadline) and was killed".to_string() } else { format!("the runner exited with {} and wrote no result", outcome.exit_code.map_or("a signal".into(), |c| format!("code {c}"))) };
+        let why = if outcome.timed_out {
+            "the runner timed out (no heartbeat or past its deadline) and was killed".to_string()
+        } else {
+            format!(
+                "the runner exited with {} and wrote no result",
+                outcome.exit_code.map_or("a signal".into(), |c| format!("code {c}"))
+            )
+        };
         return Err((DeviceError::Test(why), tail));
     };
     for o in &result.outputs {
         // Names come from the device: they must not steer where we write on the host.
         if !(crate::safe_name(&o.task) && crate::safe_name(&o.input) && crate::safe_relative_path(&o.path)) {
-            return Err((DeviceError::Test(format!("the runner reported an unsafe output name (task {:?}, input {:?}, path {:?}); refusing to pull it", o.task, o.input, o.path)), tail));
+            return Err((
+                DeviceError::Test(format!(
+                    "the runner reported an unsafe output name (task {:?}, input {:?}, path {:?}); refusing to pull it",
+                    o.task, o.input, o.path
+                )),
+                tail,
+            ));
         }
         let dst = s.out.join("outputs").join(s.id).join(format!("{}__{}.png", o.task, o.input));
         t.pull(&format!("{run_remote}/{}", o.path), &dst).map_err(|e| (e, tail.clone()))?;

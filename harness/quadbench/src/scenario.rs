@@ -174,7 +174,14 @@ pub struct Quantize {
 impl Quantize {
     /// Cache key suffix of the quantized variant.
     pub fn key(&self) -> String {
-        format!("q{}-{}-{}-a8r{:.2}{}", crate::package::quantize::QDQ_REVISION, self.precision, self.profile, self.a8_ratio, if self.per_channel { "-pc" } else { "" })
+        format!(
+            "q{}-{}-{}-a8r{:.2}{}",
+            crate::package::quantize::QDQ_REVISION,
+            self.precision,
+            self.profile,
+            self.a8_ratio,
+            if self.per_channel { "-pc" } else { "" }
+        )
     }
 }
 
@@ -234,43 +241,82 @@ impl Scenario {
         let (raw, text) = yaml::load::<RawScenario>(path)?;
         let err = |needle: &str, msg: String, fix: &str| YamlError::at(path, &text, needle, msg, fix);
         if raw.schema != SCENARIO_SCHEMA {
-            return Err(err("schema:", format!("schema `{}` is not supported", raw.schema), &format!("use `schema: {SCENARIO_SCHEMA}`")));
+            return Err(err(
+                "schema:",
+                format!("schema `{}` is not supported", raw.schema),
+                &format!("use `schema: {SCENARIO_SCHEMA}`"),
+            ));
         }
         let base = path.parent().unwrap_or(Path::new("."));
         let package = match (&raw.package.path, &raw.package.reference) {
             (Some(p), None) => PackageRef::Dir(base.join(p)),
             (None, Some(r)) => {
                 let d = ReferenceParams::default();
-                let p = ReferenceParams { tasks: r.tasks.unwrap_or(d.tasks), width: r.width.unwrap_or(d.width), resolution: r.resolution.unwrap_or(d.resolution), steps: r.steps.unwrap_or(d.steps), seed: r.seed.unwrap_or(d.seed) };
+                let p = ReferenceParams {
+                    tasks: r.tasks.unwrap_or(d.tasks),
+                    width: r.width.unwrap_or(d.width),
+                    resolution: r.resolution.unwrap_or(d.resolution),
+                    steps: r.steps.unwrap_or(d.steps),
+                    seed: r.seed.unwrap_or(d.seed),
+                };
                 p.validate().map_err(|e| err("reference:", e.to_string(), ""))?;
                 PackageRef::Reference(p)
             }
-            _ => return Err(err("package:", "package needs exactly one of `path` or `reference`".into(), "e.g. `package: {path: ../my-package}` or `package: {reference: {tasks: 10}}`")),
+            _ => {
+                return Err(err(
+                    "package:",
+                    "package needs exactly one of `path` or `reference`".into(),
+                    "e.g. `package: {path: ../my-package}` or `package: {reference: {tasks: 10}}`",
+                ));
+            }
         };
         let quantize = match &raw.package.quantize {
             None => None,
             Some(q) => {
                 let precision = q.precision.clone().unwrap_or_else(|| "w8a16".into());
                 if !["w8a16", "w8a8"].contains(&precision.as_str()) {
-                    return Err(err("precision:", format!("unknown quantization precision `{precision}`"), "use `w8a16` or `w8a8`"));
+                    return Err(err(
+                        "precision:",
+                        format!("unknown quantization precision `{precision}`"),
+                        "use `w8a16` or `w8a8`",
+                    ));
                 }
                 let profile = q.profile.clone().unwrap_or_else(|| "anchor".into());
                 if !["anchor", "merge"].contains(&profile.as_str()) {
-                    return Err(err("profile:", format!("unknown shared profile method `{profile}`"), "use `anchor` (QUAD) or `merge`"));
+                    return Err(err(
+                        "profile:",
+                        format!("unknown shared profile method `{profile}`"),
+                        "use `anchor` (QUAD) or `merge`",
+                    ));
                 }
                 let a8_ratio = q.a8_ratio.unwrap_or(if precision == "w8a8" { 1.0 } else { 0.0 });
                 if !(0.0..=1.0).contains(&a8_ratio) {
-                    return Err(err("a8_ratio:", format!("a8_ratio {a8_ratio} must be within [0, 1]"), "0 = all W8A16, 1 = all W8A8"));
+                    return Err(err(
+                        "a8_ratio:",
+                        format!("a8_ratio {a8_ratio} must be within [0, 1]"),
+                        "0 = all W8A16, 1 = all W8A8",
+                    ));
                 }
                 Some(Quantize { precision, profile, a8_ratio, per_channel: q.per_channel.unwrap_or(false) })
             }
         };
         if !crate::safe_name(&raw.precision) {
-            return Err(err("precision:", format!("precision label `{}` must be a safe name (it becomes part of run ids and paths)", raw.precision), &format!("use {}, e.g. `fp32` or `w8a16`", crate::SAFE_NAME_CHARS)));
+            return Err(err(
+                "precision:",
+                format!(
+                    "precision label `{}` must be a safe name (it becomes part of run ids and paths)",
+                    raw.precision
+                ),
+                &format!("use {}, e.g. `fp32` or `w8a16`", crate::SAFE_NAME_CHARS),
+            ));
         }
         for b in raw.backend_options.keys() {
             if !raw.backends.contains(b) {
-                return Err(err(&format!("{b}:"), format!("backend_options for `{b}`, which is not in `backends`"), "add it to `backends` or remove its options"));
+                return Err(err(
+                    &format!("{b}:"),
+                    format!("backend_options for `{b}`, which is not in `backends`"),
+                    "add it to `backends` or remove its options",
+                ));
             }
         }
         if raw.devices.is_empty() {
@@ -279,7 +325,9 @@ impl Scenario {
         let devices = raw.devices.iter().map(|d| base.join(d)).collect();
         for b in &raw.backends {
             if !KNOWN_BACKENDS.contains(&b.as_str()) {
-                let fix = yaml::nearest(b, KNOWN_BACKENDS.iter().copied()).map(|n| format!("did you mean `{n}`?")).unwrap_or_else(|| format!("known backends: {}", KNOWN_BACKENDS.join(", ")));
+                let fix = yaml::nearest(b, KNOWN_BACKENDS.iter().copied())
+                    .map(|n| format!("did you mean `{n}`?"))
+                    .unwrap_or_else(|| format!("known backends: {}", KNOWN_BACKENDS.join(", ")));
                 return Err(err(b, format!("unknown backend `{b}`"), &fix));
             }
         }
@@ -289,22 +337,43 @@ impl Scenario {
         let names: Vec<&str> = Strategy::ALL.iter().map(|s| s.as_str()).collect();
         let parse_strategy = |s: &str| {
             Strategy::parse(s).ok_or_else(|| {
-                let fix = yaml::nearest(s, names.iter().copied()).map(|n| format!("did you mean `{n}`?")).unwrap_or_else(|| format!("strategies: {}", names.join(", ")));
+                let fix = yaml::nearest(s, names.iter().copied())
+                    .map(|n| format!("did you mean `{n}`?"))
+                    .unwrap_or_else(|| format!("strategies: {}", names.join(", ")));
                 err(s, format!("unknown strategy `{s}`"), &fix)
             })
         };
         let strategies = raw.strategies.iter().map(|s| parse_strategy(s)).collect::<Result<Vec<_>, _>>()?;
         if strategies.is_empty() {
-            return Err(err("strategies:", "no strategies listed".into(), &format!("choose from {}", names.join(", "))));
+            return Err(err(
+                "strategies:",
+                "no strategies listed".into(),
+                &format!("choose from {}", names.join(", ")),
+            ));
         }
         if raw.inputs.is_empty() {
-            return Err(err("inputs:", "no input images listed".into(), "e.g. `inputs: [astronaut, coffee]` (files in golden/inputs/)"));
+            return Err(err(
+                "inputs:",
+                "no input images listed".into(),
+                "e.g. `inputs: [astronaut, coffee]` (files in golden/inputs/)",
+            ));
         }
         let mut inputs = Vec::new();
         for i in &raw.inputs {
-            let p = if i.contains('/') || i.contains('.') { base.join(i) } else { repo_root.join("golden/inputs").join(format!("{i}.png")) };
+            let p = if i.contains('/') || i.contains('.') {
+                base.join(i)
+            } else {
+                repo_root.join("golden/inputs").join(format!("{i}.png"))
+            };
             if !p.exists() {
-                let known: Vec<String> = std::fs::read_dir(repo_root.join("golden/inputs")).map(|rd| rd.flatten().filter_map(|e| e.path().file_stem().map(|s| s.to_string_lossy().into_owned())).filter(|n| n != "SOURCES").collect()).unwrap_or_default();
+                let known: Vec<String> = std::fs::read_dir(repo_root.join("golden/inputs"))
+                    .map(|rd| {
+                        rd.flatten()
+                            .filter_map(|e| e.path().file_stem().map(|s| s.to_string_lossy().into_owned()))
+                            .filter(|n| n != "SOURCES")
+                            .collect()
+                    })
+                    .unwrap_or_default();
                 let fix = yaml::nearest(i, known.iter().map(|s| s.as_str())).map(|n| format!("did you mean `{n}`?")).unwrap_or_else(|| format!("name a file of golden/inputs/ without extension ({}), or give a path relative to the scenario", known.join(", ")));
                 return Err(err(i, format!("input image `{i}` not found at {}", p.display()), &fix));
             }
@@ -321,7 +390,14 @@ impl Scenario {
             o => return Err(err("order:", format!("unknown workload order `{o}`"), "use `round-robin` or `random`")),
         };
         if !(w.min_duration_s >= 0.0 && w.max_duration_s > 0.0 && w.max_duration_s >= w.min_duration_s) {
-            return Err(err("max_duration_s:", format!("durations must satisfy 0 <= min_duration_s ({}) <= max_duration_s ({})", w.min_duration_s, w.max_duration_s), "raise max_duration_s"));
+            return Err(err(
+                "max_duration_s:",
+                format!(
+                    "durations must satisfy 0 <= min_duration_s ({}) <= max_duration_s ({})",
+                    w.min_duration_s, w.max_duration_s
+                ),
+                "raise max_duration_s",
+            ));
         }
         let workload = PlanWorkload {
             order,
@@ -337,42 +413,87 @@ impl Scenario {
         let mut seen = BTreeMap::new();
         for c in &raw.claims {
             if seen.insert(c.name.clone(), ()).is_some() {
-                return Err(err(&format!("name: {}", c.name), format!("claim `{}` is defined twice", c.name), "give claims unique names"));
+                return Err(err(
+                    &format!("name: {}", c.name),
+                    format!("claim `{}` is defined twice", c.name),
+                    "give claims unique names",
+                ));
             }
             if !CLAIM_METRICS.contains(&c.metric.as_str()) {
-                let fix = yaml::nearest(&c.metric, CLAIM_METRICS.iter().copied()).map(|n| format!("did you mean `{n}`?")).unwrap_or_else(|| format!("metrics: {}", CLAIM_METRICS.join(", ")));
+                let fix = yaml::nearest(&c.metric, CLAIM_METRICS.iter().copied())
+                    .map(|n| format!("did you mean `{n}`?"))
+                    .unwrap_or_else(|| format!("metrics: {}", CLAIM_METRICS.join(", ")));
                 return Err(err(&c.metric, format!("claim `{}`: unknown metric `{}`", c.name, c.metric), &fix));
             }
             if c.threshold <= 0.0 {
-                return Err(err(&format!("name: {}", c.name), format!("claim `{}`: threshold must be positive", c.name), ""));
+                return Err(err(
+                    &format!("name: {}", c.name),
+                    format!("claim `{}`: threshold must be positive", c.name),
+                    "",
+                ));
             }
-            claims.push(Claim { name: c.name.clone(), metric: c.metric.clone(), baseline: parse_strategy(&c.baseline)?, candidate: parse_strategy(&c.candidate)?, threshold: c.threshold });
+            claims.push(Claim {
+                name: c.name.clone(),
+                metric: c.metric.clone(),
+                baseline: parse_strategy(&c.baseline)?,
+                candidate: parse_strategy(&c.candidate)?,
+                threshold: c.threshold,
+            });
         }
-        let golden_root = raw.quality.as_ref().and_then(|q| q.golden_dir.as_ref()).map(|d| base.join(d)).unwrap_or_else(|| repo_root.join("golden"));
+        let golden_root = raw
+            .quality
+            .as_ref()
+            .and_then(|q| q.golden_dir.as_ref())
+            .map(|d| base.join(d))
+            .unwrap_or_else(|| repo_root.join("golden"));
         let mut thresholds = Vec::new();
         for (metric, expr) in raw.quality.iter().flat_map(|q| q.thresholds.iter()) {
             let t = crate::quality::Threshold::parse(metric, expr).map_err(|m| {
-                let fix = yaml::nearest(metric, crate::quality::QUALITY_METRICS.iter().copied()).filter(|n| n != metric).map(|n| format!("did you mean `{n}`?")).unwrap_or_default();
+                let fix = yaml::nearest(metric, crate::quality::QUALITY_METRICS.iter().copied())
+                    .filter(|n| n != metric)
+                    .map(|n| format!("did you mean `{n}`?"))
+                    .unwrap_or_default();
                 err(&format!("{metric}:"), m, &fix)
             })?;
             thresholds.push(t);
         }
         if !(raw.cooldown_s.is_finite() && (0.0..=3600.0).contains(&raw.cooldown_s)) {
-            return Err(err("cooldown_s:", format!("cooldown_s must be between 0 and 3600 seconds, not {}", raw.cooldown_s), "e.g. `cooldown_s: 10`"));
+            return Err(err(
+                "cooldown_s:",
+                format!("cooldown_s must be between 0 and 3600 seconds, not {}", raw.cooldown_s),
+                "e.g. `cooldown_s: 10`",
+            ));
         }
         let d = crate::throttle::ThrottleConfig::default();
         let throttle = match &raw.throttle {
             None => d,
-            Some(t) => crate::throttle::ThrottleConfig { enabled: t.enabled.unwrap_or(d.enabled), max_slowdown: t.max_slowdown.unwrap_or(d.max_slowdown), retries: t.retries.unwrap_or(d.retries), cooldown_s: t.cooldown_s.unwrap_or(d.cooldown_s) },
+            Some(t) => crate::throttle::ThrottleConfig {
+                enabled: t.enabled.unwrap_or(d.enabled),
+                max_slowdown: t.max_slowdown.unwrap_or(d.max_slowdown),
+                retries: t.retries.unwrap_or(d.retries),
+                cooldown_s: t.cooldown_s.unwrap_or(d.cooldown_s),
+            },
         };
         if !(throttle.max_slowdown.is_finite() && throttle.max_slowdown > 0.0 && throttle.max_slowdown <= 10.0) {
-            return Err(err("max_slowdown:", format!("throttle.max_slowdown must be a fraction in (0, 10], not {}", throttle.max_slowdown), "e.g. `max_slowdown: 0.10` (10% slower counts as throttled)"));
+            return Err(err(
+                "max_slowdown:",
+                format!("throttle.max_slowdown must be a fraction in (0, 10], not {}", throttle.max_slowdown),
+                "e.g. `max_slowdown: 0.10` (10% slower counts as throttled)",
+            ));
         }
         if throttle.retries > 20 {
-            return Err(err("retries:", format!("throttle.retries {} is more than 20", throttle.retries), "use a few retries with a longer cooldown_s"));
+            return Err(err(
+                "retries:",
+                format!("throttle.retries {} is more than 20", throttle.retries),
+                "use a few retries with a longer cooldown_s",
+            ));
         }
         if !(throttle.cooldown_s.is_finite() && (0.0..=3600.0).contains(&throttle.cooldown_s)) {
-            return Err(err("throttle:", format!("throttle.cooldown_s must be between 0 and 3600 seconds, not {}", throttle.cooldown_s), "e.g. `throttle: {cooldown_s: 30}`"));
+            return Err(err(
+                "throttle:",
+                format!("throttle.cooldown_s must be between 0 and 3600 seconds, not {}", throttle.cooldown_s),
+                "e.g. `throttle: {cooldown_s: 30}`",
+            ));
         }
         Ok(Scenario {
             golden_root,

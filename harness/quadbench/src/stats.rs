@@ -47,7 +47,9 @@ impl Default for Method {
         Method {
             confidence: CONFIDENCE,
             median_ci: "percentile bootstrap of the median".into(),
-            ratio_ci: "percentile bootstrap of median(baseline)/median(candidate), the two runs resampled independently".into(),
+            ratio_ci:
+                "percentile bootstrap of median(baseline)/median(candidate), the two runs resampled independently"
+                    .into(),
             mean_ci: "Student's t".into(),
             bootstrap_resamples: RESAMPLES,
             bootstrap_seed: SEED,

@@ -81,7 +81,14 @@ pub struct Governor {
 
 impl Governor {
     pub fn new(cfg: ThrottleConfig, between_runs_s: f64) -> Governor {
-        Governor { cfg, between_runs_s, reference_ms: None, runs: 0, measure: calibration_workload, sleep: std::thread::sleep }
+        Governor {
+            cfg,
+            between_runs_s,
+            reference_ms: None,
+            runs: 0,
+            measure: calibration_workload,
+            sleep: std::thread::sleep,
+        }
     }
 
     /// With a stand-in workload and sleep (tests).
@@ -125,7 +132,11 @@ impl Governor {
             }
             if info.retries >= self.cfg.retries {
                 info.throttled = true;
-                info.note = format!("still {:.0}% slower than the reference after {} cool-downs; timings may be throttled", slowdown * 100.0, info.retries);
+                info.note = format!(
+                    "still {:.0}% slower than the reference after {} cool-downs; timings may be throttled",
+                    slowdown * 100.0,
+                    info.retries
+                );
                 return info;
             }
             info.retries += 1;

@@ -53,7 +53,9 @@ pub fn nearest<'a>(word: &str, candidates: impl IntoIterator<Item = &'a str>) ->
         .into_iter()
         .map(|c| (strsim::damerau_levenshtein(word, c), c))
         // A typo (small edit distance) or a truncation (`psnr` for `psnr_db`).
-        .filter(|(d, c)| *d <= 2.max(c.len().div_ceil(3)) || (word.len() >= 3 && (c.starts_with(word) || word.starts_with(c))))
+        .filter(|(d, c)| {
+            *d <= 2.max(c.len().div_ceil(3)) || (word.len() >= 3 && (c.starts_with(word) || word.starts_with(c)))
+        })
         .min_by_key(|(d, _)| *d)
         .map(|(_, c)| c)
 }
@@ -67,12 +69,23 @@ pub fn parse<T: DeserializeOwned>(path: &Path, text: &str) -> Result<T, YamlErro
         let full = e.to_string();
         let first = full.lines().next().unwrap_or("").to_string();
         let message = first.split_once(": ").map(|(_, rest)| rest).unwrap_or(&first);
-        let message = message.split_once(": ").filter(|(p, _)| p.starts_with("line ")).map(|(_, m)| m).unwrap_or(message).to_string();
+        let message = message
+            .split_once(": ")
+            .filter(|(p, _)| p.starts_with("line "))
+            .map(|(_, m)| m)
+            .unwrap_or(message)
+            .to_string();
         let snippet: String = full.lines().skip(1).map(|l| format!("\n{l}")).collect();
         let mut hint = String::new();
         if let Some(rest) = message.strip_prefix("unknown field `") {
             let (field, expected) = rest.split_once('`').unwrap_or((rest, ""));
-            let valid: Vec<&str> = expected.trim_start_matches(", expected one of ").trim_start_matches(", expected ").split(", ").map(|s| s.trim_matches('`')).filter(|s| !s.is_empty()).collect();
+            let valid: Vec<&str> = expected
+                .trim_start_matches(", expected one of ")
+                .trim_start_matches(", expected ")
+                .split(", ")
+                .map(|s| s.trim_matches('`'))
+                .filter(|s| !s.is_empty())
+                .collect();
             hint = match nearest(field, valid.iter().copied()) {
                 Some(n) => format!("\n  hint: did you mean `{n}`? (valid keys: {})", valid.join(", ")),
                 None => format!("\n  hint: remove `{field}`; valid keys here: {}", valid.join(", ")),
@@ -81,7 +94,14 @@ pub fn parse<T: DeserializeOwned>(path: &Path, text: &str) -> Result<T, YamlErro
             let field = rest.split('`').next().unwrap_or(rest);
             hint = format!("\n  hint: add `{field}:` to this mapping");
         }
-        YamlError { path: path.display().to_string(), line, column, key: key_on_line(text, line), message, hint: format!("{snippet}{hint}") }
+        YamlError {
+            path: path.display().to_string(),
+            line,
+            column,
+            key: key_on_line(text, line),
+            message,
+            hint: format!("{snippet}{hint}"),
+        }
     })
 }
 

@@ -14,8 +14,11 @@ use std::time::Instant;
 
 /// Graphs the plan's strategy loads: (graph, is a per-task baseline).
 fn graphs(plan: &Plan) -> Vec<(String, bool)> {
-    let replaced = |stage: &str| plan.strategy.is_separate() && plan.pipeline.tasks.iter().any(|t| t.baselines.contains_key(stage));
-    let mut out: Vec<(String, bool)> = plan.pipeline.stages.iter().filter(|s| !replaced(&s.name)).map(|s| (s.graph.clone(), false)).collect();
+    let replaced = |stage: &str| {
+        plan.strategy.is_separate() && plan.pipeline.tasks.iter().any(|t| t.baselines.contains_key(stage))
+    };
+    let mut out: Vec<(String, bool)> =
+        plan.pipeline.stages.iter().filter(|s| !replaced(&s.name)).map(|s| (s.graph.clone(), false)).collect();
     if plan.strategy.is_separate() {
         out.extend(plan.pipeline.tasks.iter().flat_map(|t| t.baselines.values().map(|g| (g.clone(), true))));
     }
@@ -36,7 +39,12 @@ fn inspect(ctx: &Path, source: &Path, ep: &str, fallback_disabled: bool) -> Resu
     let m = quadbench_onnx::read_model(ctx).map_err(|e| e.to_string())?;
     let src = quadbench_onnx::read_model(source).map_err(|e| e.to_string())?;
     let g = m.graph.as_ref().ok_or("compiled model has no graph")?;
-    let mut p = Placement { execution_provider: ep.into(), source_nodes: src.graph.map_or(0, |g| g.node.len() as u64), fallback_disabled, ..Default::default() };
+    let mut p = Placement {
+        execution_provider: ep.into(),
+        source_nodes: src.graph.map_or(0, |g| g.node.len() as u64),
+        fallback_disabled,
+        ..Default::default()
+    };
     let mut bytes = file_len(ctx);
     for n in &g.node {
         if n.op_type == "EPContext" {
@@ -53,7 +61,12 @@ fn inspect(ctx: &Path, source: &Path, ep: &str, fallback_disabled: bool) -> Resu
 }
 
 /// Compile every graph of the plan. Returns the records and graph -> compiled graph.
-pub fn compile_all(plan: &Plan, dir: &Path, env: &Environment, b: &Backend) -> Result<(Vec<CompiledGraph>, HashMap<String, String>), String> {
+pub fn compile_all(
+    plan: &Plan,
+    dir: &Path,
+    env: &Environment,
+    b: &Backend,
+) -> Result<(Vec<CompiledGraph>, HashMap<String, String>), String> {
     let mut records = Vec::new();
     let mut map = HashMap::new();
     for (graph, _) in graphs(plan) {
@@ -74,11 +87,19 @@ pub fn compile_all(plan: &Plan, dir: &Path, env: &Environment, b: &Backend) -> R
         }
         sb = sb.with_config_entry("ep.context_file_path", ctx.to_string_lossy()).map_err(|e| e.to_string())?;
         let mut sb = backend::configure(sb, env, &plan.backend).map_err(|e| e.to_string())?;
-        let session = sb.commit_from_file(&src).map_err(|e| unsupported_ops_hint(&format!("cannot compile {}: {e}", src.display())))?;
+        let session = sb
+            .commit_from_file(&src)
+            .map_err(|e| unsupported_ops_hint(&format!("cannot compile {}: {e}", src.display())))?;
         drop(session);
         let compile_ms = t0.elapsed().as_secs_f64() * 1e3;
         let (placement, bytes) = inspect(&ctx, &src, b.execution_provider, plan.backend.require_full_offload)?;
-        records.push(CompiledGraph { graph: graph.clone(), context_graph: ctx_rel.clone(), compile_ms, bytes, placement });
+        records.push(CompiledGraph {
+            graph: graph.clone(),
+            context_graph: ctx_rel.clone(),
+            compile_ms,
+            bytes,
+            placement,
+        });
         map.insert(graph, ctx_rel);
     }
     Ok((records, map))
@@ -100,5 +121,7 @@ pub fn compiled_storage(plan: &Plan, records: &[CompiledGraph]) -> Storage {
 /// `session.disable_cpu_ep_fallback=1` a node the EP rejects fails here (ORT names it) instead
 /// of silently running on the CPU EP; an FP32 graph on HTP fails at graph finalisation.
 pub fn unsupported_ops_hint(msg: &str) -> String {
-    format!("{msg}\n  hint: the accelerator needs QDQ graphs its EP supports entirely (HTP: uint8/uint16 activations, int8 weights): quantize with `quadbench package quantize`, or set require_full_offload: false to let unsupported operators fall back to the CPU EP")
+    format!(
+        "{msg}\n  hint: the accelerator needs QDQ graphs its EP supports entirely (HTP: uint8/uint16 activations, int8 weights): quantize with `quadbench package quantize`, or set require_full_offload: false to let unsupported operators fall back to the CPU EP"
+    )
 }

@@ -127,7 +127,12 @@ pub fn execute(plan: &Plan, dir: &Path) -> RunResult {
         compiled: Vec::new(),
         storage_basis: None,
     };
-    let monitor = Arc::new(Monitor { phase: Mutex::new("start".into()), requests: AtomicU64::new(0), peak_pss: AtomicU64::new(0), stop: AtomicBool::new(false) });
+    let monitor = Arc::new(Monitor {
+        phase: Mutex::new("start".into()),
+        requests: AtomicU64::new(0),
+        peak_pss: AtomicU64::new(0),
+        stop: AtomicBool::new(false),
+    });
     let hb = {
         let m = monitor.clone();
         let period = Duration::from_millis(plan.heartbeat_ms.max(50));
@@ -135,7 +140,12 @@ pub fn execute(plan: &Plan, dir: &Path) -> RunResult {
         std::thread::spawn(move || {
             while !m.stop.load(Ordering::Relaxed) {
                 m.sample();
-                let line = Heartbeat { phase: m.phase.lock().map(|p| p.clone()).unwrap_or_default(), elapsed_ms: start.elapsed().as_millis() as u64, requests: m.requests.load(Ordering::Relaxed) }.to_line();
+                let line = Heartbeat {
+                    phase: m.phase.lock().map(|p| p.clone()).unwrap_or_default(),
+                    elapsed_ms: start.elapsed().as_millis() as u64,
+                    requests: m.requests.load(Ordering::Relaxed),
+                }
+                .to_line();
                 println!("{line}");
                 std::thread::sleep(period);
             }
@@ -162,7 +172,12 @@ fn begin_phase(m: &Monitor, name: &str) -> bool {
 fn end_phase(m: &Monitor, name: &str, reset: bool, r: &mut RunResult) {
     m.sample();
     let pss = m.peak_pss.load(Ordering::Relaxed);
-    r.memory.push(MemoryPhase { phase: name.into(), peak_rss_bytes: sysinfo::peak_rss_bytes(), peak_pss_bytes: (pss > 0).then_some(pss), hwm_reset: reset });
+    r.memory.push(MemoryPhase {
+        phase: name.into(),
+        peak_rss_bytes: sysinfo::peak_rss_bytes(),
+        peak_pss_bytes: (pss > 0).then_some(pss),
+        hwm_reset: reset,
+    });
 }
 
 /// Fault injection for tests of the host's crash handling: `QUADBENCH_RUNNER_FAULT=abort:<strategy>:<n>`
@@ -180,13 +195,20 @@ fn push(samples: &mut Samples, key: &str, v: f64) {
 
 fn run_phases(plan: &Plan, dir: &Path, m: &Monitor, r: &mut RunResult) -> Result<(), String> {
     if plan.schema != PLAN_SCHEMA {
-        return Err(format!("plan schema `{}` is not supported by this runner (expects `{PLAN_SCHEMA}`); update the runner on the device", plan.schema));
+        return Err(format!(
+            "plan schema `{}` is not supported by this runner (expects `{PLAN_SCHEMA}`); update the runner on the device",
+            plan.schema
+        ));
     }
     if plan.pipeline.tasks.is_empty() || plan.inputs.is_empty() {
         return Err("plan has no tasks or no inputs".into());
     }
     let reset = begin_phase(m, "init");
-    let lib = if Path::new(&plan.runtime.ort_library).is_absolute() { plan.runtime.ort_library.clone().into() } else { dir.join(&plan.runtime.ort_library) };
+    let lib = if Path::new(&plan.runtime.ort_library).is_absolute() {
+        plan.runtime.ort_library.clone().into()
+    } else {
+        dir.join(&plan.runtime.ort_library)
+    };
     let builder = ort::init_from(&lib).map_err(|e| format!("cannot load ONNX Runtime from {}: {e}; run `quadbench runtime fetch` on the host or fix the device profile's library path", lib.display()))?;
     // One intra-op thread pool for all sessions: with a pool per session, the threads of the
     // session that just ran keep spinning and steal the cores from the next stage's session
@@ -194,7 +216,11 @@ fn run_phases(plan: &Plan, dir: &Path, m: &Monitor, r: &mut RunResult) -> Result
     let pool = ort::environment::GlobalThreadPoolOptions::default()
         .with_intra_threads(plan.backend.intra_threads)
         .map_err(|e| format!("cannot configure the ONNX Runtime thread pool: {e}"))?;
-    let env = builder.with_name("quadbench-runner").with_global_thread_pool(pool).build().map_err(|e| format!("cannot create ONNX Runtime environment: {e}"))?;
+    let env = builder
+        .with_name("quadbench-runner")
+        .with_global_thread_pool(pool)
+        .build()
+        .map_err(|e| format!("cannot create ONNX Runtime environment: {e}"))?;
     r.environment = environment(ort_version(&lib));
     let be = backend::prepare(&env, &plan.backend, &plan.runtime, dir).map_err(|e| e.to_string())?;
     r.environment.execution_providers = vec![be.execution_provider.to_string()];
@@ -207,13 +233,25 @@ fn run_phases(plan: &Plan, dir: &Path, m: &Monitor, r: &mut RunResult) -> Result
         r.compiled = records;
         compiled = map;
     }
-    let shape = plan.pipeline.stages.iter().flat_map(|s| &s.inputs).find(|i| i.source == Source::Image).map(|i| i.tensor.shape.clone()).ok_or("no stage takes the image")?;
-    let inputs = plan.inputs.iter().map(|i| Ok((i.name.clone(), pipeline::load_input(&dir.join(&i.tensor), &shape)?))).collect::<Result<Vec<_>, String>>()?;
+    let shape = plan
+        .pipeline
+        .stages
+        .iter()
+        .flat_map(|s| &s.inputs)
+        .find(|i| i.source == Source::Image)
+        .map(|i| i.tensor.shape.clone())
+        .ok_or("no stage takes the image")?;
+    let inputs = plan
+        .inputs
+        .iter()
+        .map(|i| Ok((i.name.clone(), pipeline::load_input(&dir.join(&i.tensor), &shape)?)))
+        .collect::<Result<Vec<_>, String>>()?;
     let tasks: Vec<String> = plan.pipeline.tasks.iter().map(|t| t.name.clone()).collect();
     let mut ex = Executor::new(plan, dir, &env)?;
     ex.compiled = compiled;
     ex.init(&tasks[0])?;
-    r.sessions = ex.created.iter().map(|(n, g, ms)| SessionInit { name: n.clone(), graph: g.clone(), create_ms: *ms }).collect();
+    r.sessions =
+        ex.created.iter().map(|(n, g, ms)| SessionInit { name: n.clone(), graph: g.clone(), create_ms: *ms }).collect();
     r.init_ms = ex.created.iter().map(|c| c.2).sum();
     end_phase(m, "init", reset, r);
 
@@ -260,7 +298,10 @@ fn run_phases(plan: &Plan, dir: &Path, m: &Monitor, r: &mut RunResult) -> Result
             ex.run(&task, input, &mut timing)?;
             let done = m.requests.fetch_add(1, Ordering::Relaxed) + 1;
             if abort_at.is_some_and(|n| done > n) {
-                eprintln!("quadbench-runner: fault injection (QUADBENCH_RUNNER_FAULT): aborting after {n} requests", n = done - 1);
+                eprintln!(
+                    "quadbench-runner: fault injection (QUADBENCH_RUNNER_FAULT): aborting after {n} requests",
+                    n = done - 1
+                );
                 std::process::abort();
             }
             if k == 0 {
@@ -301,9 +342,15 @@ fn run_phases(plan: &Plan, dir: &Path, m: &Monitor, r: &mut RunResult) -> Result
     r.duration_ms = measured_start.map_or(0.0, |s| s.elapsed().as_secs_f64() * 1e3);
     r.valid = e2e_n >= w.min_samples && sw_n >= w.min_switches && r.duration_ms >= w.min_duration_ms as f64;
     r.validity_note = if r.valid {
-        format!("valid: {e2e_n} samples (min {}), {sw_n} switches (min {}), {:.0} ms (min {})", w.min_samples, w.min_switches, r.duration_ms, w.min_duration_ms)
+        format!(
+            "valid: {e2e_n} samples (min {}), {sw_n} switches (min {}), {:.0} ms (min {})",
+            w.min_samples, w.min_switches, r.duration_ms, w.min_duration_ms
+        )
     } else {
-        format!("invalid: {e2e_n} of {} samples, {sw_n} of {} switches in {:.0} ms (max {} ms)", w.min_samples, w.min_switches, r.duration_ms, w.max_duration_ms)
+        format!(
+            "invalid: {e2e_n} of {} samples, {sw_n} of {} switches in {:.0} ms (max {} ms)",
+            w.min_samples, w.min_switches, r.duration_ms, w.max_duration_ms
+        )
     };
     end_phase(m, "steady", reset, r);
 

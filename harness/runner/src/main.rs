@@ -8,7 +8,10 @@ use std::path::PathBuf;
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     if args.is_empty() || args.iter().any(|a| a == "-h" || a == "--help") {
-        eprintln!("usage: quadbench-runner PLAN.json [RESULT.json]\nRuns a quadbench plan (protocol {}) and writes its result.", quadbench_protocol::PLAN_SCHEMA);
+        eprintln!(
+            "usage: quadbench-runner PLAN.json [RESULT.json]\nRuns a quadbench plan (protocol {}) and writes its result.",
+            quadbench_protocol::PLAN_SCHEMA
+        );
         std::process::exit(if args.is_empty() { 2 } else { 0 });
     }
     if args[0] == "--version" {
@@ -18,7 +21,10 @@ fn main() {
     let plan_path = PathBuf::from(&args[0]);
     let dir = plan_path.parent().map(|p| p.to_path_buf()).unwrap_or_default();
     let result_path = args.get(1).map(PathBuf::from).unwrap_or_else(|| dir.join("result.json"));
-    let plan: Plan = match std::fs::read_to_string(&plan_path).map_err(|e| e.to_string()).and_then(|s| serde_json::from_str(&s).map_err(|e| e.to_string())) {
+    let plan: Plan = match std::fs::read_to_string(&plan_path)
+        .map_err(|e| e.to_string())
+        .and_then(|s| serde_json::from_str(&s).map_err(|e| e.to_string()))
+    {
         Ok(p) => p,
         Err(e) => {
             eprintln!("error: cannot read plan {}: {e}", plan_path.display());

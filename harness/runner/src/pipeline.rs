@@ -28,20 +28,27 @@ impl BoundAdapter {
 /// Read a PEFT safetensors adapter and lay it out for the graph's inputs.
 pub fn load_adapter(path: &Path, task: &str, slots: &[PlanLoraSlot]) -> Result<BoundAdapter, Error> {
     let bytes = std::fs::read(path).map_err(|e| format!("cannot read adapter {}: {e}", path.display()))?;
-    let st = safetensors::SafeTensors::deserialize(&bytes).map_err(|e| format!("adapter {} is not valid safetensors: {e}", path.display()))?;
+    let st = safetensors::SafeTensors::deserialize(&bytes)
+        .map_err(|e| format!("adapter {} is not valid safetensors: {e}", path.display()))?;
     let mut tensors = HashMap::new();
     for slot in slots {
         for part in [LoraPart::A, LoraPart::B] {
             let suffix = if part == LoraPart::A { "lora_A.weight" } else { "lora_B.weight" };
             let names = [format!("base_model.model.{}.{suffix}", slot.module), format!("{}.{suffix}", slot.module)];
-            let t = names
-                .iter()
-                .find_map(|n| st.tensor(n).ok())
-                .ok_or_else(|| format!("adapter {} lacks tensor `{}` (slot `{}`)", path.display(), names[0], slot.name))?;
+            let t = names.iter().find_map(|n| st.tensor(n).ok()).ok_or_else(|| {
+                format!("adapter {} lacks tensor `{}` (slot `{}`)", path.display(), names[0], slot.name)
+            })?;
             // PEFT: A is [r, in], B is [out, r]; the graph wants A^T [in, r] and B^T [r, out].
-            let (rows, cols) = if part == LoraPart::A { (slot.rank, slot.in_features) } else { (slot.out_features, slot.rank) };
+            let (rows, cols) =
+                if part == LoraPart::A { (slot.rank, slot.in_features) } else { (slot.out_features, slot.rank) };
             if t.shape() != [rows, cols] || t.dtype() != safetensors::Dtype::F32 {
-                return Err(format!("adapter {} tensor for slot `{}` {suffix} is {:?} {:?}, expected F32 [{rows}, {cols}]", path.display(), slot.name, t.dtype(), t.shape()));
+                return Err(format!(
+                    "adapter {} tensor for slot `{}` {suffix} is {:?} {:?}, expected F32 [{rows}, {cols}]",
+                    path.display(),
+                    slot.name,
+                    t.dtype(),
+                    t.shape()
+                ));
             }
             let data = t.data();
             let scale = if part == LoraPart::B { slot.alpha / slot.rank as f32 } else { 1.0 };
@@ -91,13 +98,27 @@ impl<'p> Executor<'p> {
             for i in &st.inputs {
                 if let Source::Schedule { values } = &i.source {
                     for (step, v) in values.iter().enumerate() {
-                        let t = Tensor::from_array((i.tensor.shape.clone(), vec![*v; i.tensor.shape.iter().product::<i64>().max(1) as usize])).map_err(|e| e.to_string())?;
+                        let t = Tensor::from_array((
+                            i.tensor.shape.clone(),
+                            vec![*v; i.tensor.shape.iter().product::<i64>().max(1) as usize],
+                        ))
+                        .map_err(|e| e.to_string())?;
                         schedules.insert((format!("{}/{}", st.name, i.tensor.name), step as u32), t);
                     }
                 }
             }
         }
-        Ok(Executor { plan, dir: dir.to_path_buf(), env, shared: HashMap::new(), baselines: HashMap::new(), adapter: None, schedules, created: Vec::new(), compiled: HashMap::new() })
+        Ok(Executor {
+            plan,
+            dir: dir.to_path_buf(),
+            env,
+            shared: HashMap::new(),
+            baselines: HashMap::new(),
+            adapter: None,
+            schedules,
+            created: Vec::new(),
+            compiled: HashMap::new(),
+        })
     }
 
     fn create(&mut self, name: &str, graph: &str) -> Result<Session, Error> {
@@ -109,7 +130,9 @@ impl<'p> Executor<'p> {
         }
         let mut b = backend::configure(b, self.env, &self.plan.backend).map_err(|e| e.to_string())?;
         let path = self.dir.join(self.compiled.get(graph).map_or(graph, |c| c.as_str()));
-        let s = b.commit_from_file(&path).map_err(|e| crate::compile::unsupported_ops_hint(&format!("cannot create session for {}: {e}", path.display())))?;
+        let s = b.commit_from_file(&path).map_err(|e| {
+            crate::compile::unsupported_ops_hint(&format!("cannot create session for {}: {e}", path.display()))
+        })?;
         self.created.push((name.into(), graph.into(), t0.elapsed().as_secs_f64() * 1e3));
         Ok(s)
     }
@@ -165,7 +188,13 @@ impl<'p> Executor<'p> {
                 }
                 // Drop the old buffers first so peak memory holds one adapter, as on a device.
                 self.adapter = None;
-                let t = self.plan.pipeline.tasks.iter().find(|t| t.name == task).ok_or_else(|| format!("unknown task `{task}`"))?;
+                let t = self
+                    .plan
+                    .pipeline
+                    .tasks
+                    .iter()
+                    .find(|t| t.name == task)
+                    .ok_or_else(|| format!("unknown task `{task}`"))?;
                 self.adapter = Some(load_adapter(&self.dir.join(&t.adapter), task, &self.plan.pipeline.lora_slots)?);
             }
             Strategy::SeparateReload => {
@@ -187,31 +216,57 @@ impl<'p> Executor<'p> {
         let mut values: HashMap<(String, String), DynValue> = HashMap::new();
         for st in &plan.pipeline.stages {
             let use_baseline = self.has_baseline(&st.name);
-            if plan.strategy == Strategy::Unified && !plan.pipeline.lora_slots.is_empty() && self.adapter.as_ref().is_none_or(|a| a.task != task) {
-                return Err(format!("internal: task `{task}` requested but adapter `{}` is bound", self.adapter.as_ref().map_or("none", |a| a.task.as_str())));
+            if plan.strategy == Strategy::Unified
+                && !plan.pipeline.lora_slots.is_empty()
+                && self.adapter.as_ref().is_none_or(|a| a.task != task)
+            {
+                return Err(format!(
+                    "internal: task `{task}` requested but adapter `{}` is bound",
+                    self.adapter.as_ref().map_or("none", |a| a.task.as_str())
+                ));
             }
             for step in 0..st.repeat {
                 let mut inputs: Vec<(String, SessionInputValue<'_>)> = Vec::with_capacity(st.inputs.len());
                 for i in &st.inputs {
                     let v: SessionInputValue<'_> = match &i.source {
                         Source::Image => image.into(),
-                        Source::Stage { stage, output } => values.get(&(stage.clone(), output.clone())).ok_or_else(|| format!("stage `{}`: value {stage}.{output} missing", st.name))?.into(),
+                        Source::Stage { stage, output } => values
+                            .get(&(stage.clone(), output.clone()))
+                            .ok_or_else(|| format!("stage `{}`: value {stage}.{output} missing", st.name))?
+                            .into(),
                         Source::Carry { stage, init_output, output } => {
-                            let key = if step == 0 { (stage.clone(), init_output.clone()) } else { (st.name.clone(), output.clone()) };
-                            values.get(&key).ok_or_else(|| format!("stage `{}`: carried value missing", st.name))?.into()
+                            let key = if step == 0 {
+                                (stage.clone(), init_output.clone())
+                            } else {
+                                (st.name.clone(), output.clone())
+                            };
+                            values
+                                .get(&key)
+                                .ok_or_else(|| format!("stage `{}`: carried value missing", st.name))?
+                                .into()
                         }
-                        Source::Schedule { .. } => self.schedules.get(&(format!("{}/{}", st.name, i.tensor.name), step)).ok_or("schedule missing")?.into(),
+                        Source::Schedule { .. } => self
+                            .schedules
+                            .get(&(format!("{}/{}", st.name, i.tensor.name), step))
+                            .ok_or("schedule missing")?
+                            .into(),
                         Source::Lora { slot, part } => {
                             if use_baseline {
                                 continue; // merged into the baseline graph
                             }
-                            self.adapter.as_ref().and_then(|a| a.tensors.get(&(slot.clone(), *part))).ok_or_else(|| format!("no adapter tensor bound for slot `{slot}`"))?.into()
+                            self.adapter
+                                .as_ref()
+                                .and_then(|a| a.tensors.get(&(slot.clone(), *part)))
+                                .ok_or_else(|| format!("no adapter tensor bound for slot `{slot}`"))?
+                                .into()
                         }
                     };
                     inputs.push((i.tensor.name.clone(), v));
                 }
                 let session = if use_baseline {
-                    self.baselines.get_mut(&(task.to_string(), st.name.clone())).ok_or_else(|| format!("no baseline session of task `{task}` for stage `{}`", st.name))?
+                    self.baselines
+                        .get_mut(&(task.to_string(), st.name.clone()))
+                        .ok_or_else(|| format!("no baseline session of task `{task}` for stage `{}`", st.name))?
                 } else {
                     self.shared.get_mut(&st.name).ok_or_else(|| format!("no session for stage `{}`", st.name))?
                 };
@@ -220,7 +275,9 @@ impl<'p> Executor<'p> {
                 timing.stages_ms.push((st.name.clone(), t0.elapsed().as_secs_f64() * 1e3));
                 let mut fresh = Vec::new();
                 for o in &st.outputs {
-                    let v = out.remove(&o.name).ok_or_else(|| format!("stage `{}` produced no output `{}`", st.name, o.name))?;
+                    let v = out
+                        .remove(&o.name)
+                        .ok_or_else(|| format!("stage `{}` produced no output `{}`", st.name, o.name))?;
                     fresh.push(((st.name.clone(), o.name.clone()), v));
                 }
                 drop(out);
@@ -257,7 +314,8 @@ pub fn write_png(v: &DynValue, path: &Path) -> Result<(), Error> {
     if let Some(p) = path.parent() {
         std::fs::create_dir_all(p).map_err(|e| format!("{}: {e}", p.display()))?;
     }
-    image::save_buffer(path, &buf, w as u32, h as u32, image::ExtendedColorType::Rgb8).map_err(|e| format!("cannot write {}: {e}", path.display()))
+    image::save_buffer(path, &buf, w as u32, h as u32, image::ExtendedColorType::Rgb8)
+        .map_err(|e| format!("cannot write {}: {e}", path.display()))
 }
 
 /// Raw little-endian f32 NCHW file -> tensor of `shape`.

@@ -6,7 +6,11 @@ use std::fs;
 
 fn status_kib(field: &str) -> Option<u64> {
     let s = fs::read_to_string("/proc/self/status").ok()?;
-    s.lines().find(|l| l.starts_with(field)).and_then(|l| l.split_whitespace().nth(1)).and_then(|v| v.parse::<u64>().ok()).map(|k| k * 1024)
+    s.lines()
+        .find(|l| l.starts_with(field))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse::<u64>().ok())
+        .map(|k| k * 1024)
 }
 
 /// Peak resident set size (VmHWM).
@@ -22,7 +26,11 @@ pub fn rss_bytes() -> Option<u64> {
 /// Proportional set size from smaps_rollup (shared pages divided among their users).
 pub fn pss_bytes() -> Option<u64> {
     let s = fs::read_to_string("/proc/self/smaps_rollup").ok()?;
-    s.lines().find(|l| l.starts_with("Pss:")).and_then(|l| l.split_whitespace().nth(1)).and_then(|v| v.parse::<u64>().ok()).map(|k| k * 1024)
+    s.lines()
+        .find(|l| l.starts_with("Pss:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse::<u64>().ok())
+        .map(|k| k * 1024)
 }
 
 /// Reset the RSS high-water mark (`echo 5 > /proc/self/clear_refs`, Linux >= 4.0).
@@ -50,7 +58,11 @@ pub fn cpu_count() -> Option<usize> {
 pub fn conditions() -> Conditions {
     let mut thermal = Vec::new();
     if let Ok(rd) = fs::read_dir("/sys/class/thermal") {
-        let mut zones: Vec<_> = rd.flatten().map(|e| e.path()).filter(|p| p.file_name().is_some_and(|n| n.to_string_lossy().starts_with("thermal_zone"))).collect();
+        let mut zones: Vec<_> = rd
+            .flatten()
+            .map(|e| e.path())
+            .filter(|p| p.file_name().is_some_and(|n| n.to_string_lossy().starts_with("thermal_zone")))
+            .collect();
         zones.sort();
         for z in zones {
             let temp = fs::read_to_string(z.join("temp")).ok().and_then(|t| t.trim().parse::<f64>().ok());
@@ -65,7 +77,11 @@ pub fn conditions() -> Conditions {
     }
     let cpus = cpu_count().unwrap_or(0);
     let cpu_freq_khz = (0..cpus)
-        .map(|i| fs::read_to_string(format!("/sys/devices/system/cpu/cpu{i}/cpufreq/scaling_cur_freq")).ok().and_then(|s| s.trim().parse().ok()))
+        .map(|i| {
+            fs::read_to_string(format!("/sys/devices/system/cpu/cpu{i}/cpufreq/scaling_cur_freq"))
+                .ok()
+                .and_then(|s| s.trim().parse().ok())
+        })
         .collect();
     Conditions { thermal, cpu_freq_khz }
 }

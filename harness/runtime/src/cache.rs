@@ -22,11 +22,7 @@ pub const MARKER: &str = ".complete";
 /// The quadbench cache: `$QUADBENCH_CACHE_DIR`, else `$XDG_CACHE_HOME/quadbench`, else
 /// `$HOME/.cache/quadbench` (relative values are ignored, as the XDG spec asks).
 pub fn cache_dir() -> PathBuf {
-    let abs = |var: &str| {
-        std::env::var_os(var)
-            .map(PathBuf::from)
-            .filter(|p| p.is_absolute())
-    };
+    let abs = |var: &str| std::env::var_os(var).map(PathBuf::from).filter(|p| p.is_absolute());
     if let Some(dir) = abs("QUADBENCH_CACHE_DIR") {
         return dir;
     }
@@ -72,9 +68,7 @@ impl Marker {
         let text = toml::to_string(self).expect("marker serialises");
         let path = dir.join(MARKER);
         let mut f = File::create(&path).map_err(|e| io_err(e, "cannot write", &path))?;
-        f.write_all(text.as_bytes())
-            .and_then(|_| f.sync_all())
-            .map_err(|e| io_err(e, "cannot write", &path))
+        f.write_all(text.as_bytes()).and_then(|_| f.sync_all()).map_err(|e| io_err(e, "cannot write", &path))
     }
 
     pub fn size_bytes(&self) -> u64 {
@@ -111,11 +105,7 @@ pub fn verify(dir: &Path, artefact: &Artefact, depth: Depth) -> State {
         Ok(text) => match toml::from_str(&text) {
             Ok(m) => m,
             Err(e) => {
-                return State::Broken(format!(
-                    "{} is corrupt: {}",
-                    marker_path.display(),
-                    e.message()
-                ));
+                return State::Broken(format!("{} is corrupt: {}", marker_path.display(), e.message()));
             }
         },
     };
@@ -132,11 +122,7 @@ pub fn verify(dir: &Path, artefact: &Artefact, depth: Depth) -> State {
         ));
     }
     if !marker.files.iter().any(|f| f.path == artefact.library) {
-        return State::Broken(format!(
-            "{} does not list the library {}",
-            marker_path.display(),
-            artefact.library
-        ));
+        return State::Broken(format!("{} does not list the library {}", marker_path.display(), artefact.library));
     }
     for file in &marker.files {
         let path = dir.join(&file.path);
@@ -145,21 +131,13 @@ pub fn verify(dir: &Path, artefact: &Artefact, depth: Depth) -> State {
             Err(e) => return State::Broken(format!("{}: {e}", path.display())),
         };
         if size != file.size_bytes {
-            return State::Broken(format!(
-                "{} has {size} bytes, {} expected",
-                path.display(),
-                file.size_bytes
-            ));
+            return State::Broken(format!("{} has {size} bytes, {} expected", path.display(), file.size_bytes));
         }
         if depth == Depth::Full || file.path == artefact.library {
             match sha256_file(&path) {
                 Ok(sha) if sha == file.sha256 => {}
                 Ok(sha) => {
-                    return State::Broken(format!(
-                        "{} has sha256 {sha}, {} expected",
-                        path.display(),
-                        file.sha256
-                    ));
+                    return State::Broken(format!("{} has sha256 {sha}, {} expected", path.display(), file.sha256));
                 }
                 Err(e) => return State::Broken(format!("{}: {e}", path.display())),
             }
@@ -189,14 +167,9 @@ pub struct InstallLock {
 
 impl InstallLock {
     /// Takes the lock, calling `on_wait` once if another process holds it.
-    pub fn acquire(
-        cache: &Path,
-        artefact: &Artefact,
-        on_wait: impl FnOnce(),
-    ) -> Result<InstallLock, RuntimeError> {
+    pub fn acquire(cache: &Path, artefact: &Artefact, on_wait: impl FnOnce()) -> Result<InstallLock, RuntimeError> {
         let root = runtime_root(cache);
-        std::fs::create_dir_all(&root)
-            .map_err(|e| io_err(e, "cannot create the runtime cache", &root))?;
+        std::fs::create_dir_all(&root).map_err(|e| io_err(e, "cannot create the runtime cache", &root))?;
         let path = root.join(format!(".lock-{}", artefact.id()));
         let file = File::options()
             .create(true)
@@ -236,10 +209,7 @@ pub(crate) fn hex(bytes: &[u8]) -> String {
 }
 
 pub(crate) fn io_err(source: io::Error, what: &str, path: &Path) -> RuntimeError {
-    RuntimeError::Io {
-        context: format!("{what} {}", path.display()),
-        source,
-    }
+    RuntimeError::Io { context: format!("{what} {}", path.display()), source }
 }
 
 /// One artefact's line in `quadbench runtime info`.
@@ -317,20 +287,9 @@ pub fn info_text_in(lock: &Lock, cache: &Path, ort_lib: Option<&Path>) -> String
                 (false, _) if s.fetch_by_default => "missing".to_string(),
                 (false, _) => "missing (on request)".to_string(),
             };
-            let size = if s.installed {
-                format!("{:.1} MB", s.size_bytes as f64 / 1e6)
-            } else {
-                "-".into()
-            };
+            let size = if s.installed { format!("{:.1} MB", s.size_bytes as f64 / 1e6) } else { "-".into() };
             let path = s.library.as_ref().unwrap_or(&s.dir).display().to_string();
-            [
-                s.name.clone(),
-                s.version.clone(),
-                s.target.clone(),
-                state,
-                size,
-                path,
-            ]
+            [s.name.clone(), s.version.clone(), s.target.clone(), state, size, path]
         })
         .collect();
     let header = ["artefact", "version", "target", "state", "size", "path"].map(String::from);
@@ -342,31 +301,18 @@ pub fn info_text_in(lock: &Lock, cache: &Path, ort_lib: Option<&Path>) -> String
     }
     let mut out = format!("runtime cache: {}\n", runtime_root(cache).display());
     for row in std::iter::once(&header).chain(&rows) {
-        let cells: Vec<String> = row
-            .iter()
-            .zip(widths)
-            .map(|(c, w)| format!("{c:<w$}"))
-            .collect();
+        let cells: Vec<String> = row.iter().zip(widths).map(|(c, w)| format!("{c:<w$}")).collect();
         out.push_str(cells.join("  ").trim_end());
         out.push('\n');
     }
     for s in statuses.iter().filter(|s| s.note.is_some()) {
-        out.push_str(&format!(
-            "{} {} ({}): {}\n",
-            s.name,
-            s.version,
-            s.target,
-            s.note.as_deref().unwrap_or("")
-        ));
+        out.push_str(&format!("{} {} ({}): {}\n", s.name, s.version, s.target, s.note.as_deref().unwrap_or("")));
     }
     if let Some(lib) = ort_lib {
         let version = crate::version::library_version(lib)
             .map(|v| format!("version {v}"))
             .unwrap_or_else(|e| format!("unusable: {e}"));
-        out.push_str(&format!(
-            "QUADBENCH_ORT_LIB={} ({version}) overrides the onnxruntime library\n",
-            lib.display()
-        ));
+        out.push_str(&format!("QUADBENCH_ORT_LIB={} ({version}) overrides the onnxruntime library\n", lib.display()));
     }
     out
 }

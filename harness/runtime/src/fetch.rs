@@ -43,12 +43,7 @@ impl FetchOptions {
     pub fn from_env() -> FetchOptions {
         let var = |name: &str| std::env::var_os(name).filter(|v| !v.is_empty());
         let offline = var("QUADBENCH_OFFLINE")
-            .map(|v| {
-                !matches!(
-                    v.to_string_lossy().to_ascii_lowercase().as_str(),
-                    "0" | "false" | "no" | "off"
-                )
-            })
+            .map(|v| !matches!(v.to_string_lossy().to_ascii_lowercase().as_str(), "0" | "false" | "no" | "off"))
             .unwrap_or(false);
         FetchOptions {
             offline,
@@ -63,10 +58,7 @@ impl FetchOptions {
     }
 
     /// Same options with a progress callback.
-    pub fn with_progress(
-        mut self,
-        progress: impl Fn(&str) + Send + Sync + 'static,
-    ) -> FetchOptions {
+    pub fn with_progress(mut self, progress: impl Fn(&str) + Send + Sync + 'static) -> FetchOptions {
         self.progress = Some(Box::new(progress));
         self
     }
@@ -87,24 +79,12 @@ impl Default for FetchOptions {
 /// Makes sure artefact (`name`, `target`) of the lock is installed and verified in the cache and
 /// returns where it is. Idempotent: a complete install is only verified (no network, no pip).
 /// A broken install (tampered file, corrupt marker) is replaced, or reported when offline.
-pub fn fetch(
-    lock: &Lock,
-    name: &str,
-    target: &str,
-    opts: &FetchOptions,
-) -> Result<Installed, RuntimeError> {
-    let artefact = lock
-        .find(name, target)
-        .ok_or_else(|| RuntimeError::UnknownArtefact {
-            name: name.to_string(),
-            target: target.to_string(),
-            known: lock
-                .artefacts()
-                .iter()
-                .map(|a| format!("{} ({})", a.name, a.target))
-                .collect::<Vec<_>>()
-                .join(", "),
-        })?;
+pub fn fetch(lock: &Lock, name: &str, target: &str, opts: &FetchOptions) -> Result<Installed, RuntimeError> {
+    let artefact = lock.find(name, target).ok_or_else(|| RuntimeError::UnknownArtefact {
+        name: name.to_string(),
+        target: target.to_string(),
+        known: lock.artefacts().iter().map(|a| format!("{} ({})", a.name, a.target)).collect::<Vec<_>>().join(", "),
+    })?;
     let dir = cache::install_dir(&opts.cache_dir, artefact);
     let label = artefact.label();
     // Fast path without the lock, so a complete install also works from a read-only cache. Safe:
@@ -114,9 +94,7 @@ pub fn fetch(
         return Ok(cache::installed(&dir, artefact, &marker));
     }
     let _guard = InstallLock::acquire(&opts.cache_dir, artefact, || {
-        opts.say(&format!(
-            "{label}: waiting for another process that is installing it"
-        ));
+        opts.say(&format!("{label}: waiting for another process that is installing it"));
     })?;
     match cache::verify(&dir, artefact, Depth::Quick) {
         State::Ok(marker) => {
@@ -126,15 +104,9 @@ pub fn fetch(
         State::Missing => {}
         State::Broken(why) => {
             if opts.offline && local_wheel(artefact, opts).is_none() {
-                return Err(RuntimeError::Broken {
-                    artefact: label,
-                    problem: why,
-                    fix: offline_fix(artefact, opts),
-                });
+                return Err(RuntimeError::Broken { artefact: label, problem: why, fix: offline_fix(artefact, opts) });
             }
-            opts.say(&format!(
-                "{label}: reinstalling, the installed copy is broken: {why}"
-            ));
+            opts.say(&format!("{label}: reinstalling, the installed copy is broken: {why}"));
         }
     }
     let marker = install(artefact, &dir, opts)?;
@@ -167,16 +139,10 @@ struct TempDir(PathBuf);
 impl TempDir {
     fn new(cache: &Path, artefact: &Artefact) -> Result<TempDir, RuntimeError> {
         static COUNTER: AtomicU64 = AtomicU64::new(0);
-        let nanos = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map(|d| d.subsec_nanos())
-            .unwrap_or(0);
+        let nanos = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.subsec_nanos()).unwrap_or(0);
         let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-        let path = cache::runtime_root(cache).join(format!(
-            ".tmp-{}-{}-{nanos}-{n}",
-            artefact.id(),
-            std::process::id()
-        ));
+        let path =
+            cache::runtime_root(cache).join(format!(".tmp-{}-{}-{nanos}-{n}", artefact.id(), std::process::id()));
         std::fs::create_dir_all(&path).map_err(|e| io_err(e, "cannot create", &path))?;
         Ok(TempDir(path))
     }
@@ -199,10 +165,7 @@ fn install(artefact: &Artefact, dir: &Path, opts: &FetchOptions) -> Result<Marke
             let wheel = get_wheel(artefact, pip, &tmp.0, opts)?;
             opts.say(&format!("{}: extracting {}", artefact.label(), pip.wheel));
             let files = extract(&wheel, pip, &staged)?;
-            Marker {
-                source_sha256: pip.wheel_sha256.clone(),
-                files,
-            }
+            Marker { source_sha256: pip.wheel_sha256.clone(), files }
         }
         Source::User(user) => import_user_file(artefact, user, &staged, opts)?,
     };
@@ -239,12 +202,7 @@ fn local_wheel(artefact: &Artefact, opts: &FetchOptions) -> Option<PathBuf> {
 }
 
 /// Gets the wheel file, sha256-checked: from the wheel directory, else with pip into `tmp`.
-fn get_wheel(
-    artefact: &Artefact,
-    pip: &PipSource,
-    tmp: &Path,
-    opts: &FetchOptions,
-) -> Result<PathBuf, RuntimeError> {
+fn get_wheel(artefact: &Artefact, pip: &PipSource, tmp: &Path, opts: &FetchOptions) -> Result<PathBuf, RuntimeError> {
     let label = artefact.label();
     let (wheel, downloaded) = if let Some(local) = local_wheel(artefact, opts) {
         opts.say(&format!("{label}: installing from {}", local.display()));
@@ -256,14 +214,8 @@ fn get_wheel(
             fix: offline_fix(artefact, opts),
         });
     } else {
-        let size = pip
-            .wheel_size_bytes
-            .map(|b| format!(" ({:.1} MB)", b as f64 / 1e6))
-            .unwrap_or_default();
-        opts.say(&format!(
-            "{label}: installing, downloading {}{size} with pip",
-            pip.wheel
-        ));
+        let size = pip.wheel_size_bytes.map(|b| format!(" ({:.1} MB)", b as f64 / 1e6)).unwrap_or_default();
+        opts.say(&format!("{label}: installing, downloading {}{size} with pip", pip.wheel));
         (run_pip(artefact, pip, &tmp.join("download"), opts)?, true)
     };
     let actual = sha256_file(&wheel).map_err(|e| io_err(e, "cannot read", &wheel))?;
@@ -272,35 +224,18 @@ fn get_wheel(
             // Never keep a download that does not match the lock.
             let _ = std::fs::remove_file(&wheel);
         }
-        return Err(RuntimeError::HashMismatch {
-            file: wheel,
-            expected: pip.wheel_sha256.clone(),
-            actual,
-        });
+        return Err(RuntimeError::HashMismatch { file: wheel, expected: pip.wheel_sha256.clone(), actual });
     }
     Ok(wheel)
 }
 
-fn run_pip(
-    artefact: &Artefact,
-    pip: &PipSource,
-    into: &Path,
-    opts: &FetchOptions,
-) -> Result<PathBuf, RuntimeError> {
-    let argv = artefact
-        .pip_command(&opts.python, into)
-        .expect("pip source");
-    let output = Command::new(&argv[0])
-        .args(&argv[1..])
-        .stdin(Stdio::null())
-        .output()
-        .map_err(|e| RuntimeError::PipFailed {
+fn run_pip(artefact: &Artefact, pip: &PipSource, into: &Path, opts: &FetchOptions) -> Result<PathBuf, RuntimeError> {
+    let argv = artefact.pip_command(&opts.python, into).expect("pip source");
+    let output =
+        Command::new(&argv[0]).args(&argv[1..]).stdin(Stdio::null()).output().map_err(|e| RuntimeError::PipFailed {
             artefact: artefact.label(),
             problem: if e.kind() == io::ErrorKind::NotFound {
-                format!(
-                    "python interpreter `{}` not found (set QUADBENCH_PYTHON to one with pip)",
-                    opts.python
-                )
+                format!("python interpreter `{}` not found (set QUADBENCH_PYTHON to one with pip)", opts.python)
             } else {
                 format!("cannot run `{}`: {e}", opts.python)
             },
@@ -319,11 +254,7 @@ fn run_pip(
     let wheel = into.join(&pip.wheel);
     if !wheel.is_file() {
         let got: Vec<String> = std::fs::read_dir(into)
-            .map(|d| {
-                d.flatten()
-                    .map(|e| e.file_name().to_string_lossy().into_owned())
-                    .collect()
-            })
+            .map(|d| d.flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect())
             .unwrap_or_default();
         return Err(RuntimeError::PipFailed {
             artefact: artefact.label(),
@@ -336,9 +267,7 @@ fn run_pip(
 
 /// Where the user can put wheels downloaded by hand.
 fn manual_wheel_dir(opts: &FetchOptions) -> PathBuf {
-    opts.wheel_dir
-        .clone()
-        .unwrap_or_else(|| cache::runtime_root(&opts.cache_dir).join("wheels"))
+    opts.wheel_dir.clone().unwrap_or_else(|| cache::runtime_root(&opts.cache_dir).join("wheels"))
 }
 
 /// The fix when pip cannot be used here: the exact command to run by hand (on this machine once
@@ -382,10 +311,7 @@ fn lock_quote(path: &Path) -> String {
 
 /// Extracts the locked files of `wheel` into `staged`, hashing them as they are written.
 fn extract(wheel: &Path, pip: &PipSource, staged: &Path) -> Result<Vec<MarkerFile>, RuntimeError> {
-    let bad = |problem: String| RuntimeError::Extract {
-        wheel: wheel.to_path_buf(),
-        problem,
-    };
+    let bad = |problem: String| RuntimeError::Extract { wheel: wheel.to_path_buf(), problem };
     let file = File::open(wheel).map_err(|e| io_err(e, "cannot open", wheel))?;
     let mut archive = zip::ZipArchive::new(file).map_err(|e| bad(e.to_string()))?;
     let mut matched = vec![false; pip.files.len()];
@@ -398,8 +324,7 @@ fn extract(wheel: &Path, pip: &PipSource, staged: &Path) -> Result<Vec<MarkerFil
         let name = entry.name().map_err(|e| bad(e.to_string()))?.into_owned();
         let Some((rule, to)) = pip.files.iter().enumerate().find_map(|(i, f)| {
             if f.is_dir() {
-                name.strip_prefix(f.from.as_str())
-                    .map(|rest| (i, format!("{}{rest}", f.to)))
+                name.strip_prefix(f.from.as_str()).map(|rest| (i, format!("{}{rest}", f.to)))
             } else {
                 (name == f.from).then(|| (i, f.to.clone()))
             }
@@ -407,10 +332,7 @@ fn extract(wheel: &Path, pip: &PipSource, staged: &Path) -> Result<Vec<MarkerFil
             continue;
         };
         // Entry names under a directory rule come from the wheel: refuse any that could escape.
-        if !Path::new(&to)
-            .components()
-            .all(|c| matches!(c, Component::Normal(_)))
-        {
+        if !Path::new(&to).components().all(|c| matches!(c, Component::Normal(_))) {
             return Err(bad(format!("entry {name:?} has an unsafe path")));
         }
         matched[rule] = true;
@@ -423,33 +345,20 @@ fn extract(wheel: &Path, pip: &PipSource, staged: &Path) -> Result<Vec<MarkerFil
         let mut buf = vec![0u8; 1 << 20];
         let mut size_bytes = 0u64;
         loop {
-            let n = entry
-                .read(&mut buf)
-                .map_err(|e| bad(format!("{name}: {e}")))?;
+            let n = entry.read(&mut buf).map_err(|e| bad(format!("{name}: {e}")))?;
             if n == 0 {
                 break;
             }
             hasher.update(&buf[..n]);
-            writer
-                .write_all(&buf[..n])
-                .map_err(|e| io_err(e, "cannot write", &dest))?;
+            writer.write_all(&buf[..n]).map_err(|e| io_err(e, "cannot write", &dest))?;
             size_bytes += n as u64;
         }
-        writer
-            .sync_all()
-            .map_err(|e| io_err(e, "cannot write", &dest))?;
+        writer.sync_all().map_err(|e| io_err(e, "cannot write", &dest))?;
         set_mode(&dest, entry.unix_mode())?;
-        out.push(MarkerFile {
-            path: to,
-            size_bytes,
-            sha256: cache::hex(&hasher.finalize()),
-        });
+        out.push(MarkerFile { path: to, size_bytes, sha256: cache::hex(&hasher.finalize()) });
     }
     if let Some(i) = matched.iter().position(|m| !m) {
-        return Err(bad(format!(
-            "the wheel has no {:?} (the lock's `files` list is wrong)",
-            pip.files[i].from
-        )));
+        return Err(bad(format!("the wheel has no {:?} (the lock's `files` list is wrong)", pip.files[i].from)));
     }
     Ok(out)
 }
@@ -476,10 +385,7 @@ fn import_user_file(
     staged: &Path,
     opts: &FetchOptions,
 ) -> Result<Marker, RuntimeError> {
-    let Some(source) = std::env::var_os(&user.env)
-        .filter(|v| !v.is_empty())
-        .map(PathBuf::from)
-    else {
+    let Some(source) = std::env::var_os(&user.env).filter(|v| !v.is_empty()).map(PathBuf::from) else {
         return Err(RuntimeError::UserSupplied {
             artefact: artefact.label(),
             env: user.env.clone(),
@@ -489,56 +395,35 @@ fn import_user_file(
     if !source.is_file() {
         return Err(RuntimeError::LibraryMissing { path: source });
     }
-    opts.say(&format!(
-        "{}: installing {} (from {})",
-        artefact.label(),
-        source.display(),
-        user.env
-    ));
+    opts.say(&format!("{}: installing {} (from {})", artefact.label(), source.display(), user.env));
     let sha256 = sha256_file(&source).map_err(|e| io_err(e, "cannot read", &source))?;
     if let Some(expected) = &user.sha256
         && *expected != sha256
     {
-        return Err(RuntimeError::HashMismatch {
-            file: source,
-            expected: expected.clone(),
-            actual: sha256,
-        });
+        return Err(RuntimeError::HashMismatch { file: source, expected: expected.clone(), actual: sha256 });
     }
     let dest = staged.join(&artefact.library);
     if let Some(parent) = dest.parent() {
         std::fs::create_dir_all(parent).map_err(|e| io_err(e, "cannot create", parent))?;
     }
-    let size_bytes =
-        std::fs::copy(&source, &dest).map_err(|e| io_err(e, "cannot copy", &source))?;
+    let size_bytes = std::fs::copy(&source, &dest).map_err(|e| io_err(e, "cannot copy", &source))?;
     Ok(Marker {
         source_sha256: sha256.clone(),
-        files: vec![MarkerFile {
-            path: artefact.library.clone(),
-            size_bytes,
-            sha256,
-        }],
+        files: vec![MarkerFile { path: artefact.library.clone(), size_bytes, sha256 }],
     })
 }
 
 /// The onnxruntime library to load: `opts.ort_lib` (QUADBENCH_ORT_LIB) when set, else the host
 /// target's locked artefact, fetched on first use. Either way its version is checked.
-pub fn ensure_onnxruntime_with(
-    lock: &Lock,
-    opts: &FetchOptions,
-) -> Result<Installed, RuntimeError> {
+pub fn ensure_onnxruntime_with(lock: &Lock, opts: &FetchOptions) -> Result<Installed, RuntimeError> {
     let target = host_target();
-    let artefact =
-        lock.find("onnxruntime", target)
-            .ok_or_else(|| RuntimeError::UnknownArtefact {
-                name: "onnxruntime".into(),
-                target: target.into(),
-                known: "none for this host; set QUADBENCH_ORT_LIB".into(),
-            })?;
+    let artefact = lock.find("onnxruntime", target).ok_or_else(|| RuntimeError::UnknownArtefact {
+        name: "onnxruntime".into(),
+        target: target.into(),
+        known: "none for this host; set QUADBENCH_ORT_LIB".into(),
+    })?;
     if let Some(path) = &opts.ort_lib {
-        let version = library_version(path).map_err(|e| RuntimeError::OrtLibOverride {
-            source: Box::new(e),
-        })?;
+        let version = library_version(path).map_err(|e| RuntimeError::OrtLibOverride { source: Box::new(e) })?;
         check_version(&version, &artefact.version, path)?;
         let sha256 = sha256_file(path).map_err(|e| io_err(e, "cannot read", path))?;
         return Ok(Installed {
@@ -551,10 +436,6 @@ pub fn ensure_onnxruntime_with(
         });
     }
     let installed = fetch(lock, "onnxruntime", target, opts)?;
-    check_version(
-        &library_version(&installed.library)?,
-        &artefact.version,
-        &installed.library,
-    )?;
+    check_version(&library_version(&installed.library)?, &artefact.version, &installed.library)?;
     Ok(installed)
 }

@@ -18,14 +18,9 @@ mod fetch;
 mod lock;
 mod version;
 
-pub use cache::{
-    ArtefactStatus, MARKER, cache_dir, info_text_in, install_dir, runtime_root, sha256_file,
-    status_in,
-};
+pub use cache::{ArtefactStatus, MARKER, cache_dir, info_text_in, install_dir, runtime_root, sha256_file, status_in};
 pub use fetch::{FetchOptions, Progress, ensure_onnxruntime_with, fetch};
-pub use lock::{
-    Artefact, FileMap, LibraryKind, Lock, PipSource, SCHEMA_VERSION, Source, UserSource,
-};
+pub use lock::{Artefact, FileMap, LibraryKind, Lock, PipSource, SCHEMA_VERSION, Source, UserSource};
 pub use version::{check_ep_plugin, library_version};
 
 /// An artefact ready to load.
@@ -46,60 +41,31 @@ pub struct Installed {
 #[derive(Debug, thiserror::Error)]
 pub enum RuntimeError {
     #[error("{context}: {source}")]
-    Io {
-        context: String,
-        source: std::io::Error,
-    },
+    Io { context: String, source: std::io::Error },
 
     #[error("invalid runtime lock ({origin}): {problem}")]
     LockInvalid { origin: String, problem: String },
 
     #[error("runtime.lock.toml has no artefact {name} for target {target} (it has: {known})")]
-    UnknownArtefact {
-        name: String,
-        target: String,
-        known: String,
-    },
+    UnknownArtefact { name: String, target: String, known: String },
 
     #[error("{artefact} is not installed (expected in {dir}) and QUADBENCH_OFFLINE is set, so nothing is downloaded.\n  fix: {fix}", dir = dir.display())]
-    Offline {
-        artefact: String,
-        dir: PathBuf,
-        fix: String,
-    },
+    Offline { artefact: String, dir: PathBuf, fix: String },
 
-    #[error(
-        "{artefact} is installed but broken ({problem}) and QUADBENCH_OFFLINE is set.\n  fix: {fix}"
-    )]
-    Broken {
-        artefact: String,
-        problem: String,
-        fix: String,
-    },
+    #[error("{artefact} is installed but broken ({problem}) and QUADBENCH_OFFLINE is set.\n  fix: {fix}")]
+    Broken { artefact: String, problem: String, fix: String },
 
     #[error("cannot download {artefact} with pip: {problem}\n  fix: {fix}")]
-    PipFailed {
-        artefact: String,
-        problem: String,
-        fix: String,
-    },
+    PipFailed { artefact: String, problem: String, fix: String },
 
     #[error("sha256 mismatch for {file}: expected {expected}, got {actual}; the file is not used (a pip download is deleted): check where it came from, or the lock", file = file.display())]
-    HashMismatch {
-        file: PathBuf,
-        expected: String,
-        actual: String,
-    },
+    HashMismatch { file: PathBuf, expected: String, actual: String },
 
     #[error("cannot extract {wheel}: {problem}", wheel = wheel.display())]
     Extract { wheel: PathBuf, problem: String },
 
     #[error("{artefact} is user-supplied and {env} is not set: {instructions}")]
-    UserSupplied {
-        artefact: String,
-        env: String,
-        instructions: String,
-    },
+    UserSupplied { artefact: String, env: String, instructions: String },
 
     #[error("runtime library {path} does not exist: run `quadbench runtime fetch`, or point QUADBENCH_ORT_LIB at an existing libonnxruntime.so", path = path.display())]
     LibraryMissing { path: PathBuf },
@@ -114,11 +80,7 @@ pub enum RuntimeError {
     NotEpPlugin { path: PathBuf },
 
     #[error("found onnxruntime {found} at {path}, quadbench needs {expected}: run `quadbench runtime fetch` or point QUADBENCH_ORT_LIB at a libonnxruntime.so of version {expected}", path = path.display())]
-    WrongVersion {
-        found: String,
-        expected: String,
-        path: PathBuf,
-    },
+    WrongVersion { found: String, expected: String, path: PathBuf },
 
     #[error("QUADBENCH_ORT_LIB: {source}")]
     OrtLibOverride { source: Box<RuntimeError> },
@@ -126,17 +88,9 @@ pub enum RuntimeError {
 
 /// The Rust target triple of this build, as the lock names targets.
 pub fn host_target() -> &'static str {
-    if cfg!(all(
-        target_arch = "x86_64",
-        target_os = "linux",
-        target_env = "gnu"
-    )) {
+    if cfg!(all(target_arch = "x86_64", target_os = "linux", target_env = "gnu")) {
         "x86_64-unknown-linux-gnu"
-    } else if cfg!(all(
-        target_arch = "aarch64",
-        target_os = "linux",
-        target_env = "gnu"
-    )) {
+    } else if cfg!(all(target_arch = "aarch64", target_os = "linux", target_env = "gnu")) {
         "aarch64-unknown-linux-gnu"
     } else if cfg!(all(target_arch = "aarch64", target_os = "android")) {
         "aarch64-linux-android"
@@ -169,10 +123,5 @@ pub fn ensure_onnxruntime() -> Result<Installed, RuntimeError> {
 /// The QNN execution-provider plugin for this host, fetched on first use; `library` is
 /// `libonnxruntime_providers_qnn.so` (for `register_ep_library`), `dir` holds the QNN libraries.
 pub fn ensure_qnn() -> Result<Installed, RuntimeError> {
-    fetch(
-        &Lock::embedded(),
-        "onnxruntime-qnn",
-        host_target(),
-        &FetchOptions::from_env(),
-    )
+    fetch(&Lock::embedded(), "onnxruntime-qnn", host_target(), &FetchOptions::from_env())
 }

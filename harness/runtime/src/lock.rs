@@ -126,14 +126,9 @@ impl Lock {
 
     /// Parses and validates lock text; `origin` names it in errors.
     pub fn parse(text: &str, origin: &str) -> Result<Lock, RuntimeError> {
-        let file: LockFile = toml::from_str(text).map_err(|e| RuntimeError::LockInvalid {
-            origin: origin.to_string(),
-            problem: e.to_string(),
-        })?;
-        let invalid = |problem: String| RuntimeError::LockInvalid {
-            origin: origin.to_string(),
-            problem,
-        };
+        let file: LockFile = toml::from_str(text)
+            .map_err(|e| RuntimeError::LockInvalid { origin: origin.to_string(), problem: e.to_string() })?;
+        let invalid = |problem: String| RuntimeError::LockInvalid { origin: origin.to_string(), problem };
         if file.schema != SCHEMA_VERSION {
             return Err(invalid(format!(
                 "schema {} is not supported (this quadbench reads schema {SCHEMA_VERSION})",
@@ -141,22 +136,12 @@ impl Lock {
             )));
         }
         for (i, a) in file.artefacts.iter().enumerate() {
-            a.validate().map_err(|p| {
-                invalid(format!("artefact {} ({} {}): {p}", i + 1, a.name, a.target))
-            })?;
-            if file.artefacts[..i]
-                .iter()
-                .any(|b| b.name == a.name && b.target == a.target)
-            {
-                return Err(invalid(format!(
-                    "artefact {} {} is listed twice",
-                    a.name, a.target
-                )));
+            a.validate().map_err(|p| invalid(format!("artefact {} ({} {}): {p}", i + 1, a.name, a.target)))?;
+            if file.artefacts[..i].iter().any(|b| b.name == a.name && b.target == a.target) {
+                return Err(invalid(format!("artefact {} {} is listed twice", a.name, a.target)));
             }
         }
-        Ok(Lock {
-            artefacts: file.artefacts,
-        })
+        Ok(Lock { artefacts: file.artefacts })
     }
 
     pub fn artefacts(&self) -> &[Artefact] {
@@ -164,18 +149,14 @@ impl Lock {
     }
 
     pub fn find(&self, name: &str, target: &str) -> Option<&Artefact> {
-        self.artefacts
-            .iter()
-            .find(|a| a.name == name && a.target == target)
+        self.artefacts.iter().find(|a| a.name == name && a.target == target)
     }
 
     /// The artefacts `quadbench runtime fetch` installs without arguments on `target`.
     pub fn defaults_for(&self, target: &str) -> Vec<&Artefact> {
         self.artefacts
             .iter()
-            .filter(|a| {
-                a.target == target && a.fetch_by_default && matches!(a.source, Source::Pip(_))
-            })
+            .filter(|a| a.target == target && a.fetch_by_default && matches!(a.source, Source::Pip(_)))
             .collect()
     }
 }
@@ -197,17 +178,10 @@ impl Artefact {
         let Source::Pip(pip) = &self.source else {
             return None;
         };
-        let mut argv: Vec<String> = [
-            python,
-            "-m",
-            "pip",
-            "download",
-            "--no-deps",
-            "--only-binary=:all:",
-        ]
-        .iter()
-        .map(|s| s.to_string())
-        .collect();
+        let mut argv: Vec<String> = [python, "-m", "pip", "download", "--no-deps", "--only-binary=:all:"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
         argv.extend(["--python-version".into(), pip.python_version.clone()]);
         argv.extend(["--implementation".into(), pip.implementation.clone()]);
         for p in &pip.platforms {
@@ -220,24 +194,12 @@ impl Artefact {
 
     /// The pip command as one line to paste into a shell.
     pub fn pip_command_line(&self, python: &str, dir: &Path) -> Option<String> {
-        self.pip_command(python, dir).map(|argv| {
-            argv.iter()
-                .map(|a| shell_quote(a))
-                .collect::<Vec<_>>()
-                .join(" ")
-        })
+        self.pip_command(python, dir).map(|argv| argv.iter().map(|a| shell_quote(a)).collect::<Vec<_>>().join(" "))
     }
 
     fn validate(&self) -> Result<(), String> {
-        for (field, value) in [
-            ("name", &self.name),
-            ("target", &self.target),
-            ("version", &self.version),
-        ] {
-            if value.trim().is_empty()
-                || value.contains(['/', '\\'])
-                || value.contains(char::is_whitespace)
-            {
+        for (field, value) in [("name", &self.name), ("target", &self.target), ("version", &self.version)] {
+            if value.trim().is_empty() || value.contains(['/', '\\']) || value.contains(char::is_whitespace) {
                 return Err(format!("`{field}` must be a non-empty word, got {value:?}"));
             }
         }
@@ -256,14 +218,8 @@ impl Artefact {
                         pip.wheel, pip.pip_name, self.version
                     ));
                 }
-                if pip.platforms.is_empty()
-                    || pip.python_version.is_empty()
-                    || pip.implementation.is_empty()
-                {
-                    return Err(
-                        "`platforms`, `python_version` and `implementation` are required for pip"
-                            .into(),
-                    );
+                if pip.platforms.is_empty() || pip.python_version.is_empty() || pip.implementation.is_empty() {
+                    return Err("`platforms`, `python_version` and `implementation` are required for pip".into());
                 }
                 if pip.files.is_empty() {
                     return Err("`files` is empty: nothing would be extracted".into());
@@ -272,24 +228,15 @@ impl Artefact {
                     check_relative(&f.from, "files.from")?;
                     check_relative(&f.to, "files.to")?;
                     if f.from.ends_with('/') != f.to.ends_with('/') {
-                        return Err(format!(
-                            "files entry {} -> {}: both or neither must end with `/`",
-                            f.from, f.to
-                        ));
+                        return Err(format!("files entry {} -> {}: both or neither must end with `/`", f.from, f.to));
                     }
                 }
-                let covered = pip.files.iter().any(|f| {
-                    if f.is_dir() {
-                        self.library.starts_with(&f.to)
-                    } else {
-                        self.library == f.to
-                    }
-                });
+                let covered = pip
+                    .files
+                    .iter()
+                    .any(|f| if f.is_dir() { self.library.starts_with(&f.to) } else { self.library == f.to });
                 if !covered {
-                    return Err(format!(
-                        "`library` {} is not among the extracted `files`",
-                        self.library
-                    ));
+                    return Err(format!("`library` {} is not among the extracted `files`", self.library));
                 }
             }
             Source::User(user) => {
@@ -306,46 +253,24 @@ impl Artefact {
 }
 
 fn check_sha256(value: &str, field: &str) -> Result<(), String> {
-    if value.len() == 64
-        && value
-            .bytes()
-            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
-    {
+    if value.len() == 64 && value.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)) {
         Ok(())
     } else {
-        Err(format!(
-            "`{field}` must be 64 lowercase hex digits, got {value:?}"
-        ))
+        Err(format!("`{field}` must be 64 lowercase hex digits, got {value:?}"))
     }
 }
 
 /// Install paths come from the lock and are joined onto the cache: refuse anything that could
 /// escape the install directory.
 fn check_relative(value: &str, field: &str) -> Result<(), String> {
-    let ok = !value.is_empty()
-        && Path::new(value)
-            .components()
-            .all(|c| matches!(c, Component::Normal(_)));
-    if ok {
-        Ok(())
-    } else {
-        Err(format!(
-            "`{field}` {value:?} must be a relative path without `..`"
-        ))
-    }
+    let ok = !value.is_empty() && Path::new(value).components().all(|c| matches!(c, Component::Normal(_)));
+    if ok { Ok(()) } else { Err(format!("`{field}` {value:?} must be a relative path without `..`")) }
 }
 
 /// Quotes an argument for a POSIX shell only where needed, so commands in errors stay readable.
 pub(crate) fn shell_quote(arg: &str) -> String {
-    let plain = !arg.is_empty()
-        && arg
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"-_./=:,+@%".contains(&b));
-    if plain {
-        arg.to_string()
-    } else {
-        format!("'{}'", arg.replace('\'', "'\\''"))
-    }
+    let plain = !arg.is_empty() && arg.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_./=:,+@%".contains(&b));
+    if plain { arg.to_string() } else { format!("'{}'", arg.replace('\'', "'\\''")) }
 }
 
 #[cfg(test)]
@@ -363,51 +288,25 @@ mod tests {
             ("onnxruntime-gpu", "x86_64-unknown-linux-gnu", "1.31.1"),
             ("onnxruntime", "aarch64-linux-android", "1.31.1"),
         ] {
-            let a = lock
-                .find(name, target)
-                .unwrap_or_else(|| panic!("{name} {target} missing"));
+            let a = lock.find(name, target).unwrap_or_else(|| panic!("{name} {target} missing"));
             assert_eq!(a.version, version);
         }
-        let gpu = lock
-            .find("onnxruntime-gpu", "x86_64-unknown-linux-gnu")
-            .unwrap();
-        assert!(
-            !gpu.fetch_by_default,
-            "the 256 MB GPU wheel must be fetched only on request"
-        );
-        let defaults: Vec<_> = lock
-            .defaults_for("x86_64-unknown-linux-gnu")
-            .iter()
-            .map(|a| a.name.clone())
-            .collect();
+        let gpu = lock.find("onnxruntime-gpu", "x86_64-unknown-linux-gnu").unwrap();
+        assert!(!gpu.fetch_by_default, "the 256 MB GPU wheel must be fetched only on request");
+        let defaults: Vec<_> = lock.defaults_for("x86_64-unknown-linux-gnu").iter().map(|a| a.name.clone()).collect();
         assert_eq!(defaults, ["onnxruntime", "onnxruntime-qnn"]);
-        let qnn = lock
-            .find("onnxruntime-qnn", "x86_64-unknown-linux-gnu")
-            .unwrap();
-        assert_eq!(
-            qnn.library,
-            "onnxruntime_qnn/libonnxruntime_providers_qnn.so"
-        );
+        let qnn = lock.find("onnxruntime-qnn", "x86_64-unknown-linux-gnu").unwrap();
+        assert_eq!(qnn.library, "onnxruntime_qnn/libonnxruntime_providers_qnn.so");
         assert_eq!(qnn.kind, LibraryKind::EpPlugin);
-        let Source::Pip(p) = &qnn.source else {
-            panic!("qnn must come from pip")
-        };
-        assert!(
-            p.files
-                .iter()
-                .any(|f| f.from == "onnxruntime_qnn.libs/" && f.is_dir())
-        );
+        let Source::Pip(p) = &qnn.source else { panic!("qnn must come from pip") };
+        assert!(p.files.iter().any(|f| f.from == "onnxruntime_qnn.libs/" && f.is_dir()));
     }
 
     #[test]
     fn pip_command_matches_the_verified_form() {
         let lock = Lock::embedded();
-        let a = lock
-            .find("onnxruntime", "x86_64-unknown-linux-gnu")
-            .unwrap();
-        let line = a
-            .pip_command_line("python3", Path::new("/tmp/w d"))
-            .unwrap();
+        let a = lock.find("onnxruntime", "x86_64-unknown-linux-gnu").unwrap();
+        let line = a.pip_command_line("python3", Path::new("/tmp/w d")).unwrap();
         assert_eq!(
             line,
             "python3 -m pip download --no-deps --only-binary=:all: --python-version 3.11 \
@@ -440,30 +339,15 @@ files = [{ from = "onnxruntime/capi/libonnxruntime.so.1.31.1", to = "lib/libonnx
         let cases = [
             (base.replace("schema = 1", "schema = 2"), "schema 2"),
             (base.replace("5752bd50", "XXXXXXXX"), "wheel_sha256"),
-            (
-                base.replace("to = \"lib/", "to = \"../lib/"),
-                "without `..`",
-            ),
-            (
-                base.replace("library = \"lib/", "library = \"other/"),
-                "not among the extracted",
-            ),
-            (
-                base.replace("onnxruntime-1.31.1-cp311", "onnxruntime-1.20.0-cp311"),
-                "is not a wheel of",
-            ),
-            (
-                format!("{base}{}", &base[base.find("[[artefact]]").unwrap()..]),
-                "listed twice",
-            ),
+            (base.replace("to = \"lib/", "to = \"../lib/"), "without `..`"),
+            (base.replace("library = \"lib/", "library = \"other/"), "not among the extracted"),
+            (base.replace("onnxruntime-1.31.1-cp311", "onnxruntime-1.20.0-cp311"), "is not a wheel of"),
+            (format!("{base}{}", &base[base.find("[[artefact]]").unwrap()..]), "listed twice"),
             (base.replace("source = \"pip\"", "source = \"ftp\""), "ftp"),
         ];
         for (text, expected) in cases {
             let err = Lock::parse(&text, "t").unwrap_err().to_string();
-            assert!(
-                err.contains(expected),
-                "{err:?} should mention {expected:?}"
-            );
+            assert!(err.contains(expected), "{err:?} should mention {expected:?}");
         }
     }
 
@@ -471,13 +355,8 @@ files = [{ from = "onnxruntime/capi/libonnxruntime.so.1.31.1", to = "lib/libonnx
     fn lock_file_on_disk_equals_the_embedded_one() {
         let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../runtime.lock.toml");
         let on_disk = Lock::load(&path).unwrap();
-        assert_eq!(
-            on_disk.artefacts().len(),
-            Lock::embedded().artefacts().len()
-        );
-        let err = Lock::load(Path::new("/nonexistent/runtime.lock.toml"))
-            .unwrap_err()
-            .to_string();
+        assert_eq!(on_disk.artefacts().len(), Lock::embedded().artefacts().len());
+        let err = Lock::load(Path::new("/nonexistent/runtime.lock.toml")).unwrap_err().to_string();
         assert!(err.contains("/nonexistent/runtime.lock.toml"), "{err}");
     }
 }

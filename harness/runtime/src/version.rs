@@ -22,26 +22,19 @@ type GetApiBase = unsafe extern "C" fn() -> *const OrtApiBase;
 pub fn library_version(path: &Path) -> Result<String, RuntimeError> {
     let library = open(path)?;
     // SAFETY: the symbol type is the documented C signature of OrtGetApiBase.
-    let get_base = unsafe { library.get::<GetApiBase>(b"OrtGetApiBase\0") }.map_err(|_| {
-        RuntimeError::NotOnnxRuntime {
-            path: path.to_path_buf(),
-        }
-    })?;
+    let get_base = unsafe { library.get::<GetApiBase>(b"OrtGetApiBase\0") }
+        .map_err(|_| RuntimeError::NotOnnxRuntime { path: path.to_path_buf() })?;
     // SAFETY: OrtGetApiBase takes no arguments and returns a pointer to a static struct.
     let base = unsafe { get_base() };
     if base.is_null() {
-        return Err(RuntimeError::NotOnnxRuntime {
-            path: path.to_path_buf(),
-        });
+        return Err(RuntimeError::NotOnnxRuntime { path: path.to_path_buf() });
     }
     // SAFETY: `base` is non-null and points to the library's static OrtApiBase; the returned
     // string is static in the library, which stays loaded (see below).
     let version = unsafe {
         let s = ((*base).get_version_string)();
         if s.is_null() {
-            return Err(RuntimeError::NotOnnxRuntime {
-                path: path.to_path_buf(),
-            });
+            return Err(RuntimeError::NotOnnxRuntime { path: path.to_path_buf() });
         }
         CStr::from_ptr(s).to_string_lossy().into_owned()
     };
@@ -59,13 +52,7 @@ pub fn check_ep_plugin(path: &Path) -> Result<(), RuntimeError> {
     let found = unsafe { library.get::<unsafe extern "C" fn()>(b"CreateEpFactories\0") }.is_ok();
     // Same reason as in library_version: ORT will load this plugin again; keep it mapped.
     std::mem::forget(library);
-    if found {
-        Ok(())
-    } else {
-        Err(RuntimeError::NotEpPlugin {
-            path: path.to_path_buf(),
-        })
-    }
+    if found { Ok(()) } else { Err(RuntimeError::NotEpPlugin { path: path.to_path_buf() }) }
 }
 
 /// Compares a found version against the one the lock pins.
@@ -83,16 +70,12 @@ pub(crate) fn check_version(found: &str, expected: &str, path: &Path) -> Result<
 
 fn open(path: &Path) -> Result<libloading::Library, RuntimeError> {
     if !path.is_file() {
-        return Err(RuntimeError::LibraryMissing {
-            path: path.to_path_buf(),
-        });
+        return Err(RuntimeError::LibraryMissing { path: path.to_path_buf() });
     }
     // SAFETY: loading runs the library's initialisers; the files loaded here are ONNX Runtime
     // libraries from the lock or a library the user named explicitly.
-    unsafe { libloading::Library::new(path) }.map_err(|e| RuntimeError::LibraryLoad {
-        path: path.to_path_buf(),
-        reason: e.to_string(),
-    })
+    unsafe { libloading::Library::new(path) }
+        .map_err(|e| RuntimeError::LibraryLoad { path: path.to_path_buf(), reason: e.to_string() })
 }
 
 #[cfg(test)]
@@ -113,30 +96,16 @@ mod tests {
     fn a_non_ort_library_is_rejected_clearly() {
         let libc = libc_path();
         let err = library_version(&libc).unwrap_err();
-        assert!(
-            matches!(err, RuntimeError::NotOnnxRuntime { .. }),
-            "{err:?}"
-        );
+        assert!(matches!(err, RuntimeError::NotOnnxRuntime { .. }), "{err:?}");
         let text = err.to_string();
-        assert!(
-            text.contains(&libc.display().to_string())
-                && text.contains("not an onnxruntime library"),
-            "{text}"
-        );
-        assert!(matches!(
-            check_ep_plugin(&libc),
-            Err(RuntimeError::NotEpPlugin { .. })
-        ));
+        assert!(text.contains(&libc.display().to_string()) && text.contains("not an onnxruntime library"), "{text}");
+        assert!(matches!(check_ep_plugin(&libc), Err(RuntimeError::NotEpPlugin { .. })));
     }
 
     #[test]
     fn missing_and_unloadable_files_are_reported() {
         let err = library_version(Path::new("/nonexistent/libonnxruntime.so.1.31.1")).unwrap_err();
-        assert!(
-            err.to_string()
-                .contains("/nonexistent/libonnxruntime.so.1.31.1"),
-            "{err}"
-        );
+        assert!(err.to_string().contains("/nonexistent/libonnxruntime.so.1.31.1"), "{err}");
         assert!(matches!(err, RuntimeError::LibraryMissing { .. }));
         let dir = tempfile::tempdir().unwrap();
         let junk = dir.path().join("libjunk.so");
@@ -147,8 +116,7 @@ mod tests {
 
     #[test]
     fn wrong_version_message_names_both_versions_and_the_fix() {
-        let err =
-            check_version("1.20.0", "1.31.1", Path::new("/opt/ort/libonnxruntime.so")).unwrap_err();
+        let err = check_version("1.20.0", "1.31.1", Path::new("/opt/ort/libonnxruntime.so")).unwrap_err();
         let text = err.to_string();
         for part in [
             "found onnxruntime 1.20.0",

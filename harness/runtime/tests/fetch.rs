@@ -8,8 +8,7 @@ use std::time::Instant;
 
 use common::{ORT, installs, logged, options, seed_wheel_dir};
 use quadbench_runtime::{
-    FetchOptions, Lock, MARKER, RuntimeError, Source, fetch, host_target, info_text_in,
-    library_version, status_in,
+    FetchOptions, Lock, MARKER, RuntimeError, Source, fetch, host_target, info_text_in, library_version, status_in,
 };
 
 fn lock() -> Lock {
@@ -25,18 +24,12 @@ fn real_pip_fetch_installs_1_31_1_and_refetch_needs_no_pip() {
     let installed = fetch(&lock, ORT, host_target(), &opts).expect("pip fetch");
     let elapsed_s = started.elapsed().as_secs_f64();
     eprintln!("real pip fetch of onnxruntime (24 MB wheel) took {elapsed_s:.1} s");
-    assert!(
-        log.lock().unwrap().iter().any(|m| m.contains("with pip")),
-        "pip was not used: {:?}",
-        log.lock().unwrap()
-    );
+    assert!(log.lock().unwrap().iter().any(|m| m.contains("with pip")), "pip was not used: {:?}", log.lock().unwrap());
     assert_eq!(installed.version, "1.31.1");
     assert_eq!(library_version(&installed.library).unwrap(), "1.31.1");
     assert!(installed.library.starts_with(cache.path().join("runtime")));
     assert!(installed.dir.join(MARKER).is_file());
-    let Source::Pip(pip) = &lock.find(ORT, host_target()).unwrap().source else {
-        unreachable!()
-    };
+    let Source::Pip(pip) = &lock.find(ORT, host_target()).unwrap().source else { unreachable!() };
     assert_eq!(installed.sha256, pip.wheel_sha256);
     // Nothing but the install and the lock file is left behind (no temp dirs, no wheel).
     let mut left: Vec<String> = std::fs::read_dir(cache.path().join("runtime"))
@@ -46,10 +39,7 @@ fn real_pip_fetch_installs_1_31_1_and_refetch_needs_no_pip() {
     left.sort();
     assert_eq!(
         left,
-        [
-            format!(".lock-onnxruntime-1.31.1-{}", host_target()),
-            format!("onnxruntime-1.31.1-{}", host_target())
-        ]
+        [format!(".lock-onnxruntime-1.31.1-{}", host_target()), format!("onnxruntime-1.31.1-{}", host_target())]
     );
 
     // Second fetch: an interpreter that does not exist proves pip is not run again.
@@ -57,10 +47,7 @@ fn real_pip_fetch_installs_1_31_1_and_refetch_needs_no_pip() {
     again.python = "/nonexistent/python3".into();
     let started = Instant::now();
     assert_eq!(fetch(&lock, ORT, host_target(), &again).unwrap(), installed);
-    eprintln!(
-        "second fetch (verify only) took {:.3} s",
-        started.elapsed().as_secs_f64()
-    );
+    eprintln!("second fetch (verify only) took {:.3} s", started.elapsed().as_secs_f64());
     again.offline = true;
     assert_eq!(fetch(&lock, ORT, host_target(), &again).unwrap(), installed);
 }
@@ -72,8 +59,7 @@ fn concurrent_fetches_into_a_fresh_cache_both_succeed_and_install_once() {
     let barrier = Arc::new(Barrier::new(2));
     let handles: Vec<_> = (0..2)
         .map(|_| {
-            let (cache, wheels, barrier) =
-                (cache.path().to_path_buf(), wheels.clone(), barrier.clone());
+            let (cache, wheels, barrier) = (cache.path().to_path_buf(), wheels.clone(), barrier.clone());
             std::thread::spawn(move || {
                 let mut opts = options(&cache);
                 opts.wheel_dir = Some(wheels);
@@ -121,45 +107,23 @@ fn tampered_library_is_detected_reported_offline_and_reinstalled_online() {
     std::fs::rename(&tampered, &installed.library).unwrap();
 
     let st = status_in(&lock(), cache.path());
-    let ort = st
-        .iter()
-        .find(|s| s.name == ORT && s.target == host_target())
-        .unwrap();
+    let ort = st.iter().find(|s| s.name == ORT && s.target == host_target()).unwrap();
     assert_eq!(ort.sha_ok, Some(false));
-    assert!(
-        ort.note.as_deref().unwrap().contains("sha256"),
-        "{:?}",
-        ort.note
-    );
+    assert!(ort.note.as_deref().unwrap().contains("sha256"), "{:?}", ort.note);
     assert!(info_text_in(&lock(), cache.path(), None).contains("BROKEN"));
 
     let mut offline = options(cache.path());
     offline.offline = true;
     let err = fetch(&lock(), ORT, host_target(), &offline).unwrap_err();
     assert!(matches!(err, RuntimeError::Broken { .. }), "{err:?}");
-    assert!(
-        err.to_string()
-            .contains(&installed.library.display().to_string()),
-        "{err}"
-    );
+    assert!(err.to_string().contains(&installed.library.display().to_string()), "{err}");
 
     let (opts, log) = logged(opts);
     let repaired = fetch(&lock(), ORT, host_target(), &opts).unwrap();
-    assert!(
-        log.lock()
-            .unwrap()
-            .iter()
-            .any(|m| m.contains("reinstalling")),
-        "{:?}",
-        log.lock().unwrap()
-    );
+    assert!(log.lock().unwrap().iter().any(|m| m.contains("reinstalling")), "{:?}", log.lock().unwrap());
     assert_eq!(library_version(&repaired.library).unwrap(), "1.31.1");
     assert_eq!(
-        status_in(&lock(), cache.path())
-            .iter()
-            .find(|s| s.name == ORT && s.target == host_target())
-            .unwrap()
-            .sha_ok,
+        status_in(&lock(), cache.path()).iter().find(|s| s.name == ORT && s.target == host_target()).unwrap().sha_ok,
         Some(true)
     );
 }
@@ -170,21 +134,12 @@ fn corrupt_or_foreign_marker_is_detected_and_repaired() {
     let (opts, installed) = seeded_install(cache.path());
     let marker = installed.dir.join(MARKER);
     let good = std::fs::read_to_string(&marker).unwrap();
-    assert!(
-        good.contains(&installed.sha256),
-        "the marker records the wheel sha256"
-    );
+    assert!(good.contains(&installed.sha256), "the marker records the wheel sha256");
 
-    for bad in [
-        "garbage \u{0} not toml".to_string(),
-        good.replace(&installed.sha256, &"0".repeat(64)),
-    ] {
+    for bad in ["garbage \u{0} not toml".to_string(), good.replace(&installed.sha256, &"0".repeat(64))] {
         std::fs::write(&marker, &bad).unwrap();
         let st = status_in(&lock(), cache.path());
-        let ort = st
-            .iter()
-            .find(|s| s.name == ORT && s.target == host_target())
-            .unwrap();
+        let ort = st.iter().find(|s| s.name == ORT && s.target == host_target()).unwrap();
         assert_eq!(ort.sha_ok, Some(false), "{bad:?} must be detected");
         let (o, log) = logged(clone_opts(&opts));
         fetch(&lock(), ORT, host_target(), &o).unwrap();
@@ -229,13 +184,7 @@ fn offline_with_an_empty_cache_says_exactly_what_to_run() {
     ] {
         assert!(text.contains(part), "{text}\n--- lacks: {part}");
     }
-    assert!(
-        !cache
-            .path()
-            .join("runtime")
-            .join(format!("onnxruntime-1.31.1-{}", host_target()))
-            .exists()
-    );
+    assert!(!cache.path().join("runtime").join(format!("onnxruntime-1.31.1-{}", host_target())).exists());
 }
 
 #[test]
@@ -257,48 +206,33 @@ fn pip_that_cannot_run_gives_the_manual_command() {
     }
     // pip itself failing (a version PyPI does not have: pip exits non-zero): its stderr is shown.
     let broken = Lock::parse(
-        &std::fs::read_to_string(concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/../../runtime.lock.toml"
-        ))
-        .unwrap()
-        .replace(
-            "onnxruntime-1.31.1-cp311-cp311-manylinux_2_28_x86_64.whl",
-            "onnxruntime-0.0.1-cp311-cp311-manylinux_2_28_x86_64.whl",
-        )
-        .replacen("version = \"1.31.1\"", "version = \"0.0.1\"", 1),
+        &std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../runtime.lock.toml"))
+            .unwrap()
+            .replace(
+                "onnxruntime-1.31.1-cp311-cp311-manylinux_2_28_x86_64.whl",
+                "onnxruntime-0.0.1-cp311-cp311-manylinux_2_28_x86_64.whl",
+            )
+            .replacen("version = \"1.31.1\"", "version = \"0.0.1\"", 1),
         "test",
     )
     .unwrap();
     let err = fetch(&broken, ORT, host_target(), &options(cache.path())).unwrap_err();
     let text = err.to_string();
     assert!(matches!(err, RuntimeError::PipFailed { .. }), "{err:?}");
-    assert!(
-        text.contains("pip exited with") && text.contains("onnxruntime==0.0.1"),
-        "{text}"
-    );
+    assert!(text.contains("pip exited with") && text.contains("onnxruntime==0.0.1"), "{text}");
 }
 
 #[test]
 fn a_wheel_with_the_wrong_sha256_is_refused() {
     let cache = tempfile::tempdir().unwrap();
     let wheels = tempfile::tempdir().unwrap();
-    let Source::Pip(pip) = &lock().find(ORT, host_target()).unwrap().source.clone() else {
-        unreachable!()
-    };
+    let Source::Pip(pip) = &lock().find(ORT, host_target()).unwrap().source.clone() else { unreachable!() };
     let fake = wheels.path().join(&pip.wheel);
     std::fs::write(&fake, b"PK not really a wheel").unwrap();
     let mut opts = options(cache.path());
     opts.wheel_dir = Some(wheels.path().to_path_buf());
     let err = fetch(&lock(), ORT, host_target(), &opts).unwrap_err();
-    let RuntimeError::HashMismatch {
-        file,
-        expected,
-        actual,
-    } = &err
-    else {
-        panic!("{err:?}")
-    };
+    let RuntimeError::HashMismatch { file, expected, actual } = &err else { panic!("{err:?}") };
     assert_eq!(file, &fake);
     assert_eq!(expected, &pip.wheel_sha256);
     assert_eq!(actual, &quadbench_runtime::sha256_file(&fake).unwrap());
@@ -308,10 +242,7 @@ fn a_wheel_with_the_wrong_sha256_is_refused() {
             && text.contains(actual.as_str())
             && text.contains(&fake.display().to_string())
     );
-    assert!(
-        !status_in(&lock(), cache.path()).iter().any(|s| s.installed),
-        "nothing may be installed"
-    );
+    assert!(!status_in(&lock(), cache.path()).iter().any(|s| s.installed), "nothing may be installed");
 }
 
 #[test]
@@ -319,47 +250,24 @@ fn info_lists_every_artefact_with_state_and_path() {
     let cache = tempfile::tempdir().unwrap();
     let (_, installed) = seeded_install(cache.path());
     let text = info_text_in(&lock(), cache.path(), None);
-    let row = text
-        .lines()
-        .find(|l| l.starts_with("onnxruntime ") && l.contains(host_target()))
-        .unwrap();
-    assert!(
-        row.contains(" ok ") && row.contains(&installed.library.display().to_string()),
-        "{text}"
-    );
-    assert!(
-        text.contains("missing (on request)"),
-        "the GPU entry is on request: {text}"
-    );
-    assert!(
-        text.contains("QUADBENCH_ORT_LIB_ANDROID"),
-        "user-supplied entries say how: {text}"
-    );
+    let row = text.lines().find(|l| l.starts_with("onnxruntime ") && l.contains(host_target())).unwrap();
+    assert!(row.contains(" ok ") && row.contains(&installed.library.display().to_string()), "{text}");
+    assert!(text.contains("missing (on request)"), "the GPU entry is on request: {text}");
+    assert!(text.contains("QUADBENCH_ORT_LIB_ANDROID"), "user-supplied entries say how: {text}");
     for a in lock().artefacts() {
         let prefix = format!("{} ", a.name);
         assert!(
-            text.lines()
-                .any(|l| l.starts_with(&prefix) && l.contains(&a.target) && l.contains(&a.version)),
+            text.lines().any(|l| l.starts_with(&prefix) && l.contains(&a.target) && l.contains(&a.version)),
             "{} {} not listed:\n{text}",
             a.name,
             a.target
         );
     }
     let st = status_in(&lock(), cache.path());
-    let ort = st
+    let ort = st.iter().find(|s| s.name == ORT && s.target == host_target()).unwrap();
+    let on_disk: u64 = ["libonnxruntime.so.1.31.1", "libonnxruntime_providers_shared.so"]
         .iter()
-        .find(|s| s.name == ORT && s.target == host_target())
-        .unwrap();
-    let on_disk: u64 = [
-        "libonnxruntime.so.1.31.1",
-        "libonnxruntime_providers_shared.so",
-    ]
-    .iter()
-    .map(|f| {
-        std::fs::metadata(installed.dir.join("lib").join(f))
-            .unwrap()
-            .len()
-    })
-    .sum();
+        .map(|f| std::fs::metadata(installed.dir.join("lib").join(f)).unwrap().len())
+        .sum();
     assert_eq!(ort.size_bytes, on_disk);
 }

@@ -41,7 +41,8 @@ pub(super) mod simd {
                 }
                 return;
             }
-            if forced <= 1 && std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
+            if forced <= 1 && std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
+            {
                 // SAFETY: the CPU supports the features the functions were compiled for (checked above).
                 unsafe {
                     super::avx2::vertical(rows_a, rows_b, g, bufs);
@@ -144,7 +145,13 @@ pub(super) mod simd {
     /// Vertical pass, one sample at a time, for samples `from..n`: what is left after a
     /// version's vector blocks (all three share it, so their tails agree to the bit).
     #[inline(always)]
-    pub(super) fn vertical_tail<T: Sample, const FMA: bool>(rows_a: &[&[T]; TAPS], rows_b: &[&[T]; TAPS], g: &[f64; TAPS], bufs: &mut RowBuffers, from: usize) {
+    pub(super) fn vertical_tail<T: Sample, const FMA: bool>(
+        rows_a: &[&[T]; TAPS],
+        rows_b: &[&[T]; TAPS],
+        g: &[f64; TAPS],
+        bufs: &mut RowBuffers,
+        from: usize,
+    ) {
         let [va, vb, vaa, vbb, vab] = &mut bufs.v;
         for i in from..va.len() {
             let (mut sa, mut sb, mut saa, mut sbb, mut sab) = (0.0, 0.0, 0.0, 0.0, 0.0);
@@ -165,7 +172,13 @@ pub(super) mod simd {
     /// Horizontal pass and SSIM/cs, one sample at a time, for samples `from..j1` (the tail
     /// after a version's vector blocks).
     #[inline(always)]
-    pub(super) fn horizontal_tail<const FMA: bool, const CS: bool>(g: &[f64; TAPS], bufs: &mut RowBuffers, c: usize, from: usize, j1: usize) {
+    pub(super) fn horizontal_tail<const FMA: bool, const CS: bool>(
+        g: &[f64; TAPS],
+        bufs: &mut RowBuffers,
+        c: usize,
+        from: usize,
+        j1: usize,
+    ) {
         let v = &bufs.v;
         for j in from..j1 {
             let mut u = [0.0f64; 5];
@@ -271,7 +284,13 @@ mod avx2 {
     /// # Safety
     /// The CPU must support AVX2 and FMA; `j0 >= 5c` and `j1 + 5c <= n`.
     #[target_feature(enable = "avx2,fma")]
-    pub(super) unsafe fn horizontal<const CS: bool>(g: &[f64; TAPS], bufs: &mut RowBuffers, c: usize, j0: usize, j1: usize) {
+    pub(super) unsafe fn horizontal<const CS: bool>(
+        g: &[f64; TAPS],
+        bufs: &mut RowBuffers,
+        c: usize,
+        j0: usize,
+        j1: usize,
+    ) {
         let n = bufs.s.len();
         assert!(j0 >= RADIUS_PX * c && j1 + RADIUS_PX * c <= n && j0 <= j1);
         let src: [*const f64; 5] = std::array::from_fn(|q| bufs.v[q].as_ptr());
@@ -384,7 +403,13 @@ mod avx512 {
     /// # Safety
     /// The CPU must support AVX-512F; `j0 >= 5c` and `j1 + 5c <= n`.
     #[target_feature(enable = "avx512f")]
-    pub(super) unsafe fn horizontal<const CS: bool>(g: &[f64; TAPS], bufs: &mut RowBuffers, c: usize, j0: usize, j1: usize) {
+    pub(super) unsafe fn horizontal<const CS: bool>(
+        g: &[f64; TAPS],
+        bufs: &mut RowBuffers,
+        c: usize,
+        j0: usize,
+        j1: usize,
+    ) {
         let n = bufs.s.len();
         assert!(j0 >= RADIUS_PX * c && j1 + RADIUS_PX * c <= n && j0 <= j1);
         let src: [*const f64; 5] = std::array::from_fn(|q| bufs.v[q].as_ptr());
@@ -427,4 +452,3 @@ mod avx512 {
         super::simd::horizontal_tail::<true, CS>(g, bufs, c, j, j1);
     }
 }
-

@@ -24,7 +24,9 @@
 //! `'` -> `'\''`) and NUL bytes are refused; remote paths are built only from validated
 //! components under the root, and strings the device reports are sanitised before display.
 
-use super::{AdbSettings, DeviceError, DeviceInfo, DeviceProfile, ExecLimits, ExecOutcome, RawDeviceProfile, Transport};
+use super::{
+    AdbSettings, DeviceError, DeviceInfo, DeviceProfile, ExecLimits, ExecOutcome, RawDeviceProfile, Transport,
+};
 use crate::yaml::YamlError;
 use adb_client::server::{ADBServer, DeviceState};
 use adb_client::server_device::ADBServerDevice;
@@ -96,27 +98,58 @@ pub fn host_abi() -> &'static str {
 /// system locations the variable would otherwise default to (Qualcomm's QNN docs list them).
 pub fn adsp_library_path(dirs: &[String]) -> String {
     let mut v: Vec<&str> = dirs.iter().map(String::as_str).collect();
-    v.extend(["/vendor/lib/rfsa/adsp", "/vendor/dsp/cdsp", "/system/lib/rfsa/adsp", "/system/vendor/lib/rfsa/adsp", "/dsp"]);
+    v.extend([
+        "/vendor/lib/rfsa/adsp",
+        "/vendor/dsp/cdsp",
+        "/system/lib/rfsa/adsp",
+        "/system/vendor/lib/rfsa/adsp",
+        "/dsp",
+    ]);
     v.join(";")
 }
 
 /// Validate the adb fields of a profile (called by [`DeviceProfile::load`]).
-pub(super) fn settings(raw: &RawDeviceProfile, err: &dyn Fn(&str, String, &str) -> YamlError) -> Result<AdbSettings, YamlError> {
+pub(super) fn settings(
+    raw: &RawDeviceProfile,
+    err: &dyn Fn(&str, String, &str) -> YamlError,
+) -> Result<AdbSettings, YamlError> {
     if raw.work_dir.is_some() {
-        return Err(err("work_dir:", "`work_dir` applies to the local transport only".into(), "use `root:` for the device directory"));
+        return Err(err(
+            "work_dir:",
+            "`work_dir` applies to the local transport only".into(),
+            "use `root:` for the device directory",
+        ));
     }
     let Some(serial) = raw.serial.clone() else {
-        return Err(err("transport:", "the adb transport needs `serial:`".into(), "add `serial: <serial>` as `adb devices` prints it (host:port for a TCP device)"));
+        return Err(err(
+            "transport:",
+            "the adb transport needs `serial:`".into(),
+            "add `serial: <serial>` as `adb devices` prints it (host:port for a TCP device)",
+        ));
     };
     if !valid_serial(&serial) {
-        return Err(err("serial:", format!("serial {serial:?} has characters adb serials do not have"), "use the serial exactly as `adb devices` prints it"));
+        return Err(err(
+            "serial:",
+            format!("serial {serial:?} has characters adb serials do not have"),
+            "use the serial exactly as `adb devices` prints it",
+        ));
     }
     let server_text = raw.adb_server.clone().unwrap_or_else(|| DEFAULT_SERVER.into());
-    let server: SocketAddrV4 = server_text.parse().map_err(|_| err("adb_server:", format!("adb_server `{server_text}` is not an IPv4 host:port"), "e.g. `adb_server: 127.0.0.1:5037`"))?;
+    let server: SocketAddrV4 = server_text.parse().map_err(|_| {
+        err(
+            "adb_server:",
+            format!("adb_server `{server_text}` is not an IPv4 host:port"),
+            "e.g. `adb_server: 127.0.0.1:5037`",
+        )
+    })?;
     let root = raw.root.clone().unwrap_or_else(|| DEFAULT_ROOT.into());
     let root = root.trim_end_matches('/').to_string();
     if !valid_root(&root) {
-        return Err(err("root:", format!("root `{root}` must be an absolute device path of safe names"), &format!("e.g. `root: /data/local/tmp/quadbench` ({})", crate::SAFE_NAME_CHARS)));
+        return Err(err(
+            "root:",
+            format!("root `{root}` must be an absolute device path of safe names"),
+            &format!("e.g. `root: /data/local/tmp/quadbench` ({})", crate::SAFE_NAME_CHARS),
+        ));
     }
     if let Some(abi) = &raw.abi {
         if !crate::safe_name(abi) {
@@ -157,7 +190,9 @@ pub fn ensure_server(addr: SocketAddrV4) -> Result<(), String> {
         return Ok(());
     }
     if !addr.ip().is_loopback() {
-        return Err(format!("no adb server answers at {addr}; start it there, or set `adb_server:` in the device profile"));
+        return Err(format!(
+            "no adb server answers at {addr}; start it there, or set `adb_server:` in the device profile"
+        ));
     }
     // Output to null: the daemonised server would otherwise hold our pipes open.
     let child = std::process::Command::new("adb")
@@ -176,7 +211,11 @@ pub fn ensure_server(addr: SocketAddrV4) -> Result<(), String> {
     }
     let _ = child.kill();
     let _ = child.wait();
-    if up() { Ok(()) } else { Err(format!("`adb -P {} start-server` did not bring up a server at {addr}", addr.port())) }
+    if up() {
+        Ok(())
+    } else {
+        Err(format!("`adb -P {} start-server` did not bring up a server at {addr}", addr.port()))
+    }
 }
 
 /// The route to one device: its serial through one adb server.
@@ -225,14 +264,22 @@ impl Conn {
     }
 
     /// One adb_client device call under a deadline; a timeout also drops the device's transport.
-    fn call<T: Send + 'static>(&self, what: &str, limit: Duration, f: impl FnOnce(&mut ADBServerDevice) -> Result<T, RustADBError> + Send + 'static) -> Result<T, DeviceError> {
+    fn call<T: Send + 'static>(
+        &self,
+        what: &str,
+        limit: Duration,
+        f: impl FnOnce(&mut ADBServerDevice) -> Result<T, RustADBError> + Send + 'static,
+    ) -> Result<T, DeviceError> {
         let mut dev = self.device();
         match bounded(limit, move || f(&mut dev)) {
             Some(Ok(v)) => Ok(v),
             Some(Err(e)) => Err(self.infra(format!("{what}: {e}{}", hint(&e.to_string())))),
             None => {
                 self.kick();
-                Err(self.infra(format!("{what}: no answer within {} s; the device or its connection stopped responding", limit.as_secs())))
+                Err(self.infra(format!(
+                    "{what}: no answer within {} s; the device or its connection stopped responding",
+                    limit.as_secs()
+                )))
             }
         }
     }
@@ -246,7 +293,12 @@ impl Conn {
             Some(v) => v,
             None => match proto {
                 Some(c) => (out, i32::from(c)),
-                None => return Err(self.infra(format!("shell `{}`: the connection ended before the exit status arrived (device disconnected?)", printable(cmd)))),
+                None => {
+                    return Err(self.infra(format!(
+                        "shell `{}`: the connection ended before the exit status arrived (device disconnected?)",
+                        printable(cmd)
+                    )));
+                }
             },
         };
         Ok(ShellOut { code, stdout, stderr: err })
@@ -272,7 +324,10 @@ impl Conn {
         let (_, out, err) = self.raw_sh("getprop", SHORT)?;
         let props = parse_getprop(&out);
         if props.is_empty() {
-            return Err(self.infra(format!("`getprop` returned no properties (connection cut, or not an Android device?): {}", printable(err.trim()))));
+            return Err(self.infra(format!(
+                "`getprop` returned no properties (connection cut, or not an Android device?): {}",
+                printable(err.trim())
+            )));
         }
         Ok(props)
     }
@@ -290,8 +345,10 @@ impl Conn {
 
     fn state(&self) -> Result<Option<DeviceState>, DeviceError> {
         let server = self.server;
-        let devices = bounded(SHORT, move || adb_server(server).devices()).ok_or_else(|| self.infra(format!("the adb server at {} did not answer", self.server)))?;
-        let devices = devices.map_err(|e| self.infra(format!("listing devices of the adb server at {}: {e}", self.server)))?;
+        let devices = bounded(SHORT, move || adb_server(server).devices())
+            .ok_or_else(|| self.infra(format!("the adb server at {} did not answer", self.server)))?;
+        let devices =
+            devices.map_err(|e| self.infra(format!("listing devices of the adb server at {}: {e}", self.server)))?;
         Ok(devices.into_iter().find(|d| d.identifier == self.serial).map(|d| d.state))
     }
 
@@ -309,8 +366,17 @@ impl Conn {
                 Some(DeviceState::Unauthorized) => {
                     return Err(self.infra(format!("device {} is unauthorized: accept the \"Allow USB debugging\" prompt on the phone (tick \"always allow\")", self.serial)));
                 }
-                Some(s @ (DeviceState::Bootloader | DeviceState::Recovery | DeviceState::Sideload | DeviceState::Rescue | DeviceState::NoPerm)) => {
-                    return Err(self.infra(format!("device {} is in state `{s}`; boot it into Android and check USB permissions (udev rules)", self.serial)));
+                Some(
+                    s @ (DeviceState::Bootloader
+                    | DeviceState::Recovery
+                    | DeviceState::Sideload
+                    | DeviceState::Rescue
+                    | DeviceState::NoPerm),
+                ) => {
+                    return Err(self.infra(format!(
+                        "device {} is in state `{s}`; boot it into Android and check USB permissions (udev rules)",
+                        self.serial
+                    )));
                 }
                 _ => {}
             }
@@ -355,7 +421,10 @@ fn hint(msg: &str) -> &'static str {
 
 fn check_term() -> Result<(), DeviceError> {
     match std::env::var("TERM") {
-        Ok(t) if !term_is_safe(&t) => Err(DeviceError::Test(format!("refusing to run adb shell commands with TERM={:?}: adb_client copies TERM unquoted into the shell service request; unset TERM or set a plain name (e.g. TERM=dumb)", printable(&t)))),
+        Ok(t) if !term_is_safe(&t) => Err(DeviceError::Test(format!(
+            "refusing to run adb shell commands with TERM={:?}: adb_client copies TERM unquoted into the shell service request; unset TERM or set a plain name (e.g. TERM=dumb)",
+            printable(&t)
+        ))),
         _ => Ok(()),
     }
 }
@@ -406,20 +475,33 @@ impl Adb {
         conn.attach()?;
         let features = conn.call("reading device features", SHORT, |d| d.host_features())?;
         if !features.contains(&HostFeatures::ShellV2) {
-            return Err(conn.infra(format!("device {} lacks shell protocol v2 (Android 7+), so exit codes cannot be read", s.serial)));
+            return Err(conn.infra(format!(
+                "device {} lacks shell protocol v2 (Android 7+), so exit codes cannot be read",
+                s.serial
+            )));
         }
         let props = conn.getprop()?;
         let info = info_from_props(name, &props);
         if let Some(want) = &s.abi {
-            let list = props.get("ro.product.cpu.abilist").or(props.get("ro.product.cpu.abi")).cloned().unwrap_or_default();
+            let list =
+                props.get("ro.product.cpu.abilist").or(props.get("ro.product.cpu.abi")).cloned().unwrap_or_default();
             if !list.split(',').any(|a| a.trim() == want) {
-                return Err(DeviceError::Test(format!("device {} supports ABIs [{}], not the profile's `abi: {want}`; use a runner built for one of them", s.serial, printable(&list))));
+                return Err(DeviceError::Test(format!(
+                    "device {} supports ABIs [{}], not the profile's `abi: {want}`; use a runner built for one of them",
+                    s.serial,
+                    printable(&list)
+                )));
             }
         }
         let root_q = quote(&s.root)?;
         let r = conn.sh(&format!("mkdir -p {root_q} && test -w {root_q}"), SHORT)?;
         if r.code != 0 {
-            return Err(conn.infra(format!("cannot create a writable {} on the device: {}{}", s.root, printable(r.stderr.trim()), hint(&r.stderr))));
+            return Err(conn.infra(format!(
+                "cannot create a writable {} on the device: {}{}",
+                s.root,
+                printable(r.stderr.trim()),
+                hint(&r.stderr)
+            )));
         }
         Ok(Adb { conn, root: s.root.clone(), info })
     }
@@ -448,7 +530,9 @@ enum Msg {
 impl LineSink {
     fn send(&mut self, bytes: &[u8]) -> std::io::Result<()> {
         let text = String::from_utf8_lossy(bytes);
-        self.tx.send(Msg::Line(text.trim_end_matches(['\n', '\r']).to_string())).map_err(|_| std::io::Error::new(std::io::ErrorKind::BrokenPipe, "exec abandoned"))
+        self.tx
+            .send(Msg::Line(text.trim_end_matches(['\n', '\r']).to_string()))
+            .map_err(|_| std::io::Error::new(std::io::ErrorKind::BrokenPipe, "exec abandoned"))
     }
 
     fn finish(&mut self) {
@@ -514,11 +598,19 @@ impl Transport for Adb {
             return Err(DeviceError::Test(format!("refusing to push {}: `{sha256}` is not a sha256", local.display())));
         }
         let sha = sha256.to_ascii_lowercase();
-        let meta = std::fs::metadata(local).map_err(|e| self.conn.infra(format!("cannot read {}: {e}", local.display())))?;
+        let meta =
+            std::fs::metadata(local).map_err(|e| self.conn.infra(format!("cannot read {}: {e}", local.display())))?;
         let parent = dst.rsplit_once('/').map_or(self.root.clone(), |(p, _)| p.to_string());
-        let r = self.conn.sh(&format!("mkdir -p {} && {{ sha256sum {} 2>/dev/null || true; }}", quote(&parent)?, quote(&dst)?), SHORT)?;
+        let r = self.conn.sh(
+            &format!("mkdir -p {} && {{ sha256sum {} 2>/dev/null || true; }}", quote(&parent)?, quote(&dst)?),
+            SHORT,
+        )?;
         if r.code != 0 {
-            return Err(self.conn.infra(format!("cannot create {parent} on the device: {}{}", printable(r.stderr.trim()), hint(&r.stderr))));
+            return Err(self.conn.infra(format!(
+                "cannot create {parent} on the device: {}{}",
+                printable(r.stderr.trim()),
+                hint(&r.stderr)
+            )));
         }
         if r.stdout.split_whitespace().next().is_some_and(|h| h.eq_ignore_ascii_case(&sha)) {
             return Ok(false);
@@ -535,29 +627,50 @@ impl Transport for Adb {
         })?;
         let mode = if meta.permissions().mode() & 0o111 != 0 { "700" } else { "600" };
         let (pq, dq) = (quote(&part)?, quote(&dst)?);
-        let script = format!("h=$(sha256sum {pq}) && case \"$h\" in {sha}*) chmod {mode} {pq} && mv -f {pq} {dq} && echo QB-OK;; *) rm -f {pq}; echo \"QB-MISMATCH $h\";; esac");
+        let script = format!(
+            "h=$(sha256sum {pq}) && case \"$h\" in {sha}*) chmod {mode} {pq} && mv -f {pq} {dq} && echo QB-OK;; *) rm -f {pq}; echo \"QB-MISMATCH $h\";; esac"
+        );
         let r = self.conn.sh(&script, SHORT)?;
         if r.stdout.trim() == "QB-OK" {
             return Ok(true);
         }
         let got = r.stdout.trim().strip_prefix("QB-MISMATCH ").and_then(|h| h.split_whitespace().next()).map(printable);
         Err(self.conn.infra(match got {
-            Some(h) => format!("hash mismatch after push of {} to {dst}: device has {h}, expected {sha} (corrupted in transit)", local.display()),
+            Some(h) => format!(
+                "hash mismatch after push of {} to {dst}: device has {h}, expected {sha} (corrupted in transit)",
+                local.display()
+            ),
             None => format!("cannot verify {part} after push: {}{}", printable(r.stderr.trim()), hint(&r.stderr)),
         }))
     }
 
-    fn exec(&mut self, argv: &[String], cwd: &str, lib_dirs: &[String], limits: ExecLimits, on_line: &mut dyn FnMut(&str)) -> Result<ExecOutcome, DeviceError> {
+    fn exec(
+        &mut self,
+        argv: &[String],
+        cwd: &str,
+        lib_dirs: &[String],
+        limits: ExecLimits,
+        on_line: &mut dyn FnMut(&str),
+    ) -> Result<ExecOutcome, DeviceError> {
         check_term()?;
         let exe = self.abs(argv.first().map(String::as_str).unwrap_or(""))?;
         let dirs = lib_dirs.iter().map(|d| self.abs(d)).collect::<Result<Vec<_>, _>>()?;
         let mut ld = dirs.clone();
         ld.push(format!("{}/runtime", self.root));
-        let adsp = if dirs.is_empty() { String::new() } else { format!(" && export ADSP_LIBRARY_PATH={}", quote(&adsp_library_path(&dirs))?) };
+        let adsp = if dirs.is_empty() {
+            String::new()
+        } else {
+            format!(" && export ADSP_LIBRARY_PATH={}", quote(&adsp_library_path(&dirs))?)
+        };
         // The inner shell reports its pid (the runner's, after exec) and its parent's (the
         // outer shell, a process-group leader under the loopback and, usually, adbd), then
         // becomes the runner; the outer shell prints the exit-status line.
-        let mut run = format!("cd {} && export LD_LIBRARY_PATH={}${{LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}}{adsp} && sh -c 'echo \"{PID_PREFIX}$$ $PPID\"; exec \"$0\" \"$@\"' {}", quote(&self.abs(cwd)?)?, quote(&ld.join(":"))?, quote(&exe)?);
+        let mut run = format!(
+            "cd {} && export LD_LIBRARY_PATH={}${{LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}}{adsp} && sh -c 'echo \"{PID_PREFIX}$$ $PPID\"; exec \"$0\" \"$@\"' {}",
+            quote(&self.abs(cwd)?)?,
+            quote(&ld.join(":"))?,
+            quote(&exe)?
+        );
         for a in &argv[1..] {
             run.push(' ');
             run.push_str(&quote(a)?);
@@ -611,7 +724,10 @@ impl Transport for Adb {
         if let Some(p) = local.parent() {
             std::fs::create_dir_all(p).map_err(|e| self.conn.infra(format!("cannot create {}: {e}", p.display())))?;
         }
-        let part = local.with_file_name(format!("{}.qb-part", local.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default()));
+        let part = local.with_file_name(format!(
+            "{}.qb-part",
+            local.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default()
+        ));
         let (from, to) = (src.clone(), part.clone());
         let r = self.conn.call(&format!("pulling {src}"), Duration::from_secs(120), move |d| {
             let mut f = std::fs::File::create(&to)?;
@@ -640,12 +756,25 @@ impl Adb {
     /// The runner passed its deadline or went silent: kill it on the device. If the device
     /// answers and the runner's stream then ends, the runner hung (a test failure, reported as
     /// `timed_out`); if not, the device or its connection is gone (an infrastructure error).
-    fn stop_hung(&self, pids: Option<(u32, u32)>, rx: &mpsc::Receiver<Msg>, limits: &ExecLimits, elapsed: Duration) -> Result<ExecOutcome, DeviceError> {
-        let why = if elapsed > limits.deadline { format!("past its deadline of {} s", limits.deadline.as_secs()) } else { format!("silent for more than {} s", limits.max_silence.as_secs()) };
+    fn stop_hung(
+        &self,
+        pids: Option<(u32, u32)>,
+        rx: &mpsc::Receiver<Msg>,
+        limits: &ExecLimits,
+        elapsed: Duration,
+    ) -> Result<ExecOutcome, DeviceError> {
+        let why = if elapsed > limits.deadline {
+            format!("past its deadline of {} s", limits.deadline.as_secs())
+        } else {
+            format!("silent for more than {} s", limits.max_silence.as_secs())
+        };
         let killed = match pids {
             // The outer shell's process group first (children of the runner holding stdout die
             // too), else the runner alone.
-            Some((runner, outer)) => self.conn.sh(&format!("kill -9 -{outer} 2>/dev/null || kill -9 {runner}"), Duration::from_secs(10)).map(|r| r.code == 0),
+            Some((runner, outer)) => self
+                .conn
+                .sh(&format!("kill -9 -{outer} 2>/dev/null || kill -9 {runner}"), Duration::from_secs(10))
+                .map(|r| r.code == 0),
             None => Ok(false),
         };
         let t0 = Instant::now();
@@ -685,12 +814,14 @@ pub fn list_devices(server: SocketAddrV4) -> Result<Vec<ListedDevice>, DeviceErr
     let infra = |m: String| DeviceError::Infra { device: server.to_string(), message: m };
     check_term()?;
     ensure_server(server).map_err(infra)?;
-    let devices = bounded(SHORT, move || adb_server(server).devices()).ok_or_else(|| infra("the adb server did not answer".into()))?;
+    let devices = bounded(SHORT, move || adb_server(server).devices())
+        .ok_or_else(|| infra("the adb server did not answer".into()))?;
     let devices = devices.map_err(|e| infra(format!("listing devices: {e}")))?;
     Ok(devices
         .into_iter()
         .map(|d| {
-            let mut l = ListedDevice { serial: printable(&d.identifier), state: d.state.to_string(), info: None, error: None };
+            let mut l =
+                ListedDevice { serial: printable(&d.identifier), state: d.state.to_string(), info: None, error: None };
             if !valid_serial(&d.identifier) {
                 l.error = Some("serial has characters quadbench refuses".into());
             } else if d.state == DeviceState::Device {
@@ -721,9 +852,16 @@ mod tests {
     /// The quoted form survives a real `sh -c` unchanged, whatever the argument holds.
     #[test]
     fn quoted_arguments_reach_the_shell_verbatim() {
-        let hostile = ["it's", "'", "''", "a b", "$HOME", "`id`", "$(id)", "x;y", "a\nb", "\\", "-n", "*", "ü ß", "'\\''", "&&", "|", "%s", "\t"];
+        let hostile = [
+            "it's", "'", "''", "a b", "$HOME", "`id`", "$(id)", "x;y", "a\nb", "\\", "-n", "*", "ü ß", "'\\''", "&&",
+            "|", "%s", "\t",
+        ];
         for h in hostile {
-            let out = std::process::Command::new("sh").arg("-c").arg(format!("printf %s {}", quote(h).unwrap())).output().unwrap();
+            let out = std::process::Command::new("sh")
+                .arg("-c")
+                .arg(format!("printf %s {}", quote(h).unwrap()))
+                .output()
+                .unwrap();
             assert_eq!(String::from_utf8(out.stdout).unwrap(), h, "argument {h:?}");
         }
     }
@@ -733,7 +871,9 @@ mod tests {
         for ok in ["R58M123ABC", "127.0.0.1:5555", "[::1]:5555", "emulator-5554", "adb-R58M-x._adb-tls-connect._tcp."] {
             assert!(valid_serial(ok), "{ok}");
         }
-        for bad in ["", "a b", "x;reboot", "x'y", "$(id)", "a/b", "..\\x", "x\ny", "x\0y", "s,v2", "`id`", &"a".repeat(300)] {
+        for bad in
+            ["", "a b", "x;reboot", "x'y", "$(id)", "a/b", "..\\x", "x\ny", "x\0y", "s,v2", "`id`", &"a".repeat(300)]
+        {
             assert!(!valid_serial(bad), "{bad:?}");
         }
     }
@@ -752,9 +892,14 @@ mod tests {
 
     #[test]
     fn getprop_parsing_and_sanitising() {
-        let p = parse_getprop("[ro.product.model]: [Pixel 7]\n[ro.soc.model]: [Tensor G2]\n[ro.build.version.release]: [14]\n[ro.build.version.sdk]: [34]\n[ro.product.cpu.abi]: [arm64-v8a]\ngarbage\n[x]: [evil\x1b[2J]\n");
+        let p = parse_getprop(
+            "[ro.product.model]: [Pixel 7]\n[ro.soc.model]: [Tensor G2]\n[ro.build.version.release]: [14]\n[ro.build.version.sdk]: [34]\n[ro.product.cpu.abi]: [arm64-v8a]\ngarbage\n[x]: [evil\x1b[2J]\n",
+        );
         let i = info_from_props("phone", &p);
-        assert_eq!((i.model.as_deref(), i.soc.as_deref(), i.abi.as_deref()), (Some("Pixel 7"), Some("Tensor G2"), Some("arm64-v8a")));
+        assert_eq!(
+            (i.model.as_deref(), i.soc.as_deref(), i.abi.as_deref()),
+            (Some("Pixel 7"), Some("Tensor G2"), Some("arm64-v8a"))
+        );
         assert_eq!(i.os_version.as_deref(), Some("Android 14 (SDK 34)"));
         assert_eq!(printable(&p["x"]), "evil?[2J");
         let fallback = info_from_props("p", &parse_getprop("[ro.board.platform]: [kalama]\n"));
@@ -771,7 +916,11 @@ mod tests {
         assert_eq!(split_exit(&format!("QB-EXIT-0000 0\nx{m} 0\n"), &m), None);
         assert_eq!(split_exit("cut off", &m), None);
         // The wrapper really prints it: run it through sh.
-        let out = std::process::Command::new("sh").arg("-c").arg(with_exit_line("( printf 'a b'; exit 5\n)", &m)).output().unwrap();
+        let out = std::process::Command::new("sh")
+            .arg("-c")
+            .arg(with_exit_line("( printf 'a b'; exit 5\n)", &m))
+            .output()
+            .unwrap();
         assert_eq!(out.status.code(), Some(5));
         assert_eq!(split_exit(&String::from_utf8(out.stdout).unwrap(), &m), Some(("a b".to_string(), 5)));
     }

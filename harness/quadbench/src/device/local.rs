@@ -15,7 +15,14 @@ pub struct Local {
 
 pub fn open(p: &DeviceProfile) -> Result<Box<dyn Transport>, DeviceError> {
     let root = p.work_dir.clone().unwrap_or_else(|| std::env::temp_dir().join("quadbench-local-device"));
-    std::fs::create_dir_all(&root).map_err(|e| DeviceError::Infra { device: p.name.clone(), message: format!("cannot create work dir {}: {e}; set `work_dir:` in {} to a writable directory", root.display(), p.path.display()) })?;
+    std::fs::create_dir_all(&root).map_err(|e| DeviceError::Infra {
+        device: p.name.clone(),
+        message: format!(
+            "cannot create work dir {}: {e}; set `work_dir:` in {} to a writable directory",
+            root.display(),
+            p.path.display()
+        ),
+    })?;
     Ok(Box::new(Local { name: p.name.clone(), root }))
 }
 
@@ -58,9 +65,16 @@ impl Transport for Local {
 
     fn push(&mut self, local: &Path, sha256: &str, remote: &str) -> Result<bool, DeviceError> {
         let dst = self.path(remote)?;
-        let marker = dst.with_file_name(format!(".{}.sha256", dst.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default()));
-        let local_len = std::fs::metadata(local).map_err(|e| self.infra(format!("cannot read {}: {e}", local.display())))?.len();
-        if dst.exists() && std::fs::read_to_string(&marker).is_ok_and(|s| s.trim() == sha256) && std::fs::metadata(&dst).is_ok_and(|m| m.len() == local_len) {
+        let marker = dst.with_file_name(format!(
+            ".{}.sha256",
+            dst.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default()
+        ));
+        let local_len =
+            std::fs::metadata(local).map_err(|e| self.infra(format!("cannot read {}: {e}", local.display())))?.len();
+        if dst.exists()
+            && std::fs::read_to_string(&marker).is_ok_and(|s| s.trim() == sha256)
+            && std::fs::metadata(&dst).is_ok_and(|m| m.len() == local_len)
+        {
             return Ok(false);
         }
         if let Some(p) = dst.parent() {
@@ -69,20 +83,40 @@ impl Transport for Local {
         let _ = std::fs::remove_file(&dst);
         if std::fs::hard_link(local, &dst).is_err() {
             let tmp = dst.with_extension("part");
-            std::fs::copy(local, &tmp).and_then(|_| std::fs::rename(&tmp, &dst)).map_err(|e| self.infra(format!("cannot stage {} -> {}: {e} (disk full or not writable?)", local.display(), dst.display())))?;
+            std::fs::copy(local, &tmp).and_then(|_| std::fs::rename(&tmp, &dst)).map_err(|e| {
+                self.infra(format!(
+                    "cannot stage {} -> {}: {e} (disk full or not writable?)",
+                    local.display(),
+                    dst.display()
+                ))
+            })?;
         }
         std::fs::write(&marker, sha256).map_err(|e| self.infra(format!("cannot write {}: {e}", marker.display())))?;
         Ok(true)
     }
 
-    fn exec(&mut self, argv: &[String], cwd: &str, lib_dirs: &[String], limits: ExecLimits, on_line: &mut dyn FnMut(&str)) -> Result<ExecOutcome, DeviceError> {
+    fn exec(
+        &mut self,
+        argv: &[String],
+        cwd: &str,
+        lib_dirs: &[String],
+        limits: ExecLimits,
+        on_line: &mut dyn FnMut(&str),
+    ) -> Result<ExecOutcome, DeviceError> {
         let cwd = self.path(cwd)?;
         let exe = self.path(&argv[0])?;
         let mut cmd = Command::new(&exe);
         if !lib_dirs.is_empty() {
             let mut dirs = lib_dirs.iter().map(|d| self.path(d)).collect::<Result<Vec<_>, _>>()?;
-            dirs.extend(std::env::var_os("LD_LIBRARY_PATH").map(|v| std::env::split_paths(&v).collect::<Vec<_>>()).unwrap_or_default());
-            cmd.env("LD_LIBRARY_PATH", std::env::join_paths(dirs).map_err(|e| self.infra(format!("cannot build LD_LIBRARY_PATH: {e}")))?);
+            dirs.extend(
+                std::env::var_os("LD_LIBRARY_PATH")
+                    .map(|v| std::env::split_paths(&v).collect::<Vec<_>>())
+                    .unwrap_or_default(),
+            );
+            cmd.env(
+                "LD_LIBRARY_PATH",
+                std::env::join_paths(dirs).map_err(|e| self.infra(format!("cannot build LD_LIBRARY_PATH: {e}")))?,
+            );
         }
         let mut child = cmd
             .args(&argv[1..])
@@ -145,7 +179,9 @@ impl Transport for Local {
         if let Some(p) = local.parent() {
             std::fs::create_dir_all(p).map_err(|e| self.infra(format!("cannot create {}: {e}", p.display())))?;
         }
-        std::fs::copy(&src, local).map(|_| ()).map_err(|e| self.infra(format!("cannot pull {} -> {}: {e}", src.display(), local.display())))
+        std::fs::copy(&src, local)
+            .map(|_| ())
+            .map_err(|e| self.infra(format!("cannot pull {} -> {}: {e}", src.display(), local.display())))
     }
 
     fn remove_dir(&mut self, remote: &str) -> Result<(), DeviceError> {

@@ -14,7 +14,8 @@ use std::time::Duration;
 pub const QNN_PLUGIN_LIBRARY: &str = "libonnxruntime_providers_qnn.so";
 
 /// Registered transports: name -> constructor.
-pub const TRANSPORTS: &[(&str, fn(&DeviceProfile) -> Result<Box<dyn Transport>, DeviceError>)] = &[("local", local::open), ("adb", adb::open)];
+pub const TRANSPORTS: &[(&str, fn(&DeviceProfile) -> Result<Box<dyn Transport>, DeviceError>)] =
+    &[("local", local::open), ("adb", adb::open)];
 
 #[derive(Debug, thiserror::Error)]
 pub enum DeviceError {
@@ -67,7 +68,14 @@ pub trait Transport: Send {
     /// `lib_dirs` (remote directories) are searched for shared libraries first: the dynamic
     /// loader's path, and on Android also the DSP loader's (`ADSP_LIBRARY_PATH`, where QNN's
     /// HTP skeleton libraries are found).
-    fn exec(&mut self, argv: &[String], cwd: &str, lib_dirs: &[String], limits: ExecLimits, on_line: &mut dyn FnMut(&str)) -> Result<ExecOutcome, DeviceError>;
+    fn exec(
+        &mut self,
+        argv: &[String],
+        cwd: &str,
+        lib_dirs: &[String],
+        limits: ExecLimits,
+        on_line: &mut dyn FnMut(&str),
+    ) -> Result<ExecOutcome, DeviceError>;
     fn pull(&mut self, remote: &str, local: &Path) -> Result<(), DeviceError>;
     /// Remove a remote directory tree (cleanup policy).
     fn remove_dir(&mut self, remote: &str) -> Result<(), DeviceError>;
@@ -175,11 +183,25 @@ impl DeviceProfile {
         let (raw, text) = yaml::load::<RawDeviceProfile>(path)?;
         let names: Vec<&str> = TRANSPORTS.iter().map(|t| t.0).collect();
         if !names.contains(&raw.transport.as_str()) {
-            let fix = yaml::nearest(&raw.transport, names.iter().copied()).map(|n| format!("did you mean `{n}`?")).unwrap_or_else(|| format!("transports: {}", names.join(", ")));
-            return Err(YamlError::at(path, &text, "transport:", format!("unknown transport `{}`", raw.transport), &fix));
+            let fix = yaml::nearest(&raw.transport, names.iter().copied())
+                .map(|n| format!("did you mean `{n}`?"))
+                .unwrap_or_else(|| format!("transports: {}", names.join(", ")));
+            return Err(YamlError::at(
+                path,
+                &text,
+                "transport:",
+                format!("unknown transport `{}`", raw.transport),
+                &fix,
+            ));
         }
         if !crate::safe_name(&raw.name) {
-            return Err(YamlError::at(path, &text, "name:", format!("device name `{}` must be a safe file name", raw.name), &format!("use {}", crate::SAFE_NAME_CHARS)));
+            return Err(YamlError::at(
+                path,
+                &text,
+                "name:",
+                format!("device name `{}` must be a safe file name", raw.name),
+                &format!("use {}", crate::SAFE_NAME_CHARS),
+            ));
         }
         let base = path.parent().unwrap_or(Path::new("."));
         let resolve = |s: &Option<String>| s.as_ref().filter(|v| v.as_str() != "auto").map(|v| base.join(v));
@@ -187,9 +209,18 @@ impl DeviceProfile {
         let adb = if raw.transport == "adb" {
             Some(adb::settings(&raw, &err)?)
         } else {
-            for (set, key) in [(raw.serial.is_some(), "serial:"), (raw.adb_server.is_some(), "adb_server:"), (raw.root.is_some(), "root:"), (raw.abi.is_some(), "abi:")] {
+            for (set, key) in [
+                (raw.serial.is_some(), "serial:"),
+                (raw.adb_server.is_some(), "adb_server:"),
+                (raw.root.is_some(), "root:"),
+                (raw.abi.is_some(), "abi:"),
+            ] {
                 if set {
-                    return Err(err(key, format!("`{}` applies to the adb transport only", key.trim_end_matches(':')), "remove it, or set `transport: adb`"));
+                    return Err(err(
+                        key,
+                        format!("`{}` applies to the adb transport only", key.trim_end_matches(':')),
+                        "remove it, or set `transport: adb`",
+                    ));
                 }
             }
             None
@@ -205,11 +236,29 @@ impl DeviceProfile {
             }
         }
         let d = RetryPolicy::default();
-        let retry = RetryPolicy { retries: raw.retries.unwrap_or(d.retries), backoff: raw.backoff_ms.map_or(d.backoff, Duration::from_millis) };
+        let retry = RetryPolicy {
+            retries: raw.retries.unwrap_or(d.retries),
+            backoff: raw.backoff_ms.map_or(d.backoff, Duration::from_millis),
+        };
         if retry.retries > 20 {
-            return Err(err("retries:", format!("retries: {} is more than 20", retry.retries), "a device that fails 20 times in a row is broken; use at most 20"));
+            return Err(err(
+                "retries:",
+                format!("retries: {} is more than 20", retry.retries),
+                "a device that fails 20 times in a row is broken; use at most 20",
+            ));
         }
-        Ok(DeviceProfile { path: path.to_path_buf(), name: raw.name, transport: raw.transport, work_dir: resolve(&raw.work_dir), runner: resolve(&raw.runner), ort_library: resolve(&raw.ort_library), keep_runs: raw.keep_runs, qnn_libraries, adb, retry })
+        Ok(DeviceProfile {
+            path: path.to_path_buf(),
+            name: raw.name,
+            transport: raw.transport,
+            work_dir: resolve(&raw.work_dir),
+            runner: resolve(&raw.runner),
+            ort_library: resolve(&raw.ort_library),
+            keep_runs: raw.keep_runs,
+            qnn_libraries,
+            adb,
+            retry,
+        })
     }
 
     pub fn open(&self) -> Result<Box<dyn Transport>, DeviceError> {
@@ -233,7 +282,10 @@ mod tests {
     fn adb_profiles_are_validated_before_any_device_is_touched() {
         let p = load("name: phone\ntransport: adb\nserial: \"127.0.0.1:7100\"\nretries: 3\nbackoff_ms: 50\n").unwrap();
         let a = p.adb.unwrap();
-        assert_eq!((a.serial.as_str(), a.server.to_string().as_str(), a.root.as_str()), ("127.0.0.1:7100", adb::DEFAULT_SERVER, adb::DEFAULT_ROOT));
+        assert_eq!(
+            (a.serial.as_str(), a.server.to_string().as_str(), a.root.as_str()),
+            ("127.0.0.1:7100", adb::DEFAULT_SERVER, adb::DEFAULT_ROOT)
+        );
         assert_eq!(p.retry, RetryPolicy { retries: 3, backoff: Duration::from_millis(50) });
         assert_eq!((p.retry.wait(1), p.retry.wait(3)), (Duration::from_millis(50), Duration::from_millis(200)));
         for (text, key) in [

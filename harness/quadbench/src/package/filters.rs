@@ -78,13 +78,38 @@ pub fn edits(count: usize, seed: u64) -> Vec<Edit> {
         edit("sepia", "sepia colour grade", vec![(SEPIA, delta())], [0.0; 3]),
         edit("grayscale", "full desaturation (Rec.601 luma)", vec![(LUMA, delta())], [0.0; 3]),
         edit("blur", "gaussian blur, sigma 2 px (truncated at 4 px)", vec![(IDENTITY, gauss(2.0))], [0.0; 3]),
-        edit("sharpen", "unsharp mask, amount 2, sigma 1 px", vec![(IDENTITY, mix(3.0, delta(), -2.0, gauss(1.0)))], [0.0; 3]),
-        edit("edges", "edge map: 0.5 + 6 x (luma - blurred luma)", vec![(LUMA, mix(6.0, delta(), -6.0, gauss(1.0)))], [0.5; 3]),
-        edit("emboss", "emboss relief on luma, light from the top left", vec![(LUMA, vec![(1, 1, 2.5), (-1, -1, -2.5)])], [0.5; 3]),
+        edit(
+            "sharpen",
+            "unsharp mask, amount 2, sigma 1 px",
+            vec![(IDENTITY, mix(3.0, delta(), -2.0, gauss(1.0)))],
+            [0.0; 3],
+        ),
+        edit(
+            "edges",
+            "edge map: 0.5 + 6 x (luma - blurred luma)",
+            vec![(LUMA, mix(6.0, delta(), -6.0, gauss(1.0)))],
+            [0.5; 3],
+        ),
+        edit(
+            "emboss",
+            "emboss relief on luma, light from the top left",
+            vec![(LUMA, vec![(1, 1, 2.5), (-1, -1, -2.5)])],
+            [0.5; 3],
+        ),
         edit("invert", "colour negative", vec![(scale(IDENTITY, [-1.0; 3]), delta())], [1.0; 3]),
-        edit("channel_swap", "colour channels rotated (R,G,B) <- (B,R,G)", vec![([[0.0, 0.0, 1.0], [1.0, 0.0, 0.0], [0.0, 1.0, 0.0]], delta())], [0.0; 3]),
+        edit(
+            "channel_swap",
+            "colour channels rotated (R,G,B) <- (B,R,G)",
+            vec![([[0.0, 0.0, 1.0], [1.0, 0.0, 0.0], [0.0, 1.0, 0.0]], delta())],
+            [0.0; 3],
+        ),
         edit("warm_contrast", "warm grade with contrast 1.3", vec![(warm, delta())], warm_bias),
-        edit("cool_fade", "faded teal grade (lifted blacks, lower contrast)", vec![(fade, delta())], [0.06, 0.14, 0.22]),
+        edit(
+            "cool_fade",
+            "faded teal grade (lifted blacks, lower contrast)",
+            vec![(fade, delta())],
+            [0.06, 0.14, 0.22],
+        ),
     ];
     let mut rng = SplitMix64::derive(seed, "extra-edits");
     for i in all.len()..count {
@@ -168,7 +193,8 @@ impl Edit {
                         for by in 0..PATCH {
                             for bx in 0..PATCH {
                                 for c in 0..3 {
-                                    v[v_index(py, px, by, bx, c)] = chw[c * h * w + (sy * PATCH + by) * w + sx * PATCH + bx] as f64;
+                                    v[v_index(py, px, by, bx, c)] =
+                                        chw[c * h * w + (sy * PATCH + by) * w + sx * PATCH + bx] as f64;
                                 }
                             }
                         }

@@ -5,7 +5,9 @@
 
 use super::PackageError;
 use crate::yaml::{self, YamlError};
-use quadbench_protocol::{DType, LoraPart, PlanLoraSlot, PlanPipeline, PlanStage, PlanTask, Source, StageInput, StageOutputRef, TensorSpec};
+use quadbench_protocol::{
+    DType, LoraPart, PlanLoraSlot, PlanPipeline, PlanStage, PlanTask, Source, StageInput, StageOutputRef, TensorSpec,
+};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
@@ -180,7 +182,8 @@ fn parse_source(s: &str) -> Result<Source, String> {
         return Ok(Source::Image);
     }
     if let Some(rest) = s.strip_prefix("lora:") {
-        let (slot, part) = rest.rsplit_once('.').ok_or_else(|| format!("`{s}`: expected `lora:<slot>.a` or `lora:<slot>.b`"))?;
+        let (slot, part) =
+            rest.rsplit_once('.').ok_or_else(|| format!("`{s}`: expected `lora:<slot>.a` or `lora:<slot>.b`"))?;
         let part = match part {
             "a" => LoraPart::A,
             "b" => LoraPart::B,
@@ -188,7 +191,8 @@ fn parse_source(s: &str) -> Result<Source, String> {
         };
         return Ok(Source::Lora { slot: slot.into(), part });
     }
-    let (stage, output) = s.split_once('.').ok_or_else(|| format!("`{s}`: expected `image`, `<stage>.<output>` or `lora:<slot>.a|b`"))?;
+    let (stage, output) =
+        s.split_once('.').ok_or_else(|| format!("`{s}`: expected `image`, `<stage>.<output>` or `lora:<slot>.a|b`"))?;
     Ok(Source::Stage { stage: stage.into(), output: output.into() })
 }
 
@@ -198,55 +202,122 @@ fn spec(t: &RawTensor) -> TensorSpec {
 
 /// Structural validation: schema, names, sources, slots, tasks.
 pub fn validate(path: &Path, text: &str, raw: RawManifest) -> Result<Manifest, PackageError> {
-    let err = |needle: &str, msg: String, fix: &str| -> PackageError { YamlError::at(path, text, needle, msg, fix).into() };
+    let err =
+        |needle: &str, msg: String, fix: &str| -> PackageError { YamlError::at(path, text, needle, msg, fix).into() };
     if raw.schema != PACKAGE_SCHEMA {
-        return Err(err("schema:", format!("schema `{}` is not supported", raw.schema), &format!("this quadbench reads `{PACKAGE_SCHEMA}`")));
+        return Err(err(
+            "schema:",
+            format!("schema `{}` is not supported", raw.schema),
+            &format!("this quadbench reads `{PACKAGE_SCHEMA}`"),
+        ));
     }
     if raw.stages.is_empty() || raw.tasks.is_empty() {
-        return Err(err("stages:", "a package needs at least one stage and one task".into(), "add `stages:` and `tasks:` entries"));
+        return Err(err(
+            "stages:",
+            "a package needs at least one stage and one task".into(),
+            "add `stages:` and `tasks:` entries",
+        ));
     }
     let mut outputs_so_far: BTreeMap<String, Vec<TensorSpec>> = BTreeMap::new();
     let slot_names: Vec<&str> = raw.lora_slots.iter().map(|s| s.name.as_str()).collect();
     let mut stages = Vec::new();
     for st in &raw.stages {
         if outputs_so_far.contains_key(&st.name) {
-            return Err(err(&format!("name: {}", st.name), format!("stage `{}` is defined twice", st.name), "give every stage a unique name"));
+            return Err(err(
+                &format!("name: {}", st.name),
+                format!("stage `{}` is defined twice", st.name),
+                "give every stage a unique name",
+            ));
         }
         if st.repeat == 0 {
-            return Err(err(&format!("name: {}", st.name), format!("stage `{}`: repeat must be at least 1", st.name), "set `repeat: 1` or more"));
+            return Err(err(
+                &format!("name: {}", st.name),
+                format!("stage `{}`: repeat must be at least 1", st.name),
+                "set `repeat: 1` or more",
+            ));
         }
         let mut inputs = Vec::new();
         for i in &st.inputs {
             let here = format!("name: {}", i.name);
             let source = match (&i.source, &i.schedule) {
                 (Some(_), Some(_)) | (None, None) => {
-                    return Err(err(&here, format!("stage `{}` input `{}` needs exactly one of `source` or `schedule`", st.name, i.name), "e.g. `source: encoder.latent` or `schedule: [0.5, 1.0]`"));
+                    return Err(err(
+                        &here,
+                        format!("stage `{}` input `{}` needs exactly one of `source` or `schedule`", st.name, i.name),
+                        "e.g. `source: encoder.latent` or `schedule: [0.5, 1.0]`",
+                    ));
                 }
                 (None, Some(values)) => {
                     if values.len() != st.repeat as usize {
-                        return Err(err(&here, format!("stage `{}` input `{}`: schedule has {} values but the stage repeats {} times", st.name, i.name, values.len(), st.repeat), "give one schedule value per step"));
+                        return Err(err(
+                            &here,
+                            format!(
+                                "stage `{}` input `{}`: schedule has {} values but the stage repeats {} times",
+                                st.name,
+                                i.name,
+                                values.len(),
+                                st.repeat
+                            ),
+                            "give one schedule value per step",
+                        ));
                     }
                     Source::Schedule { values: values.clone() }
                 }
-                (Some(s), None) => parse_source(s).map_err(|m| err(&here, format!("stage `{}` input `{}`: bad source {m}", st.name, i.name), ""))?,
+                (Some(s), None) => parse_source(s)
+                    .map_err(|m| err(&here, format!("stage `{}` input `{}`: bad source {m}", st.name, i.name), ""))?,
             };
             let source = match source {
                 Source::Stage { stage, output } => {
                     let Some(outs) = outputs_so_far.get(&stage) else {
                         let known: Vec<&str> = outputs_so_far.keys().map(|s| s.as_str()).collect();
-                        let fix = yaml::nearest(&stage, known.iter().copied()).map(|n| format!("did you mean `{n}`?")).unwrap_or_else(|| format!("sources may name earlier stages: {}", known.join(", ")));
-                        return Err(err(&here, format!("stage `{}` input `{}`: source stage `{stage}` does not run before it", st.name, i.name), &fix));
+                        let fix = yaml::nearest(&stage, known.iter().copied())
+                            .map(|n| format!("did you mean `{n}`?"))
+                            .unwrap_or_else(|| format!("sources may name earlier stages: {}", known.join(", ")));
+                        return Err(err(
+                            &here,
+                            format!(
+                                "stage `{}` input `{}`: source stage `{stage}` does not run before it",
+                                st.name, i.name
+                            ),
+                            &fix,
+                        ));
                     };
                     let Some(o) = outs.iter().find(|o| o.name == output) else {
-                        return Err(err(&here, format!("stage `{}` input `{}`: stage `{stage}` has no output `{output}`", st.name, i.name), &format!("outputs of `{stage}`: {}", outs.iter().map(|o| o.name.as_str()).collect::<Vec<_>>().join(", "))));
+                        return Err(err(
+                            &here,
+                            format!("stage `{}` input `{}`: stage `{stage}` has no output `{output}`", st.name, i.name),
+                            &format!(
+                                "outputs of `{stage}`: {}",
+                                outs.iter().map(|o| o.name.as_str()).collect::<Vec<_>>().join(", ")
+                            ),
+                        ));
                     };
                     if o.shape != i.shape || o.dtype != i.dtype {
-                        return Err(err(&here, format!("stage `{}` input `{}` {:?} {} does not match `{stage}.{output}` {:?} {}", st.name, i.name, i.shape, i.dtype.as_str(), o.shape, o.dtype.as_str()), "make the shapes and dtypes agree"));
+                        return Err(err(
+                            &here,
+                            format!(
+                                "stage `{}` input `{}` {:?} {} does not match `{stage}.{output}` {:?} {}",
+                                st.name,
+                                i.name,
+                                i.shape,
+                                i.dtype.as_str(),
+                                o.shape,
+                                o.dtype.as_str()
+                            ),
+                            "make the shapes and dtypes agree",
+                        ));
                     }
                     match &i.carry {
                         Some(c) => {
                             if !st.outputs.iter().any(|o| &o.name == c && o.shape == i.shape) {
-                                return Err(err(&here, format!("stage `{}` input `{}`: carry `{c}` is not an output of this stage with the same shape", st.name, i.name), "name one of this stage's outputs"));
+                                return Err(err(
+                                    &here,
+                                    format!(
+                                        "stage `{}` input `{}`: carry `{c}` is not an output of this stage with the same shape",
+                                        st.name, i.name
+                                    ),
+                                    "name one of this stage's outputs",
+                                ));
                             }
                             Source::Carry { stage, init_output: output, output: c.clone() }
                         }
@@ -255,15 +326,28 @@ pub fn validate(path: &Path, text: &str, raw: RawManifest) -> Result<Manifest, P
                 }
                 Source::Lora { slot, part } => {
                     let Some(sl) = raw.lora_slots.iter().find(|s| s.name == slot) else {
-                        let fix = yaml::nearest(&slot, slot_names.iter().copied()).map(|n| format!("did you mean `{n}`?")).unwrap_or_else(|| format!("declared slots: {}", slot_names.join(", ")));
-                        return Err(err(&here, format!("stage `{}` input `{}`: unknown lora slot `{slot}`", st.name, i.name), &fix));
+                        let fix = yaml::nearest(&slot, slot_names.iter().copied())
+                            .map(|n| format!("did you mean `{n}`?"))
+                            .unwrap_or_else(|| format!("declared slots: {}", slot_names.join(", ")));
+                        return Err(err(
+                            &here,
+                            format!("stage `{}` input `{}`: unknown lora slot `{slot}`", st.name, i.name),
+                            &fix,
+                        ));
                     };
                     let want = match part {
                         LoraPart::A => vec![sl.in_features as i64, sl.rank as i64],
                         LoraPart::B => vec![sl.rank as i64, sl.out_features as i64],
                     };
                     if i.shape != want || sl.stage != st.name {
-                        return Err(err(&here, format!("stage `{}` input `{}`: lora slot `{slot}` needs shape {want:?} on stage `{}`, found {:?}", st.name, i.name, sl.stage, i.shape), "A is [in_features, rank], B is [rank, out_features]"));
+                        return Err(err(
+                            &here,
+                            format!(
+                                "stage `{}` input `{}`: lora slot `{slot}` needs shape {want:?} on stage `{}`, found {:?}",
+                                st.name, i.name, sl.stage, i.shape
+                            ),
+                            "A is [in_features, rank], B is [rank, out_features]",
+                        ));
                     }
                     Source::Lora { slot, part }
                 }
@@ -272,48 +356,96 @@ pub fn validate(path: &Path, text: &str, raw: RawManifest) -> Result<Manifest, P
             inputs.push(StageInput { tensor: spec(i), source });
         }
         outputs_so_far.insert(st.name.clone(), st.outputs.iter().map(spec).collect());
-        stages.push(PlanStage { name: st.name.clone(), graph: st.graph.clone(), repeat: st.repeat, inputs, outputs: st.outputs.iter().map(spec).collect() });
+        stages.push(PlanStage {
+            name: st.name.clone(),
+            graph: st.graph.clone(),
+            repeat: st.repeat,
+            inputs,
+            outputs: st.outputs.iter().map(spec).collect(),
+        });
     }
     let mut lora_slots = Vec::new();
     for sl in &raw.lora_slots {
         let inp = |part: LoraPart| {
             stages.iter().find(|s| s.name == sl.stage).and_then(|s| {
-                s.inputs.iter().find(|i| matches!(&i.source, Source::Lora { slot, part: p } if slot == &sl.name && *p == part)).map(|i| i.tensor.name.clone())
+                s.inputs
+                    .iter()
+                    .find(|i| matches!(&i.source, Source::Lora { slot, part: p } if slot == &sl.name && *p == part))
+                    .map(|i| i.tensor.name.clone())
             })
         };
         let (Some(a), Some(b)) = (inp(LoraPart::A), inp(LoraPart::B)) else {
-            return Err(err(&format!("name: {}", sl.name), format!("lora slot `{}` is not bound to inputs `lora:{0}.a` and `lora:{0}.b` of stage `{}`", sl.name, sl.stage), "add both inputs to that stage"));
+            return Err(err(
+                &format!("name: {}", sl.name),
+                format!(
+                    "lora slot `{}` is not bound to inputs `lora:{0}.a` and `lora:{0}.b` of stage `{}`",
+                    sl.name, sl.stage
+                ),
+                "add both inputs to that stage",
+            ));
         };
         if sl.rank == 0 || sl.alpha <= 0.0 {
-            return Err(err(&format!("name: {}", sl.name), format!("lora slot `{}`: rank and alpha must be positive", sl.name), ""));
+            return Err(err(
+                &format!("name: {}", sl.name),
+                format!("lora slot `{}`: rank and alpha must be positive", sl.name),
+                "",
+            ));
         }
-        lora_slots.push(PlanLoraSlot { name: sl.name.clone(), stage: sl.stage.clone(), module: sl.module.clone(), input_a: a, input_b: b, in_features: sl.in_features, out_features: sl.out_features, rank: sl.rank, alpha: sl.alpha });
+        lora_slots.push(PlanLoraSlot {
+            name: sl.name.clone(),
+            stage: sl.stage.clone(),
+            module: sl.module.clone(),
+            input_a: a,
+            input_b: b,
+            in_features: sl.in_features,
+            out_features: sl.out_features,
+            rank: sl.rank,
+            alpha: sl.alpha,
+        });
     }
     let mut tasks = Vec::new();
     let mut seen = std::collections::HashSet::new();
     for t in &raw.tasks {
         let here = format!("name: {}", t.name);
         if !seen.insert(t.name.clone()) || !crate::safe_name(&t.name) {
-            return Err(err(&here, format!("task `{}` is duplicated or not a safe name", t.name), &format!("task names are unique and use {}", crate::SAFE_NAME_CHARS)));
+            return Err(err(
+                &here,
+                format!("task `{}` is duplicated or not a safe name", t.name),
+                &format!("task names are unique and use {}", crate::SAFE_NAME_CHARS),
+            ));
         }
         for stage in t.baselines.keys() {
             if !stages.iter().any(|s| &s.name == stage) {
-                return Err(err(&here, format!("task `{}`: baseline for unknown stage `{stage}`", t.name), "baselines map a stage name to that task's merged graph"));
+                return Err(err(
+                    &here,
+                    format!("task `{}`: baseline for unknown stage `{stage}`", t.name),
+                    "baselines map a stage name to that task's merged graph",
+                ));
             }
         }
         tasks.push(PlanTask { name: t.name.clone(), adapter: t.adapter.clone(), baselines: t.baselines.clone() });
     }
-    let (os, oo) = raw.output.split_once('.').ok_or_else(|| err("output:", format!("output `{}` must be `<stage>.<output>`", raw.output), "e.g. `output: decoder.image`"))?;
+    let (os, oo) = raw.output.split_once('.').ok_or_else(|| {
+        err("output:", format!("output `{}` must be `<stage>.<output>`", raw.output), "e.g. `output: decoder.image`")
+    })?;
     if !outputs_so_far.get(os).is_some_and(|o| o.iter().any(|x| x.name == oo)) {
         return Err(err("output:", format!("output `{}` is not an output of any stage", raw.output), ""));
     }
     let listed: std::collections::HashSet<&str> = raw.files.iter().map(|f| f.path.as_str()).collect();
     for rel in referenced_files(&raw) {
         if !crate::safe_relative_path(&rel) {
-            return Err(err(&rel, format!("path `{rel}` must be relative and stay inside the package"), "no absolute paths and no `..`"));
+            return Err(err(
+                &rel,
+                format!("path `{rel}` must be relative and stay inside the package"),
+                "no absolute paths and no `..`",
+            ));
         }
         if !listed.contains(rel.as_str()) {
-            return Err(err(&rel, format!("`{rel}` is referenced but not listed under `files:`"), "regenerate the manifest's files list (size and sha256 of every file)"));
+            return Err(err(
+                &rel,
+                format!("`{rel}` is referenced but not listed under `files:`"),
+                "regenerate the manifest's files list (size and sha256 of every file)",
+            ));
         }
     }
     let pipeline = PlanPipeline {

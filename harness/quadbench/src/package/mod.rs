@@ -3,15 +3,15 @@
 
 pub mod filters;
 pub mod manifest;
-pub mod quantize;
 pub mod qprofile;
+pub mod quantize;
 pub mod reference;
 pub mod rng;
 
-pub use manifest::{load, Manifest, MANIFEST_FILE};
+pub use manifest::{MANIFEST_FILE, Manifest, load};
 
 use crate::yaml::YamlError;
-use quadbench_onnx::{elem_type_name, ValueSig};
+use quadbench_onnx::{ValueSig, elem_type_name};
 use quadbench_protocol::{LoraPart, PlanLoraSlot, Source, TensorSpec};
 use std::path::Path;
 
@@ -45,18 +45,33 @@ fn dims_str(d: &[Option<i64>]) -> String {
 fn compare_values(file: &str, kind: &str, declared: &[TensorSpec], actual: &[ValueSig], problems: &mut Vec<String>) {
     for d in declared {
         match actual.iter().find(|a| a.name == d.name) {
-            None => problems.push(format!("{file}: {kind} `{}` is declared in package.yaml but the graph has no such {kind} (graph {kind}s: {})", d.name, actual.iter().map(|a| a.name.as_str()).collect::<Vec<_>>().join(", "))),
+            None => problems.push(format!(
+                "{file}: {kind} `{}` is declared in package.yaml but the graph has no such {kind} (graph {kind}s: {})",
+                d.name,
+                actual.iter().map(|a| a.name.as_str()).collect::<Vec<_>>().join(", ")
+            )),
             Some(a) => {
                 let want: Vec<Option<i64>> = d.shape.iter().map(|&v| Some(v)).collect();
                 if a.dims != want || elem_type_name(a.elem_type) != d.dtype.as_str() {
-                    problems.push(format!("{file}: {kind} `{}` is {} {} in the graph but package.yaml declares {} {}", d.name, elem_type_name(a.elem_type), dims_str(&a.dims), d.dtype.as_str(), dims_str(&want)));
+                    problems.push(format!(
+                        "{file}: {kind} `{}` is {} {} in the graph but package.yaml declares {} {}",
+                        d.name,
+                        elem_type_name(a.elem_type),
+                        dims_str(&a.dims),
+                        d.dtype.as_str(),
+                        dims_str(&want)
+                    ));
                 }
             }
         }
     }
     for a in actual {
         if !declared.iter().any(|d| d.name == a.name) {
-            problems.push(format!("{file}: graph {kind} `{}` {} is not declared in package.yaml", a.name, dims_str(&a.dims)));
+            problems.push(format!(
+                "{file}: graph {kind} `{}` {} is not declared in package.yaml",
+                a.name,
+                dims_str(&a.dims)
+            ));
         }
     }
 }
@@ -81,7 +96,9 @@ pub fn check_adapter(path: &Path, rel: &str, slots: &[PlanLoraSlot], problems: &
         Err(e) => return problems.push(format!("{rel}: not a valid safetensors file ({e})")),
     };
     for slot in slots {
-        for (part, want) in [(LoraPart::A, [slot.rank, slot.in_features]), (LoraPart::B, [slot.out_features, slot.rank])] {
+        for (part, want) in
+            [(LoraPart::A, [slot.rank, slot.in_features]), (LoraPart::B, [slot.out_features, slot.rank])]
+        {
             let names = adapter_tensor_names(slot, part);
             match names.iter().find_map(|n| st.tensor(n).ok().map(|t| (n, t))) {
                 None => problems.push(format!("{rel}: missing tensor `{}` for lora slot `{}`", names[0], slot.name)),
@@ -114,7 +131,12 @@ pub fn check(dir: &Path) -> Result<Manifest, PackageError> {
     if problems.is_empty() {
         for st in &m.pipeline.stages {
             let declared: Vec<TensorSpec> = st.inputs.iter().map(|i| i.tensor.clone()).collect();
-            let non_lora: Vec<TensorSpec> = st.inputs.iter().filter(|i| !matches!(i.source, Source::Lora { .. })).map(|i| i.tensor.clone()).collect();
+            let non_lora: Vec<TensorSpec> = st
+                .inputs
+                .iter()
+                .filter(|i| !matches!(i.source, Source::Lora { .. }))
+                .map(|i| i.tensor.clone())
+                .collect();
             let mut graphs = vec![(st.graph.clone(), declared)];
             for t in &m.pipeline.tasks {
                 if let Some(g) = t.baselines.get(&st.name) {

@@ -11,15 +11,15 @@
 //! Calibration runs the FP32 graphs in process on the CPU EP with every activation exposed as an
 //! extra graph output, and records min/max.
 
+use super::PackageError;
 use super::manifest::{self, Manifest};
 use super::quantize::{self, ActBits, QdqConfig, Ranges};
-use super::PackageError;
 use ort::environment::Environment;
 use ort::session::{Session, SessionInputValue};
 use ort::value::{DynValue, Tensor};
-use quadbench_onnx::proto::{data_type, ModelProto, TypeProto, TypeProtoTensor, ValueInfoProto};
+use quadbench_onnx::proto::{ModelProto, TypeProto, TypeProtoTensor, ValueInfoProto, data_type};
 use quadbench_protocol::{PlanPipeline, Source};
-use quadbench_runner::pipeline::{load_adapter, BoundAdapter};
+use quadbench_runner::pipeline::{BoundAdapter, load_adapter};
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Path, PathBuf};
 
@@ -65,7 +65,11 @@ fn augment(m: &ModelProto) -> ModelProto {
     let g = out.graph.as_mut().expect("validated graph");
     let have: HashSet<String> = g.output.iter().map(|o| o.name.clone()).collect();
     for n in names.into_iter().filter(|n| !have.contains(n)) {
-        g.output.push(ValueInfoProto { name: n, r#type: Some(TypeProto { tensor_type: Some(TypeProtoTensor { elem_type: data_type::FLOAT, shape: None }) }), doc_string: String::new() });
+        g.output.push(ValueInfoProto {
+            name: n,
+            r#type: Some(TypeProto { tensor_type: Some(TypeProtoTensor { elem_type: data_type::FLOAT, shape: None }) }),
+            doc_string: String::new(),
+        });
     }
     out
 }
@@ -77,19 +81,33 @@ struct Runner<'a> {
 }
 
 impl<'a> Runner<'a> {
-    fn new(env: &Environment, pipeline: &'a PlanPipeline, graphs: &BTreeMap<String, ModelProto>) -> Result<Self, PackageError> {
+    fn new(
+        env: &Environment,
+        pipeline: &'a PlanPipeline,
+        graphs: &BTreeMap<String, ModelProto>,
+    ) -> Result<Self, PackageError> {
         let mut sessions = BTreeMap::new();
         for (stage, m) in graphs {
             // CPU explicitly: with a plugin EP registered, ORT would otherwise try it too.
             let cpu = env.devices().filter(|d| d.ep().is_ok_and(|e| e == "CPUExecutionProvider"));
-            let s = Session::builder(env).map_err(err)?.with_devices(cpu, None).map_err(err)?.commit_from_memory(&quadbench_onnx::encode(m)).map_err(|e| err(format!("stage {stage}: {e}")))?;
+            let s = Session::builder(env)
+                .map_err(err)?
+                .with_devices(cpu, None)
+                .map_err(err)?
+                .commit_from_memory(&quadbench_onnx::encode(m))
+                .map_err(|e| err(format!("stage {stage}: {e}")))?;
             sessions.insert(stage.clone(), s);
         }
         Ok(Runner { pipeline, sessions })
     }
 
     /// One request; records the ranges of every float output per stage when `rec` is given.
-    fn run(&mut self, adapter: Option<&BoundAdapter>, image: &Tensor<f32>, mut rec: Option<&mut BTreeMap<String, Ranges>>) -> Result<Vec<f32>, PackageError> {
+    fn run(
+        &mut self,
+        adapter: Option<&BoundAdapter>,
+        image: &Tensor<f32>,
+        mut rec: Option<&mut BTreeMap<String, Ranges>>,
+    ) -> Result<Vec<f32>, PackageError> {
         let mut values: HashMap<(String, String), DynValue> = HashMap::new();
         for st in &self.pipeline.stages {
             for step in 0..st.repeat {
@@ -98,18 +116,39 @@ impl<'a> Runner<'a> {
                 for i in &st.inputs {
                     match &i.source {
                         Source::Image => inputs.push((i.tensor.name.clone(), image.into())),
-                        Source::Stage { stage, output } => inputs.push((i.tensor.name.clone(), values.get(&(stage.clone(), output.clone())).ok_or_else(|| err("missing stage value"))?.into())),
+                        Source::Stage { stage, output } => inputs.push((
+                            i.tensor.name.clone(),
+                            values
+                                .get(&(stage.clone(), output.clone()))
+                                .ok_or_else(|| err("missing stage value"))?
+                                .into(),
+                        )),
                         Source::Carry { stage, init_output, output } => {
-                            let key = if step == 0 { (stage.clone(), init_output.clone()) } else { (st.name.clone(), output.clone()) };
-                            inputs.push((i.tensor.name.clone(), values.get(&key).ok_or_else(|| err("missing carried value"))?.into()));
+                            let key = if step == 0 {
+                                (stage.clone(), init_output.clone())
+                            } else {
+                                (st.name.clone(), output.clone())
+                            };
+                            inputs.push((
+                                i.tensor.name.clone(),
+                                values.get(&key).ok_or_else(|| err("missing carried value"))?.into(),
+                            ));
                         }
                         Source::Schedule { values: v } => {
                             let n = i.tensor.shape.iter().product::<i64>().max(1) as usize;
-                            owned.push((i.tensor.name.clone(), Tensor::from_array((i.tensor.shape.clone(), vec![v[step as usize]; n])).map_err(err)?));
+                            owned.push((
+                                i.tensor.name.clone(),
+                                Tensor::from_array((i.tensor.shape.clone(), vec![v[step as usize]; n])).map_err(err)?,
+                            ));
                         }
                         Source::Lora { slot, part } => {
                             if let Some(a) = adapter {
-                                inputs.push((i.tensor.name.clone(), a.tensor(slot, *part).ok_or_else(|| err(format!("adapter lacks slot {slot}")))?.into()));
+                                inputs.push((
+                                    i.tensor.name.clone(),
+                                    a.tensor(slot, *part)
+                                        .ok_or_else(|| err(format!("adapter lacks slot {slot}")))?
+                                        .into(),
+                                ));
                             }
                         }
                     }
@@ -117,7 +156,8 @@ impl<'a> Runner<'a> {
                 for (n, t) in &owned {
                     inputs.push((n.clone(), t.into()));
                 }
-                let s = self.sessions.get_mut(&st.name).ok_or_else(|| err(format!("no graph for stage {}", st.name)))?;
+                let s =
+                    self.sessions.get_mut(&st.name).ok_or_else(|| err(format!("no graph for stage {}", st.name)))?;
                 let mut out = s.run(inputs).map_err(|e| err(format!("stage {}: {e}", st.name)))?;
                 if let Some(rec) = rec.as_deref_mut() {
                     let r = rec.entry(st.name.clone()).or_default();
@@ -142,13 +182,23 @@ impl<'a> Runner<'a> {
                     for i in &st.inputs {
                         let d: Option<Vec<f32>> = match &i.source {
                             Source::Image => image.try_extract_tensor::<f32>().ok().map(|x| x.1.to_vec()),
-                            Source::Stage { stage, output } => values.get(&(stage.clone(), output.clone())).and_then(|v| v.try_extract_tensor::<f32>().ok()).map(|x| x.1.to_vec()),
+                            Source::Stage { stage, output } => values
+                                .get(&(stage.clone(), output.clone()))
+                                .and_then(|v| v.try_extract_tensor::<f32>().ok())
+                                .map(|x| x.1.to_vec()),
                             Source::Carry { stage, init_output, output } => {
-                                let key = if step == 0 { (stage.clone(), init_output.clone()) } else { (st.name.clone(), output.clone()) };
+                                let key = if step == 0 {
+                                    (stage.clone(), init_output.clone())
+                                } else {
+                                    (st.name.clone(), output.clone())
+                                };
                                 values.get(&key).and_then(|v| v.try_extract_tensor::<f32>().ok()).map(|x| x.1.to_vec())
                             }
                             Source::Schedule { values: v } => Some(vec![v[step as usize]]),
-                            Source::Lora { slot, part } => adapter.and_then(|a| a.tensor(slot, *part)).and_then(|t| t.try_extract_tensor::<f32>().ok()).map(|x| x.1.to_vec()),
+                            Source::Lora { slot, part } => adapter
+                                .and_then(|a| a.tensor(slot, *part))
+                                .and_then(|t| t.try_extract_tensor::<f32>().ok())
+                                .map(|x| x.1.to_vec()),
                         };
                         if let Some(d) = d {
                             note(&i.tensor.name, &d);
@@ -157,7 +207,8 @@ impl<'a> Runner<'a> {
                 }
                 let mut fresh = Vec::new();
                 for o in &st.outputs {
-                    let v = out.remove(&o.name).ok_or_else(|| err(format!("stage {} lacks output {}", st.name, o.name)))?;
+                    let v =
+                        out.remove(&o.name).ok_or_else(|| err(format!("stage {} lacks output {}", st.name, o.name)))?;
                     fresh.push(((st.name.clone(), o.name.clone()), v));
                 }
                 drop(out);
@@ -184,14 +235,22 @@ fn mse(a: &[f32], b: &[f32]) -> f64 {
 fn qdq(m: &ModelProto, ranges: &Ranges, o: &QuantizeOptions) -> Result<ModelProto, PackageError> {
     let mut r = ranges.clone();
     quantize::share_encodings(m, &mut r);
-    let matmuls: Vec<String> = m.graph.as_ref().map_or(vec![], |g| g.node.iter().filter(|n| n.op_type == "MatMul").map(|n| n.name.clone()).collect());
+    let matmuls: Vec<String> = m
+        .graph
+        .as_ref()
+        .map_or(vec![], |g| g.node.iter().filter(|n| n.op_type == "MatMul").map(|n| n.name.clone()).collect());
     let k = (o.a8_ratio.clamp(0.0, 1.0) * matmuls.len() as f64).round() as usize;
     let cfg = QdqConfig { act: o.act, a8_nodes: matmuls.into_iter().take(k).collect(), per_channel: o.per_channel };
     quantize::to_qdq(m, &r, &cfg).map_err(err)
 }
 
 /// Quantize the package at `src` into a new package at `out`.
-pub fn quantize_package(env: &Environment, src: &Path, out: &Path, o: &QuantizeOptions) -> Result<(Manifest, QuantReport), PackageError> {
+pub fn quantize_package(
+    env: &Environment,
+    src: &Path,
+    out: &Path,
+    o: &QuantizeOptions,
+) -> Result<(Manifest, QuantReport), PackageError> {
     let m = manifest::load(src)?;
     let p = &m.pipeline;
     let size = p.image_height;
@@ -200,13 +259,15 @@ pub fn quantize_package(env: &Environment, src: &Path, out: &Path, o: &QuantizeO
     for (i, path) in o.inputs.iter().enumerate() {
         let f = tmp.path().join(format!("{i}.f32"));
         crate::run::prepare_input(path, size, &f).map_err(err)?;
-        images.push(quadbench_runner::pipeline::load_input(&f, &[1, 3, size as i64, p.image_width as i64]).map_err(err)?);
+        images
+            .push(quadbench_runner::pipeline::load_input(&f, &[1, 3, size as i64, p.image_width as i64]).map_err(err)?);
     }
     if images.is_empty() {
         return Err(err("no calibration inputs; pass golden/inputs/*.png"));
     }
     let read = |rel: &str| quadbench_onnx::read_model(&src.join(rel)).map_err(|e| err(e));
-    let fp: BTreeMap<String, ModelProto> = p.stages.iter().map(|s| Ok((s.name.clone(), read(&s.graph)?))).collect::<Result<_, PackageError>>()?;
+    let fp: BTreeMap<String, ModelProto> =
+        p.stages.iter().map(|s| Ok((s.name.clone(), read(&s.graph)?))).collect::<Result<_, PackageError>>()?;
     let aug: BTreeMap<String, ModelProto> = fp.iter().map(|(k, v)| (k.clone(), augment(v))).collect();
     let lora_stages: HashSet<String> = p.lora_slots.iter().map(|s| s.stage.clone()).collect();
     // 1. FP32 runs per task: ranges per task and stage, reference outputs.
@@ -250,7 +311,9 @@ pub fn quantize_package(env: &Environment, src: &Path, out: &Path, o: &QuantizeO
         }
         scores.insert(t.name.clone(), total / images.len() as f64);
     }
-    let anchor = (o.method == ProfileMethod::Anchor).then(|| scores.iter().max_by(|a, b| a.1.total_cmp(b.1)).map(|(k, _)| k.clone())).flatten();
+    let anchor = (o.method == ProfileMethod::Anchor)
+        .then(|| scores.iter().max_by(|a, b| a.1.total_cmp(b.1)).map(|(k, _)| k.clone()))
+        .flatten();
     let shared: BTreeMap<String, Ranges> = match &anchor {
         Some(a) => per_task[p.tasks.iter().position(|t| &t.name == a).unwrap_or(0)].clone(),
         None => all.clone(),
@@ -258,7 +321,11 @@ pub fn quantize_package(env: &Environment, src: &Path, out: &Path, o: &QuantizeO
     let mut raw = m.raw.clone();
     std::fs::create_dir_all(out).map_err(|e| PackageError::io(out, e))?;
     for st in &p.stages {
-        let model = if lora_stages.contains(&st.name) { qdq(&fp[&st.name], &shared[&st.name], o)? } else { q[&st.name].clone() };
+        let model = if lora_stages.contains(&st.name) {
+            qdq(&fp[&st.name], &shared[&st.name], o)?
+        } else {
+            q[&st.name].clone()
+        };
         manifest::write_file(&out.join(&st.graph), &quadbench_onnx::encode(&model))?;
     }
     // 3. Per-task baselines: each merged graph calibrated on its own run.
@@ -286,7 +353,18 @@ pub fn quantize_package(env: &Environment, src: &Path, out: &Path, o: &QuantizeO
         (ActBits::U16, r) if r >= 1.0 => "w8a8".to_string(),
         (ActBits::U16, _) => "w8a16".to_string(),
     };
-    let report = QuantReport { precision: precision.clone(), method: o.method, a8_ratio: o.a8_ratio, anchor, scores, calibration_inputs: o.inputs.iter().map(|p| p.file_name().map_or(String::new(), |f| f.to_string_lossy().into_owned())).collect() };
+    let report = QuantReport {
+        precision: precision.clone(),
+        method: o.method,
+        a8_ratio: o.a8_ratio,
+        anchor,
+        scores,
+        calibration_inputs: o
+            .inputs
+            .iter()
+            .map(|p| p.file_name().map_or(String::new(), |f| f.to_string_lossy().into_owned()))
+            .collect(),
+    };
     raw.name = format!("{}-{precision}", raw.name);
     let generator = raw.generator.get_or_insert_with(BTreeMap::new);
     generator.insert("quantization".into(), serde_json::to_string(&report).unwrap_or_default());

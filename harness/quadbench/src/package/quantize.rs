@@ -19,7 +19,7 @@
 //! The graph keeps its float interface, so the runner feeds float tensors on every backend; the
 //! boundary Q/DQ nodes are the only float work left.
 
-use quadbench_onnx::proto::{data_type, ModelProto, NodeProto, TensorProto};
+use quadbench_onnx::proto::{ModelProto, NodeProto, TensorProto, data_type};
 use std::collections::{BTreeMap, HashMap, HashSet};
 
 /// Revision of the QDQ rewrite: part of cached quantized packages' keys, so that a change of
@@ -65,14 +65,17 @@ pub struct QdqConfig {
 
 #[derive(Debug, thiserror::Error)]
 pub enum QuantError {
-    #[error("no calibrated range for tensor `{0}`: calibrate on inputs that exercise the whole graph (golden/inputs) or pass a range for it")]
+    #[error(
+        "no calibrated range for tensor `{0}`: calibrate on inputs that exercise the whole graph (golden/inputs) or pass a range for it"
+    )]
     NoRange(String),
     #[error("graph has no `graph` field; regenerate the package")]
     NoGraph,
 }
 
 /// Ops whose output is a rearrangement of the input values: they share the input's encoding.
-pub const SHARED_ENCODING_OPS: &[&str] = &["Transpose", "Reshape", "SpaceToDepth", "DepthToSpace", "Slice", "Pad", "Flatten", "Squeeze", "Unsqueeze"];
+pub const SHARED_ENCODING_OPS: &[&str] =
+    &["Transpose", "Reshape", "SpaceToDepth", "DepthToSpace", "Slice", "Pad", "Flatten", "Squeeze", "Unsqueeze"];
 
 /// Inputs that must stay plain float constants (QNN reads them as attributes): `op` -> input indices.
 fn float_param(op: &str, idx: usize) -> bool {
@@ -88,7 +91,12 @@ pub fn encoding(min: f32, max: f32, bits: ActBits) -> (f32, i64) {
 }
 
 fn scalar_f32(name: &str, v: f32) -> TensorProto {
-    TensorProto { name: name.into(), data_type: data_type::FLOAT, raw_data: v.to_le_bytes().to_vec(), ..Default::default() }
+    TensorProto {
+        name: name.into(),
+        data_type: data_type::FLOAT,
+        raw_data: v.to_le_bytes().to_vec(),
+        ..Default::default()
+    }
 }
 
 fn scalar_zp(name: &str, zp: i64, bits: ActBits) -> TensorProto {
@@ -99,12 +107,22 @@ fn scalar_zp(name: &str, zp: i64, bits: ActBits) -> TensorProto {
     TensorProto { name: name.into(), data_type: bits.dtype(), raw_data: raw, ..Default::default() }
 }
 
-fn node(op: &str, name: String, inputs: Vec<String>, output: String, attrs: Vec<quadbench_onnx::proto::AttributeProto>) -> NodeProto {
+fn node(
+    op: &str,
+    name: String,
+    inputs: Vec<String>,
+    output: String,
+    attrs: Vec<quadbench_onnx::proto::AttributeProto>,
+) -> NodeProto {
     NodeProto { input: inputs, output: vec![output], name, op_type: op.into(), attribute: attrs, ..Default::default() }
 }
 
 fn f32_data(t: &TensorProto) -> Vec<f32> {
-    if t.raw_data.is_empty() { t.float_data.clone() } else { t.raw_data.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect() }
+    if t.raw_data.is_empty() {
+        t.float_data.clone()
+    } else {
+        t.raw_data.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect()
+    }
 }
 
 /// Propagate encodings through data-movement ops so that their input and output agree: the
@@ -146,7 +164,14 @@ pub fn share_encodings(model: &ModelProto, ranges: &mut Ranges) {
 pub fn activation_tensors(model: &ModelProto) -> Vec<String> {
     let Some(g) = model.graph.as_ref() else { return Vec::new() };
     let inits: HashSet<&str> = g.initializer.iter().map(|t| t.name.as_str()).collect();
-    let float_inputs: HashSet<&str> = g.input.iter().filter(|v| v.r#type.as_ref().and_then(|t| t.tensor_type.as_ref()).is_some_and(|t| t.elem_type == data_type::FLOAT)).map(|v| v.name.as_str()).collect();
+    let float_inputs: HashSet<&str> = g
+        .input
+        .iter()
+        .filter(|v| {
+            v.r#type.as_ref().and_then(|t| t.tensor_type.as_ref()).is_some_and(|t| t.elem_type == data_type::FLOAT)
+        })
+        .map(|v| v.name.as_str())
+        .collect();
     let mut out = Vec::new();
     let mut seen = HashSet::new();
     for n in &g.node {
@@ -154,7 +179,10 @@ pub fn activation_tensors(model: &ModelProto) -> Vec<String> {
             continue;
         }
         for t in n.input.iter().chain(&n.output) {
-            if !inits.contains(t.as_str()) && (float_inputs.contains(t.as_str()) || n.output.contains(t)) && seen.insert(t.clone()) {
+            if !inits.contains(t.as_str())
+                && (float_inputs.contains(t.as_str()) || n.output.contains(t))
+                && seen.insert(t.clone())
+            {
                 out.push(t.clone());
             }
         }
@@ -192,7 +220,13 @@ pub fn to_qdq(model: &ModelProto, ranges: &Ranges, cfg: &QdqConfig) -> Result<Mo
     // Original tensor name -> name of its dequantized version.
     let mut dq: HashMap<String, String> = HashMap::new();
     let mut counter = 0usize;
-    let mut qdq = |t: &str, src: &str, dst: &str, b: ActBits, nodes: &mut Vec<NodeProto>, new_inits: &mut Vec<TensorProto>| -> Result<(), QuantError> {
+    let mut qdq = |t: &str,
+                   src: &str,
+                   dst: &str,
+                   b: ActBits,
+                   nodes: &mut Vec<NodeProto>,
+                   new_inits: &mut Vec<TensorProto>|
+     -> Result<(), QuantError> {
         let &(lo, hi) = ranges.get(t).ok_or_else(|| QuantError::NoRange(t.to_string()))?;
         let (scale, zp) = encoding(lo, hi, b);
         counter += 1;
@@ -200,14 +234,23 @@ pub fn to_qdq(model: &ModelProto, ranges: &Ranges, cfg: &QdqConfig) -> Result<Mo
         new_inits.push(scalar_f32(&sn, scale));
         new_inits.push(scalar_zp(&zn, zp, b));
         let q = format!("{t}_quantized");
-        nodes.push(node("QuantizeLinear", format!("qdq_q_{counter}"), vec![src.into(), sn.clone(), zn.clone()], q.clone(), vec![]));
+        nodes.push(node(
+            "QuantizeLinear",
+            format!("qdq_q_{counter}"),
+            vec![src.into(), sn.clone(), zn.clone()],
+            q.clone(),
+            vec![],
+        ));
         nodes.push(node("DequantizeLinear", format!("qdq_dq_{counter}"), vec![q, sn, zn], dst.into(), vec![]));
         Ok(())
     };
     // Weights: int8 symmetric + DQ. Other float constants: activation-style encodings of their data.
     let mut weight_of: HashSet<String> = HashSet::new();
     for n in &old_nodes {
-        if n.op_type == "MatMul" && n.input.len() > 1 && inits.get(&n.input[1]).is_some_and(|t| t.data_type == data_type::FLOAT && t.dims.len() == 2) {
+        if n.op_type == "MatMul"
+            && n.input.len() > 1
+            && inits.get(&n.input[1]).is_some_and(|t| t.data_type == data_type::FLOAT && t.dims.len() == 2)
+        {
             weight_of.insert(n.input[1].clone());
         }
     }
@@ -235,16 +278,46 @@ pub fn to_qdq(model: &ModelProto, ranges: &Ranges, cfg: &QdqConfig) -> Result<Mo
                 scales[c] = scales[c].max(v.abs());
             }
             scales.iter_mut().for_each(|s| *s = (*s / 127.0).max(1e-12));
-            let q: Vec<u8> = data.iter().enumerate().map(|(i, v)| (v / scales[if cfg.per_channel { i % n } else { 0 }]).round().clamp(-127.0, 127.0) as i8 as u8).collect();
+            let q: Vec<u8> = data
+                .iter()
+                .enumerate()
+                .map(|(i, v)| {
+                    (v / scales[if cfg.per_channel { i % n } else { 0 }]).round().clamp(-127.0, 127.0) as i8 as u8
+                })
+                .collect();
             let qn = format!("{}_quantized", t.name);
-            kept_inits.push(TensorProto { name: qn.clone(), dims: t.dims.clone(), data_type: data_type::INT8, raw_data: q, ..Default::default() });
+            kept_inits.push(TensorProto {
+                name: qn.clone(),
+                dims: t.dims.clone(),
+                data_type: data_type::INT8,
+                raw_data: q,
+                ..Default::default()
+            });
             let (sn, zn) = (format!("{}_scale", t.name), format!("{}_zero_point", t.name));
             let dims = if cfg.per_channel { vec![n as i64] } else { vec![] };
-            kept_inits.push(TensorProto { name: sn.clone(), dims: dims.clone(), data_type: data_type::FLOAT, raw_data: scales.iter().flat_map(|s| s.to_le_bytes()).collect(), ..Default::default() });
-            kept_inits.push(TensorProto { name: zn.clone(), dims, data_type: data_type::INT8, raw_data: vec![0u8; channels], ..Default::default() });
+            kept_inits.push(TensorProto {
+                name: sn.clone(),
+                dims: dims.clone(),
+                data_type: data_type::FLOAT,
+                raw_data: scales.iter().flat_map(|s| s.to_le_bytes()).collect(),
+                ..Default::default()
+            });
+            kept_inits.push(TensorProto {
+                name: zn.clone(),
+                dims,
+                data_type: data_type::INT8,
+                raw_data: vec![0u8; channels],
+                ..Default::default()
+            });
             let attrs = if cfg.per_channel { vec![quadbench_onnx::attr_int("axis", 1)] } else { vec![] };
             let _ = k;
-            nodes.push(node("DequantizeLinear", format!("{}_dq", t.name), vec![qn, sn, zn], format!("{}_dequantized", t.name), attrs));
+            nodes.push(node(
+                "DequantizeLinear",
+                format!("{}_dq", t.name),
+                vec![qn, sn, zn],
+                format!("{}_dequantized", t.name),
+                attrs,
+            ));
             dq.insert(t.name.clone(), format!("{}_dequantized", t.name));
         } else {
             // Small float constants (biases, constant planes): stored quantized, range from data.
@@ -260,18 +333,31 @@ pub fn to_qdq(model: &ModelProto, ranges: &Ranges, cfg: &QdqConfig) -> Result<Mo
                 })
                 .collect();
             let qn = format!("{}_quantized", t.name);
-            kept_inits.push(TensorProto { name: qn.clone(), dims: t.dims.clone(), data_type: b.dtype(), raw_data: q, ..Default::default() });
+            kept_inits.push(TensorProto {
+                name: qn.clone(),
+                dims: t.dims.clone(),
+                data_type: b.dtype(),
+                raw_data: q,
+                ..Default::default()
+            });
             let (sn, zn) = (format!("{}_qscale", t.name), format!("{}_qzp", t.name));
             kept_inits.push(scalar_f32(&sn, scale));
             kept_inits.push(scalar_zp(&zn, zp, b));
-            nodes.push(node("DequantizeLinear", format!("{}_dq", t.name), vec![qn, sn, zn], format!("{}_dequantized", t.name), vec![]));
+            nodes.push(node(
+                "DequantizeLinear",
+                format!("{}_dq", t.name),
+                vec![qn, sn, zn],
+                format!("{}_dequantized", t.name),
+                vec![],
+            ));
             dq.insert(t.name.clone(), format!("{}_dequantized", t.name));
         }
     }
     g.initializer = kept_inits;
     // Float graph inputs: Q/DQ at the boundary.
     for i in g.input.clone() {
-        let is_float = i.r#type.as_ref().and_then(|t| t.tensor_type.as_ref()).is_some_and(|t| t.elem_type == data_type::FLOAT);
+        let is_float =
+            i.r#type.as_ref().and_then(|t| t.tensor_type.as_ref()).is_some_and(|t| t.elem_type == data_type::FLOAT);
         if is_float && !dq.contains_key(&i.name) {
             let d = format!("{}_dequantized", i.name);
             qdq(&i.name, &i.name, &d, bits(&i.name), &mut nodes, &mut new_inits)?;
@@ -294,7 +380,8 @@ pub fn to_qdq(model: &ModelProto, ranges: &Ranges, cfg: &QdqConfig) -> Result<Mo
         nodes.push(n);
         for (o, go) in outs.iter().zip(is_graph_out) {
             // Graph outputs keep their name: the chain ends in it, in-graph consumers read it too.
-            let (src, dst) = if go { (format!("{o}_float"), o.clone()) } else { (o.clone(), format!("{o}_dequantized")) };
+            let (src, dst) =
+                if go { (format!("{o}_float"), o.clone()) } else { (o.clone(), format!("{o}_dequantized")) };
             qdq(o, &src, &dst, bits(o), &mut nodes, &mut new_inits)?;
             dq.insert(o.clone(), dst);
         }
@@ -327,7 +414,7 @@ mod tests {
     /// the activation and the weighted MatMul's input stay 16-bit.
     #[test]
     fn second_input_of_a_dynamic_matmul_is_8_bit() {
-        use quadbench_onnx::{proto::data_type::FLOAT, GraphBuilder};
+        use quadbench_onnx::{GraphBuilder, proto::data_type::FLOAT};
         let mut g = GraphBuilder::new("t");
         let x = g.input("x", FLOAT, &[1, 4, 8]);
         let a = g.input("a", FLOAT, &[8, 2]);
@@ -340,9 +427,22 @@ mod tests {
         g.output(&y, FLOAT, &[1, 4, 8]);
         let m = g.finish("t", &[]);
         let ranges: Ranges = activation_tensors(&m).into_iter().map(|t| (t, (-1.0, 1.0))).collect();
-        let q = to_qdq(&m, &ranges, &QdqConfig { act: ActBits::U16, a8_nodes: HashSet::new(), per_channel: false }).unwrap();
-        let zp_type = |t: &str| q.graph.as_ref().unwrap().initializer.iter().find(|i| i.name == format!("{t}_qzp")).unwrap_or_else(|| panic!("no zero point for {t}")).data_type;
+        let q = to_qdq(&m, &ranges, &QdqConfig { act: ActBits::U16, a8_nodes: HashSet::new(), per_channel: false })
+            .unwrap();
+        let zp_type = |t: &str| {
+            q.graph
+                .as_ref()
+                .unwrap()
+                .initializer
+                .iter()
+                .find(|i| i.name == format!("{t}_qzp"))
+                .unwrap_or_else(|| panic!("no zero point for {t}"))
+                .data_type
+        };
         assert_eq!((zp_type("a"), zp_type("b")), (data_type::UINT8, data_type::UINT8));
-        assert_eq!((zp_type("x"), zp_type(&down), zp_type("y")), (data_type::UINT16, data_type::UINT16, data_type::UINT16));
+        assert_eq!(
+            (zp_type("x"), zp_type(&down), zp_type("y")),
+            (data_type::UINT16, data_type::UINT16, data_type::UINT16)
+        );
     }
 }

@@ -15,11 +15,11 @@
 //! reconstruction. The separate baselines are the same denoiser with each adapter merged in
 //! (`W + alpha/r * A B`), so unified and merged agree to float rounding.
 
-use super::filters::{self, Edit, PATCH, PATCH_DIM, TOKEN_DIM};
-use super::manifest::{self, Manifest, RawFile, RawImage, RawSlot, RawStage, RawTask, RawTensor, PACKAGE_SCHEMA};
-use super::rng::SplitMix64;
 use super::PackageError;
-use quadbench_onnx::{attr_int, attr_ints, attr_str, proto::data_type::FLOAT, GraphBuilder};
+use super::filters::{self, Edit, PATCH, PATCH_DIM, TOKEN_DIM};
+use super::manifest::{self, Manifest, PACKAGE_SCHEMA, RawFile, RawImage, RawSlot, RawStage, RawTask, RawTensor};
+use super::rng::SplitMix64;
+use quadbench_onnx::{GraphBuilder, attr_int, attr_ints, attr_str, proto::data_type::FLOAT};
 use quadbench_protocol::DType;
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -59,7 +59,11 @@ impl ReferenceParams {
     pub fn validate(&self) -> Result<(), PackageError> {
         let bad = |m: String| Err(PackageError::Params(m));
         if self.resolution == 0 || self.resolution % (PATCH * DEEP_BLOCK) != 0 {
-            return bad(format!("resolution {} must be a positive multiple of {} (patch 4 x deep merge 8); try 256", self.resolution, PATCH * DEEP_BLOCK));
+            return bad(format!(
+                "resolution {} must be a positive multiple of {} (patch 4 x deep merge 8); try 256",
+                self.resolution,
+                PATCH * DEEP_BLOCK
+            ));
         }
         if self.tasks == 0 || self.tasks > 64 {
             return bad(format!("tasks {} must be between 1 and 64", self.tasks));
@@ -75,7 +79,10 @@ impl ReferenceParams {
 
     /// Stable short key for caching.
     pub fn cache_key(&self) -> String {
-        format!("ref{GENERATOR_REVISION}-t{}-w{}-r{}-s{}-seed{}", self.tasks, self.width, self.resolution, self.steps, self.seed)
+        format!(
+            "ref{GENERATOR_REVISION}-t{}-w{}-r{}-s{}-seed{}",
+            self.tasks, self.width, self.resolution, self.steps, self.seed
+        )
     }
 }
 
@@ -329,14 +336,19 @@ fn denoiser(p: &ReferenceParams, f: &Foundation, mode: LoraMode<'_>, task: &str)
                 b.node("MatMul", &[&h, &wi], vec![])
             }
         };
-        let bi = b.init_f32(&format!("denoiser.deep.{}.bias", names[i]), &[bias.len() as i64], &bias.iter().map(|&v| v as f32).collect::<Vec<_>>());
+        let bi = b.init_f32(
+            &format!("denoiser.deep.{}.bias", names[i]),
+            &[bias.len() as i64],
+            &bias.iter().map(|&v| v as f32).collect::<Vec<_>>(),
+        );
         let y = b.node("Add", &[&y, &bi], vec![]);
         h = if i < 3 { b.node("Relu", &[&y], vec![]) } else { y };
     }
     let ht = b.node("Transpose", &[&h], vec![attr_ints("perm", &[0, 2, 1])]);
     let dgrid_shape = b.init_i64("deep_grid_shape", &[1, deep_in, g.dh, g.dw]);
     let dgrid = b.node("Reshape", &[&ht, &dgrid_shape], vec![]);
-    let split = b.node("DepthToSpace", &[&dgrid], vec![attr_int("blocksize", DEEP_BLOCK as i64), attr_str("mode", "DCR")]);
+    let split =
+        b.node("DepthToSpace", &[&dgrid], vec![attr_int("blocksize", DEEP_BLOCK as i64), attr_str("mode", "DCR")]);
     let lat_shape = b.init_i64("latent_flat_shape", &[1, LATENT_DIM as i64, g.n]);
     let sflat = b.node("Reshape", &[&split, &lat_shape], vec![]);
     let deep_out = b.node("Transpose", &[&sflat], vec![attr_ints("perm", &[0, 2, 1])]);
@@ -366,7 +378,12 @@ fn decoder(p: &ReferenceParams, f: &Foundation) -> quadbench_onnx::proto::ModelP
     b.finish("quadbench reference", &[("quadbench.stage", "decoder")])
 }
 
-fn write_adapter(path: &Path, lora: &BTreeMap<&'static str, Lora>, p: &ReferenceParams, task: &str) -> Result<(), PackageError> {
+fn write_adapter(
+    path: &Path,
+    lora: &BTreeMap<&'static str, Lora>,
+    p: &ReferenceParams,
+    task: &str,
+) -> Result<(), PackageError> {
     // PEFT layout: lora_A.weight [r, in] = a^T, lora_B.weight [out, r] = b^T.
     let mut tensors: Vec<(String, Vec<usize>, Vec<u8>)> = Vec::new();
     for (slot, module, ..) in slots(p) {
@@ -384,7 +401,8 @@ fn write_adapter(path: &Path, lora: &BTreeMap<&'static str, Lora>, p: &Reference
     // One key only: the crate takes a HashMap, whose order would make the bytes vary run to run.
     let _ = task;
     let meta = std::collections::HashMap::from([("format".to_string(), "pt".to_string())]);
-    let bytes = safetensors::serialize(views, Some(meta)).map_err(|e| PackageError::Adapter { path: path.display().to_string(), message: e.to_string() })?;
+    let bytes = safetensors::serialize(views, Some(meta))
+        .map_err(|e| PackageError::Adapter { path: path.display().to_string(), message: e.to_string() })?;
     manifest::write_file(path, &bytes)
 }
 
@@ -409,10 +427,23 @@ pub fn generate(out: &Path, p: &ReferenceParams) -> Result<Manifest, PackageErro
         let base_rel = format!("baselines/{}/denoiser.onnx", e.name);
         let model = denoiser(p, &f, LoraMode::Merged(&lora), &e.name);
         manifest::write_file(&out.join(&base_rel), &quadbench_onnx::encode(&model))?;
-        tasks.push(RawTask { name: e.name.clone(), description: e.description.clone(), adapter: adapter_rel, baselines: BTreeMap::from([("denoiser".to_string(), base_rel)]) });
+        tasks.push(RawTask {
+            name: e.name.clone(),
+            description: e.description.clone(),
+            adapter: adapter_rel,
+            baselines: BTreeMap::from([("denoiser".to_string(), base_rel)]),
+        });
     }
     let r = p.resolution as i64;
-    let t = |name: &str, shape: Vec<i64>| RawTensor { name: name.into(), shape, dtype: DType::F32, range: None, source: None, carry: None, schedule: None };
+    let t = |name: &str, shape: Vec<i64>| RawTensor {
+        name: name.into(),
+        shape,
+        dtype: DType::F32,
+        range: None,
+        source: None,
+        carry: None,
+        schedule: None,
+    };
     let src = |mut x: RawTensor, s: &str| {
         x.source = Some(s.into());
         x

@@ -12,7 +12,8 @@ pub fn table(t: &Table) -> Result<String, ReportError> {
     let err = |e: csv::Error| ReportError::Encode { what: format!("tables/{}.csv", t.id), message: e.to_string() };
     let mut w = csv::Writer::from_writer(Vec::new());
     // A column carries an interval when any of its cells does.
-    let has_ci: Vec<bool> = (0..t.columns.len()).map(|i| t.rows.iter().any(|r| matches!(r[i], Cell::Ci { .. }))).collect();
+    let has_ci: Vec<bool> =
+        (0..t.columns.len()).map(|i| t.rows.iter().any(|r| matches!(r[i], Cell::Ci { .. }))).collect();
     let mut header = Vec::new();
     for (c, ci) in t.columns.iter().zip(&has_ci) {
         header.push(c.key.clone());
@@ -41,7 +42,9 @@ pub fn table(t: &Table) -> Result<String, ReportError> {
         }
         w.write_record(&rec).map_err(err)?;
     }
-    let bytes = w.into_inner().map_err(|e| ReportError::Encode { what: format!("tables/{}.csv", t.id), message: e.to_string() })?;
+    let bytes = w
+        .into_inner()
+        .map_err(|e| ReportError::Encode { what: format!("tables/{}.csv", t.id), message: e.to_string() })?;
     Ok(String::from_utf8_lossy(&bytes).into_owned())
 }
 

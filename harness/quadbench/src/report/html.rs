@@ -2,7 +2,7 @@
 //! no network) that a person opens in a browser.
 
 use super::tables::{self, Table};
-use super::{xml_escape as esc, Artefact, Report, ReportError};
+use super::{Artefact, Report, ReportError, xml_escape as esc};
 use crate::results::RunState;
 use std::path::Path;
 
@@ -44,7 +44,13 @@ fn table(t: &Table) -> String {
         s.push_str("<tr>");
         for (cell, c) in row.iter().zip(&t.columns) {
             let (p, ci) = cell.parts();
-            let class = if c.key == "verdict" { format!(" class=\"{}\"", p.split_whitespace().next().unwrap_or("")) } else if c.numeric { " class=\"num\"".into() } else { String::new() };
+            let class = if c.key == "verdict" {
+                format!(" class=\"{}\"", p.split_whitespace().next().unwrap_or(""))
+            } else if c.numeric {
+                " class=\"num\"".into()
+            } else {
+                String::new()
+            };
             let ci = if ci.is_empty() { String::new() } else { format!(" <span class=\"ci\">{}</span>", esc(&ci)) };
             s.push_str(&format!("<td{class}>{}{ci}</td>", esc(&p)));
         }
@@ -54,7 +60,10 @@ fn table(t: &Table) -> String {
     if t.rows.is_empty() {
         s = String::new();
     }
-    s.push_str(&format!("<div class=\"notes\">{}</div>\n", t.notes.iter().map(|n| format!("<p>{}</p>", esc(n))).collect::<String>()));
+    s.push_str(&format!(
+        "<div class=\"notes\">{}</div>\n",
+        t.notes.iter().map(|n| format!("<p>{}</p>", esc(n))).collect::<String>()
+    ));
     s
 }
 
@@ -71,8 +80,13 @@ fn gallery(rep: &Report) -> String {
     let Some(dir) = &rep.dir else { return String::new() };
     let r = &rep.results;
     let runs: Vec<_> = r.runs.iter().filter(|x| !x.outputs.is_empty()).collect();
-    let Some(input) = runs.iter().flat_map(|x| x.outputs.iter().map(|o| o.input.clone())).min() else { return String::new() };
-    let mut s = format!("<h2>Outputs</h2>\n<p class=\"notes\">Input <code>{}</code> through every task, per configuration (96 px thumbnails).</p>\n<table class=\"gallery\"><thead><tr><th>task</th><th>input</th>", esc(&input));
+    let Some(input) = runs.iter().flat_map(|x| x.outputs.iter().map(|o| o.input.clone())).min() else {
+        return String::new();
+    };
+    let mut s = format!(
+        "<h2>Outputs</h2>\n<p class=\"notes\">Input <code>{}</code> through every task, per configuration (96 px thumbnails).</p>\n<table class=\"gallery\"><thead><tr><th>task</th><th>input</th>",
+        esc(&input)
+    );
     for run in &runs {
         s.push_str(&format!("<th>{}</th>", esc(&super::plots::run_label(r, run))));
     }
@@ -80,11 +94,26 @@ fn gallery(rep: &Report) -> String {
     let input_img = thumbnail(&dir.join("inputs").join(format!("{input}.png")));
     let mut any = false;
     for task in &r.package.tasks {
-        s.push_str(&format!("<tr><td>{}</td><td>{}</td>", esc(task), input_img.as_ref().map_or("-".into(), |u| format!("<img alt=\"input\" src=\"{u}\">"))));
+        s.push_str(&format!(
+            "<tr><td>{}</td><td>{}</td>",
+            esc(task),
+            input_img.as_ref().map_or("-".into(), |u| format!("<img alt=\"input\" src=\"{u}\">"))
+        ));
         for run in &runs {
-            let img = run.outputs.iter().find(|o| &o.task == task && o.input == input).and_then(|o| thumbnail(&dir.join(&o.path)));
+            let img = run
+                .outputs
+                .iter()
+                .find(|o| &o.task == task && o.input == input)
+                .and_then(|o| thumbnail(&dir.join(&o.path)));
             any |= img.is_some();
-            s.push_str(&format!("<td>{}</td>", img.map_or("-".into(), |u| format!("<img alt=\"{} {}\" src=\"{u}\">", esc(task), esc(run.strategy.as_str())))));
+            s.push_str(&format!(
+                "<td>{}</td>",
+                img.map_or("-".into(), |u| format!(
+                    "<img alt=\"{} {}\" src=\"{u}\">",
+                    esc(task),
+                    esc(run.strategy.as_str())
+                ))
+            ));
         }
         s.push_str("</tr>\n");
     }
@@ -95,7 +124,11 @@ fn gallery(rep: &Report) -> String {
 pub fn export(rep: &Report) -> Result<Vec<Artefact>, ReportError> {
     let r = &rep.results;
     let title = format!("quadbench report: {}", r.scenario.name);
-    let mut s = format!("<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n<title>{}</title>\n<style>\n{CSS}\n</style>\n</head>\n<body>\n<h1>{}</h1>\n", esc(&title), esc(&title));
+    let mut s = format!(
+        "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n<title>{}</title>\n<style>\n{CSS}\n</style>\n</head>\n<body>\n<h1>{}</h1>\n",
+        esc(&title),
+        esc(&title)
+    );
     s.push_str(&format!(
         "<p class=\"summary\">Package <code>{}</code> (sha256 <code>{}</code>), scenario <code>{}</code>, {} run(s){}. <strong>{}</strong>.</p>\n",
         esc(&r.package.name),
@@ -119,12 +152,26 @@ pub fn export(rep: &Report) -> Result<Vec<Artefact>, ReportError> {
         }
     }
     s.push_str(&gallery(rep));
-    let warnings: Vec<String> = r.runs.iter().flat_map(|run| tables::run_warnings(run).into_iter().map(move |w| format!("<li><code>{}</code>: {}</li>", esc(&run.id), esc(&w)))).collect();
+    let warnings: Vec<String> = r
+        .runs
+        .iter()
+        .flat_map(|run| {
+            tables::run_warnings(run)
+                .into_iter()
+                .map(move |w| format!("<li><code>{}</code>: {}</li>", esc(&run.id), esc(&w)))
+        })
+        .collect();
     if !warnings.is_empty() {
         s.push_str(&format!("<h2 id=\"warnings\">Warnings</h2>\n<ul>\n{}\n</ul>\n", warnings.join("\n")));
     }
     for run in r.runs.iter().filter(|x| x.status != RunState::Ok) {
-        s.push_str(&format!("<h2>{} ({})</h2>\n<pre>{}\n{}</pre>\n", esc(&run.id), esc(&tables::status(run)), esc(run.error.as_deref().unwrap_or("")), esc(run.stderr_tail.trim_end())));
+        s.push_str(&format!(
+            "<h2>{} ({})</h2>\n<pre>{}\n{}</pre>\n",
+            esc(&run.id),
+            esc(&tables::status(run)),
+            esc(run.error.as_deref().unwrap_or("")),
+            esc(run.stderr_tail.trim_end())
+        ));
     }
     s.push_str("<p class=\"notes\">Generated by <code>quadbench report</code> from results.json and the raw samples.</p>\n</body>\n</html>\n");
     Ok(vec![Artefact::text("report.html", s)])
@@ -134,7 +181,15 @@ pub fn export(rep: &Report) -> Result<Vec<Artefact>, ReportError> {
 mod tests {
     #[test]
     fn base64_rfc4648_vectors() {
-        for (i, o) in [("", ""), ("f", "Zg=="), ("fo", "Zm8="), ("foo", "Zm9v"), ("foob", "Zm9vYg=="), ("fooba", "Zm9vYmE="), ("foobar", "Zm9vYmFy")] {
+        for (i, o) in [
+            ("", ""),
+            ("f", "Zg=="),
+            ("fo", "Zm8="),
+            ("foo", "Zm9v"),
+            ("foob", "Zm9vYg=="),
+            ("fooba", "Zm9vYmE="),
+            ("foobar", "Zm9vYmFy"),
+        ] {
             assert_eq!(super::base64(i.as_bytes()), o);
         }
     }

@@ -30,8 +30,13 @@ pub fn export(rep: &Report) -> Result<Vec<Artefact>, ReportError> {
         statistics: &r.statistics,
         claims: &r.claims,
         tables: &rep.tables,
-        plots: rep.plots.iter().flat_map(|p| [format!("plots/{}.svg", p.name), format!("plots/{}.png", p.name)]).collect(),
+        plots: rep
+            .plots
+            .iter()
+            .flat_map(|p| [format!("plots/{}.svg", p.name), format!("plots/{}.png", p.name)])
+            .collect(),
     };
-    let s = serde_json::to_string_pretty(&j).map_err(|e| ReportError::Encode { what: "report.json".into(), message: e.to_string() })?;
+    let s = serde_json::to_string_pretty(&j)
+        .map_err(|e| ReportError::Encode { what: "report.json".into(), message: e.to_string() })?;
     Ok(vec![Artefact::text("report.json", s + "\n")])
 }

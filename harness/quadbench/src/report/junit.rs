@@ -4,7 +4,7 @@
 //! thresholds are failures, inconclusive claims and unsupported backends are skipped.
 
 use super::tables;
-use super::{xml_escape as esc, Artefact, Report, ReportError};
+use super::{Artefact, Report, ReportError, xml_escape as esc};
 use crate::results::{RunState, Verdict};
 
 enum Outcome {
@@ -39,11 +39,20 @@ fn suite(name: &str, cases: &[Case]) -> String {
         count(|o| matches!(o, Outcome::Skipped { .. }))
     );
     for c in cases {
-        s.push_str(&format!("    <testcase classname=\"{}\" name=\"{}\" time=\"{:.3}\"", esc(&c.class), esc(&c.name), c.time_s));
+        s.push_str(&format!(
+            "    <testcase classname=\"{}\" name=\"{}\" time=\"{:.3}\"",
+            esc(&c.class),
+            esc(&c.name),
+            c.time_s
+        ));
         let mut body = match &c.outcome {
             Outcome::Pass => String::new(),
-            Outcome::Failure { kind, message } => format!("      <failure type=\"{kind}\" message=\"{}\">{}</failure>\n", esc(message), esc(message)),
-            Outcome::Error { kind, message } => format!("      <error type=\"{kind}\" message=\"{}\">{}</error>\n", esc(message), esc(message)),
+            Outcome::Failure { kind, message } => {
+                format!("      <failure type=\"{kind}\" message=\"{}\">{}</failure>\n", esc(message), esc(message))
+            }
+            Outcome::Error { kind, message } => {
+                format!("      <error type=\"{kind}\" message=\"{}\">{}</error>\n", esc(message), esc(message))
+            }
             Outcome::Skipped { message } => format!("      <skipped message=\"{}\"/>\n", esc(message)),
         };
         if !c.out.is_empty() {
@@ -75,10 +84,13 @@ pub fn export(rep: &Report) -> Result<Vec<Artefact>, ReportError> {
         let outcome = match c.verdict {
             Verdict::Pass => Outcome::Pass,
             Verdict::Fail => Outcome::Failure { kind: "claim-failed", message: format!("not reproduced: {what}") },
-            Verdict::Inconclusive => Outcome::Skipped { message: format!("inconclusive (CI straddles the threshold): {what}") },
+            Verdict::Inconclusive => {
+                Outcome::Skipped { message: format!("inconclusive (CI straddles the threshold): {what}") }
+            }
             Verdict::Missing => Outcome::Error { kind: "missing-run", message: format!("{}: {what}", c.note) },
         };
-        let mut k = case(format!("quadbench.claims.{}.{}.{}", c.device, c.backend, c.precision), c.name.clone(), outcome);
+        let mut k =
+            case(format!("quadbench.claims.{}.{}.{}", c.device, c.backend, c.precision), c.name.clone(), outcome);
         k.out = what;
         claims.push(k);
     }
@@ -87,25 +99,42 @@ pub fn export(rep: &Report) -> Result<Vec<Artefact>, ReportError> {
     for run in &r.runs {
         for (task, q) in &run.quality {
             for (threshold, ok) in &q.thresholds {
-                let outcome = if *ok { Outcome::Pass } else { Outcome::Failure { kind: "quality-threshold", message: format!("{task}: {threshold} not met") } };
+                let outcome = if *ok {
+                    Outcome::Pass
+                } else {
+                    Outcome::Failure { kind: "quality-threshold", message: format!("{task}: {threshold} not met") }
+                };
                 quality.push(case(format!("quadbench.quality.{}", run.id), format!("{task}: {threshold}"), outcome));
             }
             for g in &q.missing_golden {
-                quality.push(case(format!("quadbench.quality.{}", run.id), format!("{task}: golden for {g}"), Outcome::Skipped { message: format!("no golden for input {g}") }));
+                quality.push(case(
+                    format!("quadbench.quality.{}", run.id),
+                    format!("{task}: golden for {g}"),
+                    Outcome::Skipped { message: format!("no golden for input {g}") },
+                ));
             }
         }
         let error = run.error.clone().unwrap_or_default();
         let outcome = match run.status {
             RunState::Ok if run.valid => Outcome::Pass,
             RunState::Ok => Outcome::Failure { kind: "invalid-run", message: run.validity_note.clone() },
-            RunState::Failed if run.infrastructure_error => Outcome::Error { kind: "infrastructure-error", message: error },
+            RunState::Failed if run.infrastructure_error => {
+                Outcome::Error { kind: "infrastructure-error", message: error }
+            }
             RunState::Failed => Outcome::Error { kind: "run-failed", message: error },
             RunState::Unsupported => Outcome::Skipped { message: error },
         };
         let mut k = case("quadbench.runs".into(), run.id.clone(), outcome);
         k.time_s = run.duration_ms / 1e3;
         let warnings = tables::run_warnings(run);
-        k.out = if run.status == RunState::Ok { std::iter::once(run.validity_note.clone()).chain(warnings.into_iter().map(|w| format!("warning: {w}"))).collect::<Vec<_>>().join("\n") } else { String::new() };
+        k.out = if run.status == RunState::Ok {
+            std::iter::once(run.validity_note.clone())
+                .chain(warnings.into_iter().map(|w| format!("warning: {w}")))
+                .collect::<Vec<_>>()
+                .join("\n")
+        } else {
+            String::new()
+        };
         k.err = run.stderr_tail.clone();
         runs.push(k);
     }

@@ -26,7 +26,10 @@ pub fn esc(s: &str) -> String {
 
 pub fn table(t: &Table) -> String {
     let spec: String = t.columns.iter().map(|c| if c.numeric { 'r' } else { 'l' }).collect();
-    let mut s = format!("% quadbench report: {}. Generated from results.json; do not edit.\n% Needs \\usepackage{{booktabs}} and \\usepackage{{graphicx}}.\n", t.title);
+    let mut s = format!(
+        "% quadbench report: {}. Generated from results.json; do not edit.\n% Needs \\usepackage{{booktabs}} and \\usepackage{{graphicx}}.\n",
+        t.title
+    );
     s.push_str("\\begin{table*}[htbp]\n\\centering\n");
     s.push_str(&format!("\\caption{{{}}}\n\\label{{tab:quadbench-{}}}\n", esc(&t.title), t.id));
     s.push_str(&format!("\\resizebox{{\\textwidth}}{{!}}{{%\n\\begin{{tabular}}{{{spec}}}\n\\toprule\n"));
@@ -48,7 +51,10 @@ pub fn table(t: &Table) -> String {
     }
     s.push_str("\\bottomrule\n\\end{tabular}}\n");
     if !t.notes.is_empty() {
-        s.push_str(&format!("\\par\\smallskip\\footnotesize {}\n", t.notes.iter().map(|n| esc(n)).collect::<Vec<_>>().join(" ")));
+        s.push_str(&format!(
+            "\\par\\smallskip\\footnotesize {}\n",
+            t.notes.iter().map(|n| esc(n)).collect::<Vec<_>>().join(" ")
+        ));
     }
     s.push_str("\\end{table*}\n");
     s

@@ -33,7 +33,11 @@ pub fn table(t: &Table) -> String {
 /// One-line claim tally: `2 claims: 1 pass, 1 fail`.
 pub fn tally(r: &crate::results::Results) -> String {
     let n = |v: Verdict| r.claims.iter().filter(|c| c.verdict == v).count();
-    let parts: Vec<String> = [Verdict::Pass, Verdict::Fail, Verdict::Inconclusive, Verdict::Missing].iter().filter(|v| n(**v) > 0).map(|v| format!("{} {}", n(*v), tables::verdict_text(*v))).collect();
+    let parts: Vec<String> = [Verdict::Pass, Verdict::Fail, Verdict::Inconclusive, Verdict::Missing]
+        .iter()
+        .filter(|v| n(**v) > 0)
+        .map(|v| format!("{} {}", n(*v), tables::verdict_text(*v)))
+        .collect();
     format!("{} claim check(s): {}", r.claims.len(), if parts.is_empty() { "none".into() } else { parts.join(", ") })
 }
 
@@ -61,12 +65,22 @@ pub fn export(rep: &Report) -> Result<Vec<Artefact>, ReportError> {
             s.push_str(&format!("![{}](plots/{}.svg)\n\n", p.title, p.name));
         }
     }
-    let warnings: Vec<String> = r.runs.iter().flat_map(|run| tables::run_warnings(run).into_iter().map(move |w| format!("- `{}`: {}", run.id, esc(&w)))).collect();
+    let warnings: Vec<String> = r
+        .runs
+        .iter()
+        .flat_map(|run| tables::run_warnings(run).into_iter().map(move |w| format!("- `{}`: {}", run.id, esc(&w))))
+        .collect();
     if !warnings.is_empty() {
         s.push_str(&format!("\n## Warnings\n\n{}\n", warnings.join("\n")));
     }
     for run in r.runs.iter().filter(|x| x.status != RunState::Ok) {
-        s.push_str(&format!("\n## {} ({})\n\n```\n{}\n{}\n```\n", run.id, tables::status(run), run.error.as_deref().unwrap_or(""), run.stderr_tail.trim_end()));
+        s.push_str(&format!(
+            "\n## {} ({})\n\n```\n{}\n{}\n```\n",
+            run.id,
+            tables::status(run),
+            run.error.as_deref().unwrap_or(""),
+            run.stderr_tail.trim_end()
+        ));
     }
     let m = &r.statistics;
     s.push_str(&format!(

@@ -55,7 +55,9 @@ pub enum ReportError {
     Load(#[from] LoadError),
     #[error("unknown report format `{0}`\n  hint: formats are {formats}", formats = format_names().join(", "))]
     Format(String),
-    #[error("plot `{plot}`: {message}\n  hint: this is a bug in quadbench's plotting; please report it with the results directory")]
+    #[error(
+        "plot `{plot}`: {message}\n  hint: this is a bug in quadbench's plotting; please report it with the results directory"
+    )]
     Plot { plot: String, message: String },
     #[error("{what}: {message}")]
     Encode { what: String, message: String },
@@ -105,7 +107,13 @@ pub fn recompute(r: &mut Results) {
     let mut defs: Vec<crate::scenario::Claim> = Vec::new();
     for c in &r.claims {
         if !defs.iter().any(|d| d.name == c.name) {
-            defs.push(crate::scenario::Claim { name: c.name.clone(), metric: c.metric.clone(), baseline: c.baseline, candidate: c.candidate, threshold: c.threshold });
+            defs.push(crate::scenario::Claim {
+                name: c.name.clone(),
+                metric: c.metric.clone(),
+                baseline: c.baseline,
+                candidate: c.candidate,
+                threshold: c.threshold,
+            });
         }
     }
     r.claims = results::evaluate_claims(&defs, &r.runs);

@@ -10,9 +10,19 @@ use serde::Serialize;
 #[serde(untagged)]
 pub enum Cell {
     Text(String),
-    Num { value: Option<f64>, #[serde(skip)] digits: usize },
+    Num {
+        value: Option<f64>,
+        #[serde(skip)]
+        digits: usize,
+    },
     /// A point estimate with its 95% CI.
-    Ci { value: Option<f64>, ci_low: Option<f64>, ci_high: Option<f64>, #[serde(skip)] digits: usize },
+    Ci {
+        value: Option<f64>,
+        ci_low: Option<f64>,
+        ci_high: Option<f64>,
+        #[serde(skip)]
+        digits: usize,
+    },
 }
 
 impl Cell {
@@ -38,7 +48,9 @@ impl Cell {
                 let point = value.map_or("-".into(), |v| f(v, *digits));
                 let ci = match (ci_low, ci_high) {
                     // A deterministic metric's interval is the point itself: show the point alone.
-                    (Some(l), Some(h)) if value.is_some() && !(l == h && Some(*l) == *value) => format!("[{}, {}]", f(*l, *digits), f(*h, *digits)),
+                    (Some(l), Some(h)) if value.is_some() && !(l == h && Some(*l) == *value) => {
+                        format!("[{}, {}]", f(*l, *digits), f(*h, *digits))
+                    }
                     _ => String::new(),
                 };
                 (point, ci)
@@ -90,8 +102,15 @@ pub fn all(r: &Results) -> Vec<Table> {
 
 /// Stage metrics in pipeline order: encoder, denoiser, decoder first, others alphabetically.
 pub fn stages(r: &Results) -> Vec<String> {
-    let mut v: Vec<String> = r.runs.iter().flat_map(|x| x.latency_ms.keys().cloned()).filter(|k| !matches!(k.as_str(), "e2e" | "switch" | "switch_load")).collect();
-    v.sort_by_key(|k| (["encoder", "denoiser", "decoder"].iter().position(|s| s == k).unwrap_or(usize::MAX), k.clone()));
+    let mut v: Vec<String> = r
+        .runs
+        .iter()
+        .flat_map(|x| x.latency_ms.keys().cloned())
+        .filter(|k| !matches!(k.as_str(), "e2e" | "switch" | "switch_load"))
+        .collect();
+    v.sort_by_key(|k| {
+        (["encoder", "denoiser", "decoder"].iter().position(|s| s == k).unwrap_or(usize::MAX), k.clone())
+    });
     v.dedup();
     v
 }
@@ -124,7 +143,12 @@ pub fn status(run: &RunRecord) -> String {
 
 fn kpis(r: &Results) -> Table {
     let stages = stages(r);
-    let mut columns = vec![col("device", "device", false), col("backend", "backend", false), col("precision", "precision", false), col("strategy", "strategy", false)];
+    let mut columns = vec![
+        col("device", "device", false),
+        col("backend", "backend", false),
+        col("precision", "precision", false),
+        col("strategy", "strategy", false),
+    ];
     for s in &stages {
         let unit = if per_step(r, s) { "ms/step" } else { "ms" };
         columns.push(col(&format!("{s}_ms"), &format!("{s} {unit}"), true));
@@ -142,7 +166,12 @@ fn kpis(r: &Results) -> Table {
         .runs
         .iter()
         .map(|run| {
-            let mut row = vec![Cell::text(&run.device), Cell::text(&run.backend), Cell::text(&run.precision), Cell::text(run.strategy.as_str())];
+            let mut row = vec![
+                Cell::text(&run.device),
+                Cell::text(&run.backend),
+                Cell::text(&run.precision),
+                Cell::text(run.strategy.as_str()),
+            ];
             row.extend(stages.iter().map(|s| lat(run, s)));
             row.extend([
                 lat(run, "e2e"),
@@ -199,11 +228,24 @@ fn quality(r: &Results) -> Table {
                 None if !q.missing_golden.is_empty() => format!("missing golden: {}", q.missing_golden.join(", ")),
                 None => "-".to_string(),
                 Some(p) => {
-                    let failed: Vec<&str> = q.thresholds.iter().filter(|(_, ok)| !**ok).map(|(k, _)| k.as_str()).collect();
+                    let failed: Vec<&str> =
+                        q.thresholds.iter().filter(|(_, ok)| !**ok).map(|(k, _)| k.as_str()).collect();
                     if p { "pass".into() } else { format!("fail: {}", failed.join("; ")) }
                 }
             };
-            rows.push(vec![Cell::text(task), Cell::text(&run.device), Cell::text(&run.backend), Cell::text(&run.precision), Cell::text(run.strategy.as_str()), psnr, Cell::num(m.ssim, 4), Cell::num(m.ms_ssim, 4), Cell::num(m.lpips, 4), Cell::num(m.lpips_proxy, 4), Cell::text(verdict)]);
+            rows.push(vec![
+                Cell::text(task),
+                Cell::text(&run.device),
+                Cell::text(&run.backend),
+                Cell::text(&run.precision),
+                Cell::text(run.strategy.as_str()),
+                psnr,
+                Cell::num(m.ssim, 4),
+                Cell::num(m.ms_ssim, 4),
+                Cell::num(m.lpips, 4),
+                Cell::num(m.lpips_proxy, 4),
+                Cell::text(verdict),
+            ]);
         }
     }
     let mut notes = vec!["Mean over the scenario's input images of each output against its golden. LPIPS proxy: a deterministic stand-in when no LPIPS network is available; lower is better.".to_string()];
@@ -317,12 +359,20 @@ fn runs(r: &Results) -> Table {
             let throttle = match &run.throttle {
                 None => "-".to_string(),
                 Some(t) if t.method == "none" => "skipped".into(),
-                Some(t) => format!("{}{}", if t.throttled { "throttled" } else { "ok" }, if t.retries > 0 { format!(" after {} cool-down(s)", t.retries) } else { String::new() }),
+                Some(t) => format!(
+                    "{}{}",
+                    if t.throttled { "throttled" } else { "ok" },
+                    if t.retries > 0 { format!(" after {} cool-down(s)", t.retries) } else { String::new() }
+                ),
             };
             vec![
                 Cell::text(&run.id),
                 Cell::text(status(run)),
-                Cell::text(if run.status == RunState::Ok { run.validity_note.as_str() } else { run.error.as_deref().unwrap_or("") }),
+                Cell::text(if run.status == RunState::Ok {
+                    run.validity_note.as_str()
+                } else {
+                    run.error.as_deref().unwrap_or("")
+                }),
                 Cell::num(Some(run.requests as f64), 0),
                 Cell::num(Some(run.duration_ms / 1e3), 1),
                 Cell::num(e2e.map(|s| s.n as f64), 0),
@@ -341,7 +391,11 @@ fn runs(r: &Results) -> Table {
         rows,
         notes: vec![
             "Validity as MLPerf LoadGen defines it: minimum samples and minimum duration met.".into(),
-            format!("Outliers: outside Tukey fences (k = {}), marked and kept. CV = std / mean; above {:.0}% a warning is raised.", stats::TUKEY_K, stats::CV_WARN * 100.0),
+            format!(
+                "Outliers: outside Tukey fences (k = {}), marked and kept. CV = std / mean; above {:.0}% a warning is raised.",
+                stats::TUKEY_K,
+                stats::CV_WARN * 100.0
+            ),
         ],
     }
 }

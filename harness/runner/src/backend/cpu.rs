@@ -9,7 +9,9 @@ pub const BACKEND: Backend = Backend {
     prepare: |_, _, _| Ok(()),
     configure: |b, _, backend| {
         if let Some((k, _)) = backend.options.iter().next() {
-            return Err(BackendError::Failed(format!("the cpu backend takes no options, got `{k}`; remove it from the scenario")));
+            return Err(BackendError::Failed(format!(
+                "the cpu backend takes no options, got `{k}`; remove it from the scenario"
+            )));
         }
         Ok(b)
     },

@@ -62,7 +62,12 @@ pub fn find(name: &str) -> Result<&'static Backend, BackendError> {
 }
 
 /// Prepare the environment for the plan's backend.
-pub fn prepare(env: &Environment, backend: &PlanBackend, runtime: &PlanRuntime, dir: &Path) -> Result<&'static Backend, BackendError> {
+pub fn prepare(
+    env: &Environment,
+    backend: &PlanBackend,
+    runtime: &PlanRuntime,
+    dir: &Path,
+) -> Result<&'static Backend, BackendError> {
     let b = find(&backend.name)?;
     (b.prepare)(env, runtime, dir)?;
     Ok(b)
@@ -78,9 +83,16 @@ pub fn register_libraries(env: &Environment, runtime: &PlanRuntime, dir: &Path) 
     for (name, path) in &runtime.ep_libraries {
         // Absolute: ONNX Runtime resolves a relative library path against its own directory,
         // not against the working directory.
-        let p = if Path::new(path).is_absolute() { path.into() } else { std::path::absolute(dir.join(path)).unwrap_or_else(|_| dir.join(path)) };
+        let p = if Path::new(path).is_absolute() {
+            path.into()
+        } else {
+            std::path::absolute(dir.join(path)).unwrap_or_else(|_| dir.join(path))
+        };
         if !p.is_file() {
-            return Err(BackendError::Unsupported(format!("execution-provider library {} is missing; push it with the runtime (quadbench runtime fetch)", p.display())));
+            return Err(BackendError::Unsupported(format!(
+                "execution-provider library {} is missing; push it with the runtime (quadbench runtime fetch)",
+                p.display()
+            )));
         }
         env.register_ep_library(name, &p).map_err(|e| BackendError::Unsupported(format!("cannot register {name} from {}: {e} (the QNN plugin needs glibc >= 2.35 and its companion libraries beside it)", p.display())))?;
     }
@@ -89,9 +101,18 @@ pub fn register_libraries(env: &Environment, runtime: &PlanRuntime, dir: &Path) 
 
 /// The steps every plugin EP shares: its library must be in the plan, registers, and offers a
 /// device. `fetch_hint` tells how to get the library; `no_device` why a device may be missing.
-pub fn prepare_plugin(env: &Environment, runtime: &PlanRuntime, dir: &Path, ep: &str, fetch_hint: &str, no_device: &str) -> Result<(), BackendError> {
+pub fn prepare_plugin(
+    env: &Environment,
+    runtime: &PlanRuntime,
+    dir: &Path,
+    ep: &str,
+    fetch_hint: &str,
+    no_device: &str,
+) -> Result<(), BackendError> {
     if !runtime.ep_libraries.contains_key(ep) {
-        return Err(BackendError::Unsupported(format!("no `{ep}` library in the plan's runtime.ep_libraries; {fetch_hint}")));
+        return Err(BackendError::Unsupported(format!(
+            "no `{ep}` library in the plan's runtime.ep_libraries; {fetch_hint}"
+        )));
     }
     register_libraries(env, runtime, dir)?;
     if !env.devices().any(|d| d.ep().is_ok_and(|e| e == ep)) {
@@ -101,9 +122,19 @@ pub fn prepare_plugin(env: &Environment, runtime: &PlanRuntime, dir: &Path, ep: 
 }
 
 /// Select the plugin EP's device on a session builder with the given EP options.
-pub fn select_plugin_device(b: SessionBuilder, env: &Environment, ep: &str, opts: &[(String, String)], label: &str) -> Result<SessionBuilder, BackendError> {
-    let dev = env.devices().find(|d| d.ep().is_ok_and(|e| e == ep)).ok_or_else(|| BackendError::Unsupported(format!("the {label} execution provider offers no device")))?;
-    b.with_devices([dev], Some(opts)).map_err(|e| BackendError::Failed(format!("cannot select the {label} device: {e}")))
+pub fn select_plugin_device(
+    b: SessionBuilder,
+    env: &Environment,
+    ep: &str,
+    opts: &[(String, String)],
+    label: &str,
+) -> Result<SessionBuilder, BackendError> {
+    let dev = env
+        .devices()
+        .find(|d| d.ep().is_ok_and(|e| e == ep))
+        .ok_or_else(|| BackendError::Unsupported(format!("the {label} execution provider offers no device")))?;
+    b.with_devices([dev], Some(opts))
+        .map_err(|e| BackendError::Failed(format!("cannot select the {label} device: {e}")))
 }
 
 /// Split a backend's options into EP options (prefixed with the EP name) and runner options.
@@ -114,7 +145,11 @@ pub fn ep_options(backend: &PlanBackend, ep: &str, allowed: &[&str]) -> Result<V
             continue;
         }
         if !allowed.contains(&k.as_str()) {
-            return Err(BackendError::Failed(format!("backend `{}` has no option `{k}` (known: {}, {OPT_EP_CONTEXT}); fix the scenario's backend options", backend.name, allowed.join(", "))));
+            return Err(BackendError::Failed(format!(
+                "backend `{}` has no option `{k}` (known: {}, {OPT_EP_CONTEXT}); fix the scenario's backend options",
+                backend.name,
+                allowed.join(", ")
+            )));
         }
         out.push((format!("{ep}.{k}"), v.clone()));
     }

@@ -3,7 +3,7 @@
 //! each other by rpath) comes in the plan's `runtime.ep_libraries` under `QNNExecutionProvider`.
 //! On x86_64 Linux the HTP is simulated by the same libraries. HTP needs QDQ graphs.
 
-use super::{ep_options, prepare_plugin, select_plugin_device, Backend, BackendError};
+use super::{Backend, BackendError, ep_options, prepare_plugin, select_plugin_device};
 use ort::environment::Environment;
 use quadbench_protocol::PlanRuntime;
 use std::path::Path;
@@ -27,7 +27,14 @@ pub const OPTIONS: &[&str] = &[
 ];
 
 fn prepare(env: &Environment, runtime: &PlanRuntime, dir: &Path) -> Result<(), BackendError> {
-    prepare_plugin(env, runtime, dir, EP, "the host adds it when the QNN plugin is installed (quadbench runtime fetch onnxruntime-qnn)", "the QNN plugin registered but offers no device")
+    prepare_plugin(
+        env,
+        runtime,
+        dir,
+        EP,
+        "the host adds it when the QNN plugin is installed (quadbench runtime fetch onnxruntime-qnn)",
+        "the QNN plugin registered but offers no device",
+    )
 }
 
 pub const BACKEND: Backend = Backend {

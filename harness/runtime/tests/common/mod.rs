@@ -18,12 +18,8 @@ pub fn seed_wheel_dir() -> PathBuf {
     static DIR: OnceLock<PathBuf> = OnceLock::new();
     DIR.get_or_init(|| {
         let lock = Lock::embedded();
-        let artefact = lock
-            .find(ORT, host_target())
-            .expect("host onnxruntime in the lock");
-        let Source::Pip(pip) = &artefact.source else {
-            panic!("host onnxruntime must come from pip")
-        };
+        let artefact = lock.find(ORT, host_target()).expect("host onnxruntime in the lock");
+        let Source::Pip(pip) = &artefact.source else { panic!("host onnxruntime must come from pip") };
         if let Some(dir) = std::env::var_os("QUADBENCH_WHEEL_DIR").map(PathBuf::from)
             && dir.join(&pip.wheel).is_file()
         {
@@ -33,14 +29,8 @@ pub fn seed_wheel_dir() -> PathBuf {
         if !dir.join(&pip.wheel).is_file() {
             let python = std::env::var("QUADBENCH_PYTHON").unwrap_or_else(|_| "python3".into());
             let argv = artefact.pip_command(&python, &dir).unwrap();
-            let status = Command::new(&argv[0])
-                .args(&argv[1..])
-                .status()
-                .expect("run pip");
-            assert!(
-                status.success(),
-                "pip download for the test seed failed: {argv:?}"
-            );
+            let status = Command::new(&argv[0]).args(&argv[1..]).status().expect("run pip");
+            assert!(status.success(), "pip download for the test seed failed: {argv:?}");
         }
         dir
     })
@@ -63,19 +53,13 @@ pub fn options(cache: &Path) -> FetchOptions {
 pub fn logged(mut opts: FetchOptions) -> (FetchOptions, Arc<Mutex<Vec<String>>>) {
     let log = Arc::new(Mutex::new(Vec::new()));
     let sink = log.clone();
-    opts.progress = Some(Box::new(move |m: &str| {
-        sink.lock().unwrap().push(m.to_string())
-    }));
+    opts.progress = Some(Box::new(move |m: &str| sink.lock().unwrap().push(m.to_string())));
     (opts, log)
 }
 
 /// How many real installs a log records (the "installing ..." message is said once per install).
 pub fn installs(log: &Mutex<Vec<String>>) -> usize {
-    log.lock()
-        .unwrap()
-        .iter()
-        .filter(|m| m.contains(": installing"))
-        .count()
+    log.lock().unwrap().iter().filter(|m| m.contains(": installing")).count()
 }
 
 /// The C library this process runs on, found in /proc/self/maps (not a guessed path).

@@ -22,14 +22,35 @@ where
     let (main, foot) = root.split_vertically(h - 30);
     foot.draw_text("box: quartiles and median; whiskers: last sample inside the Tukey fences; dots: samples; x: outliers (kept); black bar: 95% CI of the median (bootstrap)", &text_style(13), (14, 6))?;
     let main = main.titled(TITLE, title_style())?;
-    for (panel, (key, label)) in main.split_evenly((1, 2)).iter().zip([("e2e", "end-to-end latency (steady state)"), ("switch", "task-switch latency")]) {
-        let runs: Vec<&RunRecord> = r.runs.iter().filter(|x| x.samples.get(key).is_some_and(|v| !v.is_empty())).collect();
+    for (panel, (key, label)) in main
+        .split_evenly((1, 2))
+        .iter()
+        .zip([("e2e", "end-to-end latency (steady state)"), ("switch", "task-switch latency")])
+    {
+        let runs: Vec<&RunRecord> =
+            r.runs.iter().filter(|x| x.samples.get(key).is_some_and(|v| !v.is_empty())).collect();
         let labels: Vec<String> = runs.iter().map(|x| run_label(r, x)).collect();
         let max = runs.iter().flat_map(|x| x.samples[key].iter()).fold(0f64, |a, b| a.max(*b));
         let n = runs.len().max(1);
-        let mut chart = ChartBuilder::on(panel).caption(label, text_style(16)).margin(14).x_label_area_size(34).y_label_area_size(64).build_cartesian_2d(-0.5f64..n as f64 - 0.5, y_range(max))?;
+        let mut chart = ChartBuilder::on(panel)
+            .caption(label, text_style(16))
+            .margin(14)
+            .x_label_area_size(34)
+            .y_label_area_size(64)
+            .build_cartesian_2d(-0.5f64..n as f64 - 0.5, y_range(max))?;
         let fmt = |x: &f64| category(&labels, *x);
-        chart.configure_mesh().disable_x_mesh().x_labels(n).x_label_formatter(&fmt).y_desc("latency (ms)").label_style(text_style(13)).axis_desc_style(text_style(14)).max_light_lines(1).light_line_style(RGBColor(240, 240, 240)).y_label_formatter(&|v| axis_number(*v)).draw()?;
+        chart
+            .configure_mesh()
+            .disable_x_mesh()
+            .x_labels(n)
+            .x_label_formatter(&fmt)
+            .y_desc("latency (ms)")
+            .label_style(text_style(13))
+            .axis_desc_style(text_style(14))
+            .max_light_lines(1)
+            .light_line_style(RGBColor(240, 240, 240))
+            .y_label_formatter(&|v| axis_number(*v))
+            .draw()?;
         for (i, run) in runs.iter().enumerate() {
             let v = &run.samples[key];
             let c = strategy_colour(run.strategy);
@@ -53,11 +74,16 @@ where
             ])?;
             if let Some([lo, hi]) = run.latency_ms.get(key).and_then(|s| s.p50_ci) {
                 let bx = x + w + 0.06;
-                chart.draw_series([PathElement::new(vec![(bx, lo), (bx, hi)], BLACK.stroke_width(3)), PathElement::new(vec![(bx - 0.03, lo), (bx + 0.03, lo)], BLACK.stroke_width(2)), PathElement::new(vec![(bx - 0.03, hi), (bx + 0.03, hi)], BLACK.stroke_width(2))])?;
+                chart.draw_series([
+                    PathElement::new(vec![(bx, lo), (bx, hi)], BLACK.stroke_width(3)),
+                    PathElement::new(vec![(bx - 0.03, lo), (bx + 0.03, lo)], BLACK.stroke_width(2)),
+                    PathElement::new(vec![(bx - 0.03, hi), (bx + 0.03, hi)], BLACK.stroke_width(2)),
+                ])?;
             }
             let outliers = fences.map(|f| f.indices).unwrap_or_default();
             let mut rng = stats::Rng::new(stats::SEED ^ i as u64);
-            let pts: Vec<(f64, f64, bool)> = v.iter().enumerate().map(|(j, y)| (x + (rng.unit() - 0.5) * 0.3, *y, outliers.contains(&j))).collect();
+            let pts: Vec<(f64, f64, bool)> =
+                v.iter().enumerate().map(|(j, y)| (x + (rng.unit() - 0.5) * 0.3, *y, outliers.contains(&j))).collect();
             chart.draw_series(pts.iter().filter(|p| !p.2).map(|p| Circle::new((p.0, p.1), 3, c.mix(0.75).filled())))?;
             chart.draw_series(pts.iter().filter(|p| p.2).map(|p| Cross::new((p.0, p.1), 5, BLACK.stroke_width(2))))?;
         }

@@ -67,14 +67,23 @@ pub fn strategy_colour(s: Strategy) -> RGBColor {
 
 /// Category label of a run: the strategy when all runs share device, backend and precision.
 pub fn run_label(r: &Results, run: &RunRecord) -> String {
-    let one_group = r.runs.iter().all(|x| x.device == run.device && x.backend == run.backend && x.precision == run.precision);
-    if one_group { run.strategy.as_str().to_string() } else { format!("{}/{}/{} {}", run.device, run.backend, run.precision, run.strategy) }
+    let one_group =
+        r.runs.iter().all(|x| x.device == run.device && x.backend == run.backend && x.precision == run.precision);
+    if one_group {
+        run.strategy.as_str().to_string()
+    } else {
+        format!("{}/{}/{} {}", run.device, run.backend, run.precision, run.strategy)
+    }
 }
 
 /// Label formatter for categories at x = 0, 1, 2, ... on an f64 axis.
 pub fn category(labels: &[String], x: f64) -> String {
     let i = x.round();
-    if (x - i).abs() < 1e-6 && i >= 0.0 && (i as usize) < labels.len() { labels[i as usize].clone() } else { String::new() }
+    if (x - i).abs() < 1e-6 && i >= 0.0 && (i as usize) < labels.len() {
+        labels[i as usize].clone()
+    } else {
+        String::new()
+    }
 }
 
 pub fn title_style() -> TextStyle<'static> {
@@ -86,7 +95,13 @@ pub fn text_style(size: u32) -> TextStyle<'static> {
 }
 
 /// Draw a plot on both backends.
-pub fn render<S, P>(name: &'static str, title: &str, (w, h): (u32, u32), svg: S, png: P) -> Result<Option<Rendered>, ReportError>
+pub fn render<S, P>(
+    name: &'static str,
+    title: &str,
+    (w, h): (u32, u32),
+    svg: S,
+    png: P,
+) -> Result<Option<Rendered>, ReportError>
 where
     S: FnOnce(&DrawingArea<SVGBackend<'_>, Shift>) -> DrawResult,
     P: FnOnce(&DrawingArea<BitMapBackend<'_>, Shift>) -> DrawResult,
@@ -124,17 +139,33 @@ pub fn render_all(r: &Results) -> Result<Vec<Rendered>, ReportError> {
 }
 
 pub fn export(rep: &Report) -> Result<Vec<Artefact>, ReportError> {
-    Ok(rep.plots.iter().flat_map(|p| [Artefact::text(format!("plots/{}.svg", p.name), p.svg.clone()), Artefact { path: format!("plots/{}.png", p.name), bytes: p.png.clone() }]).collect())
+    Ok(rep
+        .plots
+        .iter()
+        .flat_map(|p| {
+            [
+                Artefact::text(format!("plots/{}.svg", p.name), p.svg.clone()),
+                Artefact { path: format!("plots/{}.png", p.name), bytes: p.png.clone() },
+            ]
+        })
+        .collect())
 }
 
 /// Axis numbers: integers from 10 up, otherwise up to two decimals.
 pub fn axis_number(v: f64) -> String {
-    if v.abs() >= 10.0 || v == 0.0 { format!("{v:.0}") } else { format!("{v:.2}").trim_end_matches('0').trim_end_matches('.').to_string() }
+    if v.abs() >= 10.0 || v == 0.0 {
+        format!("{v:.0}")
+    } else {
+        format!("{v:.2}").trim_end_matches('0').trim_end_matches('.').to_string()
+    }
 }
 
 /// Text centred above a point (bar labels).
 pub fn above(size: u32) -> TextStyle<'static> {
-    text_style(size).pos(plotters::style::text_anchor::Pos::new(plotters::style::text_anchor::HPos::Center, plotters::style::text_anchor::VPos::Bottom))
+    text_style(size).pos(plotters::style::text_anchor::Pos::new(
+        plotters::style::text_anchor::HPos::Center,
+        plotters::style::text_anchor::VPos::Bottom,
+    ))
 }
 
 /// A legend drawn in its own area (outside the plots): a colour swatch and a label per entry.

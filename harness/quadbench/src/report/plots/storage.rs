@@ -19,10 +19,29 @@ where
     let labels: Vec<String> = r.runs.iter().map(|x| run_label(r, x)).collect();
     let max = r.runs.iter().map(|x| x.storage.total_bytes as f64 / 1e6).fold(0f64, f64::max);
     let n = r.runs.len();
-    let mut chart = ChartBuilder::on(&root).margin(16).x_label_area_size(34).y_label_area_size(70).build_cartesian_2d(-0.5f64..n as f64 - 0.5, y_range(max * 1.05))?;
+    let mut chart = ChartBuilder::on(&root)
+        .margin(16)
+        .x_label_area_size(34)
+        .y_label_area_size(70)
+        .build_cartesian_2d(-0.5f64..n as f64 - 0.5, y_range(max * 1.05))?;
     let fmt = |x: &f64| category(&labels, *x);
-    chart.configure_mesh().disable_x_mesh().x_labels(n).x_label_formatter(&fmt).y_desc("storage (MB)").label_style(text_style(13)).axis_desc_style(text_style(14)).max_light_lines(1).light_line_style(RGBColor(240, 240, 240)).y_label_formatter(&|v| axis_number(*v)).draw()?;
-    let parts: [(&str, RGBColor, fn(&RunRecord) -> u64); 3] = [("foundation", BLUE, |x| x.storage.foundation_bytes), ("adapters (LoRA)", GREEN, |x| x.storage.adapter_bytes), ("per-task binaries", VERMILLION, |x| x.storage.baseline_bytes)];
+    chart
+        .configure_mesh()
+        .disable_x_mesh()
+        .x_labels(n)
+        .x_label_formatter(&fmt)
+        .y_desc("storage (MB)")
+        .label_style(text_style(13))
+        .axis_desc_style(text_style(14))
+        .max_light_lines(1)
+        .light_line_style(RGBColor(240, 240, 240))
+        .y_label_formatter(&|v| axis_number(*v))
+        .draw()?;
+    let parts: [(&str, RGBColor, fn(&RunRecord) -> u64); 3] = [
+        ("foundation", BLUE, |x| x.storage.foundation_bytes),
+        ("adapters (LoRA)", GREEN, |x| x.storage.adapter_bytes),
+        ("per-task binaries", VERMILLION, |x| x.storage.baseline_bytes),
+    ];
     let mut base = vec![0f64; n];
     for (name, c, get) in parts {
         let bars: Vec<Rectangle<(f64, f64)>> = r
@@ -36,9 +55,24 @@ where
                 rect
             })
             .collect();
-        chart.draw_series(bars)?.label(name).legend(move |(x, y)| Rectangle::new([(x, y - 6), (x + 14, y + 6)], c.filled()));
+        chart
+            .draw_series(bars)?
+            .label(name)
+            .legend(move |(x, y)| Rectangle::new([(x, y - 6), (x + 14, y + 6)], c.filled()));
     }
-    chart.draw_series(r.runs.iter().enumerate().map(|(i, x)| Text::new(format!("{:.1} MB", x.storage.total_bytes as f64 / 1e6), (i as f64, x.storage.total_bytes as f64 / 1e6 + max * 0.01), above(14))))?;
-    chart.configure_series_labels().position(SeriesLabelPosition::UpperLeft).background_style(WHITE.mix(0.85)).border_style(GREY).label_font(text_style(14)).draw()?;
+    chart.draw_series(r.runs.iter().enumerate().map(|(i, x)| {
+        Text::new(
+            format!("{:.1} MB", x.storage.total_bytes as f64 / 1e6),
+            (i as f64, x.storage.total_bytes as f64 / 1e6 + max * 0.01),
+            above(14),
+        )
+    }))?;
+    chart
+        .configure_series_labels()
+        .position(SeriesLabelPosition::UpperLeft)
+        .background_style(WHITE.mix(0.85))
+        .border_style(GREY)
+        .label_font(text_style(14))
+        .draw()?;
     Ok(())
 }
