@@ -6,11 +6,13 @@
 //! Each test owns its adb server and loopback device and kills them at the end, so tests can run
 //! in parallel. Workloads are tiny (reference package with 3 tasks at 64 px) to stay fast.
 
+use quadbench::config::Scenario;
 use quadbench::device::adb::Adb;
-use quadbench::device::{AdbSettings, DeviceError, ExecLimits, Transport};
+use quadbench::device::adb::AdbSettings;
+use quadbench::device::{DeviceError, ExecLimits, Transport};
+use quadbench::events::{Event, Reporter};
 use quadbench::results::{Results, RunState};
-use quadbench::run::{self, Event, Reporter, RunOptions};
-use quadbench::scenario::Scenario;
+use quadbench::scheduler::{self as run, RunOptions};
 use quadbench_loopback::{Faults, LoopbackConfig, LoopbackDevice};
 use std::net::{SocketAddrV4, TcpListener};
 use std::path::{Path, PathBuf};
@@ -159,7 +161,7 @@ fn scenario(dir: &Path, device: &Path, min_duration_s: f64) -> Scenario {
         device.display()
     );
     std::fs::write(&p, text).unwrap();
-    Scenario::load(&p, &repo_root()).unwrap()
+    Scenario::load(&p).unwrap()
 }
 
 /// Builds the runner beside the test binary once (it is another package, which `cargo test -p
@@ -522,7 +524,7 @@ fn unhealthy_device_then_resume_skips_finished_runs() {
     // From the second run on, every upload is corrupted: a persistent infrastructure error.
     let dev = rig.dev.clone();
     let hook = move |e: &Event| {
-        if let Event::RunStart { index: 2, .. } = e {
+        if let Event::RunStarted { index: 2, .. } = e {
             dev.set_faults(Faults { corrupt_push: true, ..Default::default() });
         }
     };
@@ -590,7 +592,7 @@ fn npu_scenario_over_adb_pushes_the_qnn_plugin_and_matches_local() {
             device.display()
         );
         std::fs::write(&p, text).unwrap();
-        Scenario::load(&p, &repo_root()).unwrap()
+        Scenario::load(&p).unwrap()
     };
     let mut rec = Recorder { events: vec![], hook: |_: &Event| {} };
     let local = run::run_scenario(

@@ -60,7 +60,8 @@ fn unified_equals_merged_and_the_analytic_edit() {
     )
     .unwrap();
     let input_file = dir.path().join("astronaut.f32");
-    quadbench::run::prepare_input(&repo().join("golden/inputs/astronaut.png"), res as u32, &input_file).unwrap();
+    quadbench::package::input::prepare_input(&repo().join("golden/inputs/astronaut.png"), res as u32, &input_file)
+        .unwrap();
     let image = load_input(&input_file, &[1, 3, res as i64, res as i64]).unwrap();
     let raw: Vec<f32> = std::fs::read(&input_file)
         .unwrap()
@@ -103,7 +104,8 @@ fn edits_differ_on(photo: &str) {
     let dir = tempfile::tempdir().unwrap();
     let f = dir.path().join("in.f32");
     let res = ReferenceParams::default().resolution;
-    quadbench::run::prepare_input(&repo().join(format!("golden/inputs/{photo}.png")), res as u32, &f).unwrap();
+    quadbench::package::input::prepare_input(&repo().join(format!("golden/inputs/{photo}.png")), res as u32, &f)
+        .unwrap();
     let raw: Vec<f32> =
         std::fs::read(&f).unwrap().chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect();
     let outs: Vec<(String, Vec<f32>)> = filters::edits(10, ReferenceParams::default().seed)

@@ -168,7 +168,7 @@ mod e2e {
 
     fn run_raw(m: &package::Manifest, dir: &Path, s: Strategy, backend: &str, out: &str) -> RunResult {
         for n in INPUTS {
-            quadbench::run::prepare_input(
+            quadbench::package::input::prepare_input(
                 &repo().join(format!("golden/inputs/{n}.png")),
                 m.pipeline.image_height,
                 &dir.join(format!("{n}.f32")),

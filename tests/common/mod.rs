@@ -13,8 +13,28 @@ pub fn repo() -> PathBuf {
         .to_path_buf()
 }
 
-/// The quadbench binary under test.
+/// Builds `quadbench-runner` beside the quadbench binary once: it is another package, which
+/// `cargo test -p quadbench` does not build, and every run needs it.
+pub fn ensure_runner() {
+    static BUILD: std::sync::Once = std::sync::Once::new();
+    BUILD.call_once(|| {
+        let bin = Path::new(env!("CARGO_BIN_EXE_quadbench"));
+        let runner = bin.with_file_name("quadbench-runner");
+        let profile_dir = bin.parent().unwrap();
+        let target_dir = profile_dir.parent().unwrap();
+        let mut c = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+        c.args(["build", "-q", "-p", "quadbench-runner", "--target-dir"]).arg(target_dir).current_dir(repo());
+        if profile_dir.file_name().is_some_and(|n| n == "release") {
+            c.arg("--release");
+        }
+        let st = c.status().expect("running cargo to build quadbench-runner");
+        assert!(st.success() && runner.exists(), "building quadbench-runner failed; {} missing", runner.display());
+    });
+}
+
+/// The quadbench binary under test (with the runner built beside it).
 pub fn quadbench() -> Command {
+    ensure_runner();
     let mut c = Command::new(env!("CARGO_BIN_EXE_quadbench"));
     c.env_remove("QUADBENCH_RUNNER_FAULT");
     c

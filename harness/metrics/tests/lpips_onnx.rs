@@ -2,8 +2,8 @@
 //! (made by `make_fixtures.py`): `lpips_msd.onnx` = mean((in0 - in1)^2) and
 //! `order_probe.onnx` = mean(in0) - 0.5 mean(in1), so the expected values can be computed here.
 //!
-//! Needs the `lpips-onnx` feature (on in `cargo test --workspace`, where the host crate enables it)
-//! and ONNX Runtime from runtime provisioning (`QUADBENCH_ORT_LIB`, or fetched on first use).
+//! Built only with the `lpips-onnx` feature (`required-features` in Cargo.toml; on in `cargo test
+//! --workspace`, where the host crate enables it), and needs ONNX Runtime from runtime provisioning (`QUADBENCH_ORT_LIB`, or fetched on first use).
 
 use std::path::{Path, PathBuf};
 
@@ -11,14 +11,6 @@ fn fixtures() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures")
 }
 
-#[cfg(not(feature = "lpips-onnx"))]
-#[test]
-fn lpips_onnx_models() {
-    let _ = fixtures();
-    eprintln!("skipped: build with --features lpips-onnx (cargo test --workspace does) to run the onnx lpips test");
-}
-
-#[cfg(feature = "lpips-onnx")]
 #[test]
 fn lpips_onnx_models() {
     use quadbench_metrics::lpips::to_nchw_pm1;

@@ -11,8 +11,23 @@
 //! plan whose schema string it does not know; additive changes (new optional fields) keep the
 //! version, anything else bumps it.
 
+pub mod backend;
+pub mod rng;
+
+pub use backend::{BACKENDS, Backend, BackendInfo};
+
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
+
+/// Sample keys of a run result's `samples_ms` besides the per-stage ones (which are stage names).
+pub mod sample_key {
+    /// End-to-end latency of a steady-state request.
+    pub const E2E: &str = "e2e";
+    /// Task switch: from the switch request to the first output of the new task.
+    pub const SWITCH: &str = "switch";
+    /// The load part of a switch (adapter load + bind, or session re-creation).
+    pub const SWITCH_LOAD: &str = "switch_load";
+}
 
 /// Schema tag of a run plan.
 pub const PLAN_SCHEMA: &str = "quadbench.plan/1";

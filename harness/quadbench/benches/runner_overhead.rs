@@ -8,17 +8,15 @@
 //! (`cargo bench` builds release binaries; the runner must be built too:
 //! `cargo build --release -p quadbench-runner` first.)
 
+use quadbench::config::Scenario;
+use quadbench::events::Quiet;
 use quadbench::package::reference::ReferenceParams;
+use quadbench::package::source::PackageSource;
+use quadbench::package::source::reference::Reference;
 use quadbench::results::percentile;
-use quadbench::run::{self, Event, Reporter, RunOptions};
-use quadbench::scenario::{PackageRef, Scenario};
+use quadbench::scheduler::{self as run, RunOptions};
 use quadbench_protocol::LoraPart;
 use std::time::Instant;
-
-struct Quiet;
-impl Reporter for Quiet {
-    fn event(&mut self, _: &Event) {}
-}
 
 const SAMPLES: u32 = 40;
 
@@ -31,7 +29,8 @@ fn main() {
     let tmp = tempfile::tempdir().unwrap();
     let params = ReferenceParams::default();
     let cache = quadbench_runtime::cache_dir().join("packages");
-    let (pkg_dir, m) = run::resolve_package(&PackageRef::Reference(params.clone()), &cache, &mut Quiet).unwrap();
+    let pkg_dir = Reference(params.clone()).resolve(&cache, &mut Quiet).unwrap();
+    let m = quadbench::package::check(&pkg_dir).unwrap();
 
     let lib = quadbench_runtime::ensure_onnxruntime().unwrap();
     let env = ort::init_from(&lib.library).unwrap().with_name("bare").build().unwrap();
@@ -48,7 +47,7 @@ fn main() {
         "schema: quadbench.scenario/1\nname: overhead\npackage: {{path: {}}}\ndevices: [{}]\nbackends: [cpu]\nstrategies: [unified]\ninputs: [{}]\nworkload: {{requests_per_visit: 5, warmup_visits: 1, min_samples: {SAMPLES}, min_switches: 0, min_duration_s: 0, max_duration_s: 120}}\n",
         pkg_dir.display(), device.display(), repo.join("golden/inputs/astronaut.png").display()
     )).unwrap();
-    let sc = Scenario::load(&sc_path, &repo).unwrap();
+    let sc = Scenario::load(&sc_path).unwrap();
     let opts = RunOptions { out: tmp.path().join("out"), device_override: None, package_cache: cache, resume: false };
     let results = run::run_scenario(&sc, &opts, &mut Quiet)
         .expect("runner run (build it: cargo build --release -p quadbench-runner)");

@@ -1,65 +1,42 @@
 //! quadbench: benchmarks and validates on-device generative vision models, comparing a unified
 //! multi-LoRA deployment (adapters as runtime inputs of one graph) with per-task merged binaries.
 //!
-//! Modules own one area each: `package` (model packages), `scenario` (what to run), `device`
-//! (transports), `plan` (host side of the runner protocol), `run` (the run loop and its events),
-//! `results` (results.json and friends), `stats` (intervals, outliers), `throttle` (cool-down
-//! between runs), `report` (tables, plots, JUnit, HTML from a results directory), `yaml`
-//! (located YAML errors).
+//! The host crate, along the data flow (each module depends only on those listed before it;
+//! docs/ARCHITECTURE.md draws it):
+//!
+//! - `names`, `yaml`, `time`: validation of names, located YAML errors, UTC timestamps;
+//! - `results`, `stats`: results.json and its statistics (to become the schema and report crates);
+//! - `package`: manifests, checks, the package cache and the package sources (`package::source`);
+//! - `device`: the [`device::Transport`] trait and its registry (one file per transport);
+//! - `backend`: the host side of the shared backend list (plugin EP libraries a run needs);
+//! - `quality`: scoring outputs against goldens;
+//! - `config`: scenarios and device profiles, validated before any device is touched;
+//! - `events`: what the run loop reports, including each finished run's record;
+//! - `plan`: the device x backend x strategy runs of a scenario and their runner plans;
+//! - `sink`: where finished runs go (results.json, samples CSV; one file each);
+//! - `scheduler`: the run loop (staging, exec, pull, retries, resume, throttle);
+//! - `report`: tables, plots and exporters from a results directory;
+//! - `cmd`: the command line, one file per subcommand, one error-to-exit-code mapping.
 
+pub(crate) mod backend;
+pub(crate) mod bundled;
+pub mod claims;
+pub mod cmd;
+pub mod config;
+pub mod device;
+pub mod events;
+pub(crate) mod interrupt;
+pub mod metric;
+pub(crate) mod names;
 pub mod package;
+pub(crate) mod plan;
+pub(crate) mod quality;
+pub mod report;
+pub mod results;
+pub mod scheduler;
+pub(crate) mod sink;
+pub mod stats;
+pub(crate) mod time;
 pub mod yaml;
 
-/// What [`safe_name`] accepts, for error messages.
-pub const SAFE_NAME_CHARS: &str = "letters, digits, `_`, `-`, `.`, `+`";
-
-/// A name usable as a file-name component: letters, digits, `_`, `-`, `.`, `+` (not only dots,
-/// not starting with `-`). `+` is there because vendored libraries carry it (auditwheel's
-/// `libc++-71bc274c.so.1.0`); it means nothing to a shell or to adb's quoting, and every remote
-/// argument is quoted anyway. A leading `-` would read as an option to the device's tools.
-pub fn safe_name(s: &str) -> bool {
-    !s.is_empty()
-        && s.len() <= 128
-        && !s.starts_with('-')
-        && !s.chars().all(|c| c == '.')
-        && s.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.' | '+'))
-}
-
-/// A relative path whose components are all safe names.
-pub fn safe_relative_path(s: &str) -> bool {
-    !s.starts_with('/') && s.split('/').all(safe_name)
-}
-pub mod device;
-pub mod golden;
-pub mod npu;
-pub mod quality;
-pub mod report;
-pub mod resilience;
-pub mod results;
-pub mod run;
-pub mod scenario;
-pub mod stats;
-pub mod throttle;
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn safe_names_admit_vendored_library_names_and_nothing_hostile() {
-        for ok in ["astronaut", "w8a16", "libc++-71bc274c.so.1.0", "libQnnHtpV75Skel.so", "a.b_c-d", "x+y"] {
-            assert!(safe_name(ok), "{ok}");
-        }
-        for bad in [
-            "", ".", "..", "...", "a b", "a/b", "-rf", "x;y", "$x", "`id`", "it's", "a\nb", "ü", "a*", "~", "a\\b",
-            "%s",
-        ] {
-            assert!(!safe_name(bad), "{bad:?}");
-        }
-        assert!(!safe_name(&"a".repeat(129)));
-        assert!(safe_relative_path("runtime/qnn-0123/onnxruntime_qnn.libs/libc++-71bc274c.so.1.0"));
-        for bad in ["/abs", "a//b", "a/../b", "a/./b", "", "a/"] {
-            assert!(!safe_relative_path(bad), "{bad:?}");
-        }
-    }
-}
+pub(crate) use names::{SAFE_NAME_CHARS, safe_name, safe_relative_path};

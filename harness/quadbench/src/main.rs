@@ -1,10 +1,5 @@
-//! The `quadbench` binary: command-line parsing and exit codes. Work happens in the library.
-
-mod ablation;
-mod bless;
-mod cli;
-mod compare;
-mod progress;
+//! The `quadbench` binary. Everything, the command line included, lives in the library
+//! (`quadbench::cmd`), so that tests and the binary share one code path.
 
 fn main() {
     // adb_client copies TERM unquoted into adb's shell service string (`shell,v2,TERM=..:cmd`);
@@ -14,5 +9,5 @@ fn main() {
         // SAFETY: no other thread exists yet.
         unsafe { std::env::remove_var("TERM") };
     }
-    std::process::exit(cli::main());
+    std::process::exit(quadbench::cmd::main());
 }

@@ -2,7 +2,6 @@
 //! confidence intervals. Written incrementally: a finished run is on disk (atomic rename) before
 //! the next one starts. Reports (`crate::report`) are regenerated from these files alone.
 
-use crate::scenario::Claim;
 use crate::stats;
 use quadbench_protocol::{MemoryPhase, OutputImage, RunResult, Storage, Strategy, SwitchEvent};
 use serde::{Deserialize, Serialize};
@@ -104,6 +103,18 @@ pub enum RunState {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct RunRecord {
     pub id: String,
+    /// Stable key of the configuration across invocations and hosts:
+    /// `<scenario>/<device>/<backend>/<precision>/<strategy>` (absent in older files).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub key: String,
+    /// The machine that drove the run (its host name).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub host: String,
+    /// When the run started and finished, UTC, RFC 3339 (absent in older files).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub started_at: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub finished_at: String,
     pub device: String,
     pub backend: String,
     pub precision: String,
@@ -144,7 +155,7 @@ pub struct RunRecord {
     pub quality: BTreeMap<String, TaskQuality>,
     /// Throttle check and cooldown before the run (absent in older files).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub throttle: Option<crate::throttle::ThrottleInfo>,
+    pub throttle: Option<ThrottleInfo>,
     /// Raw samples by metric (in memory only: on disk they are `samples_csv`).
     #[serde(skip)]
     pub samples: BTreeMap<String, Vec<f64>>,
@@ -196,6 +207,10 @@ impl RunRecord {
             r.samples_ms.iter().map(|(k, v)| (k.clone(), v.iter().map(|x| csv_value(*x)).collect())).collect();
         RunRecord {
             id: id.into(),
+            key: String::new(),
+            host: String::new(),
+            started_at: String::new(),
+            finished_at: String::new(),
             device: device.into(),
             backend: r.backend.clone(),
             precision: r.precision.clone(),
@@ -245,6 +260,10 @@ impl RunRecord {
     ) -> RunRecord {
         RunRecord {
             id: id.into(),
+            key: String::new(),
+            host: String::new(),
+            started_at: String::new(),
+            finished_at: String::new(),
             device: device.into(),
             backend: backend.into(),
             precision: precision.into(),
@@ -275,17 +294,31 @@ impl RunRecord {
             storage_basis: None,
         }
     }
+}
 
-    /// Value of a claim metric (lower is better).
-    pub fn metric(&self, metric: &str) -> Option<f64> {
-        match metric {
-            "storage.total_bytes" => Some(self.storage.total_bytes as f64),
-            "memory.peak_rss_bytes" => self.memory.peak_rss_bytes.map(|v| v as f64),
-            "memory.peak_pss_bytes" => self.memory.peak_pss_bytes.map(|v| v as f64),
-            "init_ms" => Some(self.init_ms),
-            m => m.strip_prefix("latency_ms.").and_then(|k| self.latency_ms.get(k)).map(|s| s.p50),
-        }
-    }
+/// What happened before one run (recorded per run in results.json): the throttle check and
+/// cool-downs (see `scheduler::throttle`).
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct ThrottleInfo {
+    /// `host-cpu` (calibration workload timed on the host) or `none` (skipped, see `note`).
+    pub method: String,
+    /// Fastest calibration before this run's checks, ms (the reference).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reference_ms: Option<f64>,
+    /// Each calibration measured before this run, ms.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub calibration_ms: Vec<f64>,
+    /// Last calibration / reference - 1.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub slowdown: Option<f64>,
+    /// Cool-downs taken because the calibration was too slow.
+    pub retries: u32,
+    /// Still throttled after all retries: the run's timings are suspect.
+    pub throttled: bool,
+    /// Time slept before the run (between-run cooldown plus throttle cool-downs), ms.
+    pub cooldown_ms: f64,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub note: String,
 }
 
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
@@ -369,85 +402,6 @@ pub struct ClaimResult {
     pub note: String,
 }
 
-/// Evaluate claims for every device x backend x precision group present in `runs`. Latency
-/// claims need the runs' raw samples ([`RunRecord::samples`]) for their interval.
-pub fn evaluate_claims(claims: &[Claim], runs: &[RunRecord]) -> Vec<ClaimResult> {
-    let mut groups: Vec<(String, String, String)> =
-        runs.iter().map(|r| (r.device.clone(), r.backend.clone(), r.precision.clone())).collect();
-    groups.sort();
-    groups.dedup();
-    let mut out = Vec::new();
-    for (device, backend, precision) in &groups {
-        for c in claims {
-            let run = |s: Strategy| {
-                runs.iter().find(|r| {
-                    &r.device == device
-                        && &r.backend == backend
-                        && &r.precision == precision
-                        && r.strategy == s
-                        && r.status == RunState::Ok
-                })
-            };
-            let (br, kr) = (run(c.baseline), run(c.candidate));
-            let (b, k) = (br.and_then(|r| r.metric(&c.metric)), kr.and_then(|r| r.metric(&c.metric)));
-            let ratio = match (b, k) {
-                (Some(b), Some(k)) if k > 0.0 => Some(b / k),
-                _ => None,
-            };
-            let mut res = ClaimResult {
-                name: c.name.clone(),
-                metric: c.metric.clone(),
-                device: device.clone(),
-                backend: backend.clone(),
-                precision: precision.clone(),
-                baseline: c.baseline,
-                candidate: c.candidate,
-                baseline_value: b,
-                candidate_value: k,
-                ratio,
-                ci_low: None,
-                ci_high: None,
-                ci_method: CiMethod::None,
-                bootstrap_resamples: None,
-                bootstrap_seed: None,
-                threshold: c.threshold,
-                verdict: Verdict::Missing,
-                note: String::new(),
-            };
-            let (Some(r), Some(br), Some(kr)) = (ratio, br, kr) else {
-                res.note = "a run this claim needs is missing or failed".into();
-                out.push(res);
-                continue;
-            };
-            if c.metric == "storage.total_bytes" {
-                (res.ci_low, res.ci_high, res.ci_method) = (Some(r), Some(r), CiMethod::Exact);
-                res.note = "deterministic: interval = point".into();
-            } else if let Some(key) = c.metric.strip_prefix("latency_ms.") {
-                match (br.samples.get(key), kr.samples.get(key)) {
-                    (Some(bs), Some(ks)) => match stats::ratio_of_medians_ci(bs, ks, stats::SEED) {
-                        Some([lo, hi]) => {
-                            (res.ci_low, res.ci_high, res.ci_method) = (Some(lo), Some(hi), CiMethod::Bootstrap);
-                            (res.bootstrap_resamples, res.bootstrap_seed) = (Some(stats::RESAMPLES), Some(stats::SEED));
-                        }
-                        None => res.note = "too few samples for an interval".into(),
-                    },
-                    _ => res.note = "raw samples unavailable: no interval".into(),
-                }
-            } else {
-                res.note = "one measurement per run: no interval (repeat runs for one); verdict from the point".into();
-            }
-            res.verdict = match (res.ci_low, res.ci_high, res.ci_method) {
-                (Some(lo), Some(hi), _) => Verdict::of_interval(lo, hi, c.threshold),
-                // Latency without an interval is not evidence either way.
-                (_, _, _) if c.metric.starts_with("latency_ms.") => Verdict::Inconclusive,
-                _ => Verdict::of_interval(r, r, c.threshold),
-            };
-            out.push(res);
-        }
-    }
-    out
-}
-
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ScenarioInfo {
     pub name: String,
@@ -470,6 +424,15 @@ pub struct PackageInfo {
     pub golden_package: Option<String>,
 }
 
+/// A device profile as a run used it.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct DeviceRef {
+    pub name: String,
+    pub path: String,
+    /// sha256 of the profile file's bytes.
+    pub sha256: String,
+}
+
 /// The whole results.json.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Results {
@@ -477,6 +440,10 @@ pub struct Results {
     pub quadbench_version: String,
     pub scenario: ScenarioInfo,
     pub package: PackageInfo,
+    /// The device profiles the runs used, so that `--resume` can refuse another setup (absent
+    /// in older files).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub devices: Vec<DeviceRef>,
     pub runs: Vec<RunRecord>,
     pub claims: Vec<ClaimResult>,
     pub complete: bool,
@@ -559,8 +526,12 @@ pub fn read_samples_csv(path: &Path, run_id: &str) -> Result<BTreeMap<String, Ve
 pub fn write_json_atomic<T: Serialize>(path: &Path, value: &T) -> std::io::Result<()> {
     let tmp = path.with_extension("json.tmp");
     let text = serde_json::to_string_pretty(value).map_err(std::io::Error::other)?;
-    std::fs::write(&tmp, text + "\n")?;
-    std::fs::rename(&tmp, path)
+    let r = std::fs::write(&tmp, text + "\n").and_then(|_| std::fs::rename(&tmp, path));
+    if r.is_err() {
+        // Disk full or unwritable: no half-written temporary file stays behind.
+        let _ = std::fs::remove_file(&tmp);
+    }
+    r
 }
 
 /// A sample as written to (and read back from) the samples CSV.
@@ -574,13 +545,13 @@ pub fn summaries(samples: &BTreeMap<String, Vec<f64>>) -> BTreeMap<String, Summa
 }
 
 /// Raw samples of one run as CSV: `run_id,metric,index,value_ms`.
-pub fn write_samples_csv(path: &Path, run_id: &str, r: &RunResult) -> Result<(), csv::Error> {
+pub fn write_samples_csv(path: &Path, run_id: &str, samples: &BTreeMap<String, Vec<f64>>) -> Result<(), csv::Error> {
     if let Some(p) = path.parent() {
         std::fs::create_dir_all(p)?;
     }
     let mut w = csv::Writer::from_path(path)?;
     w.write_record(["run_id", "metric", "index", "value_ms"])?;
-    for (k, v) in &r.samples_ms {
+    for (k, v) in samples {
         for (i, x) in v.iter().enumerate() {
             w.write_record([run_id, k, &i.to_string(), &format!("{x:.6}")])?;
         }
@@ -602,48 +573,5 @@ mod tests {
         assert!((s.mean - 4.0).abs() < 1e-12);
         assert!((s.std - 3.5355339059327378).abs() < 1e-12);
         assert!(Summary::of(&[]).is_none());
-    }
-
-    fn run_with(strategy: Strategy, switch: Vec<f64>, total_bytes: u64) -> RunRecord {
-        let storage = Storage { total_bytes, ..Default::default() };
-        let mut r =
-            RunRecord::failed("r", "dev", "cpu", "fp32", strategy, storage, String::new(), String::new(), false);
-        r.status = RunState::Ok;
-        r.samples.insert("switch".into(), switch);
-        r.latency_ms = summaries(&r.samples);
-        r
-    }
-
-    #[test]
-    fn claim_verdicts_follow_the_interval() {
-        let claim = |metric: &str, threshold: f64| Claim {
-            name: "c".into(),
-            metric: metric.into(),
-            baseline: Strategy::SeparateReload,
-            candidate: Strategy::Unified,
-            threshold,
-        };
-        let spread =
-            |centre: f64| (0..30).map(|i| centre * (1.0 + ((i * 7) % 11) as f64 * 0.02 - 0.1)).collect::<Vec<_>>();
-        let runs =
-            [run_with(Strategy::Unified, spread(100.0), 100), run_with(Strategy::SeparateReload, spread(400.0), 900)];
-        let eval = |c: Claim| evaluate_claims(&[c], &runs).remove(0);
-        let pass = eval(claim("latency_ms.switch", 3.5));
-        let (lo, hi) = (pass.ci_low.unwrap(), pass.ci_high.unwrap());
-        assert!(lo < 4.0 && 4.0 < hi && lo > 3.5, "{lo} {hi}");
-        assert_eq!(
-            (pass.verdict, pass.ci_method, pass.bootstrap_seed),
-            (Verdict::Pass, CiMethod::Bootstrap, Some(stats::SEED))
-        );
-        assert_eq!(eval(claim("latency_ms.switch", 4.5)).verdict, Verdict::Fail);
-        assert_eq!(eval(claim("latency_ms.switch", 4.0)).verdict, Verdict::Inconclusive);
-        let storage = eval(claim("storage.total_bytes", 9.0));
-        assert_eq!((storage.verdict, storage.ci_low, storage.ci_method), (Verdict::Pass, Some(9.0), CiMethod::Exact));
-        let missing = evaluate_claims(
-            &[Claim { candidate: Strategy::SeparateResident, ..claim("storage.total_bytes", 2.0) }],
-            &runs,
-        )
-        .remove(0);
-        assert_eq!(missing.verdict, Verdict::Missing);
     }
 }

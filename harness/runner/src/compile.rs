@@ -92,7 +92,7 @@ pub fn compile_all(
             .map_err(|e| unsupported_ops_hint(&format!("cannot compile {}: {e}", src.display())))?;
         drop(session);
         let compile_ms = t0.elapsed().as_secs_f64() * 1e3;
-        let (placement, bytes) = inspect(&ctx, &src, b.execution_provider, plan.backend.require_full_offload)?;
+        let (placement, bytes) = inspect(&ctx, &src, b.execution_provider(), plan.backend.require_full_offload)?;
         records.push(CompiledGraph {
             graph: graph.clone(),
             context_graph: ctx_rel.clone(),

@@ -35,13 +35,8 @@ impl Monitor {
 
 /// Order of task visits.
 pub fn visit_order(tasks: usize, order: TaskOrder, seed: u64, count: usize) -> Vec<usize> {
-    let mut state = seed ^ 0x2545_f491_4f6c_dd1d;
-    let mut next = move || {
-        state ^= state << 13;
-        state ^= state >> 7;
-        state ^= state << 17;
-        state
-    };
+    let mut rng = rng::XorShift64::new(seed);
+    let mut next = move || rng.next_u64();
     let mut out = Vec::with_capacity(count);
     for i in 0..count {
         let t = match order {
@@ -223,10 +218,10 @@ fn run_phases(plan: &Plan, dir: &Path, m: &Monitor, r: &mut RunResult) -> Result
         .map_err(|e| format!("cannot create ONNX Runtime environment: {e}"))?;
     r.environment = environment(ort_version(&lib));
     let be = backend::prepare(&env, &plan.backend, &plan.runtime, dir).map_err(|e| e.to_string())?;
-    r.environment.execution_providers = vec![be.execution_provider.to_string()];
+    r.environment.execution_providers = vec![be.execution_provider().to_string()];
     // Compile phase (EP-context models), before init so that neither init nor switches pay it.
     let mut compiled = std::collections::HashMap::new();
-    if be.compiles && plan.backend.options.get(backend::OPT_EP_CONTEXT).is_some_and(|v| v == "1") {
+    if be.compiles() && plan.backend.options.get(backend::OPT_EP_CONTEXT).is_some_and(|v| v == "1") {
         let (records, map) = compile::compile_all(plan, dir, &env, be)?;
         r.storage = compile::compiled_storage(plan, &records);
         r.storage_basis = Some("compiled ep-context artefacts".into());
@@ -317,8 +312,8 @@ fn run_phases(plan: &Plan, dir: &Path, m: &Monitor, r: &mut RunResult) -> Result
                         warmup,
                     });
                     if !warmup {
-                        push(&mut r.samples_ms, "switch", latency);
-                        push(&mut r.samples_ms, "switch_load", load_ms);
+                        push(&mut r.samples_ms, sample_key::SWITCH, latency);
+                        push(&mut r.samples_ms, sample_key::SWITCH_LOAD, load_ms);
                         sw_n += 1;
                     }
                 }
@@ -331,7 +326,7 @@ fn run_phases(plan: &Plan, dir: &Path, m: &Monitor, r: &mut RunResult) -> Result
                 for (stage, ms) in &timing.stages_ms {
                     push(&mut r.samples_ms, stage, *ms);
                 }
-                push(&mut r.samples_ms, "e2e", timing.e2e_ms);
+                push(&mut r.samples_ms, sample_key::E2E, timing.e2e_ms);
                 e2e_n += 1;
                 r.requests += 1;
             }

@@ -24,10 +24,11 @@
 //! `'` -> `'\''`) and NUL bytes are refused; remote paths are built only from validated
 //! components under the root, and strings the device reports are sanitised before display.
 
+use super::watchdog::{self, End};
 use super::{
-    AdbSettings, DeviceError, DeviceInfo, DeviceProfile, ExecLimits, ExecOutcome, RawDeviceProfile, Transport,
+    Capabilities, DeviceError, DeviceInfo, ExecLimits, ExecOutcome, SettingError, SettingsInput, Transport,
+    TransportKind, TransportSettings,
 };
-use crate::yaml::YamlError;
 use adb_client::server::{ADBServer, DeviceState};
 use adb_client::server_device::ADBServerDevice;
 use adb_client::{ADBDeviceExt, HostFeatures, RustADBError};
@@ -36,7 +37,7 @@ use std::io::Write;
 use std::net::{SocketAddr, SocketAddrV4, TcpStream};
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
-use std::sync::mpsc;
+use std::sync::{Arc, mpsc};
 use std::time::{Duration, Instant};
 
 pub const DEFAULT_SERVER: &str = "127.0.0.1:5037";
@@ -108,63 +109,78 @@ pub fn adsp_library_path(dirs: &[String]) -> String {
     v.join(";")
 }
 
-/// Validate the adb fields of a profile (called by [`DeviceProfile::load`]).
-pub(super) fn settings(
-    raw: &RawDeviceProfile,
-    err: &dyn Fn(&str, String, &str) -> YamlError,
-) -> Result<AdbSettings, YamlError> {
-    if raw.work_dir.is_some() {
-        return Err(err(
-            "work_dir:",
-            "`work_dir` applies to the local transport only".into(),
-            "use `root:` for the device directory",
-        ));
+pub const KIND: TransportKind =
+    TransportKind { name: "adb", keys: &["serial", "adb_server", "root", "abi"], parse: parse_settings };
+
+/// Where and how to reach an Android device through an adb server.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AdbSettings {
+    pub serial: String,
+    pub server: SocketAddrV4,
+    /// Absolute device path, validated components only.
+    pub root: String,
+    /// The ABI the runner and runtime were built for, checked against the device's.
+    pub abi: Option<String>,
+}
+
+impl TransportSettings for AdbSettings {
+    fn capabilities(&self) -> Capabilities {
+        Capabilities { is_host: false, shares_host_files: false, abi: self.abi.clone() }
     }
-    let Some(serial) = raw.serial.clone() else {
-        return Err(err(
-            "transport:",
-            "the adb transport needs `serial:`".into(),
+
+    fn open(&self, name: &str) -> Result<Box<dyn Transport>, DeviceError> {
+        Ok(Box::new(Adb::connect(name, self)?))
+    }
+}
+
+/// Validate the adb keys of a device profile.
+fn parse_settings(input: &SettingsInput<'_>) -> Result<Arc<dyn TransportSettings>, SettingError> {
+    let key = |k: &str| super::string_key(input, k);
+    let Some(serial) = key("serial")? else {
+        return Err(SettingError::new(
+            "transport",
+            "the adb transport needs `serial:`",
             "add `serial: <serial>` as `adb devices` prints it (host:port for a TCP device)",
         ));
     };
     if !valid_serial(&serial) {
-        return Err(err(
-            "serial:",
+        return Err(SettingError::new(
+            "serial",
             format!("serial {serial:?} has characters adb serials do not have"),
             "use the serial exactly as `adb devices` prints it",
         ));
     }
-    let server_text = raw.adb_server.clone().unwrap_or_else(|| DEFAULT_SERVER.into());
+    let server_text = key("adb_server")?.unwrap_or_else(|| DEFAULT_SERVER.into());
     let server: SocketAddrV4 = server_text.parse().map_err(|_| {
-        err(
-            "adb_server:",
+        SettingError::new(
+            "adb_server",
             format!("adb_server `{server_text}` is not an IPv4 host:port"),
             "e.g. `adb_server: 127.0.0.1:5037`",
         )
     })?;
-    let root = raw.root.clone().unwrap_or_else(|| DEFAULT_ROOT.into());
+    let root = key("root")?.unwrap_or_else(|| DEFAULT_ROOT.into());
     let root = root.trim_end_matches('/').to_string();
     if !valid_root(&root) {
-        return Err(err(
-            "root:",
+        return Err(SettingError::new(
+            "root",
             format!("root `{root}` must be an absolute device path of safe names"),
-            &format!("e.g. `root: /data/local/tmp/quadbench` ({})", crate::SAFE_NAME_CHARS),
+            format!("e.g. `root: /data/local/tmp/quadbench` ({})", crate::SAFE_NAME_CHARS),
         ));
     }
-    if let Some(abi) = &raw.abi {
+    let abi = key("abi")?;
+    if let Some(abi) = &abi {
         if !crate::safe_name(abi) {
-            return Err(err("abi:", format!("abi `{abi}` is not an ABI name"), "e.g. `abi: arm64-v8a`"));
+            return Err(SettingError::new("abi", format!("abi `{abi}` is not an ABI name"), "e.g. `abi: arm64-v8a`"));
         }
-        let auto = |v: &Option<String>| v.as_deref().is_none_or(|v| v == "auto");
-        if abi != host_abi() && (auto(&raw.runner) || auto(&raw.ort_library)) {
-            return Err(err(
-                "abi:",
+        if abi != host_abi() && input.host_builds {
+            return Err(SettingError::new(
+                "abi",
                 format!("`runner`/`ort_library: auto` are this host's {} builds, not {abi}", host_abi()),
                 "build the runner with `cargo ndk -t arm64-v8a build --release -p quadbench-runner`, take libonnxruntime.so from the onnxruntime-android AAR and set `runner:` and `ort_library:` (docs/adb.md)",
             ));
         }
     }
-    Ok(AdbSettings { serial, server, root, abi: raw.abi.clone() })
+    Ok(Arc::new(AdbSettings { serial, server, root, abi }))
 }
 
 fn adb_server(addr: SocketAddrV4) -> ADBServer {
@@ -461,11 +477,6 @@ pub struct Adb {
     info: DeviceInfo,
 }
 
-pub fn open(p: &DeviceProfile) -> Result<Box<dyn Transport>, DeviceError> {
-    let s = p.adb.clone().expect("adb profiles carry validated adb settings");
-    Ok(Box::new(Adb::connect(&p.name, &s)?))
-}
-
 impl Adb {
     /// Reach the device, read its properties and prepare the root directory.
     pub fn connect(name: &str, s: &AdbSettings) -> Result<Adb, DeviceError> {
@@ -522,10 +533,8 @@ struct LineSink {
     buf: Vec<u8>,
 }
 
-enum Msg {
-    Line(String),
-    Done(Result<Option<u8>, RustADBError>, String),
-}
+/// What the exec worker sends: stdout lines, then the shell call's result and stderr tail.
+type Msg = watchdog::Msg<(Result<Option<u8>, RustADBError>, String)>;
 
 impl LineSink {
     fn send(&mut self, bytes: &[u8]) -> std::io::Result<()> {
@@ -684,32 +693,26 @@ impl Transport for Adb {
             let mut err = TailSink(Vec::new());
             let r = dev.shell_command(&cmd, Some(&mut out), Some(&mut err));
             out.finish();
-            let _ = tx.send(Msg::Done(r, tail(&err.0)));
+            let _ = tx.send(Msg::Done((r, tail(&err.0))));
         });
         worker.map_err(|e| self.conn.infra(format!("cannot start the exec thread: {e}")))?;
-        let (start, mut last) = (Instant::now(), Instant::now());
         let mut pids: Option<(u32, u32)> = None;
         let mut exit: Option<i32> = None;
-        let done = loop {
-            match rx.recv_timeout(Duration::from_millis(100)) {
-                Ok(Msg::Line(l)) => {
-                    last = Instant::now();
-                    if let Some(code) = l.strip_prefix(&marker).and_then(|c| c.trim().parse().ok()) {
-                        exit = Some(code);
-                    } else if let Some(p) = l.strip_prefix(PID_PREFIX).filter(|_| pids.is_none()) {
-                        let mut it = p.split_whitespace().filter_map(|x| x.parse().ok());
-                        pids = it.next().zip(it.next());
-                    } else if !l.is_empty() {
-                        on_line(&l);
-                    }
-                }
-                Ok(Msg::Done(r, stderr)) => break Some((r, stderr)),
-                Err(mpsc::RecvTimeoutError::Disconnected) => break None,
-                Err(mpsc::RecvTimeoutError::Timeout) => {}
+        let end = watchdog::watch(&rx, limits, &mut |l: &str| {
+            if let Some(code) = l.strip_prefix(&marker).and_then(|c| c.trim().parse().ok()) {
+                exit = Some(code);
+            } else if let Some(p) = l.strip_prefix(PID_PREFIX).filter(|_| pids.is_none()) {
+                let mut it = p.split_whitespace().filter_map(|x| x.parse().ok());
+                pids = it.next().zip(it.next());
+            } else if !l.is_empty() {
+                on_line(l);
             }
-            if start.elapsed() > limits.deadline || last.elapsed() > limits.max_silence {
-                return self.stop_hung(pids, &rx, &limits, start.elapsed());
-            }
+        });
+        let done = match end {
+            End::Done(d) => Some(d),
+            End::Closed => None,
+            End::Expired(why) => return self.stop_hung(pids, &rx, why, None),
+            End::Interrupted(sig) => return self.stop_hung(pids, &rx, String::new(), Some(sig)),
         };
         match done {
             Some((Ok(proto), stderr)) if exit.or(proto.map(i32::from)).is_some() => Ok(ExecOutcome { exit_code: exit.or(proto.map(i32::from)), stderr_tail: stderr, timed_out: false }),
@@ -760,14 +763,9 @@ impl Adb {
         &self,
         pids: Option<(u32, u32)>,
         rx: &mpsc::Receiver<Msg>,
-        limits: &ExecLimits,
-        elapsed: Duration,
+        why: String,
+        interrupted: Option<i32>,
     ) -> Result<ExecOutcome, DeviceError> {
-        let why = if elapsed > limits.deadline {
-            format!("past its deadline of {} s", limits.deadline.as_secs())
-        } else {
-            format!("silent for more than {} s", limits.max_silence.as_secs())
-        };
         let killed = match pids {
             // The outer shell's process group first (children of the runner holding stdout die
             // too), else the runner alone.
@@ -780,7 +778,10 @@ impl Adb {
         let t0 = Instant::now();
         while t0.elapsed() < Duration::from_secs(5) {
             match rx.recv_timeout(Duration::from_millis(100)) {
-                Ok(Msg::Done(_, stderr)) if matches!(killed, Ok(true)) => {
+                Ok(Msg::Done((_, stderr))) if matches!(killed, Ok(true)) => {
+                    if let Some(sig) = interrupted {
+                        return Err(DeviceError::Interrupted(sig));
+                    }
                     // Killed: whatever status the shell printed is the kill's, not the runner's.
                     return Ok(ExecOutcome { exit_code: None, stderr_tail: stderr, timed_out: true });
                 }
@@ -795,6 +796,9 @@ impl Adb {
             Ok(false) => "the runner could not be killed (no pid, or it was gone)".to_string(),
             Err(e) => format!("the kill did not reach the device: {e}"),
         };
+        if let Some(sig) = interrupted {
+            return Err(DeviceError::Interrupted(sig));
+        }
         Err(self.conn.infra(format!("runner {why}; {kill}; treating the connection as lost")))
     }
 }

@@ -6,7 +6,7 @@
 //! its centre patch: `y = v K`. Each edit is a sum of terms `colour (3x3) x spatial kernel`
 //! plus a per-channel bias; kernels reach at most 4 pixels, which the neighbourhood always covers.
 
-use super::rng::SplitMix64;
+use quadbench_protocol::rng::SplitMix64;
 
 pub const PATCH: usize = 4;
 pub const PATCH_DIM: usize = PATCH * PATCH * 3; // 48

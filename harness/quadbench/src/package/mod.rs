@@ -1,12 +1,18 @@
 //! Model packages: the manifest format (`manifest`), checking a package against its files and
-//! graphs (`check`), and the generated reference package (`reference`, `filters`, `rng`).
+//! graphs (`check`), where packages come from (`source`: a directory, the generated reference
+//! package, quantized variants; one file each), the package cache (`cache`), the reference
+//! generator (`reference`, `filters`), the QDQ quantizer (`quantize`, `qprofile`), input images
+//! (`input`) and storage accounting (`storage`).
 
+pub mod cache;
 pub mod filters;
+pub mod input;
 pub mod manifest;
 pub mod qprofile;
 pub mod quantize;
 pub mod reference;
-pub mod rng;
+pub mod source;
+pub mod storage;
 
 pub use manifest::{MANIFEST_FILE, Manifest, load};
 
@@ -27,6 +33,13 @@ pub enum PackageError {
     Params(String),
     #[error("adapter {path}: {message}")]
     Adapter { path: String, message: String },
+    /// ONNX Runtime could not be loaded on the host (calibration): an infrastructure error.
+    #[error(
+        "cannot use ONNX Runtime {library} on this host: {message}\n  hint: run `quadbench runtime fetch`, or point QUADBENCH_ORT_LIB at a working libonnxruntime.so"
+    )]
+    Runtime { library: String, message: String },
+    #[error(transparent)]
+    Input(#[from] input::InputError),
     #[error("package {dir} failed its check ({} problem{}):\n{}", problems.len(), if problems.len() == 1 { "" } else { "s" }, problems.iter().map(|p| format!("  - {p}")).collect::<Vec<_>>().join("\n"))]
     Check { dir: String, problems: Vec<String> },
 }

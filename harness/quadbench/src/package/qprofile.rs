@@ -23,11 +23,126 @@ use quadbench_runner::pipeline::{BoundAdapter, load_adapter};
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Path, PathBuf};
 
+/// How the unified graph's one shared quantization profile is chosen.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum ProfileMethod {
+    /// QUAD's anchor rule: the most sensitive adapter's encodings are shared.
     Anchor,
+    /// Every adapter's ranges merged.
     Merge,
+}
+
+impl ProfileMethod {
+    pub const ALL: [ProfileMethod; 2] = [ProfileMethod::Anchor, ProfileMethod::Merge];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ProfileMethod::Anchor => "anchor",
+            ProfileMethod::Merge => "merge",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<ProfileMethod> {
+        ProfileMethod::ALL.into_iter().find(|m| m.as_str() == s)
+    }
+}
+
+/// Weight and activation precision of a quantized package.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Precision {
+    W8A16,
+    W8A8,
+}
+
+impl Precision {
+    pub const ALL: [Precision; 2] = [Precision::W8A16, Precision::W8A8];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Precision::W8A16 => "w8a16",
+            Precision::W8A8 => "w8a8",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Precision> {
+        Precision::ALL.into_iter().find(|p| p.as_str() == s)
+    }
+
+    /// Activation width.
+    pub fn act(self) -> ActBits {
+        match self {
+            Precision::W8A16 => ActBits::U16,
+            Precision::W8A8 => ActBits::U8,
+        }
+    }
+}
+
+/// A quantized variant of a package, as a scenario or the command line asks for it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Quantize {
+    pub precision: Precision,
+    pub profile: ProfileMethod,
+    /// Fraction of MatMul layers with 8-bit activations, within [0, 1].
+    pub a8_ratio: f64,
+    pub per_channel: bool,
+}
+
+impl Quantize {
+    /// Validated from the textual settings (scenario keys or command-line options); the error
+    /// names the setting at fault and the accepted values.
+    pub fn parse(
+        precision: Option<&str>,
+        profile: Option<&str>,
+        a8_ratio: Option<f64>,
+        per_channel: bool,
+    ) -> Result<Quantize, (&'static str, String, String)> {
+        let precision = match precision {
+            None => Precision::W8A16,
+            Some(p) => Precision::parse(p).ok_or_else(|| {
+                ("precision", format!("unknown quantization precision `{p}`"), "use `w8a16` or `w8a8`".into())
+            })?,
+        };
+        let profile = match profile {
+            None => ProfileMethod::Anchor,
+            Some(p) => ProfileMethod::parse(p).ok_or_else(|| {
+                ("profile", format!("unknown shared profile method `{p}`"), "use `anchor` (QUAD) or `merge`".into())
+            })?,
+        };
+        let a8_ratio = a8_ratio.unwrap_or(if precision == Precision::W8A8 { 1.0 } else { 0.0 });
+        if !(0.0..=1.0).contains(&a8_ratio) {
+            return Err((
+                "a8_ratio",
+                format!("a8_ratio {a8_ratio} must be within [0, 1]"),
+                "0 = all W8A16, 1 = all W8A8".into(),
+            ));
+        }
+        Ok(Quantize { precision, profile, a8_ratio, per_channel })
+    }
+
+    /// Cache key suffix of the quantized variant.
+    pub fn key(&self) -> String {
+        format!(
+            "q{}-{}-{}-a8r{:.2}{}",
+            quantize::QDQ_REVISION,
+            self.precision.as_str(),
+            self.profile.as_str(),
+            self.a8_ratio,
+            if self.per_channel { "-pc" } else { "" }
+        )
+    }
+
+    /// The quantizer's options, calibrated on `inputs`.
+    pub fn options(&self, inputs: Vec<PathBuf>) -> QuantizeOptions {
+        QuantizeOptions {
+            act: self.precision.act(),
+            method: self.profile,
+            a8_ratio: self.a8_ratio,
+            per_channel: self.per_channel,
+            inputs,
+        }
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -258,7 +373,7 @@ pub fn quantize_package(
     let mut images = Vec::new();
     for (i, path) in o.inputs.iter().enumerate() {
         let f = tmp.path().join(format!("{i}.f32"));
-        crate::run::prepare_input(path, size, &f).map_err(err)?;
+        super::input::prepare_input(path, size, &f).map_err(err)?;
         images
             .push(quadbench_runner::pipeline::load_input(&f, &[1, 3, size as i64, p.image_width as i64]).map_err(err)?);
     }

@@ -18,9 +18,9 @@
 use super::PackageError;
 use super::filters::{self, Edit, PATCH, PATCH_DIM, TOKEN_DIM};
 use super::manifest::{self, Manifest, PACKAGE_SCHEMA, RawFile, RawImage, RawSlot, RawStage, RawTask, RawTensor};
-use super::rng::SplitMix64;
 use quadbench_onnx::{GraphBuilder, attr_int, attr_ints, attr_str, proto::data_type::FLOAT};
 use quadbench_protocol::DType;
+use quadbench_protocol::rng::SplitMix64;
 use std::collections::BTreeMap;
 use std::path::Path;
 
@@ -49,6 +49,11 @@ pub struct ReferenceParams {
     pub seed: u64,
 }
 
+/// Largest image side of the reference package: a 4096 px square is 200 MB of f32 activations
+/// per tensor, already more than a phone model of this kind handles; larger sides only exhaust
+/// memory.
+pub const MAX_RESOLUTION: usize = 4096;
+
 impl Default for ReferenceParams {
     fn default() -> Self {
         ReferenceParams { tasks: 10, width: 1024, resolution: 256, steps: 4, seed: 7 }
@@ -58,10 +63,11 @@ impl Default for ReferenceParams {
 impl ReferenceParams {
     pub fn validate(&self) -> Result<(), PackageError> {
         let bad = |m: String| Err(PackageError::Params(m));
-        if self.resolution == 0 || self.resolution % (PATCH * DEEP_BLOCK) != 0 {
+        if self.resolution == 0 || self.resolution > MAX_RESOLUTION || self.resolution % (PATCH * DEEP_BLOCK) != 0 {
             return bad(format!(
-                "resolution {} must be a positive multiple of {} (patch 4 x deep merge 8); try 256",
+                "resolution {} must be a multiple of {} (patch 4 x deep merge 8) between {} and {MAX_RESOLUTION}; try 256",
                 self.resolution,
+                PATCH * DEEP_BLOCK,
                 PATCH * DEEP_BLOCK
             ));
         }

@@ -104,19 +104,20 @@ pub fn recompute(r: &mut Results) {
             run.latency_ms = results::summaries(&run.samples);
         }
     }
-    let mut defs: Vec<crate::scenario::Claim> = Vec::new();
-    for c in &r.claims {
+    let mut defs: Vec<crate::claims::Claim> = Vec::new();
+    // A claim on a metric this quadbench does not know cannot be re-evaluated: it is dropped.
+    for (c, metric) in r.claims.iter().filter_map(|c| crate::metric::Metric::parse(&c.metric).map(|m| (c, m))) {
         if !defs.iter().any(|d| d.name == c.name) {
-            defs.push(crate::scenario::Claim {
+            defs.push(crate::claims::Claim {
                 name: c.name.clone(),
-                metric: c.metric.clone(),
+                metric,
                 baseline: c.baseline,
                 candidate: c.candidate,
                 threshold: c.threshold,
             });
         }
     }
-    r.claims = results::evaluate_claims(&defs, &r.runs);
+    r.claims = crate::claims::evaluate_claims(&defs, &r.runs);
     r.statistics = Default::default();
 }
 

@@ -3,9 +3,7 @@
 use super::{Backend, BackendError};
 
 pub const BACKEND: Backend = Backend {
-    name: "cpu",
-    execution_provider: "CPUExecutionProvider",
-    compiles: false,
+    id: quadbench_protocol::Backend::Cpu,
     prepare: |_, _, _| Ok(()),
     configure: |b, _, backend| {
         if let Some((k, _)) = backend.options.iter().next() {

@@ -11,7 +11,8 @@ use ort::environment::Environment;
 use quadbench_protocol::PlanRuntime;
 use std::path::Path;
 
-pub const EP: &str = "CUDAExecutionProvider";
+pub const EP: &str = ID.info().execution_provider;
+const ID: quadbench_protocol::Backend = quadbench_protocol::Backend::Cuda;
 
 pub const OPTIONS: &[&str] = &[
     "device_id",
@@ -43,9 +44,7 @@ fn prepare(env: &Environment, runtime: &PlanRuntime, dir: &Path) -> Result<(), B
 }
 
 pub const BACKEND: Backend = Backend {
-    name: "cuda",
-    execution_provider: EP,
-    compiles: false,
+    id: ID,
     prepare,
     configure: |b, env, backend| {
         let opts = ep_options(backend, EP, OPTIONS)?;

@@ -30,13 +30,10 @@ impl std::fmt::Display for BackendError {
     }
 }
 
-/// One pluggable backend.
+/// One pluggable backend: its row of the shared list ([`quadbench_protocol::BACKENDS`]: name,
+/// execution provider, whether it compiles) and how the runner sets it up.
 pub struct Backend {
-    pub name: &'static str,
-    /// Execution provider that runs the graph (reported in the result's environment).
-    pub execution_provider: &'static str,
-    /// Runner-level options the backend understands besides EP options (e.g. `ep_context`).
-    pub compiles: bool,
+    pub id: quadbench_protocol::Backend,
     /// Called once per run after the environment exists: register plugin EP libraries, probe
     /// the hardware. `dir` resolves relative library paths.
     pub prepare: fn(&Environment, &PlanRuntime, &Path) -> Result<(), BackendError>,
@@ -44,7 +41,23 @@ pub struct Backend {
     pub configure: fn(SessionBuilder, &Environment, &PlanBackend) -> Result<SessionBuilder, BackendError>,
 }
 
-/// The registry.
+impl Backend {
+    pub fn name(&self) -> &'static str {
+        self.id.info().name
+    }
+
+    /// Execution provider that runs the graph (reported in the result's environment).
+    pub fn execution_provider(&self) -> &'static str {
+        self.id.info().execution_provider
+    }
+
+    /// Whether graphs can be compiled ahead of time (EP context).
+    pub fn compiles(&self) -> bool {
+        self.id.info().compiles
+    }
+}
+
+/// The registry: one entry per row of the shared backend list (a test checks it is complete).
 pub const BACKENDS: &[&Backend] = &[&cpu::BACKEND, &qnn_htp::BACKEND, &cuda::BACKEND];
 
 /// Runner-level option (not passed to the EP): compile every graph ahead of time into an
@@ -53,10 +66,10 @@ pub const OPT_EP_CONTEXT: &str = "ep_context";
 
 /// The backend named in the plan.
 pub fn find(name: &str) -> Result<&'static Backend, BackendError> {
-    BACKENDS.iter().copied().find(|b| b.name == name).ok_or_else(|| {
+    BACKENDS.iter().copied().find(|b| b.name() == name).ok_or_else(|| {
         BackendError::Unsupported(format!(
             "this runner knows no backend `{name}` (known: {})",
-            BACKENDS.iter().map(|b| b.name).collect::<Vec<_>>().join(", ")
+            BACKENDS.iter().map(|b| b.name()).collect::<Vec<_>>().join(", ")
         ))
     })
 }
@@ -154,4 +167,15 @@ pub fn ep_options(backend: &PlanBackend, ep: &str, allowed: &[&str]) -> Result<V
         out.push((format!("{ep}.{k}"), v.clone()));
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn every_shared_backend_has_a_runner_entry() {
+        for info in quadbench_protocol::BACKENDS {
+            assert!(super::BACKENDS.iter().any(|b| b.id == info.backend), "{} has no runner backend", info.name);
+        }
+        assert_eq!(super::BACKENDS.len(), quadbench_protocol::BACKENDS.len());
+    }
 }

@@ -8,7 +8,8 @@ use ort::environment::Environment;
 use quadbench_protocol::PlanRuntime;
 use std::path::Path;
 
-pub const EP: &str = "QNNExecutionProvider";
+pub const EP: &str = ID.info().execution_provider;
+const ID: quadbench_protocol::Backend = quadbench_protocol::Backend::QnnHtp;
 
 /// QNN EP options a scenario may set (names as the QNN EP documents them).
 pub const OPTIONS: &[&str] = &[
@@ -38,9 +39,7 @@ fn prepare(env: &Environment, runtime: &PlanRuntime, dir: &Path) -> Result<(), B
 }
 
 pub const BACKEND: Backend = Backend {
-    name: "qnn-htp",
-    execution_provider: EP,
-    compiles: true,
+    id: ID,
     prepare,
     configure: |b, env, backend| {
         let mut opts = ep_options(backend, EP, OPTIONS)?;

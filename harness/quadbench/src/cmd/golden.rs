@@ -1,32 +1,77 @@
-//! `quadbench golden bless`: run the reference configuration on the local host and write its
-//! outputs as goldens, listing what would change and refusing to overwrite without `--force`.
+//! `quadbench golden bless|verify`: run the reference configuration on the local host and write
+//! its outputs as goldens, listing what would change and refusing to overwrite without
+//! `--force`; or check golden files against their manifests.
 
-use crate::cli::{EXIT_BAD_INPUT, EXIT_CLAIMS_FAILED, EXIT_INFRA, EXIT_OK, report, run_reported, scenario_repo_root};
-use quadbench::golden::{
+use super::exit::{
+    self, BAD_INPUT as EXIT_BAD_INPUT, CLAIMS_FAILED as EXIT_CLAIMS_FAILED, INFRA as EXIT_INFRA, OK as EXIT_OK, report,
+};
+use super::run::{package_cache, run_reported};
+use crate::config::{Scenario, checkout};
+use crate::quality::golden::{
     self, GOLDEN_SCHEMA, GoldenManifest, REFERENCE_BACKEND, REFERENCE_PRECISION, REFERENCE_STRATEGY,
 };
-use quadbench::run::RunOptions;
-use quadbench::scenario::Scenario;
-use quadbench_protocol::{Strategy, TaskOrder};
-use std::path::Path;
+use crate::scheduler::RunOptions;
+use quadbench_protocol::TaskOrder;
+use std::path::{Path, PathBuf};
 
-pub fn bless(scenario: &Path, force: bool) -> i32 {
-    let Some(root) = scenario_repo_root(scenario) else {
-        report(&"cannot find the repository (golden/inputs) above the scenario");
+#[derive(clap::Subcommand)]
+pub enum GoldenCmd {
+    /// Produce goldens with the reference configuration (FP32, CPU EP, separate baselines) for
+    /// the scenario's package, tasks and inputs. Lists what would change; needs --force to overwrite.
+    Bless {
+        /// Scenario whose package and inputs to bless (default: scenarios/demo.yaml).
+        scenario: Option<PathBuf>,
+        /// Overwrite goldens that changed.
+        #[arg(long)]
+        force: bool,
+    },
+    /// Check golden files against their manifests (sha256).
+    Verify {
+        /// Golden directory (default: the checkout's golden/).
+        dir: Option<PathBuf>,
+    },
+}
+
+pub fn golden(c: GoldenCmd) -> i32 {
+    match c {
+        GoldenCmd::Verify { dir } => verify(dir),
+        GoldenCmd::Bless { scenario, force } => {
+            let Some(sc) = scenario.or_else(super::demo::find_demo_scenario) else {
+                report(&"scenarios/demo.yaml not found; pass a scenario");
+                return EXIT_BAD_INPUT;
+            };
+            bless(&sc, force)
+        }
+    }
+}
+
+fn verify(dir: Option<PathBuf>) -> i32 {
+    let Some(dir) = dir.or_else(|| checkout::current().map(|r| r.join("golden"))) else {
+        report(&"no golden directory given and none found above the current directory");
         return EXIT_BAD_INPUT;
     };
-    let mut sc = match Scenario::load(scenario, &root) {
-        Ok(s) => s,
+    match golden::verify(&dir) {
+        Ok(n) => {
+            println!("ok: {n} golden files match their manifests under {}", dir.display());
+            EXIT_OK
+        }
         Err(e) => {
             report(&e);
-            return EXIT_BAD_INPUT;
+            EXIT_BAD_INPUT
         }
+    }
+}
+
+pub fn bless(scenario: &Path, force: bool) -> i32 {
+    let mut sc = match Scenario::load(scenario) {
+        Ok(s) => s,
+        Err(e) => return exit::fail(&e),
     };
     // The reference configuration, and only the outputs pass (no measurement).
-    sc.backends = vec![REFERENCE_BACKEND.into()];
+    sc.backends = vec![REFERENCE_BACKEND];
     sc.precision = REFERENCE_PRECISION.into();
-    sc.strategies = vec![Strategy::parse(REFERENCE_STRATEGY).expect("known strategy")];
-    sc.quantize = None; // goldens are FP32
+    sc.strategies = vec![REFERENCE_STRATEGY];
+    sc.package.quantize = None; // goldens are FP32
     sc.backend_options.clear();
     sc.require_full_offload = false;
     sc.claims.clear();
@@ -59,11 +104,14 @@ pub fn bless(scenario: &Path, force: bool) -> i32 {
     let opts = RunOptions {
         out: tmp.path().join("out"),
         device_override: Some(device),
-        package_cache: quadbench_runtime::cache_dir().join("packages"),
+        package_cache: package_cache(),
         resume: false,
     };
-    let Ok(results) = run_reported(&sc, &opts) else { return EXIT_INFRA };
-    let Some(r) = results.runs.first().filter(|r| r.status == quadbench::results::RunState::Ok) else {
+    let results = match run_reported(&sc, &opts) {
+        Ok(r) => r,
+        Err(e) => return exit::Classify::exit_code(&e),
+    };
+    let Some(r) = results.runs.first().filter(|r| r.status == crate::results::RunState::Ok) else {
         report(&format!(
             "the reference run failed: {}",
             results.runs.first().and_then(|r| r.error.clone()).unwrap_or_default()
@@ -102,9 +150,9 @@ pub fn bless(scenario: &Path, force: bool) -> i32 {
         schema: GOLDEN_SCHEMA.into(),
         package: results.package.name.clone(),
         package_sha256: results.package.sha256.clone(),
-        backend: REFERENCE_BACKEND.into(),
+        backend: REFERENCE_BACKEND.as_str().into(),
         precision: REFERENCE_PRECISION.into(),
-        strategy: REFERENCE_STRATEGY.into(),
+        strategy: REFERENCE_STRATEGY.as_str().into(),
         ort_version: r.environment.runner.ort_version.clone().unwrap_or_default(),
         files: vec![],
     };

@@ -13,9 +13,9 @@ pub const GOLDEN_SCHEMA: &str = "quadbench.golden/1";
 pub const MANIFEST: &str = "manifest.json";
 
 /// The configuration goldens are made with.
-pub const REFERENCE_BACKEND: &str = "cpu";
+pub const REFERENCE_BACKEND: quadbench_protocol::Backend = quadbench_protocol::Backend::Cpu;
 pub const REFERENCE_PRECISION: &str = "fp32";
-pub const REFERENCE_STRATEGY: &str = "separate-resident";
+pub const REFERENCE_STRATEGY: quadbench_protocol::Strategy = quadbench_protocol::Strategy::SeparateResident;
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct GoldenFile {

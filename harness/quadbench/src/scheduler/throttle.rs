@@ -8,62 +8,20 @@
 //! is the host (the `local` transport); for other transports the check is skipped and recorded
 //! as such. A plain `cooldown_s` between runs applies to every transport.
 
-use crate::run::{Event, Reporter};
-use serde::{Deserialize, Serialize};
+use crate::config::ThrottleConfig;
+use crate::events::{Event, Reporter};
+use crate::results::ThrottleInfo;
+use quadbench_protocol::rng::XorShift64;
 use std::time::{Duration, Instant};
-
-/// Scenario settings (`throttle:` and `cooldown_s:`).
-#[derive(Debug, Clone, PartialEq)]
-pub struct ThrottleConfig {
-    pub enabled: bool,
-    /// Slowdown of the calibration workload above which the device counts as throttled.
-    pub max_slowdown: f64,
-    /// Cool-down-and-recheck attempts before running anyway.
-    pub retries: u32,
-    /// Sleep per attempt.
-    pub cooldown_s: f64,
-}
-
-impl Default for ThrottleConfig {
-    fn default() -> ThrottleConfig {
-        ThrottleConfig { enabled: true, max_slowdown: 0.10, retries: 2, cooldown_s: 5.0 }
-    }
-}
-
-/// What happened before one run (recorded per run in results.json).
-#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
-pub struct ThrottleInfo {
-    /// `host-cpu` (calibration workload timed on the host) or `none` (skipped, see `note`).
-    pub method: String,
-    /// Fastest calibration before this run's checks, ms (the reference).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub reference_ms: Option<f64>,
-    /// Each calibration measured before this run, ms.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub calibration_ms: Vec<f64>,
-    /// Last calibration / reference - 1.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub slowdown: Option<f64>,
-    /// Cool-downs taken because the calibration was too slow.
-    pub retries: u32,
-    /// Still throttled after all retries: the run's timings are suspect.
-    pub throttled: bool,
-    /// Time slept before the run (between-run cooldown plus throttle cool-downs), ms.
-    pub cooldown_ms: f64,
-    #[serde(default, skip_serializing_if = "String::is_empty")]
-    pub note: String,
-}
 
 /// The calibration workload: a fixed amount of integer and floating-point work (~tens of ms).
 pub fn calibration_workload() -> f64 {
     let t = Instant::now();
-    let mut x = 0x2545_F491_4F6C_DD1Du64;
+    // Seeded so that XorShift64's mixing gives the constant the workload always started from.
+    let mut rng = XorShift64::new(0);
     let mut acc = 0f64;
     for _ in 0..4_000_000u32 {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        acc = acc.mul_add(0.999_999, (x >> 40) as f64 * 1e-9);
+        acc = acc.mul_add(0.999_999, (rng.next_u64() >> 40) as f64 * 1e-9);
     }
     std::hint::black_box(acc);
     t.elapsed().as_secs_f64() * 1e3
@@ -92,6 +50,7 @@ impl Governor {
     }
 
     /// With a stand-in workload and sleep (tests).
+    #[cfg(test)]
     pub fn with_hooks(cfg: ThrottleConfig, between_runs_s: f64, measure: fn() -> f64, sleep: fn(Duration)) -> Governor {
         Governor { measure, sleep, ..Governor::new(cfg, between_runs_s) }
     }
@@ -152,10 +111,7 @@ mod tests {
     use super::*;
     use std::sync::atomic::{AtomicUsize, Ordering};
 
-    struct Quiet;
-    impl Reporter for Quiet {
-        fn event(&mut self, _: &Event) {}
-    }
+    use crate::events::Quiet;
 
     static CALLS: AtomicUsize = AtomicUsize::new(0);
     static SLEEPS: AtomicUsize = AtomicUsize::new(0);

@@ -4,15 +4,11 @@
 //! last retry marks the device unhealthy so its remaining runs are recorded as failed at once
 //! while other devices carry on. Test failures (runner exit != 0, thresholds) are recorded and
 //! never retried: running the same thing again would only repeat them.
-//!
-//! [`Resume`] carries finished runs of an earlier, interrupted invocation (`--resume`) into the
-//! new results so that the final results.json holds every run exactly once.
 
-use crate::device::{DeviceError, DeviceInfo, DeviceProfile, Transport};
-use crate::results::{Results, RunRecord, RunState};
-use crate::run::{Event, Reporter};
-use std::collections::BTreeMap;
-use std::path::Path;
+use crate::config::DeviceProfile;
+use crate::device::{DeviceError, DeviceInfo, Transport};
+use crate::events::{Event, Reporter};
+use crate::results::{RunRecord, RunState};
 
 /// One device during a scenario run: its open transport and its health.
 pub struct DeviceSession<'a> {
@@ -28,14 +24,13 @@ impl<'a> DeviceSession<'a> {
         DeviceSession {
             profile,
             transport: None,
-            info: DeviceInfo { name: profile.name.clone(), transport: profile.transport.clone(), ..Default::default() },
+            info: DeviceInfo {
+                name: profile.name.clone(),
+                transport: profile.transport.name.into(),
+                ..Default::default()
+            },
             unhealthy: None,
         }
-    }
-
-    /// Why the device was given up, if it was.
-    pub fn unhealthy(&self) -> Option<&str> {
-        self.unhealthy.as_deref()
     }
 
     /// Run `attempt` until it succeeds, fails as a test, or the retries are spent. `failed`
@@ -106,59 +101,5 @@ impl<'a> DeviceSession<'a> {
             if attempts == 1 { "" } else { "s" }
         ));
         rec
-    }
-}
-
-/// Finished runs of an earlier invocation writing to the same results directory.
-#[derive(Debug, Default)]
-pub struct Resume {
-    finished: BTreeMap<String, RunRecord>,
-}
-
-impl Resume {
-    /// Load `results.json` at `path`; runs that finished (ok or unsupported, with their samples
-    /// on disk) are kept, the rest will run again. A missing file resumes nothing.
-    pub fn load(path: &Path, package_sha256: &str) -> Result<Resume, String> {
-        let text = match std::fs::read_to_string(path) {
-            Ok(t) => t,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Resume::default()),
-            Err(e) => return Err(format!("cannot read {}: {e}", path.display())),
-        };
-        let old: Results = serde_json::from_str(&text).map_err(|e| {
-            format!("{} is not a quadbench results file ({e}); choose a fresh --out or drop --resume", path.display())
-        })?;
-        if old.package.sha256 != package_sha256 {
-            return Err(format!(
-                "{} holds results for package {} (sha256 {}), not this scenario's package; resume into a fresh --out instead",
-                path.display(),
-                old.package.name,
-                &old.package.sha256[..12.min(old.package.sha256.len())]
-            ));
-        }
-        let dir = path.parent().unwrap_or(Path::new("."));
-        let finished = old
-            .runs
-            .into_iter()
-            .filter(|r| match r.status {
-                RunState::Ok => !r.samples_csv.is_empty() && dir.join(&r.samples_csv).is_file(),
-                RunState::Unsupported => true,
-                RunState::Failed => false,
-            })
-            .map(|r| (r.id.clone(), r))
-            .collect();
-        Ok(Resume { finished })
-    }
-
-    /// The finished record of run `id`, once.
-    pub fn take(&mut self, id: &str) -> Option<RunRecord> {
-        self.finished.remove(id)
-    }
-
-    pub fn len(&self) -> usize {
-        self.finished.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.finished.is_empty()
     }
 }

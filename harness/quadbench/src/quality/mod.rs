@@ -1,61 +1,124 @@
 //! Scoring a run's output images against goldens: PSNR, SSIM, MS-SSIM and the perceptual proxy
 //! per task and input, means per task, scenario thresholds, and an image grid per task
-//! (input | golden | output | error heatmap) for reports.
+//! (input | golden | output | error heatmap) for reports. Goldens themselves: [`golden`].
+
+pub mod golden;
 
 use crate::results::{RunRecord, Scores, TaskQuality};
 use quadbench_metrics::{CompareOptions, Metric};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
+/// An image-quality metric of [`Scores`]: one row each in [`QUALITY_METRICS`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum QualityMetric {
+    PsnrDb,
+    Ssim,
+    MsSsim,
+    LpipsProxy,
+    Lpips,
+}
+
+/// Key (as in results.json and scenarios) and how to read it from [`Scores`].
+pub struct QualityMetricInfo {
+    pub metric: QualityMetric,
+    pub key: &'static str,
+    pub extract: fn(&Scores) -> Option<f64>,
+}
+
+/// Every image-quality metric.
+pub const QUALITY_METRICS: &[QualityMetricInfo] = &[
+    QualityMetricInfo {
+        metric: QualityMetric::PsnrDb,
+        key: "psnr_db",
+        // Identical images have no finite PSNR; they pass any PSNR floor.
+        extract: |s| if s.identical { Some(f64::INFINITY) } else { s.psnr_db },
+    },
+    QualityMetricInfo { metric: QualityMetric::Ssim, key: "ssim", extract: |s| s.ssim },
+    QualityMetricInfo { metric: QualityMetric::MsSsim, key: "ms_ssim", extract: |s| s.ms_ssim },
+    QualityMetricInfo { metric: QualityMetric::LpipsProxy, key: "lpips_proxy", extract: |s| s.lpips_proxy },
+    QualityMetricInfo { metric: QualityMetric::Lpips, key: "lpips", extract: |s| s.lpips },
+];
+
+impl QualityMetric {
+    pub fn info(self) -> &'static QualityMetricInfo {
+        QUALITY_METRICS.iter().find(|m| m.metric == self).expect("every quality metric has a row")
+    }
+
+    pub fn parse(key: &str) -> Option<QualityMetric> {
+        QUALITY_METRICS.iter().find(|m| m.key == key).map(|m| m.metric)
+    }
+
+    pub fn keys() -> Vec<&'static str> {
+        QUALITY_METRICS.iter().map(|m| m.key).collect()
+    }
+
+    pub fn of(self, s: &Scores) -> Option<f64> {
+        (self.info().extract)(s)
+    }
+}
+
+/// A comparison operator of a threshold.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Op {
+    Ge,
+    Gt,
+    Le,
+    Lt,
+}
+
+impl Op {
+    /// Longest first, so `>=` is not read as `>`.
+    const ALL: [(Op, &'static str); 4] = [(Op::Ge, ">="), (Op::Le, "<="), (Op::Gt, ">"), (Op::Lt, "<")];
+
+    pub fn as_str(self) -> &'static str {
+        Op::ALL.iter().find(|(o, _)| *o == self).map(|(_, s)| *s).expect("every operator has a spelling")
+    }
+
+    pub fn holds(self, v: f64, threshold: f64) -> bool {
+        match self {
+            Op::Ge => v >= threshold,
+            Op::Gt => v > threshold,
+            Op::Le => v <= threshold,
+            Op::Lt => v < threshold,
+        }
+    }
+}
+
 /// A threshold like `psnr_db >= 30`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Threshold {
-    pub metric: String,
-    pub op: String,
+    pub metric: QualityMetric,
+    pub op: Op,
     pub value: f64,
 }
-
-pub const QUALITY_METRICS: &[&str] = &["psnr_db", "ssim", "ms_ssim", "lpips_proxy", "lpips"];
 
 impl Threshold {
     /// Parse `metric` and an expression such as `">= 30"`.
     pub fn parse(metric: &str, expr: &str) -> Result<Threshold, String> {
-        if !QUALITY_METRICS.contains(&metric) {
-            return Err(format!("unknown quality metric `{metric}`; one of {}", QUALITY_METRICS.join(", ")));
-        }
+        let m = QualityMetric::parse(metric)
+            .ok_or_else(|| format!("unknown quality metric `{metric}`; one of {}", QualityMetric::keys().join(", ")))?;
         let e = expr.trim();
-        let op = [">=", "<=", ">", "<"]
+        let (op, spelled) = Op::ALL
             .into_iter()
-            .find(|o| e.starts_with(o))
+            .find(|(_, s)| e.starts_with(s))
             .ok_or_else(|| format!("threshold `{expr}` must start with >=, >, <= or <, e.g. \">= 30\""))?;
-        let value = e[op.len()..]
-            .trim()
+        let rest = e[spelled.len()..].trim();
+        let value = rest
             .parse::<f64>()
-            .map_err(|_| format!("threshold `{expr}`: `{}` is not a number", e[op.len()..].trim()))?;
-        Ok(Threshold { metric: metric.into(), op: op.into(), value })
+            .ok()
+            .filter(|v| v.is_finite())
+            .ok_or_else(|| format!("threshold `{expr}`: `{rest}` is not a finite number"))?;
+        Ok(Threshold { metric: m, op, value })
     }
 
     pub fn label(&self) -> String {
-        format!("{} {} {}", self.metric, self.op, self.value)
+        format!("{} {} {}", self.metric.info().key, self.op.as_str(), self.value)
     }
 
-    /// Whether `s` passes; identical images pass any PSNR floor.
+    /// Whether `s` passes (`None` when `s` lacks the metric).
     pub fn check(&self, s: &Scores) -> Option<bool> {
-        let v = match self.metric.as_str() {
-            "psnr_db" if s.identical => f64::INFINITY,
-            "psnr_db" => s.psnr_db?,
-            "ssim" => s.ssim?,
-            "ms_ssim" => s.ms_ssim?,
-            "lpips_proxy" => s.lpips_proxy?,
-            "lpips" => s.lpips?,
-            _ => return None,
-        };
-        Some(match self.op.as_str() {
-            ">=" => v >= self.value,
-            ">" => v > self.value,
-            "<=" => v <= self.value,
-            _ => v < self.value,
-        })
+        Some(self.op.holds(self.metric.of(s)?, self.value))
     }
 }
 
@@ -94,7 +157,7 @@ pub fn score(golden: &Path, output: &Path) -> Result<Scores, String> {
 
 /// Fill `rec.quality` from its outputs under `out`; write grids under `out/grids/<run>/`.
 pub fn score_run(rec: &mut RunRecord, out: &Path, cfg: &QualityConfig) {
-    let index = crate::golden::index(&cfg.golden_root, &cfg.package_name);
+    let index = golden::index(&cfg.golden_root, &cfg.package_name);
     let mut per_task: BTreeMap<String, TaskQuality> = BTreeMap::new();
     for o in &rec.outputs {
         let tq = per_task.entry(o.task.clone()).or_default();

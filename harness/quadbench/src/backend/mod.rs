@@ -1,76 +1,12 @@
-//! Host side of the NPU path: quantized package variants (cached like the reference package)
-//! and the execution-provider plugin libraries a backend needs in its plan.
+//! The host side of the shared backend list (`quadbench_protocol::BACKENDS`): which plugin
+//! execution-provider libraries a backend needs on a device, found for the device's ABI and
+//! hashed for pushing. A plugin-EP backend is one row of [`PLUGIN_EPS`]; backends built into
+//! ONNX Runtime (cpu) need nothing here.
 
-use crate::device::DeviceProfile;
+use crate::config::DeviceProfile;
 use crate::package::manifest::sha256_file;
-use crate::package::{self, Manifest, qprofile, quantize::ActBits};
-use crate::run::{Event, Reporter, RunError};
-use crate::scenario::Quantize;
+use quadbench_protocol::Backend;
 use std::path::{Path, PathBuf};
-use std::sync::OnceLock;
-
-/// The host process's ONNX Runtime environment (ort allows one per process).
-pub fn host_env() -> Result<&'static ort::environment::Environment, RunError> {
-    static ENV: OnceLock<ort::environment::Environment> = OnceLock::new();
-    if let Some(e) = ENV.get() {
-        return Ok(e);
-    }
-    let lib = quadbench_runtime::ensure_onnxruntime()?;
-    let env = ort::init_from(&lib.library)
-        .map_err(|e| RunError::Input {
-            path: lib.library.display().to_string(),
-            message: format!("cannot load ONNX Runtime for calibration: {e}"),
-        })?
-        .with_name("quadbench-host")
-        .build()
-        .map_err(|e| RunError::Input {
-            path: lib.library.display().to_string(),
-            message: format!("cannot create an ONNX Runtime environment: {e}"),
-        })?;
-    Ok(ENV.get_or_init(|| env))
-}
-
-/// Quantize `src` as `q` (calibrated on the scenario's inputs), cached beside it.
-pub fn quantized_package(
-    src: &Path,
-    q: &Quantize,
-    inputs: &[(String, PathBuf)],
-    cache: &Path,
-    rep: &mut dyn Reporter,
-) -> Result<(PathBuf, Manifest), RunError> {
-    let src_m = package::load(src)?;
-    let calib: Vec<String> = inputs.iter().map(|(n, _)| n.clone()).collect();
-    let key = format!("{}-{}-cal-{}", src_m.sha256.get(..12).unwrap_or(&src_m.sha256), q.key(), calib.join("+"));
-    let dir = cache.join(&key);
-    std::fs::create_dir_all(cache).map_err(|e| package::PackageError::io(cache, e))?;
-    let lock =
-        std::fs::File::create(cache.join(format!(".{key}.lock"))).map_err(|e| package::PackageError::io(cache, e))?;
-    lock.lock().map_err(|e| package::PackageError::io(cache, e))?;
-    if !dir.join(package::MANIFEST_FILE).exists() {
-        rep.event(&Event::Step {
-            message: format!(
-                "quantizing {} as {} ({} profile), calibrated on {}",
-                src_m.raw.name,
-                q.precision,
-                q.profile,
-                calib.join(", ")
-            ),
-        });
-        let opts = qprofile::QuantizeOptions {
-            act: if q.precision == "w8a8" { ActBits::U8 } else { ActBits::U16 },
-            method: if q.profile == "merge" { qprofile::ProfileMethod::Merge } else { qprofile::ProfileMethod::Anchor },
-            a8_ratio: q.a8_ratio,
-            per_channel: q.per_channel,
-            inputs: inputs.iter().map(|(_, p)| p.clone()).collect(),
-        };
-        let tmp = cache.join(format!(".{key}.tmp"));
-        let _ = std::fs::remove_dir_all(&tmp);
-        qprofile::quantize_package(host_env()?, src, &tmp, &opts)?;
-        std::fs::rename(&tmp, &dir).map_err(|e| package::PackageError::io(&dir, e))?;
-    }
-    let m = package::check(&dir)?;
-    Ok((dir, m))
-}
 
 /// An execution-provider plugin with the libraries it loads, as a run needs them on its device.
 #[derive(Debug, Clone)]
@@ -107,11 +43,8 @@ impl EpBundle {
 
 /// A backend whose execution provider is a library registered at run time.
 struct PluginEp {
-    backend: &'static str,
-    /// Registration name.
-    ep: &'static str,
-    /// The library to register, found by file name in the bundle directory.
-    library: &'static str,
+    /// Its row of the shared list gives the registration name and the library's file name.
+    backend: Backend,
     /// Short name of the remote directory (`runtime/<short>-<digest>`).
     short: &'static str,
     /// The bundle directory when the profile names none: this host's fetched artefact.
@@ -134,9 +67,7 @@ struct ProfileKey {
 /// Backends with plugin execution providers; the others need no library.
 const PLUGIN_EPS: &[PluginEp] = &[
     PluginEp {
-        backend: "qnn-htp",
-        ep: "QNNExecutionProvider",
-        library: crate::device::QNN_PLUGIN_LIBRARY,
+        backend: Backend::QnnHtp,
         short: "qnn",
         auto: || {
             let q = quadbench_runtime::ensure_qnn().map_err(|e| format!("the QNN plugin is not available: {e}"))?;
@@ -154,9 +85,7 @@ const PLUGIN_EPS: &[PluginEp] = &[
         }),
     },
     PluginEp {
-        backend: "cuda",
-        ep: "CUDAExecutionProvider",
-        library: "libonnxruntime_providers_cuda.so",
+        backend: Backend::Cuda,
         short: "cuda",
         auto: || {
             // 256 MB: used when fetched, never fetched implicitly.
@@ -173,15 +102,19 @@ const PLUGIN_EPS: &[PluginEp] = &[
 ];
 
 /// The plugin a `backend` needs on `profile`'s device, `Ok(None)` when it needs none, or why the
-/// backend cannot run there (the run is then recorded `unsupported` with that reason). `push`:
-/// whether the transport copies files (hashes are computed only then).
-pub fn ep_bundle(backend: &str, profile: &DeviceProfile, push: bool) -> Result<Option<EpBundle>, String> {
+/// backend cannot run there (the run is then recorded `unsupported` with that reason). Library
+/// hashes are computed only for devices that copy files.
+pub fn ep_bundle(backend: Backend, profile: &DeviceProfile) -> Result<Option<EpBundle>, String> {
     let Some(pe) = PLUGIN_EPS.iter().find(|p| p.backend == backend) else { return Ok(None) };
+    let info = backend.info();
+    let (ep, library) = (info.execution_provider, info.plugin_library.unwrap_or_default());
+    let caps = profile.capabilities();
+    let push = !caps.shares_host_files;
     let dir = match pe.profile_key.and_then(|k| (k.dir)(profile)) {
         Some(d) => d,
         None => {
-            let abi = profile.adb.as_ref().and_then(|a| a.abi.clone());
-            if let Some(abi) = abi.filter(|a| a != crate::device::adb::host_abi()) {
+            let host = crate::device::adb::host_abi();
+            if let Some(abi) = caps.abi.filter(|a| a != host) {
                 let fix = match pe.profile_key {
                     Some(k) => {
                         format!("set `{}:` in {} to {}", k.key, profile.path.display(), k.what.replace("<abi>", &abi))
@@ -189,9 +122,7 @@ pub fn ep_bundle(backend: &str, profile: &DeviceProfile, push: bool) -> Result<O
                     None => "no build for it is known to quadbench".to_string(),
                 };
                 return Err(format!(
-                    "no {} libraries for {abi}: the fetched ones are built for this host ({}); {fix}",
-                    pe.ep,
-                    crate::device::adb::host_abi()
+                    "no {ep} libraries for {abi}: the fetched ones are built for this host ({host}); {fix}"
                 ));
             }
             (pe.auto)()?
@@ -202,9 +133,9 @@ pub fn ep_bundle(backend: &str, profile: &DeviceProfile, push: bool) -> Result<O
     libs.sort();
     let library = libs
         .iter()
-        .find(|r| r.rsplit('/').next() == Some(pe.library))
+        .find(|r| r.rsplit('/').next() == Some(library))
         .cloned()
-        .ok_or_else(|| format!("{} holds no {}", dir.display(), pe.library))?;
+        .ok_or_else(|| format!("{} holds no {library}", dir.display()))?;
     let mut files = Vec::new();
     let mut digest = String::new();
     if push {
@@ -217,7 +148,7 @@ pub fn ep_bundle(backend: &str, profile: &DeviceProfile, push: bool) -> Result<O
     }
     let remote_dir =
         format!("runtime/{}-{}", pe.short, &crate::package::manifest::sha256_bytes(digest.as_bytes())[..12]);
-    Ok(Some(EpBundle { ep: pe.ep.into(), dir, library, files, remote_dir }))
+    Ok(Some(EpBundle { ep: ep.into(), dir, library, files, remote_dir }))
 }
 
 /// Shared libraries (`*.so`, `*.so.N...`) under `dir`, as relative paths; every name must be a
@@ -251,6 +182,8 @@ fn collect_libraries(dir: &Path, rel: &str, depth: usize, out: &mut Vec<String>)
 mod tests {
     use super::*;
 
+    const QNN: &str = "libonnxruntime_providers_qnn.so";
+
     fn profile(dir: &Path, text: &str) -> DeviceProfile {
         let p = dir.join("d.yaml");
         std::fs::write(&p, text).unwrap();
@@ -263,7 +196,7 @@ mod tests {
         let q = d.path().join("qnn");
         std::fs::create_dir_all(q.join("deps")).unwrap();
         for (rel, body) in [
-            (crate::device::QNN_PLUGIN_LIBRARY, "plugin"),
+            (QNN, "plugin"),
             ("libQnnHtp.so", "htp"),
             ("libQnnHtpV75Skel.so", "skel"),
             ("deps/libc++-71bc274c.so.1.0", "cxx"),
@@ -275,24 +208,21 @@ mod tests {
             d.path(),
             "name: phone\ntransport: adb\nserial: s\nabi: arm64-v8a\nrunner: r\nort_library: l\nqnn_libraries: qnn\n",
         );
-        let b = ep_bundle("qnn-htp", &p, true).unwrap().unwrap();
+        let b = ep_bundle(Backend::QnnHtp, &p).unwrap().unwrap();
         let rels: Vec<&str> = b.files.iter().map(|(r, _)| r.as_str()).collect();
-        assert_eq!(
-            rels,
-            ["deps/libc++-71bc274c.so.1.0", "libQnnHtp.so", "libQnnHtpV75Skel.so", crate::device::QNN_PLUGIN_LIBRARY]
-        );
-        assert_eq!(b.library, crate::device::QNN_PLUGIN_LIBRARY);
+        assert_eq!(rels, ["deps/libc++-71bc274c.so.1.0", "libQnnHtp.so", "libQnnHtpV75Skel.so", QNN]);
+        assert_eq!(b.library, QNN);
         assert_eq!(b.files[1].1, crate::package::manifest::sha256_bytes(b"htp"));
         assert!(b.remote_dir.starts_with("runtime/qnn-") && crate::safe_relative_path(&b.remote_dir));
         assert_eq!(b.remote_lib_dirs(), [b.remote_dir.clone(), format!("{}/deps", b.remote_dir)]);
         // Another build lands elsewhere on the device.
         std::fs::write(q.join("libQnnHtp.so"), "htp v2").unwrap();
-        assert_ne!(ep_bundle("qnn-htp", &p, true).unwrap().unwrap().remote_dir, b.remote_dir);
+        assert_ne!(ep_bundle(Backend::QnnHtp, &p).unwrap().unwrap().remote_dir, b.remote_dir);
         // Backends without a plugin need nothing.
-        assert!(ep_bundle("cpu", &p, true).unwrap().is_none());
+        assert!(ep_bundle(Backend::Cpu, &p).unwrap().is_none());
         // A library name a device shell could misread is refused, naming the file.
         std::fs::write(q.join("lib bad.so"), "x").unwrap();
-        let e = ep_bundle("qnn-htp", &p, true).unwrap_err();
+        let e = ep_bundle(Backend::QnnHtp, &p).unwrap_err();
         assert!(e.contains("lib bad.so"), "{e}");
     }
 
@@ -303,8 +233,8 @@ mod tests {
             d.path(),
             "name: phone\ntransport: adb\nserial: s\nabi: mips-from-mars\nrunner: r\nort_library: l\n",
         );
-        let e = ep_bundle("qnn-htp", &p, true).unwrap_err();
+        let e = ep_bundle(Backend::QnnHtp, &p).unwrap_err();
         assert!(e.contains("qnn_libraries") && e.contains("d.yaml") && e.contains("mips-from-mars"), "{e}");
-        assert!(ep_bundle("cuda", &p, true).unwrap_err().contains("mips-from-mars"));
+        assert!(ep_bundle(Backend::Cuda, &p).unwrap_err().contains("mips-from-mars"));
     }
 }

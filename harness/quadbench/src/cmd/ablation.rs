@@ -2,12 +2,27 @@
 //! W8A8:W8A16 layer ratio (its `package.quantize` is the base setting) and writes a table of
 //! quality against the FP32 goldens and latency per ratio: `ablation.md` and `ablation.csv`.
 
-use crate::cli::{EXIT_BAD_INPUT, EXIT_INFRA, EXIT_OK, report, run_reported, scenario_repo_root};
-use quadbench::quality::mean;
-use quadbench::results::{RunState, Scores};
-use quadbench::run::RunOptions;
-use quadbench::scenario::{Quantize, Scenario};
+use super::exit::{self, BAD_INPUT as EXIT_BAD_INPUT, INFRA as EXIT_INFRA, OK as EXIT_OK, report};
+use super::run::{package_cache, run_reported};
+use crate::config::{Scenario, checkout};
+use crate::package::qprofile::Quantize;
+use crate::quality::mean;
+use crate::results::{RunState, Scores};
+use crate::scheduler::RunOptions;
+use quadbench_protocol::sample_key;
 use std::path::{Path, PathBuf};
+
+#[derive(clap::Args)]
+pub struct AblationArgs {
+    /// Scenario with `package.quantize` (e.g. scenarios/precision-ablation.yaml).
+    scenario: PathBuf,
+    /// Fractions of MatMul layers with 8-bit activations.
+    #[arg(long, value_delimiter = ',', default_value = "0,0.25,0.5,0.75,1")]
+    a8_ratios: Vec<f64>,
+    /// Output directory (default: reports/<scenario name>-ablation-<UTC time>).
+    #[arg(long)]
+    out: Option<PathBuf>,
+}
 
 struct Row {
     ratio: f64,
@@ -20,19 +35,13 @@ struct Row {
     status: String,
 }
 
-pub fn ablation(scenario: &Path, ratios: &[f64], out: Option<PathBuf>) -> i32 {
-    let Some(root) = scenario_repo_root(scenario) else {
-        report(&"cannot find the repository (golden/inputs) above the scenario");
-        return EXIT_BAD_INPUT;
-    };
-    let base = match Scenario::load(scenario, &root) {
+pub fn ablation(a: AblationArgs) -> i32 {
+    let (scenario, ratios) = (a.scenario.as_path(), a.a8_ratios.as_slice());
+    let base = match Scenario::load(scenario) {
         Ok(s) => s,
-        Err(e) => {
-            report(&e);
-            return EXIT_BAD_INPUT;
-        }
+        Err(e) => return exit::fail(&e),
     };
-    let Some(q0) = base.quantize.clone() else {
+    let Some(q0) = base.package.quantize.clone() else {
         report(&format!(
             "{}: the ablation sweeps `package.quantize.a8_ratio`, so the scenario needs `package: {{quantize: {{...}}}}`",
             scenario.display()
@@ -43,21 +52,27 @@ pub fn ablation(scenario: &Path, ratios: &[f64], out: Option<PathBuf>) -> i32 {
         report(&"--a8-ratios takes fractions within [0, 1], e.g. 0,0.25,0.5,0.75,1");
         return EXIT_BAD_INPUT;
     }
-    let out = out.unwrap_or_else(|| root.join("reports").join(format!("{}-ablation", base.name)));
+    let root = checkout::root_above(scenario.parent().unwrap_or(Path::new("."))).unwrap_or_else(|| PathBuf::from("."));
+    let out = a
+        .out
+        .unwrap_or_else(|| root.join("reports").join(format!("{}-ablation-{}", base.name, crate::time::utc_stamp())));
     let mut rows = Vec::new();
     for &ratio in ratios {
         let mut sc = base.clone();
-        sc.quantize = Some(Quantize { a8_ratio: ratio, ..q0.clone() });
+        sc.package.quantize = Some(Quantize { a8_ratio: ratio, ..q0.clone() });
         // Run ids are built from the precision label, so it must be a safe file-name component.
-        sc.precision = format!("{}-a8r{ratio:.2}", q0.precision);
+        sc.precision = format!("{}-a8r{ratio:.2}", q0.precision.as_str());
         eprintln!("W8A8:W8A16 = {:.0}:{:.0}", ratio * 100.0, (1.0 - ratio) * 100.0);
         let opts = RunOptions {
             out: out.join(format!("a8r-{ratio:.2}")),
             device_override: None,
-            package_cache: quadbench_runtime::cache_dir().join("packages"),
+            package_cache: package_cache(),
             resume: false,
         };
-        let Ok(results) = run_reported(&sc, &opts) else { return EXIT_INFRA };
+        let results = match run_reported(&sc, &opts) {
+            Ok(r) => r,
+            Err(e) => return exit::Classify::exit_code(&e),
+        };
         for r in &results.runs {
             let q = |f: fn(&Scores) -> Option<f64>| {
                 mean(r.quality.values().map(|t| if t.mean.identical { None } else { f(&t.mean) }))
@@ -68,7 +83,7 @@ pub fn ablation(scenario: &Path, ratios: &[f64], out: Option<PathBuf>) -> i32 {
                 psnr_db: q(|s| s.psnr_db),
                 ssim: q(|s| s.ssim),
                 init_ms: r.init_ms,
-                e2e_ms: r.latency_ms.get("e2e").map(|s| s.p50),
+                e2e_ms: r.latency_ms.get(sample_key::E2E).map(|s| s.p50),
                 lora_mb: r.storage.adapter_bytes as f64 / 1e6,
                 status: match r.status {
                     RunState::Ok => "ok".into(),

@@ -118,3 +118,21 @@ pub fn render_text(cmp: &Comparison, diff: Option<&PathBuf>) -> String {
     }
     out
 }
+
+/// `quadbench compare`: the exit code (2 for any bad image or argument).
+pub fn compare(a: CompareArgs) -> i32 {
+    match run(&a) {
+        Ok(()) => super::exit::OK,
+        Err(e) => {
+            // The chain, without causes that a message already quotes.
+            let mut msg = String::new();
+            for cause in e.chain().map(|c| c.to_string()) {
+                if !msg.contains(&cause) {
+                    msg = if msg.is_empty() { cause } else { format!("{msg}: {cause}") };
+                }
+            }
+            super::exit::report(&msg);
+            super::exit::BAD_INPUT
+        }
+    }
+}

@@ -1,0 +1,83 @@
+//! The one mapping from errors to documented exit codes (README, "Exit codes"):
+//! 0 success; 1 a claim or quality threshold failed (did not reproduce); 2 bad input (nothing
+//! was run); 3 infrastructure (runtime, runner, device, output directory); 4 a run failed as a
+//! test (the runner crashed or reported failure); 128 + N killed by signal N (SIGINT 130,
+//! SIGTERM 143) after recording the interrupted run.
+
+use crate::package::PackageError;
+use crate::report::ReportError;
+use crate::scheduler::RunError;
+
+pub const OK: i32 = 0;
+pub const CLAIMS_FAILED: i32 = 1;
+pub const BAD_INPUT: i32 = 2;
+pub const INFRA: i32 = 3;
+pub const RUNS_FAILED: i32 = 4;
+
+/// An error's exit code.
+pub trait Classify: std::fmt::Display {
+    fn exit_code(&self) -> i32;
+}
+
+impl Classify for PackageError {
+    fn exit_code(&self) -> i32 {
+        match self {
+            // The host's runtime or the cache's disk: nothing wrong with the input.
+            PackageError::Runtime { .. } | PackageError::Io { .. } => INFRA,
+            _ => BAD_INPUT,
+        }
+    }
+}
+
+impl Classify for RunError {
+    fn exit_code(&self) -> i32 {
+        match self {
+            RunError::Package(e) => e.exit_code(),
+            RunError::Runtime(_)
+            | RunError::Output { .. }
+            | RunError::OutputLocked { .. }
+            | RunError::RunnerMissing { .. }
+            | RunError::Sink(_) => INFRA,
+            RunError::Yaml(_) | RunError::OutputExists { .. } | RunError::Resume(_) => BAD_INPUT,
+            RunError::Interrupted { signal, .. } => crate::interrupt::exit_code(*signal),
+        }
+    }
+}
+
+impl Classify for ReportError {
+    fn exit_code(&self) -> i32 {
+        if matches!(self, ReportError::Write { .. }) { INFRA } else { BAD_INPUT }
+    }
+}
+
+impl Classify for crate::yaml::YamlError {
+    fn exit_code(&self) -> i32 {
+        BAD_INPUT
+    }
+}
+
+impl Classify for quadbench_runtime::RuntimeError {
+    fn exit_code(&self) -> i32 {
+        INFRA
+    }
+}
+
+impl Classify for crate::device::DeviceError {
+    fn exit_code(&self) -> i32 {
+        match self {
+            crate::device::DeviceError::Interrupted(sig) => crate::interrupt::exit_code(*sig),
+            _ => INFRA,
+        }
+    }
+}
+
+/// A message for people, on stderr.
+pub fn report(e: &dyn std::fmt::Display) {
+    eprintln!("error: {e}");
+}
+
+/// Report `e` and return its exit code.
+pub fn fail(e: &dyn Classify) -> i32 {
+    report(&e);
+    e.exit_code()
+}

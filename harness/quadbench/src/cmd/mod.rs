@@ -1,0 +1,77 @@
+//! The command line: one file per subcommand, dispatched from [`main`]; every error maps to an
+//! exit code in one place ([`exit`]). People's output goes to stderr (progress via
+//! [`progress::StderrReporter`]); machine output to stdout or files.
+
+pub mod ablation;
+pub mod compare;
+pub mod demo;
+pub mod devices;
+pub mod exit;
+pub mod golden;
+pub mod package;
+pub mod progress;
+pub mod report;
+pub mod run;
+pub mod runtime;
+
+use clap::{Parser, Subcommand};
+use std::path::PathBuf;
+
+#[derive(Parser)]
+#[command(name = "quadbench", version, about = "Benchmark and validate on-device generative vision models: unified multi-LoRA vs per-task binaries", long_about = None)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Fetch the runtime, build the reference package, run scenarios/demo.yaml on this host and print unified-vs-separate ratios.
+    Demo {
+        /// Results directory (default: reports/demo-<UTC time>).
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+    /// Run a scenario.
+    Run(run::RunArgs),
+    /// Android devices seen by an adb server.
+    #[command(subcommand)]
+    Devices(devices::DevicesCmd),
+    /// Serve a loopback Android device (ADB over TCP on 127.0.0.1) whose storage is DIR and whose
+    /// shell runs on this host; attach it with `adb connect 127.0.0.1:PORT`.
+    LoopbackDevice(devices::LoopbackArgs),
+    /// Regenerate tables, plots, JUnit XML and report.html from a results directory (results.json
+    /// and samples/ alone); byte-identical for the same inputs.
+    Report(report::ReportArgs),
+    /// Mixed-precision ablation: run a quantized scenario once per W8A8:W8A16 layer ratio and
+    /// tabulate quality (vs FP32 goldens) and latency per ratio.
+    Ablation(ablation::AblationArgs),
+    /// Model packages: generate the reference package, quantize, check a package.
+    #[command(subcommand)]
+    Package(package::PackageCmd),
+    /// ONNX Runtime artefacts pinned in runtime.lock.toml.
+    #[command(subcommand)]
+    Runtime(runtime::RuntimeCmd),
+    /// Image-quality metrics between a reference (golden) image and a test image.
+    Compare(compare::CompareArgs),
+    /// Golden images: make them from the reference configuration, or verify them.
+    #[command(subcommand)]
+    Golden(golden::GoldenCmd),
+}
+
+/// Parse the command line, run the command, return the exit code.
+pub fn main() -> i32 {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Demo { out } => demo::demo(out),
+        Command::Run(a) => run::run(a),
+        Command::Devices(c) => devices::devices(c),
+        Command::LoopbackDevice(a) => devices::loopback(a),
+        Command::Report(a) => report::report(a),
+        Command::Ablation(a) => ablation::ablation(a),
+        Command::Package(c) => package::package(c),
+        Command::Runtime(c) => runtime::runtime(c),
+        Command::Compare(a) => compare::compare(a),
+        Command::Golden(c) => golden::golden(c),
+    }
+}

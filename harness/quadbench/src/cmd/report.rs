@@ -1,0 +1,42 @@
+//! `quadbench report DIR`: regenerate every report artefact from a results directory.
+
+use super::exit::{self, Classify};
+use std::path::{Path, PathBuf};
+
+#[derive(clap::Args)]
+pub struct ReportArgs {
+    /// Results directory (holding results.json and samples/).
+    dir: PathBuf,
+    /// Comma-separated formats: md, tex, csv, json, junit, html, plots (default: all).
+    #[arg(long, value_delimiter = ',')]
+    format: Vec<String>,
+    /// Output directory (default: the results directory); `-` prints text artefacts to stdout.
+    #[arg(long)]
+    out: Option<PathBuf>,
+}
+
+pub fn report(a: ReportArgs) -> i32 {
+    use crate::report;
+    let artefacts = match report::Report::load(&a.dir).and_then(|r| report::render(&r, &a.format)) {
+        Ok(x) => x,
+        Err(e) => return exit::fail(&e),
+    };
+    if a.out.as_deref() == Some(Path::new("-")) {
+        for x in artefacts.iter().filter(|x| !x.path.ends_with(".png")) {
+            print!("{}", String::from_utf8_lossy(&x.bytes));
+        }
+        return exit::OK;
+    }
+    match report::write(&artefacts, a.out.as_deref().unwrap_or(&a.dir)) {
+        Ok(paths) => {
+            for p in paths {
+                println!("{}", p.display());
+            }
+            exit::OK
+        }
+        Err(e) => {
+            exit::report(&e);
+            e.exit_code()
+        }
+    }
+}

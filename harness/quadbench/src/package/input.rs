@@ -1,0 +1,41 @@
+//! Input images as the runner reads them: decoded, centre-cropped to a square, resized to the
+//! package's resolution and written as raw little-endian f32 NCHW, with a PNG preview beside it
+//! for reports.
+
+use std::path::Path;
+
+/// An input image that cannot be prepared (bad input: exit 2).
+#[derive(Debug, thiserror::Error)]
+#[error("input image {path}: {message}")]
+pub struct InputError {
+    pub path: String,
+    pub message: String,
+}
+
+/// Load an image, centre-crop to square, resize to `size` and write raw f32 NCHW to `dst`.
+pub fn prepare_input(src: &Path, size: u32, dst: &Path) -> Result<(), InputError> {
+    let err = |m: String| InputError { path: src.display().to_string(), message: m };
+    let img = image::open(src).map_err(|e| err(format!("cannot decode: {e}")))?.to_rgb32f();
+    let (w, h) = img.dimensions();
+    if w == 0 || h == 0 {
+        return Err(err("image is empty".into()));
+    }
+    let side = w.min(h);
+    let cropped = image::imageops::crop_imm(&img, (w - side) / 2, (h - side) / 2, side, side).to_image();
+    let resized = image::imageops::resize(&cropped, size, size, image::imageops::FilterType::CatmullRom);
+    let n = (size * size) as usize;
+    let mut planar = vec![0f32; 3 * n];
+    for (i, p) in resized.pixels().enumerate() {
+        for c in 0..3 {
+            planar[c * n + i] = p.0[c].clamp(0.0, 1.0);
+        }
+    }
+    let bytes: Vec<u8> = planar.iter().flat_map(|v| v.to_le_bytes()).collect();
+    std::fs::write(dst, bytes).map_err(|e| err(format!("cannot write {}: {e}", dst.display())))?;
+    // A viewable copy beside it, for reports.
+    let png = image::RgbImage::from_fn(size, size, |x, y| {
+        let i = (y * size + x) as usize;
+        image::Rgb([0, 1, 2].map(|c| (planar[c * n + i] * 255.0 + 0.5) as u8))
+    });
+    png.save(dst.with_extension("png")).map_err(|e| err(format!("cannot write preview: {e}")))
+}

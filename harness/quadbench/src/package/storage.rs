@@ -1,0 +1,33 @@
+//! Storage accounting: which package files a strategy needs on the device, and how their bytes
+//! count (foundation, adapters, per-task baselines).
+
+use super::Manifest;
+use quadbench_protocol::{Storage, Strategy};
+
+/// The files `strategy` pushes (relative to the package) and the storage they make up.
+pub fn strategy_files(m: &Manifest, strategy: Strategy) -> (Vec<String>, Storage) {
+    let size = |rel: &str| m.raw.files.iter().find(|f| f.path == rel).map_or(0, |f| f.bytes);
+    let replaced = |stage: &str| m.pipeline.tasks.iter().any(|t| t.baselines.contains_key(stage));
+    let mut files = Vec::new();
+    let mut s = Storage::default();
+    for st in &m.pipeline.stages {
+        if strategy.is_separate() && replaced(&st.name) {
+            continue;
+        }
+        files.push(st.graph.clone());
+        s.foundation_bytes += size(&st.graph);
+    }
+    for t in &m.pipeline.tasks {
+        if strategy.is_separate() {
+            for g in t.baselines.values() {
+                files.push(g.clone());
+                s.baseline_bytes += size(g);
+            }
+        } else if !m.pipeline.lora_slots.is_empty() {
+            files.push(t.adapter.clone());
+            s.adapter_bytes += size(&t.adapter);
+        }
+    }
+    s.total_bytes = s.foundation_bytes + s.adapter_bytes + s.baseline_bytes;
+    (files, s)
+}

@@ -1,0 +1,279 @@
+//! The run loop: validate everything (device profiles, package, runtime, runner, output
+//! directory) before any device is touched, then for every run of the plan push, execute and
+//! pull through the device's transport, and emit each finished run's record as an event that the
+//! result sinks persist at once. It reports only through events; reporters decide what to show.
+//!
+//! `stage`: one run on one device; `retry`: infrastructure failures and unhealthy devices;
+//! `resume`: carrying finished runs over; `throttle`: cool-downs and the throttle check.
+
+pub mod resume;
+pub mod retry;
+pub mod stage;
+pub mod throttle;
+
+use crate::config::{DeviceProfile, Scenario};
+use crate::events::{Event, Reporter};
+use crate::package::{self, PackageError};
+use crate::results::{DeviceRef, PackageInfo, RESULTS_SCHEMA, Results, ScenarioInfo};
+use crate::sink::{ResultSink, SinkError};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error(transparent)]
+    Package(#[from] PackageError),
+    #[error(transparent)]
+    Runtime(#[from] quadbench_runtime::RuntimeError),
+    #[error(transparent)]
+    Yaml(#[from] crate::yaml::YamlError),
+    #[error("output directory {path} is not writable: {source}\n  hint: choose another with --out, or free disk space")]
+    Output { path: String, source: std::io::Error },
+    #[error(
+        "{path} already holds results (results.json); nothing was overwritten\n  hint: add --resume to finish its runs, or choose a new --out"
+    )]
+    OutputExists { path: String },
+    #[error(
+        "{path} is in use by another quadbench (pid {pid}); nothing was written\n  hint: wait for it to finish, or choose another --out"
+    )]
+    OutputLocked { path: String, pid: String },
+    #[error(
+        "runner binary not found at {path}\n  hint: build it with `cargo build --release -p quadbench-runner` (it must sit beside the quadbench binary), or set `runner:` in the device profile"
+    )]
+    RunnerMissing { path: String },
+    #[error("cannot resume: {0}")]
+    Resume(String),
+    #[error(transparent)]
+    Sink(#[from] SinkError),
+    /// SIGINT or SIGTERM: the run in flight was stopped and recorded, results are written.
+    #[error("interrupted by {}; finished runs are in {out}, resume with --resume", crate::interrupt::name(*.signal))]
+    Interrupted { signal: i32, out: String },
+}
+
+/// Options of one scenario run.
+pub struct RunOptions {
+    pub out: PathBuf,
+    /// Replaces the scenario's devices.
+    pub device_override: Option<PathBuf>,
+    /// Package cache for generated reference packages.
+    pub package_cache: PathBuf,
+    /// Keep finished runs of `<out>/results.json` and run only the others.
+    pub resume: bool,
+}
+
+/// An advisory lock on a results directory, held for the whole invocation; the holder's pid is
+/// in the lock file so that the refusal can name it.
+pub struct OutLock {
+    _file: std::fs::File,
+}
+
+impl OutLock {
+    pub const FILE: &'static str = ".quadbench.lock";
+
+    pub fn acquire(out: &Path) -> Result<OutLock, RunError> {
+        let path = out.join(Self::FILE);
+        let out_err = |e: std::io::Error| RunError::Output { path: out.display().to_string(), source: e };
+        let mut f = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&path)
+            .map_err(out_err)?;
+        match f.try_lock() {
+            Ok(()) => {}
+            Err(std::fs::TryLockError::WouldBlock) => {
+                let pid = std::fs::read_to_string(&path).unwrap_or_default().trim().to_string();
+                return Err(RunError::OutputLocked {
+                    path: out.display().to_string(),
+                    pid: if pid.is_empty() { "unknown".into() } else { pid },
+                });
+            }
+            Err(std::fs::TryLockError::Error(e)) => return Err(out_err(e)),
+        }
+        f.set_len(0).and_then(|_| write!(f, "{}", std::process::id())).map_err(out_err)?;
+        Ok(OutLock { _file: f })
+    }
+}
+
+/// The machine driving the runs.
+pub fn host_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|s| s.trim().to_string())
+        .unwrap_or_else(|_| "unknown".into())
+}
+
+/// Where `quadbench-runner` is expected: beside the running executable.
+pub fn default_runner() -> PathBuf {
+    let exe = std::env::current_exe().unwrap_or_default();
+    let dir = exe.parent().map(Path::to_path_buf).unwrap_or_default();
+    // Test binaries live in target/<profile>/deps; the runner in target/<profile>.
+    let cand = dir.join("quadbench-runner");
+    if !cand.exists() && dir.ends_with("deps") {
+        return dir.parent().unwrap_or(&dir).join("quadbench-runner");
+    }
+    cand
+}
+
+fn device_refs(profiles: &[DeviceProfile]) -> Vec<DeviceRef> {
+    profiles
+        .iter()
+        .map(|p| DeviceRef {
+            name: p.name.clone(),
+            path: p.path.display().to_string(),
+            sha256: std::fs::read(&p.path).map(|b| package::manifest::sha256_bytes(&b)).unwrap_or_default(),
+        })
+        .collect()
+}
+
+/// Run a scenario end to end, persisting through the default sinks of `opts.out`. Returns the
+/// results (also in `<out>/results.json`).
+pub fn run_scenario(sc: &Scenario, opts: &RunOptions, rep: &mut dyn Reporter) -> Result<Results, RunError> {
+    let out = &opts.out;
+    let out_err = |e: std::io::Error| RunError::Output { path: out.display().to_string(), source: e };
+    // Everything that can be refused is refused before the output directory is created.
+    let device_paths = opts.device_override.clone().map(|d| vec![d]).unwrap_or_else(|| sc.devices.clone());
+    let profiles = device_paths.iter().map(|p| DeviceProfile::load(p)).collect::<Result<Vec<_>, _>>()?;
+    let refuse_existing = || {
+        if !opts.resume && out.join("results.json").exists() {
+            return Err(RunError::OutputExists { path: out.display().to_string() });
+        }
+        Ok(())
+    };
+    refuse_existing()?;
+    for p in &profiles {
+        let runner = p.runner.clone().unwrap_or_else(default_runner);
+        if !runner.is_file() {
+            return Err(RunError::RunnerMissing { path: runner.display().to_string() });
+        }
+    }
+    let pkg = sc.package.resolve(&opts.package_cache, &sc.inputs, rep)?;
+    rep.event(&Event::Step { message: "locating ONNX Runtime".into() });
+    let ort = quadbench_runtime::ensure_onnxruntime()?;
+    std::fs::create_dir_all(out).map_err(out_err)?;
+    let _lock = OutLock::acquire(out)?;
+    refuse_existing()?;
+    let devices = device_refs(&profiles);
+    let mut resume = if opts.resume {
+        let setup =
+            resume::Setup { scenario_sha256: &sc.sha256, package_sha256: &pkg.manifest.sha256, devices: &devices };
+        resume::Resume::load(out, &setup).map_err(RunError::Resume)?
+    } else {
+        Default::default()
+    };
+    let inputs = prepare_inputs(sc, &pkg.manifest, out)?;
+    let header = header(sc, &pkg, devices);
+    let mut sinks = crate::sink::for_dir(out);
+    let mut results = header.clone();
+    emit(
+        &mut sinks,
+        rep,
+        Event::ScenarioStarted { header: Box::new(header), claims: sc.claims.clone(), resumed_runs: resume.len() },
+    )?;
+    let shared = stage::Shared { sc, m: &pkg.manifest, pkg_dir: &pkg.dir, inputs: &inputs, out };
+    let quality = crate::quality::QualityConfig {
+        golden_root: sc.golden_root.clone(),
+        package_name: pkg.fp32.raw.name.clone(),
+        thresholds: sc.thresholds.clone(),
+    };
+    let specs = crate::plan::runs(sc, &profiles);
+    let host = host_name();
+    let mut governor = throttle::Governor::new(sc.throttle.clone(), sc.cooldown_s);
+    for (d, profile) in profiles.iter().enumerate() {
+        let runner = profile.runner.clone().unwrap_or_else(default_runner);
+        let ort_lib = profile.ort_library.clone().unwrap_or_else(|| ort.library.clone());
+        let dev = stage::DeviceRun { profile, runner: &runner, ort_lib: &ort_lib };
+        let mut session = retry::DeviceSession::new(profile);
+        let mut eps = std::collections::BTreeMap::new();
+        for spec in specs.iter().filter(|s| s.device == d) {
+            if let Some(signal) = crate::interrupt::received() {
+                return Err(RunError::Interrupted { signal, out: out.display().to_string() });
+            }
+            rep.event(&Event::RunStarted { index: spec.index, total: specs.len(), id: spec.id.clone() });
+            if let Some(r) = resume.take(&spec.id) {
+                let note = "finished earlier, kept (--resume)".to_string();
+                results.runs.push(r.clone());
+                emit(&mut sinks, rep, Event::RunFinished { record: Box::new(r), note, resumed: true })?;
+                continue;
+            }
+            // Located (and, for devices that copy files, hashed) once per device and backend.
+            let ep = eps.entry(spec.backend).or_insert_with(|| crate::backend::ep_bundle(spec.backend, profile));
+            let throttle = governor.before_run(profile.capabilities().is_host, rep);
+            let started_at = crate::time::now_rfc3339();
+            let failed = |msg: String| stage::failed(&shared, &dev, spec, msg, String::new(), true);
+            let mut r = session.run(
+                &spec.id,
+                rep,
+                &mut |t, info, rep| stage::run_one(&shared, &dev, spec, ep, t, info, rep),
+                &failed,
+            );
+            (r.key, r.host, r.started_at, r.finished_at) =
+                (spec.key.clone(), host.clone(), started_at, crate::time::now_rfc3339());
+            r.throttle = Some(throttle);
+            crate::quality::score_run(&mut r, out, &quality);
+            let note = r.error.clone().unwrap_or_else(|| r.validity_note.clone());
+            results.runs.push(r.clone());
+            emit(&mut sinks, rep, Event::RunFinished { record: Box::new(r), note, resumed: false })?;
+        }
+    }
+    results.claims = crate::claims::evaluate_claims(&sc.claims, &results.runs);
+    results.complete = true;
+    emit(&mut sinks, rep, Event::ScenarioFinished { out: out.clone() })?;
+    Ok(results)
+}
+
+/// Deliver `e` to every sink (a failing sink stops the run), then to the reporter.
+fn emit(sinks: &mut [Box<dyn ResultSink>], rep: &mut dyn Reporter, e: Event) -> Result<(), RunError> {
+    for s in sinks.iter_mut() {
+        s.event(&e)?;
+    }
+    rep.event(&e);
+    Ok(())
+}
+
+/// Decode and stage every input image as the runner reads it, under `<out>/inputs/`.
+fn prepare_inputs(sc: &Scenario, m: &package::Manifest, out: &Path) -> Result<Vec<(String, PathBuf)>, RunError> {
+    let dir = out.join("inputs");
+    std::fs::create_dir_all(&dir).map_err(|e| RunError::Output { path: dir.display().to_string(), source: e })?;
+    let mut inputs = Vec::new();
+    for (name, path) in &sc.inputs {
+        let dst = dir.join(format!("{name}.f32"));
+        package::input::prepare_input(path, m.pipeline.image_width.min(m.pipeline.image_height), &dst)
+            .map_err(PackageError::from)?;
+        inputs.push((name.clone(), dst));
+    }
+    Ok(inputs)
+}
+
+/// The results header: scenario, package, devices; no runs yet.
+fn header(sc: &Scenario, pkg: &package::source::Resolved, devices: Vec<DeviceRef>) -> Results {
+    let m = &pkg.manifest;
+    let golden_package = pkg.fp32.raw.name.clone();
+    Results {
+        schema: RESULTS_SCHEMA.into(),
+        quadbench_version: env!("CARGO_PKG_VERSION").into(),
+        scenario: ScenarioInfo {
+            name: sc.name.clone(),
+            path: sc.path.display().to_string(),
+            sha256: sc.sha256.clone(),
+        },
+        package: PackageInfo {
+            name: m.raw.name.clone(),
+            sha256: m.sha256.clone(),
+            tasks: m.pipeline.tasks.iter().map(|t| t.name.clone()).collect(),
+            dir: pkg.dir.display().to_string(),
+            quantization: m
+                .raw
+                .generator
+                .as_ref()
+                .and_then(|g| g.get("quantization"))
+                .and_then(|q| serde_json::from_str(q).ok()),
+            golden_package: (golden_package != m.raw.name).then_some(golden_package),
+        },
+        devices,
+        runs: Vec::new(),
+        claims: Vec::new(),
+        complete: false,
+        statistics: Default::default(),
+    }
+}

@@ -1,0 +1,51 @@
+//! `results.json`: rewritten atomically (temporary file + rename) after every finished run, so
+//! the file on disk always holds every run finished so far and claims evaluated on them.
+
+use super::{ResultSink, SinkError};
+use crate::claims::{self, Claim};
+use crate::events::Event;
+use crate::results::{self, Results};
+use std::path::{Path, PathBuf};
+
+pub struct ResultsJson {
+    path: PathBuf,
+    results: Option<Results>,
+    claims: Vec<Claim>,
+}
+
+pub fn open(out: &Path) -> Box<dyn ResultSink> {
+    Box::new(ResultsJson { path: out.join("results.json"), results: None, claims: Vec::new() })
+}
+
+impl ResultsJson {
+    fn write(&self) -> Result<(), SinkError> {
+        let Some(r) = &self.results else { return Ok(()) };
+        results::write_json_atomic(&self.path, r).map_err(|e| SinkError::io(&self.path, e))
+    }
+}
+
+impl ResultSink for ResultsJson {
+    fn event(&mut self, e: &Event) -> Result<(), SinkError> {
+        match e {
+            Event::ScenarioStarted { header, claims, .. } => {
+                self.results = Some((**header).clone());
+                self.claims = claims.clone();
+                Ok(())
+            }
+            Event::RunFinished { record, .. } => {
+                if let Some(r) = &mut self.results {
+                    r.runs.push((**record).clone());
+                    r.claims = claims::evaluate_claims(&self.claims, &r.runs);
+                }
+                self.write()
+            }
+            Event::ScenarioFinished { .. } => {
+                if let Some(r) = &mut self.results {
+                    r.complete = true;
+                }
+                self.write()
+            }
+            _ => Ok(()),
+        }
+    }
+}

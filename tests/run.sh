@@ -1,0 +1,44 @@
+#!/usr/bin/env bash
+# The one test command (README, "The two commands"; .ci/run calls exactly this). On a fresh
+# Debian machine with the Rust toolchain and python3/pip it installs what the tests need, then
+# runs every gate: formatting, clippy with warnings as errors, and every test of the workspace.
+#
+# System packages, each for the tests that use it (installed only when missing; as root, or
+# through sudo):
+#   adb                 the real adb client and server against the loopback device
+#   chromium            headless Chromium for the HTML report tests
+#   bubblewrap          confining the loopback device's shell to its root
+#   libxml2-utils       xmllint, validating JUnit XML against Jenkins' schema
+#   texlive-latex-recommended, texlive-latex-extra
+#                       pdflatex with booktabs, compiling the LaTeX tables
+# ONNX Runtime and its plugins come from PyPI on first use (pip, pinned by sha256).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+need=()
+have() { command -v "$1" >/dev/null 2>&1; }
+have adb || need+=(adb)
+have chromium || need+=(chromium)
+have bwrap || need+=(bubblewrap)
+have xmllint || need+=(libxml2-utils)
+have pdflatex || need+=(texlive-latex-recommended texlive-latex-extra)
+if [ ${#need[@]} -gt 0 ]; then
+  sudo=""
+  if [ "$(id -u)" -ne 0 ]; then
+    have sudo || { echo "tests/run.sh: need root or sudo to install: ${need[*]}" >&2; exit 1; }
+    sudo="sudo"
+  fi
+  echo "tests/run.sh: installing ${need[*]}" >&2
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+fi
+for c in rustfmt clippy; do
+  rustup component list --installed 2>/dev/null | grep -q "^$c" || rustup component add "$c"
+done
+
+echo "tests/run.sh: cargo fmt --all --check" >&2
+cargo fmt --all --check
+echo "tests/run.sh: cargo clippy --workspace --all-targets -- -D warnings" >&2
+cargo clippy --workspace --all-targets -- -D warnings
+echo "tests/run.sh: cargo test --workspace" >&2
+cargo test --workspace
