@@ -103,13 +103,18 @@ pub fn evaluate_claims(claims: &[Claim], runs: &[RunRecord]) -> Vec<ClaimResult>
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::results::summaries;
+    use crate::results::{RunIdentity, summaries};
     use quadbench_protocol::Storage;
 
     fn run_with(strategy: Strategy, switch: Vec<f64>, total_bytes: u64) -> RunRecord {
         let storage = Storage { total_bytes, ..Default::default() };
-        let mut r =
-            RunRecord::failed("r", "dev", "cpu", "fp32", strategy, storage, String::new(), String::new(), false);
+        let mut r = RunRecord::failed(
+            RunIdentity { id: "r", device: "dev", backend: "cpu", precision: "fp32", strategy },
+            storage,
+            String::new(),
+            String::new(),
+            false,
+        );
         r.status = RunState::Ok;
         r.samples.insert("switch".into(), switch);
         r.latency_ms = summaries(&r.samples);

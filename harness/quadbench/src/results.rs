@@ -161,6 +161,16 @@ pub struct RunRecord {
     pub samples: BTreeMap<String, Vec<f64>>,
 }
 
+/// Which run a record is: what every record carries even when the run produced nothing.
+#[derive(Debug, Clone, Copy)]
+pub struct RunIdentity<'a> {
+    pub id: &'a str,
+    pub device: &'a str,
+    pub backend: &'a str,
+    pub precision: &'a str,
+    pub strategy: Strategy,
+}
+
 /// Image-quality scores of one output against its golden. `None` = not computed.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 pub struct Scores {
@@ -248,16 +258,13 @@ impl RunRecord {
 
     /// A run that produced no result (crash, device lost).
     pub fn failed(
-        id: &str,
-        device: &str,
-        backend: &str,
-        precision: &str,
-        strategy: Strategy,
+        run: RunIdentity<'_>,
         storage: Storage,
         error: String,
         stderr_tail: String,
         infra: bool,
     ) -> RunRecord {
+        let RunIdentity { id, device, backend, precision, strategy } = run;
         RunRecord {
             id: id.into(),
             key: String::new(),

@@ -271,19 +271,24 @@ fn run_phases(plan: &Plan, dir: &Path, m: &Monitor, r: &mut RunResult) -> Result
     let mut measured_start: Option<Instant> = None;
     let (mut e2e_n, mut sw_n) = (0u32, 0u32);
     let abort_at = abort_after(plan.strategy);
+    // The cap counts warm-up too: a long warm-up ends the run (invalid) instead of running on.
+    let steady_start = Instant::now();
     loop {
         let warmup = visit < w.warmup_visits as usize;
         if !warmup && measured_start.is_none() {
             measured_start = Some(Instant::now());
         }
+        if steady_start.elapsed().as_millis() as u64 >= w.max_duration_ms {
+            break;
+        }
         if let Some(s) = measured_start {
             let el = s.elapsed().as_millis() as u64;
             let met = e2e_n >= w.min_samples && sw_n >= w.min_switches && el >= w.min_duration_ms;
-            if met || el >= w.max_duration_ms {
+            if met {
                 break;
             }
         }
-        let task = tasks[order[visit]].clone();
+        let task = tasks[order[visit % order.len()]].clone();
         for k in 0..per_visit {
             let input = &inputs[req_no % inputs.len()].1;
             req_no += 1;

@@ -20,10 +20,10 @@ pub fn current() -> Option<PathBuf> {
 /// Input `name`: the checkout's `golden/inputs/<name>.png` when `scenario_dir` lies in a
 /// checkout that has it, else the bundled example of that name (written into the cache).
 pub fn input(scenario_dir: &Path, name: &str) -> std::io::Result<Option<PathBuf>> {
-    if let Some(p) = root_above(scenario_dir).map(|r| r.join("golden/inputs").join(format!("{name}.png"))) {
-        if p.is_file() {
-            return Ok(Some(p));
-        }
+    if let Some(p) = root_above(scenario_dir).map(|r| r.join("golden/inputs").join(format!("{name}.png")))
+        && p.is_file()
+    {
+        return Ok(Some(p));
     }
     crate::bundled::input(name, &quadbench_runtime::cache_dir().join("inputs"))
 }

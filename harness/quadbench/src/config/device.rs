@@ -144,14 +144,14 @@ impl DeviceProfile {
         let resolve = |s: &Option<String>| s.as_ref().filter(|v| v.as_str() != "auto").map(|v| base.join(v));
         let qnn_libraries = resolve(&raw.qnn_libraries);
         let qnn_plugin = quadbench_protocol::Backend::QnnHtp.info().plugin_library.unwrap_or_default();
-        if let Some(dir) = &qnn_libraries {
-            if !dir.join(qnn_plugin).is_file() {
-                return Err(err(
-                    "qnn_libraries:",
-                    format!("{} has no {qnn_plugin}", dir.display()),
-                    "point it at the directory holding the QNN plugin and its QNN libraries (Android: `jni/arm64-v8a` of the onnxruntime-android-qnn AAR, docs/adb.md), or use `auto`",
-                ));
-            }
+        if let Some(dir) = &qnn_libraries
+            && !dir.join(qnn_plugin).is_file()
+        {
+            return Err(err(
+                "qnn_libraries:",
+                format!("{} has no {qnn_plugin}", dir.display()),
+                "point it at the directory holding the QNN plugin and its QNN libraries (Android: `jni/arm64-v8a` of the onnxruntime-android-qnn AAR, docs/adb.md), or use `auto`",
+            ));
         }
         let d = RetryPolicy::default();
         let retry = RetryPolicy {

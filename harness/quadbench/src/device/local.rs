@@ -30,14 +30,14 @@ struct LocalSettings {
 
 fn parse(input: &SettingsInput<'_>) -> Result<Arc<dyn TransportSettings>, SettingError> {
     let work_dir = super::string_key(input, "work_dir")?.map(|w| input.base.join(w));
-    if let Some(w) = &work_dir {
-        if let Some(sys) = system_dir(w) {
-            return Err(SettingError::new(
-                "work_dir",
-                format!("work_dir {} is {sys} or inside it, a system directory", w.display()),
-                "use a directory of your own, e.g. `work_dir: /tmp/quadbench-device`",
-            ));
-        }
+    if let Some(w) = &work_dir
+        && let Some(sys) = system_dir(w)
+    {
+        return Err(SettingError::new(
+            "work_dir",
+            format!("work_dir {} is {sys} or inside it, a system directory", w.display()),
+            "use a directory of your own, e.g. `work_dir: /tmp/quadbench-device`",
+        ));
     }
     Ok(Arc::new(LocalSettings { work_dir }))
 }

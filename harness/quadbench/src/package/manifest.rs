@@ -211,6 +211,26 @@ pub fn validate(path: &Path, text: &str, raw: RawManifest) -> Result<Manifest, P
             &format!("this quadbench reads `{PACKAGE_SCHEMA}`"),
         ));
     }
+    if !crate::safe_name(&raw.name) {
+        return Err(err(
+            "name:",
+            format!(
+                "package name `{}` is not a safe name (it becomes a directory of goldens and caches)",
+                raw.name.escape_debug()
+            ),
+            &format!("use {}, at most 128 characters", crate::SAFE_NAME_CHARS),
+        ));
+    }
+    if let Some(f) = raw.files.iter().find(|f| !crate::safe_relative_path(&f.path)) {
+        return Err(err(
+            &f.path,
+            format!("file `{}` is not a relative path of safe names inside the package", f.path.escape_debug()),
+            &format!(
+                "list files by their path inside the package directory ({} per component)",
+                crate::SAFE_NAME_CHARS
+            ),
+        ));
+    }
     if raw.stages.is_empty() || raw.tasks.is_empty() {
         return Err(err(
             "stages:",

@@ -380,7 +380,7 @@ pub fn quantize_package(
     if images.is_empty() {
         return Err(err("no calibration inputs; pass golden/inputs/*.png"));
     }
-    let read = |rel: &str| quadbench_onnx::read_model(&src.join(rel)).map_err(|e| err(e));
+    let read = |rel: &str| quadbench_onnx::read_model(&src.join(rel)).map_err(err);
     let fp: BTreeMap<String, ModelProto> =
         p.stages.iter().map(|s| Ok((s.name.clone(), read(&s.graph)?))).collect::<Result<_, PackageError>>()?;
     let aug: BTreeMap<String, ModelProto> = fp.iter().map(|(k, v)| (k.clone(), augment(v))).collect();

@@ -9,6 +9,7 @@
 //!   ReLU) that holds almost all weights and FLOPs; its output projection is scaled small (like a
 //!   zero-initialised ControlNet branch) so that the image edit stays analytically defined.
 //! - decoder: latent -> patch pixels -> image, clipped to [0, 1].
+//!
 //! LoRA slots sit on MatMul projections (`cond_proj`, `deep.down`, `deep.up`), the form that runs
 //! fully on NPUs (runtime.md). Task k's adapter is built so that the decoded image equals the
 //! task's edit (filters.rs) up to the tiny deep-branch residual; the foundation alone is a
@@ -63,7 +64,10 @@ impl Default for ReferenceParams {
 impl ReferenceParams {
     pub fn validate(&self) -> Result<(), PackageError> {
         let bad = |m: String| Err(PackageError::Params(m));
-        if self.resolution == 0 || self.resolution > MAX_RESOLUTION || self.resolution % (PATCH * DEEP_BLOCK) != 0 {
+        if self.resolution == 0
+            || self.resolution > MAX_RESOLUTION
+            || !self.resolution.is_multiple_of(PATCH * DEEP_BLOCK)
+        {
             return bad(format!(
                 "resolution {} must be a multiple of {} (patch 4 x deep merge 8) between {} and {MAX_RESOLUTION}; try 256",
                 self.resolution,

@@ -168,7 +168,7 @@ pub fn run_scenario(sc: &Scenario, opts: &RunOptions, rep: &mut dyn Reporter) ->
     emit(
         &mut sinks,
         rep,
-        Event::ScenarioStarted { header: Box::new(header), claims: sc.claims.clone(), resumed_runs: resume.len() },
+        Event::ScenarioStarted { header: Box::new(header), claims: sc.claims.clone(), resumed_runs: resume.count() },
     )?;
     let shared = stage::Shared { sc, m: &pkg.manifest, pkg_dir: &pkg.dir, inputs: &inputs, out };
     let quality = crate::quality::QualityConfig {

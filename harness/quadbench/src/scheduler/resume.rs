@@ -91,7 +91,8 @@ impl Resume {
         self.finished.remove(id)
     }
 
-    pub fn len(&self) -> usize {
+    /// How many finished runs are carried over.
+    pub fn count(&self) -> usize {
         self.finished.len()
     }
 }

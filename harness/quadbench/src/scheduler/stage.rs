@@ -9,7 +9,7 @@ use crate::events::{Event, Reporter};
 use crate::package::Manifest;
 use crate::package::manifest::sha256_file;
 use crate::plan::{self, RemoteLayout, RunSpec};
-use crate::results::{self, Environment, RunRecord, RunState};
+use crate::results::{self, Environment, RunIdentity, RunRecord, RunState};
 use quadbench_protocol::{Heartbeat, PlanInput, RunResult};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -34,17 +34,14 @@ pub struct DeviceRun<'a> {
 /// A record for a run that produced no result.
 pub fn failed(s: &Shared<'_>, d: &DeviceRun<'_>, spec: &RunSpec, msg: String, tail: String, infra: bool) -> RunRecord {
     let storage = crate::package::storage::strategy_files(s.m, spec.strategy).1;
-    RunRecord::failed(
-        &spec.id,
-        &d.profile.name,
-        spec.backend.as_str(),
-        &s.sc.precision,
-        spec.strategy,
-        storage,
-        msg,
-        tail,
-        infra,
-    )
+    let run = RunIdentity {
+        id: &spec.id,
+        device: &d.profile.name,
+        backend: spec.backend.as_str(),
+        precision: &s.sc.precision,
+        strategy: spec.strategy,
+    };
+    RunRecord::failed(run, storage, msg, tail, infra)
 }
 
 /// Run `spec` through transport `t`.

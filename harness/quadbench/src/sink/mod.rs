@@ -30,10 +30,12 @@ pub trait ResultSink: Send {
     fn event(&mut self, e: &Event) -> Result<(), SinkError>;
 }
 
+/// Opens a sink for a results directory.
+pub type OpenSink = fn(&Path) -> Box<dyn ResultSink>;
+
 /// Every sink a run writes into its results directory, in the order they receive events (the
 /// samples before the results.json that points at them).
-pub const SINKS: &[(&str, fn(&Path) -> Box<dyn ResultSink>)] =
-    &[("samples-csv", samples_csv::open), ("results-json", results_json::open)];
+pub const SINKS: &[(&str, OpenSink)] = &[("samples-csv", samples_csv::open), ("results-json", results_json::open)];
 
 /// The sinks for results directory `out`.
 pub fn for_dir(out: &Path) -> Vec<Box<dyn ResultSink>> {

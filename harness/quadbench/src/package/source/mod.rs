@@ -31,6 +31,9 @@ pub struct SourceError {
     pub fix: String,
 }
 
+/// Validates a source's scenario section into the source.
+pub type ParseSource = fn(value: serde_json::Value, base: &Path) -> Result<Arc<dyn PackageSource>, SourceError>;
+
 /// One registered source.
 pub struct SourceKind {
     /// Its key under `package:`.
@@ -38,7 +41,7 @@ pub struct SourceKind {
     /// An example value for error messages.
     pub example: &'static str,
     /// Validate the key's value; relative paths resolve against `base` (the scenario's folder).
-    pub parse: fn(value: serde_json::Value, base: &Path) -> Result<Arc<dyn PackageSource>, SourceError>,
+    pub parse: ParseSource,
 }
 
 /// Every package source.
