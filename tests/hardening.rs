@@ -1,7 +1,8 @@
 //! Hostile and clumsy use of `quadbench run`, as a nightly farm meets it: two invocations into one
 //! results directory, resuming with another setup, re-running into finished results, killing the
 //! host, interrupting it, hostile names and absurd numbers, and a user's scenario outside the
-//! checkout. Each test failed on the main of 2026-11-29 (bc77517).
+//! checkout. Each case is one the hardening issue reported against bc77517 (exit 0 and lost or
+//! mixed results, a runner left running, names escaping their directories, a refusal to run).
 
 mod common;
 
