@@ -75,8 +75,24 @@ pub fn parse<T: DeserializeOwned>(path: &Path, text: &str) -> Result<T, YamlErro
             .map(|(_, m)| m)
             .unwrap_or(message)
             .to_string();
-        let snippet: String = full.lines().skip(1).map(|l| format!("\n{l}")).collect();
+        let mut snippet: String = full.lines().skip(1).map(|l| format!("\n{l}")).collect();
         let mut hint = String::new();
+        let mut column = column;
+        // The parser's own wording names its options and internals; say what it means instead.
+        let message = if let Some(rest) = message.strip_prefix("duplicate mapping key: ") {
+            let key = rest.split(',').next().unwrap_or(rest).trim().to_string();
+            hint = format!("\n  hint: keep one `{key}:` (a later one would silently win elsewhere)");
+            snippet = snippet.lines().filter(|l| !l.contains("DuplicateKeyPolicy")).map(|l| format!("\n{l}")).collect();
+            format!("key `{key}` appears twice in the same mapping")
+        } else if message.starts_with("budget breached") {
+            // The column points past a runaway line; the line is what helps.
+            column = 1;
+            snippet.clear();
+            hint = "\n  hint: quadbench files are small; look for a runaway list or a generated block".into();
+            "the file is too large to be a quadbench file (over 250000 YAML nodes)".to_string()
+        } else {
+            message
+        };
         if let Some(rest) = message.strip_prefix("unknown field `") {
             let (field, expected) = rest.split_once('`').unwrap_or((rest, ""));
             let valid: Vec<&str> = expected
@@ -105,15 +121,51 @@ pub fn parse<T: DeserializeOwned>(path: &Path, text: &str) -> Result<T, YamlErro
     })
 }
 
-/// Read and parse a YAML file.
+/// Largest YAML file quadbench reads (its files are a few KB; a bigger one is a mistake).
+pub const MAX_FILE_BYTES: u64 = 4 << 20;
+
+/// Read and parse a YAML file: a regular file of at most [`MAX_FILE_BYTES`] of UTF-8 text.
 pub fn load<T: DeserializeOwned>(path: &Path) -> Result<(T, String), YamlError> {
-    let text = std::fs::read_to_string(path).map_err(|e| YamlError {
+    let fail = |line: usize, column: usize, message: String, hint: &str| YamlError {
         path: path.display().to_string(),
-        line: 0,
-        column: 0,
+        line,
+        column,
         key: None,
-        message: format!("cannot read file: {e}"),
-        hint: "\n  hint: check the path (relative paths are resolved from the current directory)".into(),
+        message,
+        hint: format!("\n  hint: {hint}"),
+    };
+    let meta = std::fs::metadata(path).map_err(|e| {
+        fail(
+            0,
+            0,
+            format!("cannot read file: {e}"),
+            "check the path (relative paths are resolved from the current directory)",
+        )
+    })?;
+    if !meta.is_file() {
+        return Err(fail(0, 0, "not a regular file".into(), "name a YAML file, not a directory, FIFO or device"));
+    }
+    if meta.len() > MAX_FILE_BYTES {
+        return Err(fail(
+            0,
+            0,
+            format!("{} bytes is too large for a quadbench file", meta.len()),
+            "check that this is the right file",
+        ));
+    }
+    let bytes =
+        std::fs::read(path).map_err(|e| fail(0, 0, format!("cannot read file: {e}"), "check its permissions"))?;
+    let text = String::from_utf8(bytes).map_err(|e| {
+        let at = e.utf8_error().valid_up_to();
+        let before = &e.as_bytes()[..at];
+        let line = before.iter().filter(|&&b| b == b'\n').count() + 1;
+        let column = at - before.iter().rposition(|&b| b == b'\n').map_or(0, |p| p + 1) + 1;
+        fail(
+            line,
+            column,
+            format!("not UTF-8 text (invalid byte 0x{:02x} at byte offset {at})", e.as_bytes()[at]),
+            "save the file as UTF-8",
+        )
     })?;
     Ok((parse(path, &text)?, text))
 }
@@ -151,5 +203,31 @@ mod tests {
     fn nearest_rejects_far_words() {
         assert_eq!(nearest("strategies", ["strategy", "devices"]), Some("strategy"));
         assert_eq!(nearest("zzzzzz", ["strategy", "devices"]), None);
+    }
+
+    #[derive(Debug, serde::Deserialize)]
+    #[allow(dead_code)]
+    struct L {
+        items: Vec<u32>,
+        name: String,
+    }
+
+    #[test]
+    fn parser_internals_become_plain_words() {
+        let e = parse::<L>(Path::new("x.yaml"), "name: a\nname: b\nitems: [1]\n").unwrap_err();
+        assert!(e.to_string().contains("key `name` appears twice") && !e.to_string().contains("Options"), "{e}");
+        assert_eq!(e.line, 2);
+        let big = format!("name: a\nitems: [{}]\n", vec!["1"; 300_000].join(", "));
+        let e = parse::<L>(Path::new("x.yaml"), &big).unwrap_err();
+        assert!(e.to_string().contains("too large") && !e.to_string().contains("Nodes"), "{e}");
+        assert_eq!((e.line, e.column), (2, 1));
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("latin1.yaml");
+        std::fs::write(&p, b"name: a\nitems: [1] # caf\xe9\n").unwrap();
+        let e = load::<L>(&p).unwrap_err();
+        assert!(e.to_string().contains("not UTF-8") && e.to_string().contains("byte offset 24"), "{e}");
+        assert_eq!((e.line, e.column), (2, 17));
+        let e = load::<L>(d.path()).unwrap_err();
+        assert!(e.to_string().contains("not a regular file"), "{e}");
     }
 }
