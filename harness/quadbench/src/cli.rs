@@ -49,15 +49,24 @@ enum Command {
     /// Android devices seen by an adb server.
     #[command(subcommand)]
     Devices(DevicesCmd),
-    /// Serve a loopback Android device (ADB over TCP on 127.0.0.1) whose storage is DIR and whose
-    /// shell runs on this host; attach it with `adb connect 127.0.0.1:PORT`.
+    /// Serve a loopback Android device (ADB over TCP on 127.0.0.1) whose file system is DIR (the
+    /// device's `/`) and whose shell runs confined to it with bubblewrap; attach it with `adb
+    /// connect 127.0.0.1:PORT`.
     LoopbackDevice {
         /// TCP port on 127.0.0.1 (not 5555-5585, which adb probes for emulators).
         #[arg(long)]
         port: u16,
-        /// Directory playing the device's storage (device paths == host paths under it).
+        /// Directory that is the device's `/` (device path /data/local/tmp/x is DIR/data/local/tmp/x).
         #[arg(long)]
         root: PathBuf,
+        /// Hosts allowed in (adb's RSA AUTH), in Android's adb_keys format. Default:
+        /// $HOME/.android/adbkey.pub, the key of this user's adb server (`adb start-server`
+        /// creates it), so the local adb needs no flag.
+        #[arg(long, value_name = "FILE", conflicts_with = "insecure")]
+        adb_keys: Option<PathBuf>,
+        /// No authentication: any local process that reaches the port gets the device's shell.
+        #[arg(long)]
+        insecure: bool,
     },
     /// Regenerate tables, plots, JUnit XML and report.html from a results directory (results.json
     /// and samples/ alone); byte-identical for the same inputs.
@@ -467,7 +476,7 @@ pub fn main() -> i32 {
         Command::Ablation { scenario, a8_ratios, out } => crate::ablation::ablation(&scenario, &a8_ratios, out),
         Command::Run { scenario, device, out, resume } => run_and_summarise(&scenario, device, out, resume),
         Command::Devices(DevicesCmd::List { adb_server }) => devices_list(adb_server),
-        Command::LoopbackDevice { port, root } => loopback_device(port, root),
+        Command::LoopbackDevice { port, root, adb_keys, insecure } => loopback_device(port, root, adb_keys, insecure),
         Command::Report { dir, format, out } => report_command(&dir, &format, out.as_deref()),
         Command::Package(PackageCmd::Reference(a)) => {
             let p = ReferenceParams {
@@ -670,11 +679,32 @@ fn devices_list(server: std::net::SocketAddrV4) -> i32 {
     EXIT_OK
 }
 
-fn loopback_device(port: u16, root: PathBuf) -> i32 {
-    let mut cfg = quadbench_loopback::LoopbackConfig::new(&root);
+fn loopback_device(port: u16, root: PathBuf, adb_keys: Option<PathBuf>, insecure: bool) -> i32 {
+    use quadbench_loopback::Auth;
+    let auth = if insecure {
+        Auth::Insecure
+    } else {
+        let Some(keys) = adb_keys.or_else(quadbench_loopback::auth::default_keys_file) else {
+            eprintln!("error: HOME is not set, so there is no default adb key; pass --adb-keys FILE (or --insecure)");
+            return EXIT_BAD_INPUT;
+        };
+        if !keys.is_file() {
+            eprintln!(
+                "error: the adb keys file {} does not exist; run `adb start-server` once (it creates ~/.android/adbkey.pub, the key of your adb server), or pass --adb-keys FILE with the adbkey.pub lines of the hosts to let in",
+                keys.display()
+            );
+            return EXIT_BAD_INPUT;
+        }
+        Auth::Keys(keys)
+    };
+    let auth_note = match &auth {
+        Auth::Keys(k) => format!("hosts with a key in {}", k.display()),
+        Auth::Insecure => "any host (--insecure)".to_string(),
+    };
+    let mut cfg = quadbench_loopback::LoopbackConfig::new(&root, auth);
     cfg.bind = std::net::SocketAddr::from(([127, 0, 0, 1], port));
     eprintln!(
-        "loopback device 127.0.0.1:{port}, storage {}; attach with `adb connect 127.0.0.1:{port}`, use `root: <that directory>` in the device profile",
+        "loopback device 127.0.0.1:{port}, file system {} (the device's /), letting in {auth_note}; attach with `adb connect 127.0.0.1:{port}`",
         root.display()
     );
     match quadbench_loopback::serve_forever_with_log(cfg, |e| eprintln!("loopback: {e}")) {
