@@ -23,8 +23,9 @@
 //!   group leader's pid on the info fd, which is how the device kills a command's whole group
 //!   when the host closes its stream.
 //!
-//! Needs root, or a bwrap that may create user namespaces (then the holder's user namespace is
-//! joined too).
+//! Needs root: an unprivileged bwrap (in a user namespace of its own) cannot join the holder's
+//! pid namespace ("Can't send pid"), and per-command pid namespaces would break the cross-shell
+//! `kill` that the host's transport relies on.
 
 use std::fs::File;
 use std::io::{self, Read};
@@ -47,10 +48,12 @@ pub enum SandboxError {
         "bubblewrap (`bwrap`) was not found in PATH or /usr/bin; the loopback device runs shell commands confined to its root with it: install it with `apt-get install bubblewrap`"
     )]
     Missing,
-    #[error(
-        "bubblewrap could not create the device's namespaces ({detail}); run the loopback device as root (as CI does) or where unprivileged user namespaces are allowed"
-    )]
+    #[error("bubblewrap could not create the device's namespaces ({detail}); check that this kernel allows namespaces")]
     Namespaces { detail: String },
+    #[error(
+        "bubblewrap could not run the device's shell ({detail}); the loopback device must run as root (as CI does), since an unprivileged bwrap cannot join the device's shared pid namespace"
+    )]
+    NotRoot { detail: String },
     #[error("preparing the device layout {path}: {source}")]
     Layout { path: PathBuf, source: io::Error },
     #[error("starting bubblewrap: {0}")]
@@ -84,7 +87,6 @@ struct Holder {
     /// Host pid of the namespace's init.
     init: i32,
     pidns: File,
-    userns: Option<File>,
 }
 
 impl Holder {
@@ -205,15 +207,25 @@ impl Sandbox {
         let bwrap = find_bwrap().ok_or(SandboxError::Missing)?;
         ensure_layout(root).map_err(|source| SandboxError::Layout { path: root.to_path_buf(), source })?;
         let sb = Sandbox { root: root.to_path_buf(), bwrap, holder: Mutex::new(None) };
+        // SAFETY: plain syscall.
+        let as_root = unsafe { libc::geteuid() } == 0;
+        let namespaces = |detail: String| {
+            if as_root { SandboxError::Namespaces { detail } } else { SandboxError::NotRoot { detail } }
+        };
         let trial = sb.spawn(b"exit 0", |c| {
             c.stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::piped());
-        })?;
+        });
+        let trial = match trial {
+            Ok(t) => t,
+            Err(SandboxError::Namespaces { detail }) => return Err(namespaces(detail)),
+            Err(e) => return Err(e),
+        };
         let out = trial.child.wait_with_output().map_err(SandboxError::Spawn)?;
         if !out.status.success() {
             sb.stop();
             let detail = String::from_utf8_lossy(&out.stderr).trim().to_string();
             let detail = if detail.is_empty() { format!("a trial command ended with {}", out.status) } else { detail };
-            return Err(SandboxError::Namespaces { detail });
+            return Err(namespaces(detail));
         }
         Ok(sb)
     }
@@ -248,21 +260,11 @@ impl Sandbox {
             Ok(f) => f,
             Err(e) => return Err(fail(child, Some(init), format!("opening the pid namespace of {init}: {e}"))),
         };
-        // A holder that had to create a user namespace (bwrap run without privileges) owns the
-        // pid namespace from there, so commands must join that user namespace too.
-        let userns = match (ns("user"), File::open("/proc/self/ns/user")) {
-            (Ok(theirs), Ok(ours)) => {
-                let (a, b) = (theirs.metadata(), ours.metadata());
-                let same = matches!((a, b), (Ok(a), Ok(b)) if std::os::unix::fs::MetadataExt::ino(&a) == std::os::unix::fs::MetadataExt::ino(&b));
-                (!same).then_some(theirs)
-            }
-            _ => None,
-        };
         let mut child = child;
         let stdin = child.stdin.take().expect("piped stdin");
         // Nothing reads the holder's stderr once it runs; do not let a full pipe block it.
         drop(child.stderr.take());
-        Ok(Holder { child, _stdin: stdin, init, pidns, userns })
+        Ok(Holder { child, _stdin: stdin, init, pidns })
     }
 
     fn spawn_error(&self, e: io::Error) -> SandboxError {
@@ -283,14 +285,10 @@ impl Sandbox {
         let mut cmd = Command::new(&self.bwrap);
         cmd.arg("--bind").arg(&self.root).arg("/");
         common_args(&mut cmd);
-        // The pid (and user) namespace fds are inherited by the shell as well: harmless, since
-        // joining a namespace needs CAP_SYS_ADMIN, which the shell does not have.
-        let mut keep = vec![h.pidns.as_raw_fd()];
+        // The pid namespace fd is inherited by the shell as well: harmless, since joining a
+        // namespace needs CAP_SYS_ADMIN, which the shell does not have.
+        let keep = [h.pidns.as_raw_fd()];
         cmd.arg("--pidns").arg(h.pidns.as_raw_fd().to_string());
-        if let Some(u) = &h.userns {
-            cmd.arg("--userns").arg(u.as_raw_fd().to_string());
-            keep.push(u.as_raw_fd());
-        }
         cmd.arg("--die-with-parent").args(["--chdir", "/"]);
         for (k, v) in ENV {
             cmd.args(["--setenv", k, v]);
