@@ -27,11 +27,12 @@
 //! pid namespace ("Can't send pid"), and per-command pid namespaces would break the cross-shell
 //! `kill` that the host's transport relies on.
 
+use std::ffi::CString;
 use std::fs::File;
 use std::io::{self, Read};
-use std::os::fd::AsRawFd;
+use std::os::fd::{AsRawFd, FromRawFd};
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+use std::os::unix::fs::PermissionsExt;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, Command, Stdio};
@@ -128,25 +129,60 @@ fn usr_links() -> Vec<(&'static str, &'static str)> {
         .collect()
 }
 
-/// Creates DIR's layout: mount points, the links into `usr`, `/data/local/tmp` and `/tmp`.
-/// Existing entries are left alone (a device whose shell removed `/bin` gets it back; one that
-/// replaced it with something else keeps that, and bwrap's error says so).
-pub(crate) fn ensure_layout(root: &Path) -> io::Result<()> {
-    let mut db = std::fs::DirBuilder::new();
-    db.recursive(true).mode(0o755);
-    for d in ["usr", "proc", "dev", "data/local/tmp"] {
-        db.create(root.join(d))?;
+fn cstr(s: &str) -> io::Result<CString> {
+    CString::new(s).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))
+}
+
+fn open_nofollow(parent: &File, name: &CString, flags: libc::c_int) -> io::Result<File> {
+    // SAFETY: valid dir fd and NUL-terminated single-component name; the new fd is owned below.
+    let fd = unsafe { libc::openat(parent.as_raw_fd(), name.as_ptr(), flags | libc::O_NOFOLLOW | libc::O_CLOEXEC) };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
     }
-    let tmp = root.join("tmp");
-    if tmp.symlink_metadata().is_err() {
-        db.create(&tmp)?;
-        std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o1777))?;
+    // SAFETY: a new fd we own.
+    Ok(unsafe { File::from_raw_fd(fd) })
+}
+
+/// `mkdir` of one component inside `parent` (an existing one is fine), then opens it without
+/// following a symlink there: a directory the device's shell replaced by a link is an error,
+/// never a way for us to create directories elsewhere on the host.
+fn subdir(parent: &File, name: &str) -> io::Result<(File, bool)> {
+    let c = cstr(name)?;
+    // SAFETY: valid dir fd and NUL-terminated name.
+    let created = unsafe { libc::mkdirat(parent.as_raw_fd(), c.as_ptr(), 0o755) } == 0;
+    if !created && io::Error::last_os_error().raw_os_error() != Some(libc::EEXIST) {
+        return Err(io::Error::last_os_error());
+    }
+    Ok((open_nofollow(parent, &c, libc::O_RDONLY | libc::O_DIRECTORY)?, created))
+}
+
+/// Creates DIR's layout: mount points, the links into `usr`, `/data/local/tmp` and `/tmp`.
+/// Runs before every command, so a device whose shell removed `/bin` gets it back; entries
+/// that exist are left alone (one the shell replaced with something else stays so). DIR's
+/// content belongs to the device's shell, so everything here is relative to a handle on DIR
+/// and follows no symlink.
+pub(crate) fn ensure_layout(root: &Path) -> io::Result<()> {
+    let dir = File::open(root)?;
+    // What the shell needs to run first, then the device's own directories.
+    for d in ["usr", "proc", "dev"] {
+        subdir(&dir, d)?;
     }
     for (name, target) in usr_links() {
-        let p = root.join(name);
-        if p.symlink_metadata().is_err() {
-            std::os::unix::fs::symlink(target, &p)?;
+        let (t, n) = (cstr(target)?, cstr(name)?);
+        // SAFETY: NUL-terminated target and name, valid dir fd.
+        if unsafe { libc::symlinkat(t.as_ptr(), dir.as_raw_fd(), n.as_ptr()) } < 0 {
+            let e = io::Error::last_os_error();
+            if e.raw_os_error() != Some(libc::EEXIST) {
+                return Err(e);
+            }
         }
+    }
+    let (data, _) = subdir(&dir, "data")?;
+    let (local, _) = subdir(&data, "local")?;
+    subdir(&local, "tmp")?;
+    let (tmp, created) = subdir(&dir, "tmp")?;
+    if created {
+        tmp.set_permissions(std::fs::Permissions::from_mode(0o1777))?;
     }
     Ok(())
 }
@@ -274,6 +310,8 @@ impl Sandbox {
     /// Runs `/bin/sh -c command` (or `/bin/sh` reading stdin, for an empty command) in the
     /// sandbox; `stdio` sets the Command's stdin/stdout/stderr.
     pub fn spawn(&self, command: &[u8], stdio: impl FnOnce(&mut Command)) -> Result<Spawned, SandboxError> {
+        // Best effort: if the layout cannot be restored, bwrap's own error reaches the host.
+        let _ = ensure_layout(&self.root);
         let mut holder = self.holder.lock().unwrap_or_else(|p| p.into_inner());
         if !holder.as_mut().is_some_and(Holder::alive) {
             if let Some(mut h) = holder.take() {
@@ -322,6 +360,25 @@ impl Drop for Sandbox {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn layout_follows_no_symlink_the_shell_planted() {
+        let d = tempfile::tempdir().unwrap();
+        let (root, outside) = (d.path().join("root"), d.path().join("outside"));
+        std::fs::create_dir_all(&root).unwrap();
+        std::fs::create_dir_all(&outside).unwrap();
+        ensure_layout(&root).unwrap();
+        assert!(root.join("data/local/tmp").is_dir() && root.join("usr").is_dir());
+        assert_eq!(root.join("tmp").metadata().unwrap().permissions().mode() & 0o7777, 0o1777);
+        assert_eq!(std::fs::read_link(root.join("bin")).unwrap(), Path::new("usr/bin"));
+        // The device's shell replaced /data by a link to a host directory and removed /bin.
+        std::fs::remove_dir_all(root.join("data")).unwrap();
+        std::os::unix::fs::symlink(&outside, root.join("data")).unwrap();
+        std::fs::remove_file(root.join("bin")).unwrap();
+        assert!(ensure_layout(&root).is_err());
+        assert!(!outside.join("local").exists(), "the layout followed a link out of the root");
+        assert!(root.join("bin").symlink_metadata().unwrap().file_type().is_symlink(), "/bin is back");
+    }
 
     #[test]
     fn info_json_gives_the_child_pid() {
