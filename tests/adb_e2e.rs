@@ -1,7 +1,10 @@
 //! The adb transport end to end, with no mocks: a private adb server (the real `adb`, Debian
 //! 1.0.41; CI installs it) on its own port with `ADB_EMU=0` and a private HOME, the loopback
-//! device (`quadbench-loopback`) attached to it with `adb connect`, and the real runner. Faults
-//! are injected through the loopback's fault switch while work is in flight.
+//! device (`quadbench-loopback`, confined with bubblewrap, authenticating that server's key)
+//! attached to it with `adb connect`, and the real runner. Device paths are real device paths
+//! (`/data/local/tmp/quadbench`); the tests look at the device's storage through
+//! `LoopbackDevice::host_path`. Faults are injected through the loopback's fault switch while
+//! work is in flight.
 //!
 //! Each test owns its adb server and loopback device and kills them at the end, so tests can run
 //! in parallel. Workloads are tiny (reference package with 3 tasks at 64 px) to stay fast.
@@ -13,7 +16,7 @@ use quadbench::device::{DeviceError, ExecLimits, Transport};
 use quadbench::events::{Event, Reporter};
 use quadbench::results::{Results, RunState};
 use quadbench::scheduler::{self as run, RunOptions};
-use quadbench_loopback::{Faults, LoopbackConfig, LoopbackDevice};
+use quadbench_loopback::{Auth, Faults, LoopbackConfig, LoopbackDevice};
 use std::net::{SocketAddrV4, TcpListener};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -88,6 +91,11 @@ impl AdbServer {
     fn addr(&self) -> SocketAddrV4 {
         SocketAddrV4::new([127, 0, 0, 1].into(), self.port)
     }
+
+    /// This server's public key, created by `adb start-server` under the private HOME.
+    fn key(&self) -> PathBuf {
+        self.home.path().join(".android/adbkey.pub")
+    }
 }
 
 impl Drop for AdbServer {
@@ -95,6 +103,9 @@ impl Drop for AdbServer {
         let _ = run_with_deadline(self.adb(&["kill-server"]), self.home.path(), Duration::from_secs(10));
     }
 }
+
+/// Where quadbench works on the device (the profiles' `root:`).
+const DEVICE_ROOT: &str = "/data/local/tmp/quadbench";
 
 /// An adb server with one loopback device attached.
 struct Rig {
@@ -108,14 +119,22 @@ impl Rig {
     fn start() -> Rig {
         let adb = AdbServer::start();
         let storage = tempfile::tempdir().unwrap();
-        let dev = LoopbackDevice::start(LoopbackConfig::new(storage.path())).unwrap();
+        let cfg = LoopbackConfig::new(storage.path(), Auth::Keys(adb.key()));
+        // Display: a missing bwrap or namespaces that cannot be made say how to fix it.
+        let dev = LoopbackDevice::start(cfg).unwrap_or_else(|e| panic!("starting the loopback device: {e}"));
         let (code, out) = adb.run(&["connect", &dev.serial()]);
         assert!(code == Some(0) && out.contains("connected"), "adb connect: {out}");
         Rig { adb, dev: Arc::new(dev), _storage: storage, work: tempfile::tempdir().unwrap() }
     }
 
+    /// The quadbench directory on the device, as on a phone.
     fn root(&self) -> String {
-        self.dev.root().to_str().unwrap().to_string()
+        DEVICE_ROOT.to_string()
+    }
+
+    /// Host path of `rel` under the device's quadbench directory.
+    fn on_host(&self, rel: &str) -> PathBuf {
+        self.dev.host_path(&format!("{DEVICE_ROOT}/{rel}"))
     }
 
     fn settings(&self) -> AdbSettings {
@@ -238,13 +257,13 @@ fn real_adb_client_and_transport_pass_against_loopback() {
     std::fs::write(&src, (0..200_000u32).map(|i| (i * 7 % 251) as u8).collect::<Vec<_>>()).unwrap();
     let sha = quadbench::package::manifest::sha256_file(&src).unwrap();
     assert!(t.push(&src, &sha, "packages/p1/blob.bin").unwrap(), "first push transfers");
-    let on_device = rig.dev.root().join("packages/p1/blob.bin");
+    let on_device = rig.on_host("packages/p1/blob.bin");
     assert_eq!(std::fs::read(&on_device).unwrap(), std::fs::read(&src).unwrap());
     assert!(!t.push(&src, &sha, "packages/p1/blob.bin").unwrap(), "second push is skipped: same hash");
     // The real client sees it too.
     let pulled = rig.work.path().join("via-adb.bin");
-    let (code, out) =
-        rig.adb.run(&["-s", &rig.dev.serial(), "pull", on_device.to_str().unwrap(), pulled.to_str().unwrap()]);
+    let device_path = format!("{DEVICE_ROOT}/packages/p1/blob.bin");
+    let (code, out) = rig.adb.run(&["-s", &rig.dev.serial(), "pull", &device_path, pulled.to_str().unwrap()]);
     assert_eq!(code, Some(0), "{out}");
     assert_eq!(std::fs::read(&pulled).unwrap(), std::fs::read(&src).unwrap());
     // A changed file is pushed again.
@@ -273,15 +292,15 @@ fn real_adb_client_and_transport_pass_against_loopback() {
     argv.extend(hostile.iter().map(|s| s.to_string()));
     let mut lines = Vec::new();
     let limits = ExecLimits { deadline: Duration::from_secs(30), max_silence: Duration::from_secs(30) };
-    std::fs::create_dir_all(rig.dev.root().join("runs/r1")).unwrap();
+    std::fs::create_dir_all(rig.on_host("runs/r1")).unwrap();
     let o = t.exec(&argv, "runs/r1", &[], limits, &mut |l| lines.push(l.to_string())).unwrap();
     assert_eq!(o.exit_code, Some(7));
     assert!(!o.timed_out);
     assert!(o.stderr_tail.contains("oops"), "{:?}", o.stderr_tail);
-    assert_eq!(lines[0], rig.dev.root().join("runs/r1").to_str().unwrap(), "runs in its cwd");
+    assert_eq!(lines[0], format!("{DEVICE_ROOT}/runs/r1"), "runs in its cwd, a device path");
     let want: Vec<String> = hostile.iter().map(|h| format!("[{h}]")).collect();
     assert_eq!(&lines[1..], &want[..], "arguments arrive verbatim");
-    assert!(!rig.dev.root().join("runs/r1/pwned").exists() && !rig.dev.root().join("pwned").exists(), "no injection");
+    assert!(!rig.on_host("runs/r1/pwned").exists() && !rig.dev.host_path("/pwned").exists(), "no injection");
     assert!(t.exec(&["bin/echo.sh".into(), "nul\0byte".into()], "runs/r1", &[], limits, &mut |_| {}).is_err());
     // Library directories reach the command as absolute loader paths (QNN's HTP libraries).
     let env_script = rig.work.path().join("env.sh");
@@ -323,7 +342,7 @@ fn real_adb_client_and_transport_pass_against_loopback() {
     }
 
     t.remove_dir("packages/p1").unwrap();
-    assert!(!rig.dev.root().join("packages/p1").exists());
+    assert!(!rig.on_host("packages/p1").exists());
 }
 
 #[test]
@@ -339,7 +358,7 @@ fn lost_exit_status_and_corrupt_push_are_infrastructure_errors() {
         Err(DeviceError::Infra { message, .. }) => assert!(message.contains("hash mismatch"), "{message}"),
         other => panic!("expected a hash mismatch infrastructure error, got {other:?}"),
     }
-    assert!(!rig.dev.root().join("packages/m/model.bin").exists(), "a corrupted upload never takes the final name");
+    assert!(!rig.on_host("packages/m/model.bin").exists(), "a corrupted upload never takes the final name");
     rig.dev.set_faults(Faults::default());
     assert!(t.push(&src, &sha, "packages/m/model.bin").unwrap());
 
@@ -388,10 +407,21 @@ fn lost_exit_status_and_corrupt_push_are_infrastructure_errors() {
 fn cli_loopback_device_and_devices_list() {
     let adb = AdbServer::start();
     let storage = tempfile::tempdir().unwrap();
+    // Without a key to check, the device does not start: exit 2, naming the file and the fix.
+    let no_home = tempfile::tempdir().unwrap();
+    let mut missing = Command::new(env!("CARGO_BIN_EXE_quadbench"));
+    missing.args(["loopback-device", "--port", &free_port().to_string(), "--root"]).arg(storage.path());
+    missing.env("HOME", no_home.path());
+    let (code, out) = run_with_deadline(missing, no_home.path(), Duration::from_secs(30));
+    assert_eq!(code, Some(2), "{out}");
+    let want = no_home.path().join(".android/adbkey.pub");
+    assert!(out.contains(&want.display().to_string()) && out.contains("adb start-server"), "{out}");
+    // The default key is the one of this HOME's adb server: the common case needs no flag.
     let port = free_port();
     let mut child = Command::new(env!("CARGO_BIN_EXE_quadbench"))
         .args(["loopback-device", "--port", &port.to_string(), "--root"])
         .arg(storage.path())
+        .env("HOME", adb.home.path())
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
@@ -403,9 +433,9 @@ fn cli_loopback_device_and_devices_list() {
     }
     let (code, out) = adb.run(&["connect", &serial]);
     assert!(code == Some(0) && out.contains("connected"), "{out}");
-    let (code, out) = adb.run(&["-s", &serial, "shell", "echo $QB_LOOPBACK_ROOT"]);
-    assert_eq!(code, Some(0));
-    assert_eq!(Path::new(out.trim()).canonicalize().unwrap(), storage.path().canonicalize().unwrap());
+    let (code, out) = adb.run(&["-s", &serial, "shell", "pwd; echo cli > /data/local/tmp/cli.txt"]);
+    assert_eq!((code, out.trim()), (Some(0), "/"));
+    assert_eq!(std::fs::read_to_string(storage.path().join("data/local/tmp/cli.txt")).unwrap(), "cli\n");
     let mut list = Command::new(env!("CARGO_BIN_EXE_quadbench"));
     list.args(["devices", "list", "--adb-server", &adb.addr().to_string()]);
     let (code, out) = run_with_deadline(list, adb.home.path(), Duration::from_secs(60));
@@ -454,9 +484,9 @@ fn scenario_over_adb_matches_local() {
     }
     eprintln!("wall: local {t_local:?}, adb {t_adb:?}");
     // The runner and package went to the device once: a second run pushes only per-run files.
-    assert!(rig.dev.root().join("bin/quadbench-runner").is_file());
+    assert!(rig.on_host("bin/quadbench-runner").is_file());
     assert!(
-        !rig.dev.root().join("runs").read_dir().map(|mut d| d.next().is_some()).unwrap_or(false),
+        !rig.on_host("runs").read_dir().map(|mut d| d.next().is_some()).unwrap_or(false),
         "run directories cleaned up"
     );
 }
@@ -637,7 +667,7 @@ fn npu_scenario_over_adb_pushes_the_qnn_plugin_and_matches_local() {
             .any(|e| matches!(e, Event::Step { message } if message.starts_with("staging QNNExecutionProvider")))
     );
     // The plugin and its vendored C++ runtime are on the device, under a per-build directory.
-    let runtime = rig.dev.root().join("runtime");
+    let runtime = rig.on_host("runtime");
     let qnn_dir = std::fs::read_dir(&runtime)
         .unwrap()
         .map(|e| e.unwrap().path())

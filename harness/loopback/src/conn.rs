@@ -1,4 +1,4 @@
-//! One host connection: the CNXN handshake, the stream table, routing of OKAY/WRTE/CLSE to the
+//! One host connection: the CNXN handshake (with AUTH unless insecure), the stream table, routing of OKAY/WRTE/CLSE to the
 //! per-stream threads, and the metered socket I/O through which every fault is applied.
 //!
 //! Threads: the connection thread reads messages and never blocks on a service; each stream runs
@@ -7,6 +7,7 @@
 //! keeps at most one WRTE in flight and acknowledges host WRTEs only once it has consumed them,
 //! which keeps every buffer bounded by about one payload per stream.
 
+use crate::auth::{self, AUTH_RSAPUBLICKEY, AUTH_SIGNATURE, AUTH_TOKEN, TOKEN_LEN};
 use crate::faults::{Budget, Meter};
 use crate::message::{
     self, A_AUTH, A_CLSE, A_CNXN, A_OKAY, A_OPEN, A_STLS, A_SYNC, A_VERSION, A_VERSION_MIN, A_WRTE, MAX_PAYLOAD,
@@ -374,6 +375,7 @@ fn message_loop(
 ) -> Result<(), ConnError> {
     let mut max_payload: Option<usize> = None;
     let mut next_id: u32 = 1;
+    let mut auth = AuthState { authorized: shared.keys.is_none(), cnxn: None, token: None };
     loop {
         let m = match Message::read_from(reader, MAX_PAYLOAD) {
             Ok(m) => m,
@@ -386,15 +388,53 @@ fn message_loop(
                     return Err(ConnError::Protocol(format!("host version {:#x} too old", m.arg0)));
                 }
                 let mp = if m.arg1 == 0 { MAX_PAYLOAD_V1 } else { m.arg1.min(MAX_PAYLOAD) };
-                let reply = Message::new(A_CNXN, m.arg0.min(A_VERSION), mp, shared.banner.clone());
-                writer.send(&reply).map_err(ConnError::Write)?;
-                max_payload = Some(mp as usize);
+                let params = (m.arg0.min(A_VERSION), mp);
+                if auth.authorized {
+                    online(writer, shared, params, &mut max_payload)?;
+                } else {
+                    // As adbd with auth required: challenge first, CNXN only after a good signature.
+                    auth.cnxn = Some(params);
+                    auth.challenge(writer)?;
+                }
+            }
+            A_AUTH if !auth.authorized => {
+                let Some(params) = auth.cnxn else {
+                    return Err(ConnError::Protocol("AUTH before CNXN".into()));
+                };
+                match m.arg0 {
+                    AUTH_SIGNATURE => {
+                        let keys = shared.keys.as_ref().expect("unauthorized implies keys");
+                        let matched = auth.token.and_then(|t| keys.verify(&t, &m.payload));
+                        match matched {
+                            Some(k) => {
+                                auth.authorized = true;
+                                auth.token = None;
+                                shared.log(Event::Authorized { peer, key: k.comment.clone() });
+                                online(writer, shared, params, &mut max_payload)?;
+                            }
+                            None => {
+                                shared.log(Event::AuthFailed { peer });
+                                auth.challenge(writer)?;
+                            }
+                        }
+                    }
+                    AUTH_RSAPUBLICKEY => {
+                        // A phone would show the "allow USB debugging?" prompt and wait; the
+                        // loopback device never accepts a key it was not given, and keeps the
+                        // connection so the host shows the device `unauthorized`.
+                        let offered = String::from_utf8_lossy(message::trim_nuls(&m.payload));
+                        let key = offered.split_once(' ').map_or("", |(_, c)| c).trim().to_string();
+                        shared.log(Event::AuthRefused { peer, key });
+                    }
+                    _ => {}
+                }
             }
             A_STLS => {
                 return Err(ConnError::Protocol("host asked for tls, which is not supported".into()));
             }
             cmd if max_payload.is_none() && cmd != A_AUTH && cmd != A_SYNC => {
-                return Err(ConnError::Protocol(format!("expected CNXN first, got {}", message::command_name(cmd))));
+                let why = if auth.cnxn.is_some() { "the host is not authorized" } else { "expected CNXN first" };
+                return Err(ConnError::Protocol(format!("{why}, got {}", message::command_name(cmd))));
             }
             A_OPEN => {
                 let mp = max_payload.unwrap_or(MAX_PAYLOAD_V1 as usize);
@@ -475,6 +515,36 @@ fn message_loop(
             _ => {}
         }
     }
+}
+
+/// Where a connection stands with AUTH.
+struct AuthState {
+    authorized: bool,
+    /// (version, max payload) of the host's CNXN, answered once it is authorized.
+    cnxn: Option<(u32, u32)>,
+    /// The token the host must sign now.
+    token: Option<[u8; TOKEN_LEN]>,
+}
+
+impl AuthState {
+    /// Sends a fresh token (a new one for every attempt, as adbd does).
+    fn challenge(&mut self, writer: &Writer) -> Result<(), ConnError> {
+        let t = auth::new_token().map_err(|e| ConnError::Protocol(format!("no random token: {e}")))?;
+        self.token = Some(t);
+        writer.send(&Message::new(A_AUTH, AUTH_TOKEN, 0, t.to_vec())).map_err(ConnError::Write)
+    }
+}
+
+/// Sends our CNXN: the connection is online.
+fn online(
+    writer: &Writer,
+    shared: &Shared,
+    (version, mp): (u32, u32),
+    max_payload: &mut Option<usize>,
+) -> Result<(), ConnError> {
+    writer.send(&Message::new(A_CNXN, version, mp, shared.banner.clone())).map_err(ConnError::Write)?;
+    *max_payload = Some(mp as usize);
+    Ok(())
 }
 
 fn run_stream(

@@ -4,7 +4,8 @@
 //!
 //! ## Control file
 //!
-//! `<root>/.loopback/faults.json`, polled every 100 ms while the device runs:
+//! `<root>/.loopback/faults.json` (device path `/.loopback/faults.json`), polled every 100 ms
+//! while the device runs:
 //!
 //! ```json
 //! {"drop_after_bytes": 65536, "stall_after_bytes": null, "corrupt_push": false, "offline": false}
@@ -25,6 +26,7 @@
 //! reading and writing on that connection until the faults change, the host hangs up, the device
 //! goes offline or stops.
 
+use crate::paths::DeviceFs;
 use serde::{Deserialize, Serialize};
 use std::io;
 use std::path::{Path, PathBuf};
@@ -59,13 +61,17 @@ pub enum ControlFileError {
     Parse { path: PathBuf, source: serde_json::Error },
 }
 
-/// Raw content of the control file, `None` when it does not exist.
-pub fn read_control_bytes(path: &Path) -> Result<Option<Vec<u8>>, ControlFileError> {
-    match std::fs::read(path) {
-        Ok(b) => Ok(Some(b)),
-        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
-        Err(source) => Err(ControlFileError::Read { path: path.to_path_buf(), source }),
-    }
+/// Device path of the control file.
+pub const CONTROL_DEVICE_PATH: &str = "/.loopback/faults.json";
+/// A larger control file is refused (it is a few dozen bytes of JSON).
+const MAX_CONTROL: u64 = 64 * 1024;
+
+/// Raw content of the control file, `None` when it does not exist. Read inside the root like
+/// any device path: the device's shell can write the file, so a symlink there must not make
+/// the device read a host file (or block on a FIFO).
+pub(crate) fn read_control_bytes(fs: &DeviceFs) -> Result<Option<Vec<u8>>, ControlFileError> {
+    fs.read_small(CONTROL_DEVICE_PATH.as_bytes(), MAX_CONTROL)
+        .map_err(|source| ControlFileError::Read { path: control_file(fs.root()), source })
 }
 
 /// Parses control file content.
@@ -164,9 +170,8 @@ impl Meter {
 }
 
 /// Applies `corrupt_push` to a freshly written file.
-pub(crate) fn corrupt_file(path: &Path) -> io::Result<()> {
+pub(crate) fn corrupt_file(mut f: &std::fs::File) -> io::Result<()> {
     use std::io::{Read, Seek, SeekFrom, Write};
-    let mut f = std::fs::OpenOptions::new().read(true).write(true).open(path)?;
     let len = f.metadata()?.len();
     if len == 0 {
         return f.write_all(&[0xff]);
@@ -219,12 +224,13 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("f");
         std::fs::write(&p, b"abcdef").unwrap();
-        corrupt_file(&p).unwrap();
+        let rw = || std::fs::OpenOptions::new().read(true).write(true).open(&p).unwrap();
+        corrupt_file(&rw()).unwrap();
         let got = std::fs::read(&p).unwrap();
         assert_eq!(got.len(), 6);
         assert_ne!(got, b"abcdef");
         std::fs::write(&p, b"").unwrap();
-        corrupt_file(&p).unwrap();
+        corrupt_file(&rw()).unwrap();
         assert_eq!(std::fs::read(&p).unwrap().len(), 1);
     }
 }

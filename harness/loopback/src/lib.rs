@@ -2,22 +2,30 @@
 //! enough for the real `adb` client (`adb connect/push/pull/shell/ls`), so the quadbench ADB path
 //! can be exercised without a phone.
 //!
-//! What it speaks: CNXN without AUTH (banner features `shell_v2,cmd,stat_v2,ls_v2,
-//! fixed_push_mkdir`), streams with one WRTE in flight, `sync:` (STAT, STA2, LST2, LIST, LIS2,
-//! SEND v1, RECV, QUIT), `shell:` (v1: merged output, no exit code), `shell,v2,...:` (separate
-//! stdout/stderr, stdin, exit code) and `exec:`.
+//! What it speaks: AUTH as adbd does it (see [`auth`]; [`Auth::Insecure`] skips it), CNXN
+//! (banner features `shell_v2,cmd,stat_v2,ls_v2,fixed_push_mkdir`), streams with one WRTE in
+//! flight, `sync:` (STAT, STA2, LST2, LIST, LIS2, SEND v1, RECV, QUIT), `shell:` (v1: merged
+//! output, no exit code), `shell,v2,...:` (separate stdout/stderr, stdin, exit code) and `exec:`.
 //!
-//! ## Paths
+//! ## Paths: one file system, DIR is `/`
 //!
-//! The device root DIR plays `/data/local/tmp`. Sync paths map as described in [`paths`]:
-//! host paths under DIR are used as is (for the loopback profile device paths == host paths under
-//! DIR), `/data/local/tmp/x` -> `DIR/x`, any other absolute path `/p` -> `DIR/p`; `..` escapes
-//! and symlinked directories leading out of DIR are refused. Shell commands are NOT rewritten:
-//! they run as `/bin/sh -c CMD` with cwd = DIR and `QB_LOOPBACK_ROOT=DIR` in the environment, so
-//! a command should use DIR's host path (or relative paths); give the transport
-//! [`LoopbackDevice::root`] (DIR canonicalised, what the shell's `pwd -P` prints) as the device
-//! root so both sides spell paths the same way (sync also accepts DIR as configured). The shell is not a sandbox: it runs
-//! with the user's rights, which is why the device only binds to loopback addresses.
+//! The device root DIR is the device's `/`, for sync and shell alike, so push, pull and shell
+//! agree on every path: `adb push f /data/local/tmp/f` writes `DIR/data/local/tmp/f`, and
+//! `adb shell sha256sum /data/local/tmp/f` reads that file. `DIR/data/local/tmp` and `DIR/tmp`
+//! are created at start; device profiles use real device paths (`root:
+//! /data/local/tmp/quadbench`).
+//!
+//! - Sync resolves every path inside DIR as in a chroot ([`paths`]): `..` and symlinks, in any
+//!   component including the last, never lead outside DIR.
+//! - Shell commands run under bubblewrap (`sandbox.rs`): DIR bound as `/`, the host's `/usr`
+//!   read-only (with `bin`, `lib`, `lib64` linking into it, so host programs and the runner
+//!   work), private `/proc` (one pid namespace for the device) and `/dev`, no capabilities, no
+//!   network but the device's own loopback, cwd `/`, a clean environment (`PATH`, `HOME=/`,
+//!   `TMPDIR=/data/local/tmp`). Nothing of the host outside DIR and `/usr` is visible, and
+//!   nothing outside DIR is writable. Sync refuses to write into those system mounts.
+//! - bubblewrap is required (Debian: `apt-get install bubblewrap`); the device refuses to start
+//!   without it. There is deliberately no unconfined mode: it would split the path space again.
+//!
 //! `getprop` and `getprop NAME` (exactly; surrounding whitespace ignored) are answered from
 //! [`LoopbackConfig::props`] instead of the shell.
 //!
@@ -28,14 +36,18 @@
 //! Library code never prints; pass a log callback to [`LoopbackDevice::start_with_log`] to see
 //! [`Event`]s.
 
+pub mod auth;
 mod conn;
 pub mod faults;
 pub mod message;
 pub mod paths;
+mod sandbox;
 mod shell;
 mod sync;
 
+pub use auth::{AdbKeys, Auth};
 pub use faults::Faults;
+pub use sandbox::SandboxError;
 
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
@@ -58,8 +70,10 @@ pub const EMULATOR_PORTS: std::ops::RangeInclusive<u16> = 5555..=5585;
 pub struct LoopbackConfig {
     /// Listen address; must be a loopback address. Port 0 picks an ephemeral port.
     pub bind: SocketAddr,
-    /// The directory that plays `/data/local/tmp`; created if missing.
+    /// The directory that is the device's `/`; created if missing.
     pub root: PathBuf,
+    /// Who may connect: keys checked with ADB's AUTH, or nobody checked.
+    pub auth: Auth,
     /// Product name/device in the banner (`adb devices -l` shows it).
     pub serial_model: String,
     /// Answers to `getprop`; `ro.product.model` also goes into the banner.
@@ -70,10 +84,11 @@ pub struct LoopbackConfig {
 
 impl LoopbackConfig {
     /// Ephemeral port on 127.0.0.1, model `quadbench-loopback`, [`default_props`], no faults.
-    pub fn new(root: impl Into<PathBuf>) -> LoopbackConfig {
+    pub fn new(root: impl Into<PathBuf>, auth: Auth) -> LoopbackConfig {
         LoopbackConfig {
             bind: SocketAddr::from(([127, 0, 0, 1], 0)),
             root: root.into(),
+            auth,
             serial_model: "quadbench-loopback".to_string(),
             props: default_props(),
             faults: Faults::default(),
@@ -105,9 +120,7 @@ pub fn default_props() -> BTreeMap<String, String> {
 /// Errors starting a device.
 #[derive(Debug, thiserror::Error)]
 pub enum LoopbackError {
-    #[error(
-        "refusing to bind {0}: the loopback device runs shell commands without auth, so it only listens on loopback addresses"
-    )]
+    #[error("refusing to bind {0}: the loopback device serves a root shell, so it only listens on loopback addresses")]
     NotLoopback(SocketAddr),
     #[error("refusing port {0}: adb probes 5555-5585 for emulators")]
     EmulatorPort(u16),
@@ -115,6 +128,10 @@ pub enum LoopbackError {
     Bind { addr: SocketAddr, source: std::io::Error },
     #[error("preparing device root {path}: {source}")]
     Root { path: PathBuf, source: std::io::Error },
+    #[error(transparent)]
+    Keys(#[from] auth::KeysError),
+    #[error(transparent)]
+    Sandbox(#[from] SandboxError),
     #[error("spawning the accept thread: {0}")]
     Thread(std::io::Error),
 }
@@ -164,6 +181,27 @@ pub enum Event {
     ControlFileError {
         error: String,
     },
+    /// A line of the adb keys file was skipped (read at start).
+    KeyIgnored {
+        path: PathBuf,
+        line: usize,
+        error: String,
+    },
+    /// The host proved it holds a key from the adb keys file.
+    Authorized {
+        peer: SocketAddr,
+        key: String,
+    },
+    /// A signature matched no key; the host gets a new token (and will try its next key).
+    AuthFailed {
+        peer: SocketAddr,
+    },
+    /// The host ran out of keys and offered its public key. A phone would ask its user; the
+    /// loopback device never accepts one (the host sees it `unauthorized`).
+    AuthRefused {
+        peer: SocketAddr,
+        key: String,
+    },
 }
 
 impl fmt::Display for Event {
@@ -184,6 +222,15 @@ impl fmt::Display for Event {
                 write!(f, "faults now {faults:?} (from {source:?})")
             }
             Event::ControlFileError { error } => write!(f, "{error}"),
+            Event::KeyIgnored { path, line, error } => {
+                write!(f, "ignoring line {line} of the adb keys file {}: {error}", path.display())
+            }
+            Event::Authorized { peer, key } => write!(f, "{peer} authenticated with the key of {key:?}"),
+            Event::AuthFailed { peer } => write!(f, "{peer} signed with a key that is not in the adb keys file"),
+            Event::AuthRefused { peer, key } => write!(
+                f,
+                "refused {peer}: its key ({key:?}) is not in the adb keys file; add the line of its adbkey.pub there to let it in"
+            ),
         }
     }
 }
@@ -193,10 +240,12 @@ pub type LogFn = Arc<dyn Fn(&Event) + Send + Sync>;
 
 /// State shared by all device threads.
 pub(crate) struct Shared {
-    /// Canonical device root.
-    pub root: PathBuf,
-    /// The configured root made absolute, when it is spelled differently from `root`.
-    pub root_alias: Option<PathBuf>,
+    /// The device's file system (DIR as `/`) for sync.
+    pub fs: paths::DeviceFs,
+    /// Runs shell commands confined to DIR.
+    pub sandbox: sandbox::Sandbox,
+    /// The keys allowed in; None for [`Auth::Insecure`].
+    pub keys: Option<AdbKeys>,
     pub banner: Vec<u8>,
     pub props: BTreeMap<String, String>,
     pub faults: faults::FaultCell,
@@ -208,11 +257,6 @@ pub(crate) struct Shared {
 }
 
 impl Shared {
-    /// Maps a device path to a host path under the root (see [`paths`]).
-    pub fn resolve(&self, device_path: &[u8]) -> Result<PathBuf, paths::PathError> {
-        paths::resolve_with_alias(&self.root, self.root_alias.as_deref(), device_path)
-    }
-
     pub fn log(&self, ev: Event) {
         if let Some(l) = &self.log {
             l(&ev);
@@ -275,11 +319,15 @@ impl LoopbackDevice {
         if EMULATOR_PORTS.contains(&cfg.bind.port()) {
             return Err(LoopbackError::EmulatorPort(cfg.bind.port()));
         }
+        let keys = match &cfg.auth {
+            Auth::Keys(path) => Some(AdbKeys::load(path)?),
+            Auth::Insecure => None,
+        };
         let root_err = |source| LoopbackError::Root { path: cfg.root.clone(), source };
         std::fs::create_dir_all(&cfg.root).map_err(root_err)?;
         let root = cfg.root.canonicalize().map_err(root_err)?;
-        let absolute = std::path::absolute(&cfg.root).map_err(root_err)?;
-        let root_alias = (absolute != root).then_some(absolute);
+        let fs = paths::DeviceFs::open(&root).map_err(root_err)?;
+        let sandbox = sandbox::Sandbox::start(&root)?;
         let listener = TcpListener::bind(cfg.bind).map_err(|source| LoopbackError::Bind { addr: cfg.bind, source })?;
         let addr = listener.local_addr().map_err(|source| LoopbackError::Bind { addr: cfg.bind, source })?;
         let shared = Arc::new(Shared {
@@ -291,13 +339,19 @@ impl LoopbackDevice {
             threads: Mutex::new(Vec::new()),
             next_conn: AtomicU64::new(1),
             log,
-            root,
-            root_alias,
+            fs,
+            sandbox,
+            keys,
         });
+        if let Some(k) = &shared.keys {
+            for (line, e) in &k.skipped {
+                shared.log(Event::KeyIgnored { path: k.path.clone(), line: *line, error: e.to_string() });
+            }
+        }
         shared.log(Event::FaultsChanged { faults: cfg.faults, source: FaultSource::Config });
         // A control file present at start wins over the configured faults (it is the newer word).
-        let control = faults::control_file(&shared.root);
-        let mut last = faults::read_control_bytes(&control).unwrap_or(None);
+        let control = faults::control_file(shared.fs.root());
+        let mut last = faults::read_control_bytes(&shared.fs).unwrap_or(None);
         if let Some(bytes) = &last {
             match faults::parse_control(&control, bytes) {
                 Ok(f) => shared.apply_faults(f, FaultSource::ControlFile),
@@ -338,9 +392,26 @@ impl LoopbackDevice {
         self.addr.to_string()
     }
 
-    /// Canonical device root.
+    /// Canonical host path of the device root (the device's `/`).
     pub fn root(&self) -> &std::path::Path {
-        &self.shared.root
+        self.shared.fs.root()
+    }
+
+    /// Host path of a device path, for tests and tools that look at the device's storage from
+    /// the host: `/data/local/tmp/x` -> `DIR/data/local/tmp/x`. Purely lexical (`..` is dropped
+    /// at the root), symlinks are not resolved.
+    pub fn host_path(&self, device_path: &str) -> PathBuf {
+        let mut out = self.root().to_path_buf();
+        for c in device_path.split('/').filter(|c| !c.is_empty() && *c != ".") {
+            if c == ".." {
+                if out != self.root() {
+                    out.pop();
+                }
+            } else {
+                out.push(c);
+            }
+        }
+        out
     }
 
     /// Replaces the active faults (see [`faults`] for how this interacts with the control file).
@@ -374,6 +445,8 @@ impl LoopbackDevice {
         for h in threads {
             let _ = h.join();
         }
+        // Whatever the device's commands left running (background jobs) goes with the device.
+        self.shared.sandbox.stop();
     }
 }
 
@@ -407,7 +480,7 @@ fn serve_forever_inner(mut dev: LoopbackDevice) -> Result<(), LoopbackError> {
 }
 
 fn watch_control_file(sh: &Shared, path: &std::path::Path, last: &mut Option<Vec<u8>>) {
-    let now = match faults::read_control_bytes(path) {
+    let now = match faults::read_control_bytes(&sh.fs) {
         Ok(b) => b,
         Err(e) => {
             sh.log(Event::ControlFileError { error: e.to_string() });

@@ -9,7 +9,7 @@ use std::io::{self, Read, Write};
 
 /// `CNXN`: connection handshake.
 pub const A_CNXN: u32 = 0x4e58_4e43;
-/// `AUTH`: authentication (never sent by us: the loopback device skips auth).
+/// `AUTH`: authentication (token, signature or public key; see `auth.rs`).
 pub const A_AUTH: u32 = 0x4854_5541;
 /// `OPEN`: open a stream to a service.
 pub const A_OPEN: u32 = 0x4e45_504f;

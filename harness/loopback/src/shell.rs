@@ -2,19 +2,19 @@
 //! `shell,v2,...:` (packets with separate stdout/stderr, stdin, close-stdin and an exit packet)
 //! and `exec:` (raw, merged, no protocol).
 //!
-//! A command runs as `/bin/sh -c CMD` (an empty command runs `/bin/sh` on its stdin) in its own
-//! process group, with cwd = device root and `QB_LOOPBACK_ROOT` set. There is no PTY: `pty`
-//! requests get pipes. Output is forwarded as it is produced, so heartbeats reach the host live;
-//! if the host closes the stream, the whole process group is killed. `getprop` and
-//! `getprop NAME` are answered from the configured props without running a shell.
+//! A command runs as `/bin/sh -c CMD` (an empty command runs `/bin/sh` on its stdin) confined to
+//! the device root, which it sees as `/`, in its own session (see `sandbox.rs`), with cwd `/`.
+//! There is no PTY: `pty` requests get pipes. Output is forwarded as it is produced, so
+//! heartbeats reach the host live; if the host closes the stream, the command's whole process
+//! group is killed. `getprop` and `getprop NAME` are answered from the configured props without
+//! running a shell.
 
 use crate::conn::{StreamCtx, StreamError, StreamEvent};
+use crate::sandbox::{Spawned, kill_pid_group};
 use std::collections::BTreeMap;
-use std::ffi::OsStr;
 use std::io::{Read, Write};
-use std::os::unix::ffi::OsStrExt;
-use std::os::unix::process::{CommandExt, ExitStatusExt};
-use std::process::{Command, Stdio};
+use std::os::unix::process::ExitStatusExt;
+use std::process::Stdio;
 use std::sync::mpsc;
 
 /// v2 packet ids.
@@ -79,13 +79,6 @@ pub fn getprop_answer(cmd: &[u8], props: &BTreeMap<String, String>) -> Option<Ve
     }
 }
 
-fn kill_group(pid: u32) {
-    // SAFETY: plain syscall; a negative pid addresses the process group we created.
-    unsafe {
-        libc::kill(-(pid as i32), libc::SIGKILL);
-    }
-}
-
 /// Output sink honouring the protocol: v2 packets or raw bytes.
 fn emit(ctx: &mut StreamCtx, v2: bool, fd: u8, data: Vec<u8>, credit: usize) -> std::io::Result<()> {
     if v2 { ctx.queue(packet(fd, &data), credit) } else { ctx.queue(data, credit) }
@@ -101,27 +94,27 @@ pub(crate) fn run(ctx: &mut StreamCtx, spec: ShellSpec) -> Result<(), StreamErro
         }
         return Ok(());
     }
-    let mut cmd = Command::new("/bin/sh");
-    if !spec.command.is_empty() {
-        cmd.arg("-c").arg(OsStr::from_bytes(&spec.command));
-    }
-    cmd.current_dir(&ctx.shared.root).env("QB_LOOPBACK_ROOT", &ctx.shared.root).stdin(Stdio::piped()).process_group(0);
-    let mut merged_reader = None;
-    if spec.v2 {
-        cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
+    // v1/exec: one pipe for both stdout and stderr, so the host sees them interleaved as written.
+    let (merged_reader, merged_writers) = if spec.v2 {
+        (None, None)
     } else {
-        // v1/exec: one pipe for both, so the host sees them interleaved as written.
         let (r, w) = std::io::pipe()?;
-        cmd.stdout(w.try_clone()?).stderr(w);
-        merged_reader = Some(r);
-    }
-    let spawned = cmd.spawn();
-    // Drop our copies of the pipe's write end, or the reader would never see EOF.
-    drop(cmd);
-    let mut child = match spawned {
+        let w2 = w.try_clone()?;
+        (Some(r), Some((w, w2)))
+    };
+    // The Command, and with it our copies of the pipes' write ends, is dropped inside spawn, so
+    // the readers see EOF when the command's side closes.
+    let spawned = ctx.shared.sandbox.spawn(&spec.command, move |cmd| {
+        cmd.stdin(Stdio::piped());
+        match merged_writers {
+            Some((w, w2)) => cmd.stdout(w).stderr(w2),
+            None => cmd.stdout(Stdio::piped()).stderr(Stdio::piped()),
+        };
+    });
+    let Spawned { mut child, group } = match spawned {
         Ok(c) => c,
         Err(e) => {
-            let msg = format!("/bin/sh: cannot start: {e}\n").into_bytes();
+            let msg = format!("loopback sandbox: cannot start /bin/sh: {e}\n").into_bytes();
             emit(ctx, spec.v2, ID_STDERR, msg, 0)?;
             if spec.v2 {
                 ctx.queue(packet(ID_EXIT, &[EXIT_SPAWN_FAILED]), 0)?;
@@ -245,7 +238,7 @@ pub(crate) fn run(ctx: &mut StreamCtx, spec: ShellSpec) -> Result<(), StreamErro
                 }
             }
             StreamEvent::Close => {
-                kill_group(pid);
+                kill_pid_group(group, pid);
                 return Ok(());
             }
             StreamEvent::Okay => Ok(()),
@@ -264,7 +257,7 @@ pub(crate) fn run(ctx: &mut StreamCtx, spec: ShellSpec) -> Result<(), StreamErro
             Ok(())
         }
         Err(e) => {
-            kill_group(pid);
+            kill_pid_group(group, pid);
             Err(e)
         }
     }

@@ -2,19 +2,19 @@
 //! state machine over the stream's byte stream (requests may be split across WRTEs or packed
 //! into one).
 //!
+//! Paths are device paths resolved inside the root as in a chroot (see [`crate::paths`]).
 //! SEND failures are reported when DONE arrives (DATA is drained until then, as adbd does);
-//! requests with a malformed header get FAIL and end the stream. Escaping paths get FAIL for
-//! SEND/RECV/LIST/LIS2; the stat requests have no FAIL in their protocol, so they answer "not
-//! found" (STAT: all zeros) or errno EACCES (STA2/LST2) instead.
+//! requests with a malformed header get FAIL and end the stream. The stat requests have no FAIL
+//! in their protocol, so errors there answer "not found" (STAT: all zeros) or the errno
+//! (STA2/LST2).
 
 use crate::Shared;
 use crate::conn::{StreamCtx, StreamError, StreamEvent};
 use crate::faults::corrupt_file;
+use crate::paths::{DeviceFs, NewFile};
 use std::fs::{File, Metadata};
 use std::io::{self, Read, Write};
-use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
-use std::path::{Path, PathBuf};
 use std::time::{Duration, UNIX_EPOCH};
 
 /// Longest path a request may carry.
@@ -133,8 +133,7 @@ enum State {
 }
 
 struct SendState {
-    path: PathBuf,
-    file: Option<File>,
+    file: Option<NewFile>,
     mode: u32,
     error: Option<String>,
     /// Bytes of the current DATA chunk still to come.
@@ -204,9 +203,9 @@ impl Session {
     /// A SEND that never saw DONE leaves no partial file behind.
     fn abort_send(&mut self) {
         if let State::Send(st) = std::mem::replace(&mut self.state, State::Idle)
-            && st.file.is_some()
+            && let Some(f) = &st.file
         {
-            let _ = std::fs::remove_file(&st.path);
+            f.remove();
         }
     }
 
@@ -246,30 +245,26 @@ impl Session {
         }
         let arg = self.avail()[8..8 + len].to_vec();
         self.pos += 8 + len;
-        let root = ctx.shared.root.clone();
+        let fs = &ctx.shared.fs;
         match rid {
             ID_STAT => {
-                let md = ctx.shared.resolve(&arg).ok().and_then(|p| p.symlink_metadata().ok());
+                let md = fs.lstat(&arg).ok();
                 let mut v = ID_STAT.to_le_bytes().to_vec();
                 v.extend_from_slice(&stat_v1(md.as_ref()));
                 ctx.queue(v, 0)?;
             }
             ID_STA2 | ID_LST2 => {
-                let md = match ctx.shared.resolve(&arg) {
-                    Err(_) => Err(libc::EACCES),
-                    Ok(p) if rid == ID_STA2 => p.metadata().map_err(|e| errno(&e)),
-                    Ok(p) => p.symlink_metadata().map_err(|e| errno(&e)),
-                };
+                let md = if rid == ID_STA2 { fs.stat(&arg) } else { fs.lstat(&arg) };
                 let mut v = rid.to_le_bytes().to_vec();
-                v.extend_from_slice(&stat_v2(md.as_ref().map_err(|e| *e)));
+                v.extend_from_slice(&stat_v2(md.as_ref().map_err(errno)));
                 ctx.queue(v, 0)?;
             }
-            ID_LIST | ID_LIS2 => match ctx.shared.resolve(&arg) {
-                Err(e) => Self::fail(ctx, &e.to_string())?,
-                Ok(p) => ctx.queue(list(&root, &p, rid == ID_LIS2), 0)?,
-            },
-            ID_RECV => match ctx.shared.resolve(&arg).map_err(|e| e.to_string()).and_then(|p| open_recv(&p)) {
-                Err(msg) => Self::fail(ctx, &msg)?,
+            ID_LIST | ID_LIS2 => {
+                let out = list(fs, &arg, rid == ID_LIS2);
+                ctx.queue(out, 0)?;
+            }
+            ID_RECV => match fs.open_regular(&arg) {
+                Err(e) => Self::fail(ctx, &errmsg(&e))?,
                 Ok(f) => self.state = State::Recv(f),
             },
             _ => self.state = State::Send(start_send(&ctx.shared, &arg)),
@@ -319,7 +314,7 @@ impl Session {
             }
             let n = a.len().min(st.remaining);
             if let (Some(f), None) = (&mut st.file, &st.error)
-                && let Err(e) = f.write_all(&a[..n])
+                && let Err(e) = f.file.write_all(&a[..n])
             {
                 st.error = Some(format!("write failed: {}", errmsg(&e)));
             }
@@ -356,18 +351,9 @@ impl Session {
     }
 }
 
-fn open_recv(p: &Path) -> Result<File, String> {
-    let f = File::open(p).map_err(|e| errmsg(&e))?;
-    match f.metadata() {
-        Ok(m) if m.is_dir() => Err("is a directory".to_string()),
-        Ok(_) => Ok(f),
-        Err(e) => Err(errmsg(&e)),
-    }
-}
-
-/// Listing of `dir` (`.` and `..` included, as adbd does; `..` of the root shows the root so no
-/// metadata from outside leaks), terminated by a padded DONE. A missing directory lists empty.
-fn list(root: &Path, dir: &Path, v2: bool) -> Vec<u8> {
+/// Listing of a directory (`.` and `..` included, as adbd does; `..` of `/` is `/`, as in a
+/// chroot), terminated by a padded DONE. A missing directory lists empty.
+fn list(fs: &DeviceFs, dir: &[u8], v2: bool) -> Vec<u8> {
     let mut out = Vec::new();
     let mut entry = |name: &[u8], md: Result<Metadata, io::Error>| {
         if v2 {
@@ -380,12 +366,13 @@ fn list(root: &Path, dir: &Path, v2: bool) -> Vec<u8> {
         out.extend_from_slice(&(name.len() as u32).to_le_bytes());
         out.extend_from_slice(name);
     };
-    if let Ok(rd) = std::fs::read_dir(dir) {
-        entry(b".", dir.symlink_metadata());
-        let parent = if dir == root { dir } else { dir.parent().unwrap_or(dir) };
-        entry(b"..", parent.symlink_metadata());
-        for e in rd.flatten() {
-            entry(e.file_name().as_bytes(), e.path().symlink_metadata());
+    if let Ok(entries) = fs.list(dir) {
+        entry(b".", fs.stat(dir));
+        let mut parent = dir.to_vec();
+        parent.extend_from_slice(b"/..");
+        entry(b"..", fs.stat(&parent));
+        for (name, md) in entries {
+            entry(&name, md);
         }
     }
     out.extend_from_slice(&done_padded(if v2 { DENT_V2_LEN } else { DENT_V1_LEN }));
@@ -394,7 +381,7 @@ fn list(root: &Path, dir: &Path, v2: bool) -> Vec<u8> {
 
 /// Opens the target of a SEND; on failure the state carries the error for DONE time.
 fn start_send(shared: &Shared, spec: &[u8]) -> SendState {
-    let mut st = SendState { path: PathBuf::new(), file: None, mode: 0, error: None, remaining: 0 };
+    let mut st = SendState { file: None, mode: 0, error: None, remaining: 0 };
     let Some(comma) = spec.iter().rposition(|&b| b == b',') else {
         st.error = Some("missing , in ID_SEND".into());
         return st;
@@ -404,59 +391,42 @@ fn start_send(shared: &Shared, spec: &[u8]) -> SendState {
         return st;
     };
     st.mode = mode;
-    let path = match shared.resolve(&spec[..comma]) {
-        Ok(p) => p,
-        Err(e) => {
-            st.error = Some(e.to_string());
-            return st;
-        }
-    };
     if mode & libc::S_IFMT == libc::S_IFLNK {
         st.error = Some("symlinks are not supported by the loopback device".into());
         return st;
     }
-    if let Some(parent) = path.parent()
-        && let Err(e) = std::fs::create_dir_all(parent)
-    {
-        st.error = Some(format!("secure_mkdirs failed: {}", errmsg(&e)));
-        return st;
-    }
-    // Replace rather than write through: the old file may be read-only or a symlink.
-    if let Ok(md) = path.symlink_metadata() {
-        if md.is_dir() {
-            st.error = Some(format!("{} is a directory", String::from_utf8_lossy(&spec[..comma])));
-            return st;
-        }
-        let _ = std::fs::remove_file(&path);
-    }
-    match File::options().write(true).create_new(true).open(&path) {
+    match shared.fs.create(&spec[..comma]) {
         Ok(f) => st.file = Some(f),
+        Err(e) if e.raw_os_error() == Some(libc::EISDIR) => {
+            st.error = Some(format!("{} is a directory", String::from_utf8_lossy(&spec[..comma])));
+        }
         Err(e) => st.error = Some(format!("couldn't create file: {}", errmsg(&e))),
     }
-    st.path = path;
     st
 }
 
 fn finish_send(ctx: &StreamCtx, st: SendState, mtime: u32) -> Result<(), String> {
-    let SendState { path, file, mode, error, .. } = st;
+    let SendState { file, mode, error, .. } = st;
     let result = (|| {
         if let Some(e) = error {
             return Err(e);
         }
-        let f = file.ok_or_else(|| "no file".to_string())?;
+        let nf = file.as_ref().ok_or_else(|| "no file".to_string())?;
+        let f = &nf.file;
         let _ = f.set_modified(UNIX_EPOCH + Duration::from_secs(u64::from(mtime)));
         if mode & 0o777 != 0 {
             f.set_permissions(std::fs::Permissions::from_mode(mode & 0o777))
                 .map_err(|e| format!("chmod failed: {}", errmsg(&e)))?;
         }
-        drop(f);
         if ctx.shared.faults.snapshot().0.corrupt_push {
-            corrupt_file(&path).map_err(|e| format!("corrupt_push fault failed: {}", errmsg(&e)))?;
+            corrupt_file(f).map_err(|e| format!("corrupt_push fault failed: {}", errmsg(&e)))?;
         }
         Ok(())
     })();
-    if result.is_err() && !path.as_os_str().is_empty() {
-        let _ = std::fs::remove_file(&path);
+    if result.is_err()
+        && let Some(f) = &file
+    {
+        f.remove();
     }
     result
 }
@@ -481,8 +451,9 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let root = dir.path().canonicalize().unwrap();
         std::fs::write(root.join("f"), b"12345").unwrap();
+        let fs = DeviceFs::open(&root).unwrap();
         for (v2, dent) in [(false, DENT_V1_LEN), (true, DENT_V2_LEN)] {
-            let out = list(&root, &root, v2);
+            let out = list(&fs, b"/", v2);
             // ".", "..", "f" then DONE
             let names = [1usize, 2, 1];
             assert_eq!(out.len(), names.iter().map(|n| dent + n).sum::<usize>() + dent);

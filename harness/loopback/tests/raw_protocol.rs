@@ -1,19 +1,27 @@
 //! Wire-level checks against a running loopback device over TCP, for the behaviour the real
 //! client does not pin down: malformed input closes only that connection, every message we get
-//! carries the byte-sum checksum, streams are byte streams (requests split across WRTEs), and
-//! the device keeps one WRTE in flight.
+//! carries the byte-sum checksum, streams are byte streams (requests split across WRTEs), the
+//! device keeps one WRTE in flight, and the AUTH exchange (tokens, signatures, refused keys).
 
+use quadbench_loopback::auth::{self, AUTH_RSAPUBLICKEY, AUTH_SIGNATURE, AUTH_TOKEN, TOKEN_LEN};
 use quadbench_loopback::message::{
-    A_CLSE, A_CNXN, A_OKAY, A_OPEN, A_VERSION, A_WRTE, HEADER_LEN, MAX_PAYLOAD, Message, checksum,
+    A_AUTH, A_CLSE, A_CNXN, A_OKAY, A_OPEN, A_VERSION, A_WRTE, HEADER_LEN, MAX_PAYLOAD, Message, checksum,
 };
-use quadbench_loopback::{LoopbackConfig, LoopbackDevice};
+use quadbench_loopback::{Auth, LoopbackConfig, LoopbackDevice};
+use rsa::{Pkcs1v15Sign, RsaPrivateKey};
+use sha1::Sha1;
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::Duration;
 
+fn start(root: &std::path::Path, auth: Auth) -> LoopbackDevice {
+    LoopbackDevice::start(LoopbackConfig::new(root, auth)).unwrap_or_else(|e| panic!("starting the device: {e}"))
+}
+
+/// An insecure device: these tests speak the wire protocol without keys.
 fn device() -> (tempfile::TempDir, LoopbackDevice) {
     let root = tempfile::tempdir().unwrap();
-    let dev = LoopbackDevice::start(LoopbackConfig::new(root.path())).unwrap();
+    let dev = start(root.path(), Auth::Insecure);
     (root, dev)
 }
 
@@ -107,8 +115,8 @@ fn open(s: &mut TcpStream, host_id: u32, service: &str) -> u32 {
 
 #[test]
 fn sync_requests_split_across_writes() {
-    let (root, dev) = device();
-    std::fs::write(root.path().join("f"), b"12345").unwrap();
+    let (_root, dev) = device();
+    std::fs::write(dev.host_path("/data/local/tmp/f"), b"12345").unwrap();
     let mut s = connect(&dev);
     handshake(&mut s, 4096);
     let dev_id = open(&mut s, 5, "sync:");
@@ -148,8 +156,9 @@ fn sync_requests_split_across_writes() {
 
 #[test]
 fn device_keeps_one_write_in_flight() {
-    let (root, dev) = device();
-    std::fs::write(root.path().join("big"), vec![7u8; 200_000]).unwrap();
+    let (_root, dev) = device();
+    // A relative sync path is relative to the device's /.
+    std::fs::write(dev.host_path("/big"), vec![7u8; 200_000]).unwrap();
     let mut s = connect(&dev);
     handshake(&mut s, 4096);
     let dev_id = open(&mut s, 3, "sync:");
@@ -195,4 +204,76 @@ fn device_keeps_one_write_in_flight() {
     }
     assert_eq!(&data[p..], b"DONE\0\0\0\0");
     assert_eq!(body, vec![7u8; 200_000]);
+}
+
+fn sign(key: &RsaPrivateKey, token: &[u8]) -> Vec<u8> {
+    key.sign(Pkcs1v15Sign::new::<Sha1>(), token).unwrap()
+}
+
+fn expect_token(s: &mut TcpStream) -> Vec<u8> {
+    let m = recv(s);
+    assert_eq!((m.command, m.arg0, m.payload.len()), (A_AUTH, AUTH_TOKEN, TOKEN_LEN), "{m:?}");
+    m.payload
+}
+
+/// Nothing arrives for a while (the device waits, as a phone showing its prompt would).
+fn silent(s: &mut TcpStream) -> bool {
+    s.set_read_timeout(Some(Duration::from_millis(500))).unwrap();
+    let mut b = [0u8; 1];
+    let quiet = matches!(s.read(&mut b), Err(e) if e.kind() == std::io::ErrorKind::WouldBlock || e.kind() == std::io::ErrorKind::TimedOut);
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    quiet
+}
+
+#[test]
+fn auth_challenges_and_accepts_only_a_listed_key() {
+    let mut rng = rand::thread_rng();
+    let (good, other) = (RsaPrivateKey::new(&mut rng, 2048).unwrap(), RsaPrivateKey::new(&mut rng, 2048).unwrap());
+    let root = tempfile::tempdir().unwrap();
+    let keys = root.path().join("adb_keys");
+    std::fs::write(&keys, format!("{} tester@host\n", auth::encode_pubkey(&good.to_public_key()).unwrap())).unwrap();
+    let dev = start(&root.path().join("dev"), Auth::Keys(keys));
+
+    let mut s = connect(&dev);
+    send(&mut s, Message::new(A_CNXN, A_VERSION, 4096, b"host::features=shell_v2\0".to_vec()));
+    let t1 = expect_token(&mut s);
+    // A key that is not listed gets a fresh token, as does a stale signature of a listed key.
+    send(&mut s, Message::new(A_AUTH, AUTH_SIGNATURE, 0, sign(&other, &t1)));
+    let t2 = expect_token(&mut s);
+    assert_ne!(t1, t2, "every attempt gets a new token");
+    send(&mut s, Message::new(A_AUTH, AUTH_SIGNATURE, 0, sign(&good, &t1)));
+    let t3 = expect_token(&mut s);
+    // Offering a public key is refused silently: no CNXN, the connection stays open.
+    let offered = format!("{} stranger@host\0", auth::encode_pubkey(&other.to_public_key()).unwrap());
+    send(&mut s, Message::new(A_AUTH, AUTH_RSAPUBLICKEY, 0, offered.into_bytes()));
+    assert!(silent(&mut s), "a public key must not be accepted");
+    // The listed key signing the current token gets the device online.
+    send(&mut s, Message::new(A_AUTH, AUTH_SIGNATURE, 0, sign(&good, &t3)));
+    let m = recv(&mut s);
+    assert_eq!(m.command, A_CNXN);
+    assert!(String::from_utf8(m.payload).unwrap().starts_with("device::"));
+    let id = open(&mut s, 4, "shell:echo authed");
+    let m = recv(&mut s);
+    assert_eq!((m.command, m.arg0, m.payload.as_slice()), (A_WRTE, id, &b"authed\n"[..]));
+
+    // Before authentication no stream may be opened: the device hangs up.
+    let mut s = connect(&dev);
+    send(&mut s, Message::new(A_CNXN, A_VERSION, 4096, b"host::\0".to_vec()));
+    expect_token(&mut s);
+    send(&mut s, Message::new(A_OPEN, 1, 0, b"shell:id\0".to_vec()));
+    assert!(closed(&mut s), "OPEN before AUTH must end the connection");
+}
+
+#[test]
+fn keys_file_problems_stop_the_device_from_starting() {
+    let root = tempfile::tempdir().unwrap();
+    let missing = root.path().join("nope.pub");
+    let e = LoopbackDevice::start(LoopbackConfig::new(root.path().join("d"), Auth::Keys(missing.clone())))
+        .err()
+        .expect("a missing keys file must be refused");
+    assert!(e.to_string().contains(&missing.display().to_string()), "{e}");
+    let junk = root.path().join("junk.pub");
+    std::fs::write(&junk, "not a key\n").unwrap();
+    let e = LoopbackDevice::start(LoopbackConfig::new(root.path().join("d"), Auth::Keys(junk))).err().unwrap();
+    assert!(e.to_string().contains("no usable key"), "{e}");
 }

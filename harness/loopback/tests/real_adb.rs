@@ -1,187 +1,21 @@
 //! The loopback device validated by the real `adb` client (Debian package `adb`; CI installs it
 //! in `.ci/run`). No mocks: every check goes through an adb server we start on a private port
-//! (so tests do not fight over 5037), with `ADB_EMU=0` and a private HOME/TMPDIR (adb keys and
-//! the server log stay in the test's temp dir). Every adb invocation has a deadline, so a hang is
-//! a failure, never a stuck test. Each test kills its adb server when it ends.
+//! (so tests do not fight over 5037), authenticated by the device with that server's own key
+//! (see `common`). Each test kills its adb server when it ends. Confinement and authentication
+//! have their own file, `confinement.rs`.
 
-use quadbench_loopback::{Faults, LoopbackConfig, LoopbackDevice};
-use sha2::{Digest, Sha256};
-use std::io::Read;
-use std::net::TcpListener;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+mod common;
+
+use common::{Adb, MODEL, device, random_bytes, sha256_hex};
+use quadbench_loopback::Faults;
 use std::time::{Duration, Instant};
 
-const MODEL: &str = "qb-loopback-test-model";
 const BIG: usize = 3 * 1024 * 1024;
-
-fn sha256_hex(data: &[u8]) -> String {
-    Sha256::digest(data).iter().map(|b| format!("{b:02x}")).collect()
-}
-
-fn random_bytes(n: usize) -> Vec<u8> {
-    let mut v = vec![0u8; n];
-    std::fs::File::open("/dev/urandom").unwrap().read_exact(&mut v).unwrap();
-    v
-}
-
-#[derive(Debug)]
-struct Out {
-    code: Option<i32>,
-    stdout: String,
-    stderr: String,
-    timed_out: bool,
-    elapsed: Duration,
-}
-
-impl Out {
-    fn all(&self) -> String {
-        format!("{}{}", self.stdout, self.stderr)
-    }
-}
-
-/// A private adb server, killed on drop.
-struct Adb {
-    port: u16,
-    dir: tempfile::TempDir,
-    seq: std::cell::Cell<u32>,
-}
-
-impl Adb {
-    fn new() -> Adb {
-        match Command::new("adb").arg("version").stdout(Stdio::null()).stderr(Stdio::null()).status() {
-            Ok(_) => {}
-            Err(e) => panic!(
-                "the real adb client is required for these tests but `adb` could not be run ({e}); \
-                 install it with `apt-get install -y adb` (CI does this in .ci/run)"
-            ),
-        }
-        let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-        let adb = Adb { port, dir: tempfile::tempdir().unwrap(), seq: std::cell::Cell::new(0) };
-        let out = adb.run(&["start-server"], None, Duration::from_secs(20));
-        assert_eq!(out.code, Some(0), "adb start-server failed: {out:?}");
-        adb
-    }
-
-    fn command(&self, args: &[&str]) -> Command {
-        let mut c = Command::new("adb");
-        c.arg("-P")
-            .arg(self.port.to_string())
-            .args(args)
-            .env("ADB_EMU", "0")
-            .env("HOME", self.dir.path())
-            .env("TMPDIR", self.dir.path())
-            .env_remove("ADB_SERVER_SOCKET")
-            .env_remove("ANDROID_SERIAL")
-            .env_remove("ADB_VENDOR_KEYS");
-        c
-    }
-
-    /// Runs adb with a deadline. Output goes to files, not pipes: a daemonised server could
-    /// otherwise hold a pipe open and turn "read to EOF" into a hang.
-    fn spawn(&self, args: &[&str], stdin: Option<&Path>) -> (std::process::Child, PathBuf, PathBuf) {
-        let n = self.seq.get();
-        self.seq.set(n + 1);
-        let so = self.dir.path().join(format!("out{n}"));
-        let se = self.dir.path().join(format!("err{n}"));
-        let mut c = self.command(args);
-        c.stdout(std::fs::File::create(&so).unwrap()).stderr(std::fs::File::create(&se).unwrap());
-        c.stdin(match stdin {
-            Some(p) => Stdio::from(std::fs::File::open(p).unwrap()),
-            None => Stdio::null(),
-        });
-        (c.spawn().expect("spawning adb"), so, se)
-    }
-
-    fn wait(child: &mut std::process::Child, so: &Path, se: &Path, started: Instant, limit: Duration) -> Out {
-        let mut timed_out = false;
-        let status = loop {
-            if let Some(st) = child.try_wait().unwrap() {
-                break Some(st);
-            }
-            if started.elapsed() > limit {
-                let _ = child.kill();
-                let _ = child.wait();
-                timed_out = true;
-                break None;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        };
-        Out {
-            code: status.and_then(|s| s.code()),
-            stdout: std::fs::read_to_string(so).unwrap_or_default(),
-            stderr: std::fs::read_to_string(se).unwrap_or_default(),
-            timed_out,
-            elapsed: started.elapsed(),
-        }
-    }
-
-    fn run(&self, args: &[&str], stdin: Option<&Path>, limit: Duration) -> Out {
-        let started = Instant::now();
-        let (mut child, so, se) = self.spawn(args, stdin);
-        Adb::wait(&mut child, &so, &se, started, limit)
-    }
-
-    /// `adb -s SERIAL args...` that must exit 0 within 30 s.
-    fn ok(&self, serial: &str, args: &[&str]) -> Out {
-        let mut full = vec!["-s", serial];
-        full.extend_from_slice(args);
-        let out = self.run(&full, None, Duration::from_secs(30));
-        assert!(!out.timed_out && out.code == Some(0), "adb {full:?} failed: {out:?}");
-        out
-    }
-
-    fn connect(&self, dev: &LoopbackDevice) -> String {
-        let serial = dev.serial();
-        let out = self.run(&["connect", &serial], None, Duration::from_secs(20));
-        assert!(out.stdout.contains("connected to"), "adb connect {serial}: {out:?}");
-        serial
-    }
-
-    /// The state `adb devices` shows for `serial`, if listed.
-    fn state(&self, serial: &str) -> Option<String> {
-        let out = self.run(&["devices"], None, Duration::from_secs(10));
-        out.stdout
-            .lines()
-            .filter_map(|l| l.split_once('\t'))
-            .find(|(s, _)| *s == serial)
-            .map(|(_, st)| st.trim().to_string())
-    }
-
-    fn wait_state(&self, serial: &str, pred: impl Fn(Option<&str>) -> bool, limit: Duration) -> Option<String> {
-        let start = Instant::now();
-        loop {
-            let st = self.state(serial);
-            if pred(st.as_deref()) || start.elapsed() > limit {
-                return st;
-            }
-            std::thread::sleep(Duration::from_millis(200));
-        }
-    }
-}
-
-impl Drop for Adb {
-    fn drop(&mut self) {
-        let _ = self.run(&["kill-server"], None, Duration::from_secs(10));
-    }
-}
-
-fn device(faults: Faults) -> (tempfile::TempDir, LoopbackDevice) {
-    let root = tempfile::tempdir().unwrap();
-    let mut cfg = LoopbackConfig::new(root.path());
-    cfg.props.insert("ro.product.model".into(), MODEL.into());
-    cfg.faults = faults;
-    let dev = LoopbackDevice::start(cfg).unwrap();
-    assert!(dev.addr().port() > 5585, "ephemeral port {} must be outside adb's emulator range", dev.addr());
-    assert!(dev.addr().ip().is_loopback());
-    (root, dev)
-}
 
 #[test]
 fn real_adb_shell_push_pull_ls() {
     let adb = Adb::new();
-    let (_root, dev) = device(Faults::default());
-    let root = dev.root().to_path_buf();
+    let (_root, dev) = device(&adb, Faults::default());
     let s = adb.connect(&dev);
     assert_eq!(adb.state(&s).as_deref(), Some("device"));
 
@@ -198,9 +32,9 @@ fn real_adb_shell_push_pull_ls() {
     // exec: raw, merged.
     let out = adb.ok(&s, &["exec-out", "printf raw; printf bits >&2"]);
     assert!(out.stdout.contains("raw") && out.stdout.contains("bits"), "{out:?}");
-    // The shell runs in the root with QB_LOOPBACK_ROOT set.
-    let out = adb.ok(&s, &["shell", "pwd -P; echo $QB_LOOPBACK_ROOT"]);
-    assert_eq!(out.stdout, format!("{}\n{}\n", root.display(), root.display()));
+    // The shell runs in the device's / (its root), as adbd's does.
+    let out = adb.ok(&s, &["shell", "pwd -P; echo $TMPDIR"]);
+    assert_eq!(out.stdout, "/\n/data/local/tmp\n");
 
     // getprop answers from the configured props.
     assert_eq!(adb.ok(&s, &["shell", "getprop", "ro.product.model"]).stdout, format!("{MODEL}\n"));
@@ -214,37 +48,37 @@ fn real_adb_shell_push_pull_ls() {
     let t = Instant::now();
     adb.ok(&s, &["push", local.to_str().unwrap(), "/data/local/tmp/up/big.bin"]);
     let push_time = t.elapsed();
-    let on_device = root.join("up/big.bin");
+    let on_device = dev.host_path("/data/local/tmp/up/big.bin");
     assert_eq!(sha256_hex(&std::fs::read(&on_device).unwrap()), want);
     let back = adb.dir.path().join("back.bin");
     let t = Instant::now();
     adb.ok(&s, &["pull", "/data/local/tmp/up/big.bin", back.to_str().unwrap()]);
     let pull_time = t.elapsed();
     assert_eq!(sha256_hex(&std::fs::read(&back).unwrap()), want);
-    // Device paths == host paths under the root: the shell sees the same file.
-    let out = adb.ok(&s, &["shell", &format!("sha256sum {}", on_device.display())]);
+    // One path space: the shell sees the pushed file under the same device path.
+    let out = adb.ok(&s, &["shell", "sha256sum /data/local/tmp/up/big.bin"]);
     assert_eq!(out.stdout.split_whitespace().next(), Some(want.as_str()), "{out:?}");
-    // ... and a push to the host path lands there too.
-    let host_path = format!("{}/hostpath/big.bin", root.display());
-    adb.ok(&s, &["push", local.to_str().unwrap(), &host_path]);
-    assert_eq!(sha256_hex(&std::fs::read(&host_path).unwrap()), want);
 
     // Listing through sync and through the shell.
     let out = adb.ok(&s, &["ls", "/data/local/tmp/up"]);
     let line = out.stdout.lines().find(|l| l.ends_with(" big.bin")).unwrap_or_else(|| panic!("{out:?}"));
     assert!(line.contains(&format!("{:08x}", BIG)), "size in ls line {line:?}");
-    assert!(adb.ok(&s, &["shell", "ls up"]).stdout.contains("big.bin"));
+    assert!(adb.ok(&s, &["shell", "ls /data/local/tmp/up"]).stdout.contains("big.bin"));
 
     // stdin reaches the command (v2 stdin + close-stdin packets).
-    let out = adb.run(&["-s", &s, "shell", "cat > in.bin; wc -c < in.bin"], Some(&local), Duration::from_secs(30));
+    let out = adb.run(
+        &["-s", &s, "shell", "cd /data/local/tmp && cat > in.bin; wc -c < in.bin"],
+        Some(&local),
+        Duration::from_secs(30),
+    );
     assert_eq!(out.stdout.trim(), BIG.to_string(), "{out:?}");
-    assert_eq!(sha256_hex(&std::fs::read(root.join("in.bin")).unwrap()), want);
+    assert_eq!(sha256_hex(&std::fs::read(dev.host_path("/data/local/tmp/in.bin")).unwrap()), want);
 
-    // Escapes are refused, missing files reported.
-    let out =
-        adb.run(&["-s", &s, "push", local.to_str().unwrap(), "/data/local/tmp/../../x"], None, Duration::from_secs(30));
-    assert_ne!(out.code, Some(0), "escaping push must fail: {out:?}");
-    assert!(!root.parent().unwrap().join("x").exists());
+    // `..` above / stays at the device's / (as in a chroot): nothing lands beside the root.
+    adb.ok(&s, &["push", local.to_str().unwrap(), "/data/local/tmp/../../../../../x"]);
+    assert!(dev.root().join("x").is_file());
+    assert!(!dev.root().parent().unwrap().join("x").exists());
+    // Missing files are reported.
     let out =
         adb.run(&["-s", &s, "pull", "/data/local/tmp/nope", back.to_str().unwrap()], None, Duration::from_secs(30));
     assert_ne!(out.code, Some(0), "{out:?}");
@@ -272,15 +106,12 @@ fn real_adb_shell_push_pull_ls() {
 #[test]
 fn host_closing_a_shell_kills_the_command() {
     let adb = Adb::new();
-    let (_root, dev) = device(Faults::default());
+    let (_root, dev) = device(&adb, Faults::default());
     let s = adb.connect(&dev);
-    let marker = dev.root().join("killed-marker");
+    let marker = dev.host_path("/data/local/tmp/killed-marker");
     // The command would create the marker after 2 s unless it is killed with its shell.
-    let out = adb.run(
-        &["-s", &s, "shell", &format!("sleep 2; touch {}", marker.display())],
-        None,
-        Duration::from_millis(700),
-    );
+    let out =
+        adb.run(&["-s", &s, "shell", "sleep 2; touch /data/local/tmp/killed-marker"], None, Duration::from_millis(700));
     assert!(out.timed_out, "{out:?}");
     std::thread::sleep(Duration::from_millis(2500));
     assert!(!marker.exists(), "the command survived the host closing its stream");
@@ -289,7 +120,7 @@ fn host_closing_a_shell_kills_the_command() {
 #[test]
 fn fault_corrupt_push_changes_the_pulled_hash() {
     let adb = Adb::new();
-    let (_root, dev) = device(Faults { corrupt_push: true, ..Faults::default() });
+    let (_root, dev) = device(&adb, Faults { corrupt_push: true, ..Faults::default() });
     let s = adb.connect(&dev);
     let data = random_bytes(256 * 1024);
     let local = adb.dir.path().join("f.bin");
@@ -310,7 +141,7 @@ fn fault_corrupt_push_changes_the_pulled_hash() {
 #[test]
 fn fault_drop_after_bytes_fails_push_and_pull_without_hanging() {
     let adb = Adb::new();
-    let (_root, dev) = device(Faults::default());
+    let (_root, dev) = device(&adb, Faults::default());
     let s = adb.connect(&dev);
     let data = random_bytes(BIG);
     let local = adb.dir.path().join("big.bin");
@@ -341,10 +172,10 @@ fn fault_drop_after_bytes_fails_push_and_pull_without_hanging() {
 #[test]
 fn fault_stall_blocks_until_cleared() {
     let adb = Adb::new();
-    let (_root, dev) = device(Faults::default());
+    let (_root, dev) = device(&adb, Faults::default());
     let s = adb.connect(&dev);
     let data = random_bytes(BIG);
-    std::fs::write(dev.root().join("big.bin"), &data).unwrap();
+    std::fs::write(dev.host_path("/data/local/tmp/big.bin"), &data).unwrap();
     dev.set_faults(Faults { stall_after_bytes: Some(64 * 1024), ..Faults::default() });
     let back = adb.dir.path().join("back.bin");
     let started = Instant::now();
@@ -360,7 +191,7 @@ fn fault_stall_blocks_until_cleared() {
 #[test]
 fn fault_offline_via_control_file() {
     let adb = Adb::new();
-    let (_root, dev) = device(Faults::default());
+    let (_root, dev) = device(&adb, Faults::default());
     let s = adb.connect(&dev);
     let control = dev.root().join(".loopback/faults.json");
     std::fs::create_dir_all(control.parent().unwrap()).unwrap();

@@ -18,9 +18,17 @@ pub struct LoopbackArgs {
     /// TCP port on 127.0.0.1 (not 5555-5585, which adb probes for emulators).
     #[arg(long)]
     port: u16,
-    /// Directory playing the device's storage (device paths == host paths under it).
+    /// Directory that is the device's `/` (device path /data/local/tmp/x is DIR/data/local/tmp/x).
     #[arg(long)]
     root: PathBuf,
+    /// Hosts allowed in (adb's RSA AUTH), in Android's adb_keys format. Default:
+    /// $HOME/.android/adbkey.pub, the key of this user's adb server (`adb start-server`
+    /// creates it), so the local adb needs no flag.
+    #[arg(long, value_name = "FILE", conflicts_with = "insecure")]
+    adb_keys: Option<PathBuf>,
+    /// No authentication: any local process that reaches the port gets the device's shell.
+    #[arg(long)]
+    insecure: bool,
 }
 
 pub fn devices(c: DevicesCmd) -> i32 {
@@ -60,10 +68,31 @@ fn list(server: std::net::SocketAddrV4) -> i32 {
 }
 
 pub fn loopback(a: LoopbackArgs) -> i32 {
-    let mut cfg = quadbench_loopback::LoopbackConfig::new(&a.root);
+    use quadbench_loopback::Auth;
+    let auth = if a.insecure {
+        Auth::Insecure
+    } else {
+        let Some(keys) = a.adb_keys.or_else(quadbench_loopback::auth::default_keys_file) else {
+            exit::report(&"HOME is not set, so there is no default adb key; pass --adb-keys FILE (or --insecure)");
+            return exit::BAD_INPUT;
+        };
+        if !keys.is_file() {
+            exit::report(&format!(
+                "the adb keys file {} does not exist; run `adb start-server` once (it creates ~/.android/adbkey.pub, the key of your adb server), or pass --adb-keys FILE with the adbkey.pub lines of the hosts to let in",
+                keys.display()
+            ));
+            return exit::BAD_INPUT;
+        }
+        Auth::Keys(keys)
+    };
+    let auth_note = match &auth {
+        Auth::Keys(k) => format!("hosts with a key in {}", k.display()),
+        Auth::Insecure => "any host (--insecure)".to_string(),
+    };
+    let mut cfg = quadbench_loopback::LoopbackConfig::new(&a.root, auth);
     cfg.bind = std::net::SocketAddr::from(([127, 0, 0, 1], a.port));
     eprintln!(
-        "loopback device 127.0.0.1:{}, storage {}; attach with `adb connect 127.0.0.1:{}`, use `root: <that directory>` in the device profile",
+        "loopback device 127.0.0.1:{}, file system {} (the device's /), letting in {auth_note}; attach with `adb connect 127.0.0.1:{}`",
         a.port,
         a.root.display(),
         a.port

@@ -37,8 +37,9 @@ enum Command {
     /// Android devices seen by an adb server.
     #[command(subcommand)]
     Devices(devices::DevicesCmd),
-    /// Serve a loopback Android device (ADB over TCP on 127.0.0.1) whose storage is DIR and whose
-    /// shell runs on this host; attach it with `adb connect 127.0.0.1:PORT`.
+    /// Serve a loopback Android device (ADB over TCP on 127.0.0.1) whose file system is DIR (the
+    /// device's `/`) and whose shell runs confined to it with bubblewrap; attach it with `adb
+    /// connect 127.0.0.1:PORT`.
     LoopbackDevice(devices::LoopbackArgs),
     /// Regenerate tables, plots, JUnit XML and report.html from a results directory (results.json
     /// and samples/ alone); byte-identical for the same inputs.
