@@ -43,6 +43,7 @@ pub mod message;
 pub mod paths;
 mod sandbox;
 mod shell;
+mod stream;
 mod sync;
 
 pub use auth::{AdbKeys, Auth};

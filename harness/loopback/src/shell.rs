@@ -9,8 +9,8 @@
 //! group is killed. `getprop` and `getprop NAME` are answered from the configured props without
 //! running a shell.
 
-use crate::conn::{StreamCtx, StreamError, StreamEvent};
 use crate::sandbox::{Spawned, kill_pid_group};
+use crate::stream::{StreamCtx, StreamError, StreamEvent};
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
 use std::os::unix::process::ExitStatusExt;

@@ -9,9 +9,9 @@
 //! (STA2/LST2).
 
 use crate::Shared;
-use crate::conn::{StreamCtx, StreamError, StreamEvent};
 use crate::faults::corrupt_file;
 use crate::paths::{DeviceFs, NewFile};
+use crate::stream::{StreamCtx, StreamError, StreamEvent};
 use std::fs::{File, Metadata};
 use std::io::{self, Read, Write};
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
