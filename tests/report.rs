@@ -230,3 +230,34 @@ fn missing_results_directory_says_how_to_fix_it() {
     let e = report::render(&rep, &["pdf".into()]).err().unwrap().to_string();
     assert!(e.contains("unknown report format `pdf`") && e.contains("md, tex, csv"), "{e}");
 }
+
+/// An external program a test needs: its path, or a failure naming the Debian package (never a
+/// silent skip, so that a CI image without it goes red instead of green).
+fn need(tool: &str, package: &str) -> PathBuf {
+    for dir in std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default()) {
+        let p = dir.join(tool);
+        if p.is_file() {
+            return p;
+        }
+    }
+    panic!("`{tool}` not found: this test needs it.\n  fix: `apt-get install -y {package}` (Debian/Ubuntu)");
+}
+
+fn render_one(rep: &Report, format: &str, path: &str) -> String {
+    let arts = report::render(rep, &[format.to_string()]).unwrap();
+    let a = arts.iter().find(|a| a.path == path).unwrap_or_else(|| panic!("no {path}"));
+    String::from_utf8(a.bytes.clone()).unwrap()
+}
+
+#[test]
+fn junit_xml_validates_against_jenkins_xunit_junit10_xsd() {
+    // The schema Jenkins' xunit plugin validates JUnit reports with (tests/fixtures/junit/README.md).
+    let xmllint = need("xmllint", "libxml2-utils");
+    let xsd = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/junit/junit-10.xsd");
+    let dir = tempfile::tempdir().unwrap();
+    let xml = dir.path().join("junit.xml");
+    std::fs::write(&xml, render_one(&Report::load(&fixture()).unwrap(), "junit", "junit.xml")).unwrap();
+    let out = std::process::Command::new(xmllint).arg("--noout").arg("--schema").arg(&xsd).arg(&xml).output().unwrap();
+    let msg = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success() && msg.contains("validates"), "junit.xml rejected by junit-10.xsd:\n{msg}");
+}
