@@ -261,3 +261,18 @@ fn junit_xml_validates_against_jenkins_xunit_junit10_xsd() {
     let msg = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success() && msg.contains("validates"), "junit.xml rejected by junit-10.xsd:\n{msg}");
 }
+
+#[test]
+fn no_cv_warning_for_a_metric_that_times_a_no_op() {
+    let rep = Report::load(&fixture()).unwrap();
+    // Separate-resident switch_load times a lookup of an already-loaded session: 0.15-0.4 us.
+    let run = rep.results.runs.iter().find(|r| r.id == "local-cpu-fp32-separate-resident").unwrap();
+    let mut s = run.samples["switch_load"].clone();
+    s.sort_by(|a, b| a.total_cmp(b));
+    assert!(s[s.len() - 1] < 0.001, "fixture changed: {s:?}");
+    assert!(run.latency_ms["switch_load"].warnings.is_empty(), "{:?}", run.latency_ms["switch_load"].warnings);
+    let md = render_one(&rep, "md", "report.md");
+    assert!(!md.contains("`local-cpu-fp32-separate-resident`: switch_load: high variability"), "{md}");
+    // A real spread on a real duration still warns (unified switch_load: ~0.5 ms, CV 16%).
+    assert!(md.contains("`local-cpu-fp32-unified`: switch_load: high variability"), "{md}");
+}

@@ -55,12 +55,13 @@ impl Summary {
         // Sample standard deviation (n - 1), as statistics packages report it.
         let std = if n > 1 { (s.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (n - 1) as f64).sqrt() } else { 0.0 };
         let cv = stats::cv(mean, std).filter(|_| n > 1);
+        let p50 = percentile(&s, 50.0);
         Some(Summary {
             n,
             mean,
             std,
             min: s[0],
-            p50: percentile(&s, 50.0),
+            p50,
             p90: percentile(&s, 90.0),
             p99: percentile(&s, 99.0),
             max: s[n - 1],
@@ -68,7 +69,7 @@ impl Summary {
             mean_ci: stats::mean_ci(samples),
             cv,
             outliers: stats::tukey(samples),
-            warnings: stats::cv_warning(cv).into_iter().collect(),
+            warnings: stats::cv_warning(cv, p50).into_iter().collect(),
         })
     }
 }

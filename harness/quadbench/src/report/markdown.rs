@@ -83,8 +83,14 @@ pub fn export(rep: &Report) -> Result<Vec<Artefact>, ReportError> {
         ));
     }
     let m = &r.statistics;
-    s.push_str(&format!(
-        "\n## Statistics\n\n{:.0}% intervals. Median: {}. Ratio: {}. Mean: {}. {} resamples, seed {}, {} generator. Outliers: {}.\n",
+    s.push_str(&format!("\n## Statistics\n\n{}\n", statistics(m)));
+    Ok(vec![Artefact::text("report.md", s)])
+}
+
+/// The statistics method as one paragraph (plain text; Markdown and HTML both use it).
+pub fn statistics(m: &crate::stats::Method) -> String {
+    format!(
+        "{:.0}% intervals. Median: {}. Ratio: {}. Mean: {}. {} resamples, seed {}, {} generator. Outliers: {}. High-variability warnings: CV above {:.0}% with a median of at least {} ms.",
         m.confidence * 100.0,
         m.median_ci,
         m.ratio_ci,
@@ -92,7 +98,8 @@ pub fn export(rep: &Report) -> Result<Vec<Artefact>, ReportError> {
         m.bootstrap_resamples,
         m.bootstrap_seed,
         m.rng,
-        m.outliers
-    ));
-    Ok(vec![Artefact::text("report.md", s)])
+        m.outliers,
+        m.cv_warn * 100.0,
+        m.cv_min_median_ms
+    )
 }
