@@ -1,4 +1,5 @@
-//! `report.md`: claims first, then KPIs, quality, runs, plots, warnings and failures.
+//! `report.md`: claims first, then KPIs, percentiles, quality, runs, plots, warnings, failures
+//! and the statistics method.
 
 use super::tables::{self, Table};
 use super::{Artefact, Report, ReportError};
@@ -54,7 +55,7 @@ pub fn export(rep: &Report) -> Result<Vec<Artefact>, ReportError> {
         if r.complete { "" } else { ", **incomplete** (the scenario did not finish)" },
         tally(r)
     ));
-    for id in ["claims", "kpis", "quality", "runs"] {
+    for id in ["claims", "kpis", "percentiles", "quality", "runs"] {
         if let Some(t) = rep.table(id) {
             s.push_str(&format!("\n## {}\n\n{}", t.title, table(t)));
         }
@@ -90,7 +91,7 @@ pub fn export(rep: &Report) -> Result<Vec<Artefact>, ReportError> {
 /// The statistics method as one paragraph (plain text; Markdown and HTML both use it).
 pub fn statistics(m: &crate::stats::Method) -> String {
     format!(
-        "{:.0}% intervals. Median: {}. Ratio: {}. Mean: {}. {} resamples, seed {}, {} generator. Outliers: {}. High-variability warnings: CV above {:.0}% with a median of at least {} ms.",
+        "{:.0}% intervals. Median: {}. Ratio: {}. Mean: {}. {} resamples, seed {}, {} generator. Outliers: {}. Percentiles: {}. High-variability warnings: CV above {:.0}% with a median of at least {} ms.",
         m.confidence * 100.0,
         m.median_ci,
         m.ratio_ci,
@@ -99,6 +100,7 @@ pub fn statistics(m: &crate::stats::Method) -> String {
         m.bootstrap_seed,
         m.rng,
         m.outliers,
+        m.percentiles,
         m.cv_warn * 100.0,
         m.cv_min_median_ms
     )

@@ -1,5 +1,5 @@
 //! The report's tables, built once from the results and rendered by every exporter: "On-device
-//! KPIs", "Quality per task", "Claims" and "Runs". Cells keep their numbers (value and interval),
+//! KPIs", "Quality per task", "Claims", "Runs" and "Latency percentiles". Cells keep their numbers (value and interval),
 //! so CSV and JSON get raw values and Markdown, LaTeX and HTML get formatted text.
 
 use crate::results::{Results, RunRecord, RunState, Scores, Verdict};
@@ -23,6 +23,12 @@ pub enum Cell {
         #[serde(skip)]
         digits: usize,
     },
+    /// A value that must not be read as a measurement (a p99 of 20 samples): kept raw for CSV and
+    /// JSON, shown as `flag` in human tables.
+    Flagged {
+        value: Option<f64>,
+        flag: String,
+    },
 }
 
 impl Cell {
@@ -38,11 +44,16 @@ impl Cell {
         Cell::Ci { value: v, ci_low: ci.map(|c| c[0]), ci_high: ci.map(|c| c[1]), digits }
     }
 
+    pub fn flagged(v: Option<f64>, flag: impl Into<String>) -> Cell {
+        Cell::Flagged { value: v.filter(|x| x.is_finite()), flag: flag.into() }
+    }
+
     /// The point and the interval as separate strings (interval empty when absent).
     pub fn parts(&self) -> (String, String) {
         let f = |v: f64, d: usize| format!("{v:.d$}");
         match self {
             Cell::Text(s) => (s.clone(), String::new()),
+            Cell::Flagged { flag, .. } => (flag.clone(), String::new()),
             Cell::Num { value, digits } => (value.map_or("-".into(), |v| f(v, *digits)), String::new()),
             Cell::Ci { value, ci_low, ci_high, digits } => {
                 let point = value.map_or("-".into(), |v| f(v, *digits));
@@ -95,9 +106,9 @@ pub struct Table {
     pub notes: Vec<String>,
 }
 
-/// Every table of the report, in report order.
+/// Every table of the report (the order of report.json; the documents choose their own).
 pub fn all(r: &Results) -> Vec<Table> {
-    vec![kpis(r), quality(r), claims(r), runs(r)]
+    vec![kpis(r), quality(r), claims(r), runs(r), percentiles(r)]
 }
 
 /// Stage metrics in pipeline order: encoder, denoiser, decoder first, others alphabetically.
@@ -191,7 +202,7 @@ fn kpis(r: &Results) -> Table {
         columns,
         rows,
         notes: vec![
-            format!("Latencies: median [95% CI] in ms, {} (percentile bootstrap, {} resamples, seed {}); per step for repeated stages. Switch: task-switch request to first output of the new task.", "over the run's steady-state samples", stats::RESAMPLES, stats::SEED),
+            format!("Latencies: median [95% CI] in ms, {} (median = p50 by MLPerf LoadGen's percentile rule; percentile bootstrap, {} resamples, seed {}); per step for repeated stages. Switch: task-switch request to first output of the new task.", "over the run's steady-state samples", stats::RESAMPLES, stats::SEED),
             "ROM: bytes pushed to the device, MB = 10^6 bytes; task binaries = the per-task merged graphs of the separate strategies.".into(),
             "Peak RAM: peak RSS of the runner, one measurement per run, so no CI (repeat runs for one).".into(),
         ],
@@ -396,6 +407,58 @@ fn runs(r: &Results) -> Table {
                 stats::TUKEY_K,
                 stats::CV_WARN * 100.0,
                 stats::CV_MIN_MEDIAN_MS * 1e3
+            ),
+        ],
+    }
+}
+
+/// Latency percentiles per run and metric. A tail from fewer samples than it needs is shown as
+/// `n < N` (its raw value stays in CSV, report.json and results.json).
+fn percentiles(r: &Results) -> Table {
+    let columns = vec![
+        col("run", "run", false),
+        col("metric", "metric", false),
+        col("n", "samples", true),
+        col("p50_ms", "p50 ms", true),
+        col("p90_ms", "p90 ms", true),
+        col("p99_ms", "p99 ms", true),
+        col("max_ms", "max ms", true),
+    ];
+    let mut order = stages(r);
+    order.extend(["e2e", "switch", "switch_load"].map(String::from));
+    let mut rows = Vec::new();
+    for run in &r.runs {
+        for key in &order {
+            let Some(s) = run.latency_ms.get(key) else { continue };
+            let tail = |name: &str, q: f64, v: f64| {
+                if s.too_few_samples.iter().any(|f| f == name) {
+                    Cell::flagged(Some(v), format!("n < {}", stats::min_samples(q)))
+                } else {
+                    Cell::num(Some(v), 2)
+                }
+            };
+            rows.push(vec![
+                Cell::text(&run.id),
+                Cell::text(key),
+                Cell::num(Some(s.n as f64), 0),
+                Cell::num(Some(s.p50), 2),
+                tail("p90", 90.0, s.p90),
+                tail("p99", 99.0, s.p99),
+                Cell::num(Some(s.max), 2),
+            ]);
+        }
+    }
+    Table {
+        id: "percentiles".into(),
+        title: "Latency percentiles".into(),
+        columns,
+        rows,
+        notes: vec![
+            "Percentiles in ms by MLPerf LoadGen's rule: the sorted samples' element floor(n x p), clamped to the last; per step for repeated stages.".into(),
+            format!(
+                "n < N: too few samples for that percentile to be a tail estimate (p90 needs {}, p99 {}); the raw value is kept in results.json, tables/percentiles.csv and report.json, flagged.",
+                stats::min_samples(90.0),
+                stats::min_samples(99.0)
             ),
         ],
     }
