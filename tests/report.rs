@@ -306,3 +306,34 @@ fn percentiles_follow_loadgen_and_thin_tails_are_flagged() {
     assert!(md.lines().any(|l| l == want), "no row {want} in\n{md}");
     assert!(md.contains("MLPerf LoadGen's rule"), "method not stated");
 }
+
+/// separate / unified for one metric, from results.json's own numbers (as the console does).
+fn expected_ratio(rep: &Report, separate: &str, f: &dyn Fn(&quadbench::results::RunRecord) -> f64) -> String {
+    let run = |id: &str| rep.results.runs.iter().find(|r| r.id == id).unwrap();
+    format!("{:.2}", f(run(separate)) / f(run("local-cpu-fp32-unified")))
+}
+
+#[test]
+fn ratio_summary_of_unified_vs_separate_is_in_report_md() {
+    let rep = Report::load(&fixture()).unwrap();
+    let md = render_one(&rep, "md", "report.md");
+    let section = md.split("\n## Unified vs separate strategies\n").nth(1).expect("ratio section");
+    let section = section.split("\n## ").next().unwrap();
+    assert!(section.contains("### local / cpu"), "{section}");
+    // LoadGen median (sorted[n / 2]) of the raw switch samples.
+    let median = |r: &quadbench::results::RunRecord| {
+        let mut s = r.samples["switch"].clone();
+        s.sort_by(|a, b| a.total_cmp(b));
+        s[s.len() / 2]
+    };
+    for sep in ["separate-resident", "separate-reload"] {
+        let id = format!("local-cpu-fp32-{sep}");
+        let storage = expected_ratio(&rep, &id, &|r| r.storage.total_bytes as f64);
+        let rss = expected_ratio(&rep, &id, &|r| r.memory.peak_rss_bytes.unwrap() as f64);
+        let switch = expected_ratio(&rep, &id, &median);
+        let row = section.lines().find(|l| l.starts_with(&format!("| fp32 | {sep} |"))).expect("ratio row");
+        assert!(row.starts_with(&format!("| fp32 | {sep} | {storage} | {rss} | {switch} [")), "{row}");
+    }
+    // No unified run succeeded on xnnpack: no ratios to show there.
+    assert!(!section.contains("### local / xnnpack"), "{section}");
+}

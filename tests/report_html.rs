@@ -72,6 +72,8 @@ fn report_html_renders_in_headless_chromium() {
         ("runs table", "id=\"table-runs\""),
         ("latency plot", "id=\"plot-latency\""),
         ("storage plot", "id=\"plot-storage\""),
+        ("ratio summary", "id=\"table-ratios-local-cpu\""),
+        ("percentiles table", "id=\"table-percentiles\""),
         ("an interval", "<span class=\"ci\">[1.13, 1.33]</span>"),
     ] {
         assert!(dom.contains(needle), "{what} missing from the rendered DOM");

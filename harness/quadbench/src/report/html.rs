@@ -62,11 +62,18 @@ fn table(t: &Table) -> String {
     if t.rows.is_empty() {
         s = String::new();
     }
-    s.push_str(&format!(
-        "<div class=\"notes\">{}</div>\n",
-        t.notes.iter().map(|n| format!("<p>{}</p>", esc(n))).collect::<String>()
-    ));
+    if !t.notes.is_empty() {
+        s.push_str(&format!(
+            "<div class=\"notes\">{}</div>\n",
+            t.notes.iter().map(|n| format!("<p>{}</p>", esc(n))).collect::<String>()
+        ));
+    }
     s
+}
+
+/// `s` as an HTML id fragment: ASCII letters, digits, `-`, `_`, `.`; anything else becomes `_`.
+fn anchor(s: &str) -> String {
+    s.chars().map(|c| if c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.') { c } else { '_' }).collect()
 }
 
 /// A 96 px thumbnail as a data URI (deterministic re-encode), `None` when unreadable.
@@ -140,9 +147,17 @@ pub fn export(rep: &Report) -> Result<Vec<Artefact>, ReportError> {
         if r.complete { "" } else { ", incomplete" },
         esc(&super::markdown::tally(r))
     ));
-    for id in ["claims", "kpis", "percentiles", "quality", "runs"] {
-        if let Some(t) = rep.table(id) {
-            s.push_str(&format!("<h2 id=\"{id}\">{}</h2>\n{}", esc(&t.title), table(t)));
+    for id in ["claims", "ratios", "kpis", "percentiles", "quality", "runs"] {
+        let Some(t) = rep.table(id) else { continue };
+        s.push_str(&format!("<h2 id=\"{id}\">{}</h2>\n", esc(&t.title)));
+        if id == "ratios" && !t.rows.is_empty() {
+            // One small table per device / backend, as the console prints it.
+            for (k, mut part) in tables::split_by(t, &["device", "backend"]) {
+                part.id = format!("ratios-{}", k.iter().map(|v| anchor(v)).collect::<Vec<_>>().join("-"));
+                s.push_str(&format!("<h3>{}</h3>\n{}", esc(&k.join(" / ")), table(&part)));
+            }
+        } else {
+            s.push_str(&table(t));
         }
     }
     if !rep.plots.is_empty() {

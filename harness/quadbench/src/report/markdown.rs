@@ -1,5 +1,5 @@
-//! `report.md`: claims first, then KPIs, percentiles, quality, runs, plots, warnings, failures
-//! and the statistics method.
+//! `report.md`: claims first, then the unified-vs-separate ratios, KPIs, percentiles, quality,
+//! runs, plots, warnings, failures and the statistics method.
 
 use super::tables::{self, Table};
 use super::{Artefact, Report, ReportError};
@@ -55,9 +55,16 @@ pub fn export(rep: &Report) -> Result<Vec<Artefact>, ReportError> {
         if r.complete { "" } else { ", **incomplete** (the scenario did not finish)" },
         tally(r)
     ));
-    for id in ["claims", "kpis", "percentiles", "quality", "runs"] {
-        if let Some(t) = rep.table(id) {
-            s.push_str(&format!("\n## {}\n\n{}", t.title, table(t)));
+    for id in ["claims", "ratios", "kpis", "percentiles", "quality", "runs"] {
+        let Some(t) = rep.table(id) else { continue };
+        s.push_str(&format!("\n## {}\n\n", t.title));
+        if id == "ratios" && !t.rows.is_empty() {
+            // One small table per device / backend, as the console prints it.
+            for (k, part) in tables::split_by(t, &["device", "backend"]) {
+                s.push_str(&format!("### {}\n\n{}", esc(&k.join(" / ")), table(&part)));
+            }
+        } else {
+            s.push_str(&table(t));
         }
     }
     if !rep.plots.is_empty() {

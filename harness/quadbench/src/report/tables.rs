@@ -1,9 +1,11 @@
 //! The report's tables, built once from the results and rendered by every exporter: "On-device
-//! KPIs", "Quality per task", "Claims", "Runs" and "Latency percentiles". Cells keep their numbers (value and interval),
+//! KPIs", "Quality per task", "Claims", "Runs", "Unified vs separate strategies" and "Latency
+//! percentiles". Cells keep their numbers (value and interval),
 //! so CSV and JSON get raw values and Markdown, LaTeX and HTML get formatted text.
 
 use crate::results::{Results, RunRecord, RunState, Scores, Verdict};
 use crate::stats;
+use quadbench_protocol::Strategy;
 use serde::Serialize;
 
 #[derive(Debug, Clone, Serialize, PartialEq)]
@@ -108,7 +110,40 @@ pub struct Table {
 
 /// Every table of the report (the order of report.json; the documents choose their own).
 pub fn all(r: &Results) -> Vec<Table> {
-    vec![kpis(r), quality(r), claims(r), runs(r), percentiles(r)]
+    vec![kpis(r), quality(r), claims(r), runs(r), ratios(r), percentiles(r)]
+}
+
+/// The table without the columns `drop`.
+pub fn without(t: &Table, drop: &[usize]) -> Table {
+    let keep = |i: &usize| !drop.contains(i);
+    Table {
+        columns: (0..t.columns.len()).filter(keep).map(|i| t.columns[i].clone()).collect(),
+        rows: t.rows.iter().map(|r| (0..r.len()).filter(keep).map(|i| r[i].clone()).collect()).collect(),
+        ..t.clone()
+    }
+}
+
+/// One table per distinct value of the `by` columns (first-appearance order), those columns
+/// removed; the values come with it. The notes stay with the last part.
+pub fn split_by(t: &Table, by: &[&str]) -> Vec<(Vec<String>, Table)> {
+    let idx: Vec<usize> = by.iter().filter_map(|k| t.columns.iter().position(|c| c.key == *k)).collect();
+    let mut keys: Vec<Vec<String>> = Vec::new();
+    for r in &t.rows {
+        let k: Vec<String> = idx.iter().map(|&i| r[i].display()).collect();
+        if !keys.contains(&k) {
+            keys.push(k);
+        }
+    }
+    let n = keys.len();
+    keys.into_iter()
+        .enumerate()
+        .map(|(j, k)| {
+            let rows =
+                t.rows.iter().filter(|r| idx.iter().zip(&k).all(|(&i, v)| r[i].display() == *v)).cloned().collect();
+            let part = Table { rows, notes: if j + 1 == n { t.notes.clone() } else { vec![] }, ..t.clone() };
+            (k, without(&part, &idx))
+        })
+        .collect()
 }
 
 /// Stage metrics in pipeline order: encoder, denoiser, decoder first, others alphabetically.
@@ -410,6 +445,67 @@ fn runs(r: &Results) -> Table {
             ),
         ],
     }
+}
+
+/// What the console prints after a run, as a table: per device x backend x precision, how many
+/// times smaller (storage, peak RSS) or faster (switch latency, medians) the unified graph is
+/// than each separate strategy. Only where both runs succeeded.
+fn ratios(r: &Results) -> Table {
+    let columns = vec![
+        col("device", "device", false),
+        col("backend", "backend", false),
+        col("precision", "precision", false),
+        col("separate", "unified vs", false),
+        col("storage_ratio", "storage ratio", true),
+        col("peak_rss_ratio", "peak RSS ratio", true),
+        col("switch_ratio", "switch latency ratio [95% CI]", true),
+    ];
+    let mut groups: Vec<(&str, &str, &str)> = Vec::new();
+    for x in &r.runs {
+        let g = (x.device.as_str(), x.backend.as_str(), x.precision.as_str());
+        if !groups.contains(&g) {
+            groups.push(g);
+        }
+    }
+    let mut rows = Vec::new();
+    for (device, backend, precision) in groups {
+        let get = |s: Strategy| {
+            r.runs.iter().find(|x| {
+                (x.device.as_str(), x.backend.as_str(), x.precision.as_str()) == (device, backend, precision)
+                    && x.strategy == s
+                    && x.status == RunState::Ok
+            })
+        };
+        let Some(u) = get(Strategy::Unified) else { continue };
+        for other in [Strategy::SeparateResident, Strategy::SeparateReload] {
+            let Some(o) = get(other) else { continue };
+            let ratio = |m: &str| match (o.metric(m), u.metric(m)) {
+                (Some(a), Some(b)) if b > 0.0 => Some(a / b),
+                _ => None,
+            };
+            let switch_ci = match (o.samples.get("switch"), u.samples.get("switch")) {
+                (Some(a), Some(b)) => stats::ratio_of_medians_ci(a, b, stats::SEED),
+                _ => None,
+            };
+            rows.push(vec![
+                Cell::text(device),
+                Cell::text(backend),
+                Cell::text(precision),
+                Cell::text(other.as_str()),
+                Cell::num(ratio("storage.total_bytes"), 2),
+                Cell::num(ratio("memory.peak_rss_bytes"), 2),
+                Cell::ci(ratio("latency_ms.switch"), switch_ci, 2),
+            ]);
+        }
+    }
+    let mut notes = vec![
+        "ratio = separate / unified: how many times smaller (storage on the device, peak RSS) or faster (median task-switch latency) the unified graph is; above 1 favours unified.".to_string(),
+        format!("Switch latency CI: percentile bootstrap of the ratio of medians, both runs resampled independently ({} resamples, seed {}); storage is exact and peak RSS one measurement per run, so no CI.", stats::RESAMPLES, stats::SEED),
+    ];
+    if rows.is_empty() {
+        notes.push("No device and backend has both a successful unified run and a successful separate run.".into());
+    }
+    Table { id: "ratios".into(), title: "Unified vs separate strategies".into(), columns, rows, notes }
 }
 
 /// Latency percentiles per run and metric. A tail from fewer samples than it needs is shown as
