@@ -1,7 +1,7 @@
 //! The report's tables, built once from the results and rendered by every exporter: "On-device
 //! KPIs", "Quality per task", "Claims", "Runs", "Unified vs separate strategies" and "Latency
-//! percentiles". Cells keep their numbers (value and interval),
-//! so CSV and JSON get raw values and Markdown, LaTeX and HTML get formatted text.
+//! percentiles". Cells keep their numbers (value and interval), so CSV and JSON get raw values
+//! and Markdown, LaTeX and HTML get formatted text.
 
 use crate::results::{Results, RunRecord, RunState, Scores, Verdict};
 use crate::stats;
@@ -111,6 +111,27 @@ pub struct Table {
 /// Every table of the report (the order of report.json; the documents choose their own).
 pub fn all(r: &Results) -> Vec<Table> {
     vec![kpis(r), quality(r), claims(r), runs(r), ratios(r), percentiles(r)]
+}
+
+/// Text columns with the same value on every row (of two or more), and numeric columns with no
+/// value at all: page layouts (HTML, LaTeX) state them once above the table instead of repeating
+/// them on every row. A numeric result stays in its column even when it is the same everywhere.
+pub fn constant_columns(t: &Table) -> Vec<usize> {
+    if t.rows.len() < 2 {
+        return vec![];
+    }
+    let same = |i: usize| t.rows.iter().all(|r| r[i].display() == t.rows[0][i].display());
+    let empty = |i: usize| t.rows.iter().all(|r| r[i].display() == "-");
+    (0..t.columns.len()).filter(|&i| if t.columns[i].numeric { empty(i) } else { same(i) }).collect()
+}
+
+/// `label value` of each constant column, as a sentence part: "device local, precision fp32".
+pub fn constants_text(t: &Table, cols: &[usize]) -> String {
+    let v = |i: usize| match t.rows[0][i].display() {
+        d if d == "-" => "n/a".to_string(),
+        d => d,
+    };
+    cols.iter().map(|&i| format!("{} {}", t.columns[i].label, v(i))).collect::<Vec<_>>().join(", ")
 }
 
 /// The table without the columns `drop`.
