@@ -337,3 +337,87 @@ fn ratio_summary_of_unified_vs_separate_is_in_report_md() {
     // No unified run succeeded on xnnpack: no ratios to show there.
     assert!(!section.contains("### local / xnnpack"), "{section}");
 }
+
+/// A second results set: the fixture as another scenario on another device.
+fn other_results_set(dir: &Path) -> PathBuf {
+    let out = dir.join("npu-results");
+    std::fs::create_dir_all(out.join("samples")).unwrap();
+    let text = std::fs::read_to_string(fixture().join("results.json")).unwrap();
+    let text = text.replace("\"name\": \"demo\"", "\"name\": \"npu\"").replace("3992440b64f0", "5aa1f00dd00d");
+    std::fs::write(out.join("results.json"), text).unwrap();
+    for e in std::fs::read_dir(fixture().join("samples")).unwrap() {
+        let p = e.unwrap().path();
+        std::fs::copy(&p, out.join("samples").join(p.file_name().unwrap())).unwrap();
+    }
+    out
+}
+
+#[test]
+fn latex_tables_of_two_results_sets_compile_in_one_paper() {
+    let pdflatex = need("pdflatex", "texlive-latex-recommended");
+    let pdftotext = need("pdftotext", "poppler-utils");
+    let dir = tempfile::tempdir().unwrap();
+    let mut inputs = String::new();
+    for (name, src) in [("demo", fixture()), ("npu", other_results_set(dir.path()))] {
+        let arts = report::render(&Report::load(&src).unwrap(), &["tex".into()]).unwrap();
+        report::write(&arts, &dir.path().join(name)).unwrap();
+        for a in &arts {
+            let tex = String::from_utf8_lossy(&a.bytes);
+            // Readable means set at a readable size, not shrunk to fit.
+            for bad in ["\\resizebox", "\\scalebox", "\\scriptsize", "\\tiny"] {
+                assert!(!tex.contains(bad), "{name}/{}: {bad}", a.path);
+            }
+            inputs.push_str(&format!("\\input{{{name}/{}}}\n", a.path));
+        }
+    }
+    // A two-column paper (10 pt): table* spans \textwidth = 469 pt.
+    let paper = format!(
+        "\\documentclass[twocolumn]{{article}}\n\\usepackage{{booktabs}}\n\\usepackage{{graphicx}}\n\\begin{{document}}\n{inputs}\\end{{document}}\n"
+    );
+    std::fs::write(dir.path().join("paper.tex"), paper).unwrap();
+    // Twice: duplicate labels are reported when the second run reads the first run's .aux.
+    for _ in 0..2 {
+        let out = std::process::Command::new(&pdflatex)
+            .current_dir(dir.path())
+            .args(["-interaction=nonstopmode", "-halt-on-error", "paper.tex"])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "pdflatex failed:\n{}", String::from_utf8_lossy(&out.stdout));
+    }
+    let log = std::fs::read_to_string(dir.path().join("paper.log")).unwrap();
+    assert!(!log.contains("multiply defined"), "duplicate labels:\n{log}");
+    assert!(!log.contains("Overfull \\hbox"), "a table is wider than the text:\n{log}");
+    // What the PDF says: no literal caret (\textasciicircum comes out as U+02C6), and every word
+    // at least 8 pt (pdftotext's box height is ~0.885 x the size for Computer Modern: 8 pt ->
+    // 7.08; \resizebox left 3.8).
+    let text =
+        std::process::Command::new(&pdftotext).arg("paper.pdf").arg("-").current_dir(dir.path()).output().unwrap();
+    let text = String::from_utf8_lossy(&text.stdout);
+    assert!(text.contains("On-device KPIs"), "{text}");
+    let carets: Vec<&str> = text.lines().filter(|l| l.contains('^') || l.contains('\u{2c6}')).collect();
+    assert!(carets.is_empty(), "literal carets in the PDF:\n{}", carets.join("\n"));
+    let bbox = std::process::Command::new(&pdftotext)
+        .args(["-bbox", "paper.pdf", "-"])
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    let bbox = String::from_utf8_lossy(&bbox.stdout);
+    let attr = |l: &str, k: &str| -> f64 {
+        let v = l.split(&format!("{k}=\"")).nth(1).unwrap();
+        v[..v.find('"').unwrap()].parse().unwrap()
+    };
+    let mut small = Vec::new();
+    let mut prev_right = f64::NAN;
+    for l in bbox.lines().filter(|l| l.trim_start().starts_with("<word ")) {
+        let h = attr(l, "yMax") - attr(l, "yMin");
+        let word = l.rsplit_once("\">").map_or("", |x| x.1).trim_end_matches("</word>");
+        // An exponent (the 6 of 10^6) is a word of digits touching the one before: a superscript
+        // is smaller by design, and that is not a table set too small.
+        let exponent = word.chars().all(|c| c.is_ascii_digit()) && (attr(l, "xMin") - prev_right).abs() < 0.5;
+        if h < 7.0 && !exponent {
+            small.push(format!("{h:.2} {}", l.trim()));
+        }
+        prev_right = attr(l, "xMax");
+    }
+    assert!(small.is_empty(), "words set below 8 pt:\n{}", small.join("\n"));
+}
