@@ -246,6 +246,8 @@ impl RunRecord {
     }
 
     /// A run that produced no result (crash, device lost).
+    // One argument per field a failed run still has; the callers (run loop, tests) name them all.
+    #[allow(clippy::too_many_arguments)]
     pub fn failed(
         id: &str,
         device: &str,

@@ -171,16 +171,16 @@ fn parts(t: &Table, cols: &[Col]) -> Vec<Vec<usize>> {
     let fill = |limit: f64, balance: bool| {
         let mut out: Vec<Vec<usize>> = Vec::new();
         let mut w = f64::INFINITY;
-        for i in keys.len()..cols.len() {
-            let reach = if balance { cols[i].width / 2.0 } else { cols[i].width };
-            if w + reach > limit || w + cols[i].width > BUDGET_PT {
+        for (i, c) in cols.iter().enumerate().skip(keys.len()) {
+            let reach = if balance { c.width / 2.0 } else { c.width };
+            if w + reach > limit || w + c.width > BUDGET_PT {
                 out.push(keys.clone());
                 w = key_w;
             }
             if let Some(p) = out.last_mut() {
                 p.push(i);
             }
-            w += cols[i].width;
+            w += c.width;
         }
         out
     };

@@ -393,10 +393,10 @@ pub fn run_warnings(run: &RunRecord) -> Vec<String> {
             w.push(format!("{k}: {x}"));
         }
     }
-    if let Some(t) = &run.throttle {
-        if t.throttled {
-            w.push(format!("throttled: {}", t.note));
-        }
+    if let Some(t) = &run.throttle
+        && t.throttled
+    {
+        w.push(format!("throttled: {}", t.note));
     }
     if run.status == RunState::Ok && !run.valid {
         w.push(run.validity_note.clone());
