@@ -207,7 +207,8 @@ fn other_timings_give_the_same_report_with_numbers_redacted() {
         }
     }
     let c = other.results.claims.iter().find(|c| c.name == "switch-latency-4x" && c.backend == "cpu").unwrap();
-    assert!((c.ratio.unwrap() - 1.2166).abs() < 1e-3);
+    // LoadGen medians (sorted[n / 2]) of the raw switch samples: 315.623202 / 257.759716.
+    assert!((c.ratio.unwrap() - 1.2245).abs() < 1e-3);
 }
 
 #[test]
@@ -229,4 +230,194 @@ fn missing_results_directory_says_how_to_fix_it() {
     let rep = Report::load(&fixture()).unwrap();
     let e = report::render(&rep, &["pdf".into()]).err().unwrap().to_string();
     assert!(e.contains("unknown report format `pdf`") && e.contains("md, tex, csv"), "{e}");
+}
+
+/// An external program a test needs: its path, or a failure naming the Debian package (never a
+/// silent skip, so that a CI image without it goes red instead of green).
+fn need(tool: &str, package: &str) -> PathBuf {
+    for dir in std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default()) {
+        let p = dir.join(tool);
+        if p.is_file() {
+            return p;
+        }
+    }
+    panic!("`{tool}` not found: this test needs it.\n  fix: `apt-get install -y {package}` (Debian/Ubuntu)");
+}
+
+fn render_one(rep: &Report, format: &str, path: &str) -> String {
+    let arts = report::render(rep, &[format.to_string()]).unwrap();
+    let a = arts.iter().find(|a| a.path == path).unwrap_or_else(|| panic!("no {path}"));
+    String::from_utf8(a.bytes.clone()).unwrap()
+}
+
+#[test]
+fn junit_xml_validates_against_jenkins_xunit_junit10_xsd() {
+    // The schema Jenkins' xunit plugin validates JUnit reports with (tests/fixtures/junit/README.md).
+    let xmllint = need("xmllint", "libxml2-utils");
+    let xsd = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/junit/junit-10.xsd");
+    let dir = tempfile::tempdir().unwrap();
+    let xml = dir.path().join("junit.xml");
+    std::fs::write(&xml, render_one(&Report::load(&fixture()).unwrap(), "junit", "junit.xml")).unwrap();
+    let out = std::process::Command::new(xmllint).arg("--noout").arg("--schema").arg(&xsd).arg(&xml).output().unwrap();
+    let msg = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success() && msg.contains("validates"), "junit.xml rejected by junit-10.xsd:\n{msg}");
+}
+
+#[test]
+fn no_cv_warning_for_a_metric_that_times_a_no_op() {
+    let rep = Report::load(&fixture()).unwrap();
+    // Separate-resident switch_load times a lookup of an already-loaded session: 0.15-0.4 us.
+    let run = rep.results.runs.iter().find(|r| r.id == "local-cpu-fp32-separate-resident").unwrap();
+    let mut s = run.samples["switch_load"].clone();
+    s.sort_by(|a, b| a.total_cmp(b));
+    assert!(s[s.len() - 1] < 0.001, "fixture changed: {s:?}");
+    assert!(run.latency_ms["switch_load"].warnings.is_empty(), "{:?}", run.latency_ms["switch_load"].warnings);
+    let md = render_one(&rep, "md", "report.md");
+    assert!(!md.contains("`local-cpu-fp32-separate-resident`: switch_load: high variability"), "{md}");
+    // A real spread on a real duration still warns (unified switch_load: ~0.5 ms, CV 16%).
+    assert!(md.contains("`local-cpu-fp32-unified`: switch_load: high variability"), "{md}");
+}
+
+#[test]
+fn percentiles_follow_loadgen_and_thin_tails_are_flagged() {
+    let rep = Report::load(&fixture()).unwrap();
+    let run = &rep.results.runs[0];
+    for key in ["e2e", "switch", "denoiser"] {
+        let mut s = run.samples[key].clone();
+        s.sort_by(|a, b| a.total_cmp(b));
+        let n = s.len();
+        // LoadGen (loadgen/results.cc): sample_latencies[sample_count * percentile], truncated.
+        let loadgen = |p: f64| s[((n as f64 * p) as usize).min(n - 1)];
+        let sum = &run.latency_ms[key];
+        assert_eq!((sum.p50, sum.p90, sum.p99), (loadgen(0.5), loadgen(0.9), loadgen(0.99)), "{key}");
+        // The raw value stays in the JSON, with the flag beside it.
+        let j = serde_json::to_value(sum).unwrap();
+        assert_eq!(j["p99"].as_f64(), Some(loadgen(0.99)), "{key}");
+        let flagged: Vec<&str> =
+            j["too_few_samples"].as_array().map_or(vec![], |a| a.iter().filter_map(|x| x.as_str()).collect());
+        let want: Vec<&str> = [("p90", 10), ("p99", 100)].iter().filter(|(_, m)| n < *m).map(|x| x.0).collect();
+        assert_eq!(flagged, want, "{key}: n = {n}");
+    }
+    // Tables: the p99 of 20 samples is not shown as a number.
+    let md = render_one(&rep, "md", "report.md");
+    let e2e = &run.latency_ms["e2e"];
+    let want =
+        format!("| local-cpu-fp32-unified | e2e | 20 | {:.2} | {:.2} | n < 100 | {:.2} |", e2e.p50, e2e.p90, e2e.max);
+    assert!(md.lines().any(|l| l == want), "no row {want} in\n{md}");
+    assert!(md.contains("MLPerf LoadGen's rule"), "method not stated");
+}
+
+/// separate / unified for one metric, from results.json's own numbers (as the console does).
+fn expected_ratio(rep: &Report, separate: &str, f: &dyn Fn(&quadbench::results::RunRecord) -> f64) -> String {
+    let run = |id: &str| rep.results.runs.iter().find(|r| r.id == id).unwrap();
+    format!("{:.2}", f(run(separate)) / f(run("local-cpu-fp32-unified")))
+}
+
+#[test]
+fn ratio_summary_of_unified_vs_separate_is_in_report_md() {
+    let rep = Report::load(&fixture()).unwrap();
+    let md = render_one(&rep, "md", "report.md");
+    let section = md.split("\n## Unified vs separate strategies\n").nth(1).expect("ratio section");
+    let section = section.split("\n## ").next().unwrap();
+    assert!(section.contains("### local / cpu"), "{section}");
+    // LoadGen median (sorted[n / 2]) of the raw switch samples.
+    let median = |r: &quadbench::results::RunRecord| {
+        let mut s = r.samples["switch"].clone();
+        s.sort_by(|a, b| a.total_cmp(b));
+        s[s.len() / 2]
+    };
+    for sep in ["separate-resident", "separate-reload"] {
+        let id = format!("local-cpu-fp32-{sep}");
+        let storage = expected_ratio(&rep, &id, &|r| r.storage.total_bytes as f64);
+        let rss = expected_ratio(&rep, &id, &|r| r.memory.peak_rss_bytes.unwrap() as f64);
+        let switch = expected_ratio(&rep, &id, &median);
+        let row = section.lines().find(|l| l.starts_with(&format!("| fp32 | {sep} |"))).expect("ratio row");
+        assert!(row.starts_with(&format!("| fp32 | {sep} | {storage} | {rss} | {switch} [")), "{row}");
+    }
+    // No unified run succeeded on xnnpack: no ratios to show there.
+    assert!(!section.contains("### local / xnnpack"), "{section}");
+}
+
+/// A second results set: the fixture as another scenario on another device.
+fn other_results_set(dir: &Path) -> PathBuf {
+    let out = dir.join("npu-results");
+    std::fs::create_dir_all(out.join("samples")).unwrap();
+    let text = std::fs::read_to_string(fixture().join("results.json")).unwrap();
+    let text = text.replace("\"name\": \"demo\"", "\"name\": \"npu\"").replace("3992440b64f0", "5aa1f00dd00d");
+    std::fs::write(out.join("results.json"), text).unwrap();
+    for e in std::fs::read_dir(fixture().join("samples")).unwrap() {
+        let p = e.unwrap().path();
+        std::fs::copy(&p, out.join("samples").join(p.file_name().unwrap())).unwrap();
+    }
+    out
+}
+
+#[test]
+fn latex_tables_of_two_results_sets_compile_in_one_paper() {
+    let pdflatex = need("pdflatex", "texlive-latex-recommended");
+    let pdftotext = need("pdftotext", "poppler-utils");
+    let dir = tempfile::tempdir().unwrap();
+    let mut inputs = String::new();
+    for (name, src) in [("demo", fixture()), ("npu", other_results_set(dir.path()))] {
+        let arts = report::render(&Report::load(&src).unwrap(), &["tex".into()]).unwrap();
+        report::write(&arts, &dir.path().join(name)).unwrap();
+        for a in &arts {
+            let tex = String::from_utf8_lossy(&a.bytes);
+            // Readable means set at a readable size, not shrunk to fit.
+            for bad in ["\\resizebox", "\\scalebox", "\\scriptsize", "\\tiny"] {
+                assert!(!tex.contains(bad), "{name}/{}: {bad}", a.path);
+            }
+            inputs.push_str(&format!("\\input{{{name}/{}}}\n", a.path));
+        }
+    }
+    // A two-column paper (10 pt): table* spans \textwidth = 469 pt.
+    let paper = format!(
+        "\\documentclass[twocolumn]{{article}}\n\\usepackage{{booktabs}}\n\\usepackage{{graphicx}}\n\\begin{{document}}\n{inputs}\\end{{document}}\n"
+    );
+    std::fs::write(dir.path().join("paper.tex"), paper).unwrap();
+    // Twice: duplicate labels are reported when the second run reads the first run's .aux.
+    for _ in 0..2 {
+        let out = std::process::Command::new(&pdflatex)
+            .current_dir(dir.path())
+            .args(["-interaction=nonstopmode", "-halt-on-error", "paper.tex"])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "pdflatex failed:\n{}", String::from_utf8_lossy(&out.stdout));
+    }
+    let log = std::fs::read_to_string(dir.path().join("paper.log")).unwrap();
+    assert!(!log.contains("multiply defined"), "duplicate labels:\n{log}");
+    assert!(!log.contains("Overfull \\hbox"), "a table is wider than the text:\n{log}");
+    // What the PDF says: no literal caret (\textasciicircum comes out as U+02C6), and every word
+    // at least 8 pt (pdftotext's box height is ~0.885 x the size for Computer Modern: 8 pt ->
+    // 7.08; \resizebox left 3.8).
+    let text =
+        std::process::Command::new(&pdftotext).arg("paper.pdf").arg("-").current_dir(dir.path()).output().unwrap();
+    let text = String::from_utf8_lossy(&text.stdout);
+    assert!(text.contains("On-device KPIs"), "{text}");
+    let carets: Vec<&str> = text.lines().filter(|l| l.contains('^') || l.contains('\u{2c6}')).collect();
+    assert!(carets.is_empty(), "literal carets in the PDF:\n{}", carets.join("\n"));
+    let bbox = std::process::Command::new(&pdftotext)
+        .args(["-bbox", "paper.pdf", "-"])
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    let bbox = String::from_utf8_lossy(&bbox.stdout);
+    let attr = |l: &str, k: &str| -> f64 {
+        let v = l.split(&format!("{k}=\"")).nth(1).unwrap();
+        v[..v.find('"').unwrap()].parse().unwrap()
+    };
+    let mut small = Vec::new();
+    let mut prev_right = f64::NAN;
+    for l in bbox.lines().filter(|l| l.trim_start().starts_with("<word ")) {
+        let h = attr(l, "yMax") - attr(l, "yMin");
+        let word = l.rsplit_once("\">").map_or("", |x| x.1).trim_end_matches("</word>");
+        // An exponent (the 6 of 10^6) is a word of digits touching the one before: a superscript
+        // is smaller by design, and that is not a table set too small.
+        let exponent = word.chars().all(|c| c.is_ascii_digit()) && (attr(l, "xMin") - prev_right).abs() < 0.5;
+        if h < 7.0 && !exponent {
+            small.push(format!("{h:.2} {}", l.trim()));
+        }
+        prev_right = attr(l, "xMax");
+    }
+    assert!(small.is_empty(), "words set below 8 pt:\n{}", small.join("\n"));
 }

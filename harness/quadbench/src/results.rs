@@ -17,10 +17,16 @@ pub struct Summary {
     pub mean: f64,
     pub std: f64,
     pub min: f64,
+    /// Percentiles by MLPerf LoadGen's rule ([`stats::percentile`]).
     pub p50: f64,
     pub p90: f64,
     pub p99: f64,
     pub max: f64,
+    /// Percentiles above computed from fewer samples than they need ([`stats::min_samples`]: p90
+    /// 10, p99 100): the value is kept, but it is the sample maximum or close to it, not a tail
+    /// estimate; reports show these as flagged.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub too_few_samples: Vec<String>,
     /// 95% CI of the median (p50), percentile bootstrap; absent below 2 samples.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub p50_ci: Option<[f64; 2]>,
@@ -37,7 +43,8 @@ pub struct Summary {
     pub warnings: Vec<String>,
 }
 
-/// Percentile by linear interpolation between closest ranks (numpy's default, type 7).
+/// Percentile `q` (in percent) of sorted samples by MLPerf LoadGen's rule: element
+/// `floor(n * q / 100)`, clamped ([`stats::percentile`]).
 pub fn percentile(sorted: &[f64], q: f64) -> f64 {
     stats::percentile(sorted, q)
 }
@@ -54,20 +61,27 @@ impl Summary {
         // Sample standard deviation (n - 1), as statistics packages report it.
         let std = if n > 1 { (s.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (n - 1) as f64).sqrt() } else { 0.0 };
         let cv = stats::cv(mean, std).filter(|_| n > 1);
+        let p50 = percentile(&s, 50.0);
+        let too_few_samples = [("p90", 90.0), ("p99", 99.0)]
+            .iter()
+            .filter(|(_, q)| n < stats::min_samples(*q))
+            .map(|x| x.0.into())
+            .collect();
         Some(Summary {
             n,
             mean,
             std,
             min: s[0],
-            p50: percentile(&s, 50.0),
+            p50,
             p90: percentile(&s, 90.0),
             p99: percentile(&s, 99.0),
             max: s[n - 1],
+            too_few_samples,
             p50_ci: stats::median_ci(samples, stats::SEED),
             mean_ci: stats::mean_ci(samples),
             cv,
             outliers: stats::tukey(samples),
-            warnings: stats::cv_warning(cv).into_iter().collect(),
+            warnings: stats::cv_warning(cv, p50).into_iter().collect(),
         })
     }
 }
@@ -257,6 +271,8 @@ impl RunRecord {
     }
 
     /// A run that produced no result (crash, device lost).
+    // One argument per field a failed run still has; the callers (run loop, tests) name them all.
+    #[allow(clippy::too_many_arguments)]
     pub fn failed(
         run: RunIdentity<'_>,
         storage: Storage,
@@ -572,11 +588,18 @@ mod tests {
     use super::*;
 
     #[test]
-    fn summary_matches_numpy_percentiles() {
-        // numpy.percentile([1,2,3,4,10], [50,90,99]) = [3.0, 7.6, 9.76]
+    fn summary_uses_loadgen_percentiles_and_flags_thin_tails() {
+        // LoadGen on [1,2,3,4,10]: p50 = s[floor(2.5)] = 3, p90 = s[floor(4.5)] = 10, p99 = s[4];
+        // five samples are too few for either tail (numpy's interpolation gave 7.6 and 9.76).
         let s = Summary::of(&[4.0, 1.0, 10.0, 3.0, 2.0]).unwrap();
-        assert_eq!((s.n, s.min, s.max, s.p50), (5, 1.0, 10.0, 3.0));
-        assert!((s.p90 - 7.6).abs() < 1e-12 && (s.p99 - 9.76).abs() < 1e-12);
+        assert_eq!((s.n, s.min, s.max, s.p50, s.p90, s.p99), (5, 1.0, 10.0, 3.0, 10.0, 10.0));
+        assert_eq!(s.too_few_samples, ["p90", "p99"]);
+        let x: Vec<f64> = (0..100).map(f64::from).collect();
+        let s = Summary::of(&x).unwrap();
+        assert_eq!((s.p50, s.p90, s.p99), (50.0, 90.0, 99.0));
+        assert!(s.too_few_samples.is_empty());
+        assert_eq!(Summary::of(&x[..99]).unwrap().too_few_samples, ["p99"]);
+        let s = Summary::of(&[4.0, 1.0, 10.0, 3.0, 2.0]).unwrap();
         assert!((s.mean - 4.0).abs() < 1e-12);
         assert!((s.std - 3.5355339059327378).abs() < 1e-12);
         assert!(Summary::of(&[]).is_none());

@@ -1,5 +1,8 @@
 //! `report.html`: one self-contained page (inline CSS and SVG, images as data URIs, no script,
-//! no network) that a person opens in a browser.
+//! no network) that a person opens in a browser. Every table fits a 1400 px window and a printed
+//! landscape page without sideways scrolling (tests/report_html.rs measures it): columns with
+//! the same value on every row are stated once above the table, intervals sit under their point,
+//! headers wrap.
 
 use super::tables::{self, Table};
 use super::{Artefact, Report, ReportError, xml_escape as esc};
@@ -8,13 +11,14 @@ use std::path::Path;
 
 const CSS: &str = "body{font-family:system-ui,-apple-system,'DejaVu Sans',sans-serif;margin:2em auto;max-width:1400px;padding:0 1em;color:#111}
 h1{font-size:1.6em}h2{margin-top:1.6em;border-bottom:1px solid #ddd;padding-bottom:.2em}
-table{border-collapse:collapse;margin:.6em 0;font-size:.86em}th,td{padding:.3em .6em;border-bottom:1px solid #e4e4e4;vertical-align:top}
-th{text-align:left;border-bottom:2px solid #333;background:#fafafa}td.num,th.num{text-align:right;white-space:nowrap}
-.ci{color:#555;font-size:.88em}.notes{font-size:.85em;color:#444}.pass{background:#d8f0e6}.fail{background:#f8d9c6;font-weight:bold}
+table{border-collapse:collapse;margin:.6em 0;font-size:.86em}th,td{padding:.3em .5em;border-bottom:1px solid #e4e4e4;vertical-align:top}
+th{text-align:left;border-bottom:2px solid #333;background:#fafafa;vertical-align:bottom}td.num{text-align:right;white-space:nowrap}th.num{text-align:right}
+.ci{display:block;color:#555;font-size:.88em}td.flag{color:#777;font-style:italic}p.consts{font-size:.85em;color:#444;margin:.4em 0 0}.notes{font-size:.85em;color:#444}.pass{background:#d8f0e6}.fail{background:#f8d9c6;font-weight:bold}
 .inconclusive{background:#fdf3c4}.missing{background:#eee}figure{margin:1em 0}figure svg{max-width:100%;height:auto}
 figcaption{font-size:.85em;color:#444}.gallery td{text-align:center;font-size:.8em}.gallery img{width:96px;height:96px;image-rendering:auto}
 div.wrap{overflow-x:auto;max-width:100%}
-pre{background:#f4f4f4;padding:.6em;overflow-x:auto;font-size:.8em}.summary{font-size:1.05em}";
+pre{background:#f4f4f4;padding:.6em;overflow-x:auto;font-size:.8em}.summary{font-size:1.05em}
+@media print{@page{size:landscape;margin:10mm}body{max-width:none;margin:0;padding:0;font-size:9pt}div.wrap{overflow:visible}table{font-size:8pt}pre{white-space:pre-wrap}h2,h3,p.consts{break-after:avoid}tr,figure{break-inside:avoid}}";
 
 /// Standard base64 (RFC 4648) with padding.
 pub fn base64(data: &[u8]) -> String {
@@ -34,8 +38,14 @@ pub fn base64(data: &[u8]) -> String {
     s
 }
 
-fn table(t: &Table) -> String {
-    let mut s = format!("<div class=\"wrap\"><table id=\"table-{}\">\n<thead><tr>", t.id);
+fn table(full: &Table) -> String {
+    let consts = tables::constant_columns(full);
+    let t = &tables::without(full, &consts);
+    let mut s = String::new();
+    if !consts.is_empty() {
+        s.push_str(&format!("<p class=\"consts\">Every row: {}.</p>\n", esc(&tables::constants_text(full, &consts))));
+    }
+    s.push_str(&format!("<div class=\"wrap\"><table id=\"table-{}\">\n<thead><tr>", t.id));
     for c in &t.columns {
         s.push_str(&format!("<th{}>{}</th>", if c.numeric { " class=\"num\"" } else { "" }, esc(&c.label)));
     }
@@ -46,6 +56,8 @@ fn table(t: &Table) -> String {
             let (p, ci) = cell.parts();
             let class = if c.key == "verdict" {
                 format!(" class=\"{}\"", p.split_whitespace().next().unwrap_or(""))
+            } else if matches!(cell, tables::Cell::Flagged { .. }) {
+                " class=\"num flag\"".into()
             } else if c.numeric {
                 " class=\"num\"".into()
             } else {
@@ -60,11 +72,38 @@ fn table(t: &Table) -> String {
     if t.rows.is_empty() {
         s = String::new();
     }
-    s.push_str(&format!(
-        "<div class=\"notes\">{}</div>\n",
-        t.notes.iter().map(|n| format!("<p>{}</p>", esc(n))).collect::<String>()
-    ));
+    if !t.notes.is_empty() {
+        s.push_str(&format!(
+            "<div class=\"notes\">{}</div>\n",
+            t.notes.iter().map(|n| format!("<p>{}</p>", powers(&esc(n)))).collect::<String>()
+        ));
+    }
     s
+}
+
+/// `10^6` in escaped text as `10<sup>6</sup>`, so that no literal caret is shown.
+fn powers(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    let mut rest = s;
+    while let Some(i) = rest.find('^') {
+        let (head, tail) = (&rest[..i], &rest[i + 1..]);
+        let exp = tail.len() - tail.trim_start_matches(|c: char| c.is_ascii_digit()).len();
+        out.push_str(head);
+        if head.ends_with(|c: char| c.is_ascii_digit()) && exp > 0 {
+            out.push_str(&format!("<sup>{}</sup>", &tail[..exp]));
+            rest = &tail[exp..];
+        } else {
+            out.push('^');
+            rest = tail;
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
+/// `s` as an HTML id fragment: ASCII letters, digits, `-`, `_`, `.`; anything else becomes `_`.
+fn anchor(s: &str) -> String {
+    s.chars().map(|c| if c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.') { c } else { '_' }).collect()
 }
 
 /// A 96 px thumbnail as a data URI (deterministic re-encode), `None` when unreadable.
@@ -138,9 +177,17 @@ pub fn export(rep: &Report) -> Result<Vec<Artefact>, ReportError> {
         if r.complete { "" } else { ", incomplete" },
         esc(&super::markdown::tally(r))
     ));
-    for id in ["claims", "kpis", "quality", "runs"] {
-        if let Some(t) = rep.table(id) {
-            s.push_str(&format!("<h2 id=\"{id}\">{}</h2>\n{}", esc(&t.title), table(t)));
+    for id in ["claims", "ratios", "kpis", "percentiles", "quality", "runs"] {
+        let Some(t) = rep.table(id) else { continue };
+        s.push_str(&format!("<h2 id=\"{id}\">{}</h2>\n", esc(&t.title)));
+        if id == "ratios" && !t.rows.is_empty() {
+            // One small table per device / backend, as the console prints it.
+            for (k, mut part) in tables::split_by(t, &["device", "backend"]) {
+                part.id = format!("ratios-{}", k.iter().map(|v| anchor(v)).collect::<Vec<_>>().join("-"));
+                s.push_str(&format!("<h3>{}</h3>\n{}", esc(&k.join(" / ")), table(&part)));
+            }
+        } else {
+            s.push_str(&table(t));
         }
     }
     if !rep.plots.is_empty() {
@@ -173,12 +220,22 @@ pub fn export(rep: &Report) -> Result<Vec<Artefact>, ReportError> {
             esc(run.stderr_tail.trim_end())
         ));
     }
+    s.push_str(&format!(
+        "<h2 id=\"statistics\">Statistics</h2>\n<p class=\"notes\">{}</p>\n",
+        esc(&super::markdown::statistics(&r.statistics))
+    ));
     s.push_str("<p class=\"notes\">Generated by <code>quadbench report</code> from results.json and the raw samples.</p>\n</body>\n</html>\n");
     Ok(vec![Artefact::text("report.html", s)])
 }
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn powers_become_superscripts() {
+        assert_eq!(super::powers("MB = 10^6 bytes"), "MB = 10<sup>6</sup> bytes");
+        assert_eq!(super::powers("a^b, 10^, 2^10"), "a^b, 10^, 2<sup>10</sup>");
+    }
+
     #[test]
     fn base64_rfc4648_vectors() {
         for (i, o) in [

@@ -1,4 +1,5 @@
-//! `report.md`: claims first, then KPIs, quality, runs, plots, warnings and failures.
+//! `report.md`: claims first, then the unified-vs-separate ratios, KPIs, percentiles, quality,
+//! runs, plots, warnings, failures and the statistics method.
 
 use super::tables::{self, Table};
 use super::{Artefact, Report, ReportError};
@@ -54,9 +55,16 @@ pub fn export(rep: &Report) -> Result<Vec<Artefact>, ReportError> {
         if r.complete { "" } else { ", **incomplete** (the scenario did not finish)" },
         tally(r)
     ));
-    for id in ["claims", "kpis", "quality", "runs"] {
-        if let Some(t) = rep.table(id) {
-            s.push_str(&format!("\n## {}\n\n{}", t.title, table(t)));
+    for id in ["claims", "ratios", "kpis", "percentiles", "quality", "runs"] {
+        let Some(t) = rep.table(id) else { continue };
+        s.push_str(&format!("\n## {}\n\n", t.title));
+        if id == "ratios" && !t.rows.is_empty() {
+            // One small table per device / backend, as the console prints it.
+            for (k, part) in tables::split_by(t, &["device", "backend"]) {
+                s.push_str(&format!("### {}\n\n{}", esc(&k.join(" / ")), table(&part)));
+            }
+        } else {
+            s.push_str(&table(t));
         }
     }
     if !rep.plots.is_empty() {
@@ -83,8 +91,14 @@ pub fn export(rep: &Report) -> Result<Vec<Artefact>, ReportError> {
         ));
     }
     let m = &r.statistics;
-    s.push_str(&format!(
-        "\n## Statistics\n\n{:.0}% intervals. Median: {}. Ratio: {}. Mean: {}. {} resamples, seed {}, {} generator. Outliers: {}.\n",
+    s.push_str(&format!("\n## Statistics\n\n{}\n", statistics(m)));
+    Ok(vec![Artefact::text("report.md", s)])
+}
+
+/// The statistics method as one paragraph (plain text; Markdown and HTML both use it).
+pub fn statistics(m: &crate::stats::Method) -> String {
+    format!(
+        "{:.0}% intervals. Median: {}. Ratio: {}. Mean: {}. {} resamples, seed {}, {} generator. Outliers: {}. Percentiles: {}. High-variability warnings: CV above {:.0}% with a median of at least {} ms.",
         m.confidence * 100.0,
         m.median_ci,
         m.ratio_ci,
@@ -92,7 +106,9 @@ pub fn export(rep: &Report) -> Result<Vec<Artefact>, ReportError> {
         m.bootstrap_resamples,
         m.bootstrap_seed,
         m.rng,
-        m.outliers
-    ));
-    Ok(vec![Artefact::text("report.md", s)])
+        m.outliers,
+        m.percentiles,
+        m.cv_warn * 100.0,
+        m.cv_min_median_ms
+    )
 }

@@ -1,9 +1,11 @@
 //! The report's tables, built once from the results and rendered by every exporter: "On-device
-//! KPIs", "Quality per task", "Claims" and "Runs". Cells keep their numbers (value and interval),
-//! so CSV and JSON get raw values and Markdown, LaTeX and HTML get formatted text.
+//! KPIs", "Quality per task", "Claims", "Runs", "Unified vs separate strategies" and "Latency
+//! percentiles". Cells keep their numbers (value and interval), so CSV and JSON get raw values
+//! and Markdown, LaTeX and HTML get formatted text.
 
 use crate::results::{Results, RunRecord, RunState, Scores, Verdict};
 use crate::stats;
+use quadbench_protocol::Strategy;
 use serde::Serialize;
 
 #[derive(Debug, Clone, Serialize, PartialEq)]
@@ -23,6 +25,12 @@ pub enum Cell {
         #[serde(skip)]
         digits: usize,
     },
+    /// A value that must not be read as a measurement (a p99 of 20 samples): kept raw for CSV and
+    /// JSON, shown as `flag` in human tables.
+    Flagged {
+        value: Option<f64>,
+        flag: String,
+    },
 }
 
 impl Cell {
@@ -38,11 +46,16 @@ impl Cell {
         Cell::Ci { value: v, ci_low: ci.map(|c| c[0]), ci_high: ci.map(|c| c[1]), digits }
     }
 
+    pub fn flagged(v: Option<f64>, flag: impl Into<String>) -> Cell {
+        Cell::Flagged { value: v.filter(|x| x.is_finite()), flag: flag.into() }
+    }
+
     /// The point and the interval as separate strings (interval empty when absent).
     pub fn parts(&self) -> (String, String) {
         let f = |v: f64, d: usize| format!("{v:.d$}");
         match self {
             Cell::Text(s) => (s.clone(), String::new()),
+            Cell::Flagged { flag, .. } => (flag.clone(), String::new()),
             Cell::Num { value, digits } => (value.map_or("-".into(), |v| f(v, *digits)), String::new()),
             Cell::Ci { value, ci_low, ci_high, digits } => {
                 let point = value.map_or("-".into(), |v| f(v, *digits));
@@ -95,9 +108,63 @@ pub struct Table {
     pub notes: Vec<String>,
 }
 
-/// Every table of the report, in report order.
+/// Every table of the report (the order of report.json; the documents choose their own).
 pub fn all(r: &Results) -> Vec<Table> {
-    vec![kpis(r), quality(r), claims(r), runs(r)]
+    vec![kpis(r), quality(r), claims(r), runs(r), ratios(r), percentiles(r)]
+}
+
+/// Text columns with the same value on every row (of two or more), and numeric columns with no
+/// value at all: page layouts (HTML, LaTeX) state them once above the table instead of repeating
+/// them on every row. A numeric result stays in its column even when it is the same everywhere.
+pub fn constant_columns(t: &Table) -> Vec<usize> {
+    if t.rows.len() < 2 {
+        return vec![];
+    }
+    let same = |i: usize| t.rows.iter().all(|r| r[i].display() == t.rows[0][i].display());
+    let empty = |i: usize| t.rows.iter().all(|r| r[i].display() == "-");
+    (0..t.columns.len()).filter(|&i| if t.columns[i].numeric { empty(i) } else { same(i) }).collect()
+}
+
+/// `label value` of each constant column, as a sentence part: "device local, precision fp32".
+pub fn constants_text(t: &Table, cols: &[usize]) -> String {
+    let v = |i: usize| match t.rows[0][i].display() {
+        d if d == "-" => "n/a".to_string(),
+        d => d,
+    };
+    cols.iter().map(|&i| format!("{} {}", t.columns[i].label, v(i))).collect::<Vec<_>>().join(", ")
+}
+
+/// The table without the columns `drop`.
+pub fn without(t: &Table, drop: &[usize]) -> Table {
+    let keep = |i: &usize| !drop.contains(i);
+    Table {
+        columns: (0..t.columns.len()).filter(keep).map(|i| t.columns[i].clone()).collect(),
+        rows: t.rows.iter().map(|r| (0..r.len()).filter(keep).map(|i| r[i].clone()).collect()).collect(),
+        ..t.clone()
+    }
+}
+
+/// One table per distinct value of the `by` columns (first-appearance order), those columns
+/// removed; the values come with it. The notes stay with the last part.
+pub fn split_by(t: &Table, by: &[&str]) -> Vec<(Vec<String>, Table)> {
+    let idx: Vec<usize> = by.iter().filter_map(|k| t.columns.iter().position(|c| c.key == *k)).collect();
+    let mut keys: Vec<Vec<String>> = Vec::new();
+    for r in &t.rows {
+        let k: Vec<String> = idx.iter().map(|&i| r[i].display()).collect();
+        if !keys.contains(&k) {
+            keys.push(k);
+        }
+    }
+    let n = keys.len();
+    keys.into_iter()
+        .enumerate()
+        .map(|(j, k)| {
+            let rows =
+                t.rows.iter().filter(|r| idx.iter().zip(&k).all(|(&i, v)| r[i].display() == *v)).cloned().collect();
+            let part = Table { rows, notes: if j + 1 == n { t.notes.clone() } else { vec![] }, ..t.clone() };
+            (k, without(&part, &idx))
+        })
+        .collect()
 }
 
 /// Stage metrics in pipeline order: encoder, denoiser, decoder first, others alphabetically.
@@ -191,7 +258,7 @@ fn kpis(r: &Results) -> Table {
         columns,
         rows,
         notes: vec![
-            format!("Latencies: median [95% CI] in ms, {} (percentile bootstrap, {} resamples, seed {}); per step for repeated stages. Switch: task-switch request to first output of the new task.", "over the run's steady-state samples", stats::RESAMPLES, stats::SEED),
+            format!("Latencies: median [95% CI] in ms, {} (median = p50 by MLPerf LoadGen's percentile rule; percentile bootstrap, {} resamples, seed {}); per step for repeated stages. Switch: task-switch request to first output of the new task.", "over the run's steady-state samples", stats::RESAMPLES, stats::SEED),
             "ROM: bytes pushed to the device, MB = 10^6 bytes; task binaries = the per-task merged graphs of the separate strategies.".into(),
             "Peak RAM: peak RSS of the runner, one measurement per run, so no CI (repeat runs for one).".into(),
         ],
@@ -326,10 +393,10 @@ pub fn run_warnings(run: &RunRecord) -> Vec<String> {
             w.push(format!("{k}: {x}"));
         }
     }
-    if let Some(t) = &run.throttle {
-        if t.throttled {
-            w.push(format!("throttled: {}", t.note));
-        }
+    if let Some(t) = &run.throttle
+        && t.throttled
+    {
+        w.push(format!("throttled: {}", t.note));
     }
     if run.status == RunState::Ok && !run.valid {
         w.push(run.validity_note.clone());
@@ -392,9 +459,123 @@ fn runs(r: &Results) -> Table {
         notes: vec![
             "Validity as MLPerf LoadGen defines it: minimum samples and minimum duration met.".into(),
             format!(
-                "Outliers: outside Tukey fences (k = {}), marked and kept. CV = std / mean; above {:.0}% a warning is raised.",
+                "Outliers: outside Tukey fences (k = {}), marked and kept. CV = std / mean; above {:.0}% a warning is raised, unless the median is under {} us (there the spread is the clock's and the scheduler's, not the workload's).",
                 stats::TUKEY_K,
-                stats::CV_WARN * 100.0
+                stats::CV_WARN * 100.0,
+                stats::CV_MIN_MEDIAN_MS * 1e3
+            ),
+        ],
+    }
+}
+
+/// What the console prints after a run, as a table: per device x backend x precision, how many
+/// times smaller (storage, peak RSS) or faster (switch latency, medians) the unified graph is
+/// than each separate strategy. Only where both runs succeeded.
+fn ratios(r: &Results) -> Table {
+    let columns = vec![
+        col("device", "device", false),
+        col("backend", "backend", false),
+        col("precision", "precision", false),
+        col("separate", "unified vs", false),
+        col("storage_ratio", "storage ratio", true),
+        col("peak_rss_ratio", "peak RSS ratio", true),
+        col("switch_ratio", "switch latency ratio [95% CI]", true),
+    ];
+    let mut groups: Vec<(&str, &str, &str)> = Vec::new();
+    for x in &r.runs {
+        let g = (x.device.as_str(), x.backend.as_str(), x.precision.as_str());
+        if !groups.contains(&g) {
+            groups.push(g);
+        }
+    }
+    let mut rows = Vec::new();
+    for (device, backend, precision) in groups {
+        let get = |s: Strategy| {
+            r.runs.iter().find(|x| {
+                (x.device.as_str(), x.backend.as_str(), x.precision.as_str()) == (device, backend, precision)
+                    && x.strategy == s
+                    && x.status == RunState::Ok
+            })
+        };
+        let Some(u) = get(Strategy::Unified) else { continue };
+        for other in [Strategy::SeparateResident, Strategy::SeparateReload] {
+            let Some(o) = get(other) else { continue };
+            let ratio = |m: &str| match (o.metric(m), u.metric(m)) {
+                (Some(a), Some(b)) if b > 0.0 => Some(a / b),
+                _ => None,
+            };
+            let switch_ci = match (o.samples.get("switch"), u.samples.get("switch")) {
+                (Some(a), Some(b)) => stats::ratio_of_medians_ci(a, b, stats::SEED),
+                _ => None,
+            };
+            rows.push(vec![
+                Cell::text(device),
+                Cell::text(backend),
+                Cell::text(precision),
+                Cell::text(other.as_str()),
+                Cell::num(ratio("storage.total_bytes"), 2),
+                Cell::num(ratio("memory.peak_rss_bytes"), 2),
+                Cell::ci(ratio("latency_ms.switch"), switch_ci, 2),
+            ]);
+        }
+    }
+    let mut notes = vec![
+        "ratio = separate / unified: how many times smaller (storage on the device, peak RSS) or faster (median task-switch latency) the unified graph is; above 1 favours unified.".to_string(),
+        format!("Switch latency CI: percentile bootstrap of the ratio of medians, both runs resampled independently ({} resamples, seed {}); storage is exact and peak RSS one measurement per run, so no CI.", stats::RESAMPLES, stats::SEED),
+    ];
+    if rows.is_empty() {
+        notes.push("No device and backend has both a successful unified run and a successful separate run.".into());
+    }
+    Table { id: "ratios".into(), title: "Unified vs separate strategies".into(), columns, rows, notes }
+}
+
+/// Latency percentiles per run and metric. A tail from fewer samples than it needs is shown as
+/// `n < N` (its raw value stays in CSV, report.json and results.json).
+fn percentiles(r: &Results) -> Table {
+    let columns = vec![
+        col("run", "run", false),
+        col("metric", "metric", false),
+        col("n", "samples", true),
+        col("p50_ms", "p50 ms", true),
+        col("p90_ms", "p90 ms", true),
+        col("p99_ms", "p99 ms", true),
+        col("max_ms", "max ms", true),
+    ];
+    let mut order = stages(r);
+    order.extend(["e2e", "switch", "switch_load"].map(String::from));
+    let mut rows = Vec::new();
+    for run in &r.runs {
+        for key in &order {
+            let Some(s) = run.latency_ms.get(key) else { continue };
+            let tail = |name: &str, q: f64, v: f64| {
+                if s.too_few_samples.iter().any(|f| f == name) {
+                    Cell::flagged(Some(v), format!("n < {}", stats::min_samples(q)))
+                } else {
+                    Cell::num(Some(v), 2)
+                }
+            };
+            rows.push(vec![
+                Cell::text(&run.id),
+                Cell::text(key),
+                Cell::num(Some(s.n as f64), 0),
+                Cell::num(Some(s.p50), 2),
+                tail("p90", 90.0, s.p90),
+                tail("p99", 99.0, s.p99),
+                Cell::num(Some(s.max), 2),
+            ]);
+        }
+    }
+    Table {
+        id: "percentiles".into(),
+        title: "Latency percentiles".into(),
+        columns,
+        rows,
+        notes: vec![
+            "Percentiles in ms by MLPerf LoadGen's rule: the sorted samples' element floor(n x p), clamped to the last; per step for repeated stages.".into(),
+            format!(
+                "n < N: too few samples for that percentile to be a tail estimate (p90 needs {}, p99 {}); the raw value is kept in results.json, tables/percentiles.csv and report.json, flagged.",
+                stats::min_samples(90.0),
+                stats::min_samples(99.0)
             ),
         ],
     }
