@@ -9,8 +9,8 @@
 #   chromium            headless Chromium for the HTML report tests
 #   bubblewrap          confining the loopback device's shell to its root
 #   libxml2-utils       xmllint, validating JUnit XML against Jenkins' schema
-#   texlive-latex-recommended, texlive-latex-extra
-#                       pdflatex with booktabs, compiling the LaTeX tables
+#   texlive-latex-recommended   pdflatex with booktabs, compiling the LaTeX tables
+#   poppler-utils       pdftotext, reading the compiled tables back
 # ONNX Runtime and its plugins come from PyPI on first use (pip, pinned by sha256).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -21,7 +21,8 @@ have adb || need+=(adb)
 have chromium || need+=(chromium)
 have bwrap || need+=(bubblewrap)
 have xmllint || need+=(libxml2-utils)
-have pdflatex || need+=(texlive-latex-recommended texlive-latex-extra)
+have pdflatex || need+=(texlive-latex-recommended)
+have pdftotext || need+=(poppler-utils)
 if [ ${#need[@]} -gt 0 ]; then
   sudo=""
   if [ "$(id -u)" -ne 0 ]; then

@@ -13,8 +13,8 @@ use quadbench::events::Quiet;
 use quadbench::package::reference::ReferenceParams;
 use quadbench::package::source::PackageSource;
 use quadbench::package::source::reference::Reference;
-use quadbench::results::percentile;
 use quadbench::scheduler::{self as run, RunOptions};
+use quadbench::stats::percentile;
 use quadbench_protocol::LoraPart;
 use std::time::Instant;
 

@@ -3,8 +3,8 @@
 //! (`crate::sink`, which persist and whose failure stops the run). A finished run's event carries
 //! its whole record, so any sink (a file, a database) can store it the moment it exists.
 
-use crate::claims::Claim;
 use crate::results::{Results, RunRecord};
+use quadbench_schema::claim::Claim;
 use std::path::PathBuf;
 
 /// One thing that happened during a scenario run.

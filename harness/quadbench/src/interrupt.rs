@@ -35,7 +35,7 @@ pub fn received() -> Option<i32> {
 
 /// The conventional exit code for dying of `sig` (128 + signal number).
 pub fn exit_code(sig: i32) -> i32 {
-    128 + sig
+    quadbench_schema::exit::signalled(sig)
 }
 
 /// Signal name for messages.

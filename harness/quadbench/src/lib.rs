@@ -5,7 +5,8 @@
 //! docs/ARCHITECTURE.md draws it):
 //!
 //! - `names`, `yaml`, `time`: validation of names, located YAML errors, UTC timestamps;
-//! - `results`, `stats`: results.json and its statistics (to become the schema and report crates);
+//! - `results`, `metric` (from `quadbench-schema`), `stats`, `claims`, `report` (from
+//!   `quadbench-report`): re-exported, so the host and its tests use one path for each;
 //! - `package`: manifests, checks, the package cache and the package sources (`package::source`);
 //! - `device`: the [`device::Transport`] trait and its registry (one file per transport);
 //! - `backend`: the host side of the shared backend list (plugin EP libraries a run needs);
@@ -15,28 +16,27 @@
 //! - `plan`: the device x backend x strategy runs of a scenario and their runner plans;
 //! - `sink`: where finished runs go (results.json, samples CSV; one file each);
 //! - `scheduler`: the run loop (staging, exec, pull, retries, resume, throttle);
-//! - `report`: tables, plots and exporters from a results directory;
 //! - `cmd`: the command line, one file per subcommand, one error-to-exit-code mapping.
 
 pub(crate) mod backend;
 pub(crate) mod bundled;
-pub mod claims;
 pub mod cmd;
 pub mod config;
 pub mod device;
 pub mod events;
 pub(crate) mod interrupt;
-pub mod metric;
 pub(crate) mod names;
 pub mod package;
 pub(crate) mod plan;
 pub(crate) mod quality;
-pub mod report;
-pub mod results;
 pub mod scheduler;
 pub(crate) mod sink;
-pub mod stats;
 pub(crate) mod time;
 pub mod yaml;
 
 pub(crate) use names::{SAFE_NAME_CHARS, safe_name, safe_relative_path};
+
+// The schema and report crates under the names the host has always used.
+pub use quadbench_report as report;
+pub use quadbench_report::{claims, stats};
+pub use quadbench_schema::{metric, results};

@@ -8,11 +8,7 @@ use crate::package::PackageError;
 use crate::report::ReportError;
 use crate::scheduler::RunError;
 
-pub const OK: i32 = 0;
-pub const CLAIMS_FAILED: i32 = 1;
-pub const BAD_INPUT: i32 = 2;
-pub const INFRA: i32 = 3;
-pub const RUNS_FAILED: i32 = 4;
+pub use quadbench_schema::exit::{BAD_INPUT, CLAIMS_FAILED, INFRA, OK, RUNS_FAILED};
 
 /// An error's exit code.
 pub trait Classify: std::fmt::Display {

@@ -4,13 +4,13 @@
 //! (README, "Scenario keys"); every error names the file, the line and the fix.
 
 use super::checkout;
-use crate::claims::Claim;
 use crate::metric::Metric;
 use crate::package::qprofile::Quantize;
 use crate::package::source::{self, PackageSpec};
 use crate::quality::{QualityMetric, Threshold};
 use crate::yaml::{self, YamlError};
 use quadbench_protocol::{Backend, PlanWorkload, Strategy, TaskOrder};
+use quadbench_schema::claim::Claim;
 use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};

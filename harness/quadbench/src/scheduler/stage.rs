@@ -76,6 +76,7 @@ pub fn run_one(
             };
             let csv_rel = format!("samples/{}.csv", spec.id);
             let mut rec = RunRecord::from_result(&spec.id, &d.profile.name, &result, env, csv_rel);
+            rec.latency_ms = crate::stats::summaries(&rec.samples);
             rec.stderr_tail = if rec.status == RunState::Ok { String::new() } else { tail };
             for o in &mut rec.outputs {
                 o.path = format!("outputs/{}/{}__{}.png", spec.id, o.task, o.input);

@@ -2,9 +2,10 @@
 //! the file on disk always holds every run finished so far and claims evaluated on them.
 
 use super::{ResultSink, SinkError};
-use crate::claims::{self, Claim};
+use crate::claims;
 use crate::events::Event;
 use crate::results::{self, Results};
+use quadbench_schema::claim::Claim;
 use std::path::{Path, PathBuf};
 
 pub struct ResultsJson {

@@ -5,7 +5,7 @@
 
 use super::tables;
 use super::{Artefact, Report, ReportError, xml_escape as esc};
-use crate::results::{RunState, Verdict};
+use quadbench_schema::results::{RunState, Verdict};
 
 enum Outcome {
     Pass,

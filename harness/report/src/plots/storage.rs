@@ -37,7 +37,9 @@ where
         .light_line_style(RGBColor(240, 240, 240))
         .y_label_formatter(&|v| axis_number(*v))
         .draw()?;
-    let parts: [(&str, RGBColor, fn(&RunRecord) -> u64); 3] = [
+    // (label, colour, bytes)
+    type Part = (&'static str, RGBColor, fn(&RunRecord) -> u64);
+    let parts: [Part; 3] = [
         ("foundation", BLUE, |x| x.storage.foundation_bytes),
         ("adapters (LoRA)", GREEN, |x| x.storage.adapter_bytes),
         ("per-task binaries", VERMILLION, |x| x.storage.baseline_bytes),

@@ -2,27 +2,36 @@
 //! confidence intervals. Written incrementally: a finished run is on disk (atomic rename) before
 //! the next one starts. Reports (`crate::report`) are regenerated from these files alone.
 
-use crate::stats;
+use crate::method::{Method, Outliers};
 use quadbench_protocol::{MemoryPhase, OutputImage, RunResult, Storage, Strategy, SwitchEvent};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::path::Path;
 
+/// Schema tag of results.json.
 pub const RESULTS_SCHEMA: &str = "quadbench.results/1";
 
-/// Distribution summary of latency samples (ms). Interval methods: [`crate::stats`].
+/// Distribution summary of latency samples (ms), as `quadbench_report::stats::summarize` computes
+/// it (the method is recorded in [`Results::statistics`]).
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct Summary {
+    /// Number of samples.
     pub n: usize,
+    /// Arithmetic mean (ms).
     pub mean: f64,
+    /// Sample standard deviation (n - 1), ms.
     pub std: f64,
+    /// Smallest sample (ms).
     pub min: f64,
-    /// Percentiles by MLPerf LoadGen's rule ([`stats::percentile`]).
+    /// Percentiles by MLPerf LoadGen's rule (see [`crate::method::PERCENTILES`]).
     pub p50: f64,
+    /// 90th percentile (ms).
     pub p90: f64,
+    /// 99th percentile (ms).
     pub p99: f64,
+    /// Largest sample (ms).
     pub max: f64,
-    /// Percentiles above computed from fewer samples than they need ([`stats::min_samples`]: p90
+    /// Percentiles above computed from fewer samples than they need ([`crate::method::min_samples`]: p90
     /// 10, p99 100): the value is kept, but it is the sample maximum or close to it, not a tail
     /// estimate; reports show these as flagged.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -38,84 +47,57 @@ pub struct Summary {
     pub cv: Option<f64>,
     /// Tukey fences and outlier indices (outliers stay in every statistic).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub outliers: Option<stats::Outliers>,
+    pub outliers: Option<Outliers>,
+    /// Warnings for people (high variability).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub warnings: Vec<String>,
 }
 
-/// Percentile `q` (in percent) of sorted samples by MLPerf LoadGen's rule: element
-/// `floor(n * q / 100)`, clamped ([`stats::percentile`]).
-pub fn percentile(sorted: &[f64], q: f64) -> f64 {
-    stats::percentile(sorted, q)
-}
-
-impl Summary {
-    pub fn of(samples: &[f64]) -> Option<Summary> {
-        if samples.is_empty() {
-            return None;
-        }
-        let mut s = samples.to_vec();
-        s.sort_by(|a, b| a.total_cmp(b));
-        let n = s.len();
-        let mean = s.iter().sum::<f64>() / n as f64;
-        // Sample standard deviation (n - 1), as statistics packages report it.
-        let std = if n > 1 { (s.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (n - 1) as f64).sqrt() } else { 0.0 };
-        let cv = stats::cv(mean, std).filter(|_| n > 1);
-        let p50 = percentile(&s, 50.0);
-        let too_few_samples = [("p90", 90.0), ("p99", 99.0)]
-            .iter()
-            .filter(|(_, q)| n < stats::min_samples(*q))
-            .map(|x| x.0.into())
-            .collect();
-        Some(Summary {
-            n,
-            mean,
-            std,
-            min: s[0],
-            p50,
-            p90: percentile(&s, 90.0),
-            p99: percentile(&s, 99.0),
-            max: s[n - 1],
-            too_few_samples,
-            p50_ci: stats::median_ci(samples, stats::SEED),
-            mean_ci: stats::mean_ci(samples),
-            cv,
-            outliers: stats::tukey(samples),
-            warnings: stats::cv_warning(cv, p50).into_iter().collect(),
-        })
-    }
-}
-
+/// Peak memory of a run, and per phase.
 #[derive(Debug, Clone, Serialize, Deserialize, Default)]
 pub struct Memory {
+    /// Highest VmHWM over the run's phases.
     pub peak_rss_bytes: Option<u64>,
+    /// Highest sampled PSS (smaps_rollup).
     pub peak_pss_bytes: Option<u64>,
+    /// Per phase: init, first inference, steady state, outputs.
     pub phases: Vec<MemoryPhase>,
 }
 
 /// What the runner saw (flattened: same keys as the runner's result) plus what the host knows.
 #[derive(Debug, Clone, Serialize, Deserialize, Default)]
 pub struct Environment {
+    /// What the runner saw (ONNX Runtime version, providers, CPU...).
     #[serde(flatten)]
     pub runner: quadbench_protocol::RunnerEnvironment,
+    /// Version of the quadbench host.
     pub quadbench_version: String,
+    /// Git revision quadbench was built from (`unknown` when not recorded).
     pub git_revision: String,
+    /// The package that ran.
     pub package_sha256: String,
+    /// Device model as the transport reports it.
     pub device_model: Option<String>,
+    /// Device SoC, where known.
     pub device_soc: Option<String>,
 }
 
+/// How a run ended.
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(rename_all = "snake_case")]
 pub enum RunState {
+    /// It ran and produced a result.
     Ok,
+    /// It crashed, timed out, was interrupted or lost its device.
     Failed,
+    /// The backend cannot run on this device (skipped, with the reason).
     Unsupported,
 }
 
 /// One run (device x backend x precision x strategy) in results.json.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct RunRecord {
+    /// `<device>-<backend>-<precision>-<strategy>`: names files and directories.
     pub id: String,
     /// Stable key of the configuration across invocations and hosts:
     /// `<scenario>/<device>/<backend>/<precision>/<strategy>` (absent in older files).
@@ -127,36 +109,57 @@ pub struct RunRecord {
     /// When the run started and finished, UTC, RFC 3339 (absent in older files).
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub started_at: String,
+    /// When the run finished, UTC, RFC 3339.
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub finished_at: String,
+    /// Device profile name.
     pub device: String,
+    /// Backend name.
     pub backend: String,
+    /// Precision label of the scenario.
     pub precision: String,
+    /// Deployment strategy.
     pub strategy: Strategy,
+    /// How it ended.
     pub status: RunState,
+    /// Why it failed or was skipped.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
     /// Infrastructure problem (device, transport) rather than a failure of the thing measured.
     #[serde(default)]
     pub infrastructure_error: bool,
+    /// The runner's last stderr lines when it failed.
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub stderr_tail: String,
+    /// Bytes the strategy needs on the device.
     pub storage: Storage,
+    /// Peak memory.
     pub memory: Memory,
+    /// Session creation (compile excluded), ms.
     pub init_ms: f64,
+    /// The first request after creation, ms.
     pub first_inference_ms: f64,
     /// `<stage>`, `e2e`, `switch`, `switch_load`.
     pub latency_ms: BTreeMap<String, Summary>,
+    /// Met its minimum samples and duration (MLPerf LoadGen's rule).
     pub valid: bool,
+    /// Why it is (in)valid, in words.
     pub validity_note: String,
+    /// Requests run, warm-up included.
     pub requests: u64,
+    /// Measured duration (after warm-up), ms.
     pub duration_ms: f64,
+    /// What ran it.
     pub environment: Environment,
     /// Raw samples, relative to the results directory.
     pub samples_csv: String,
+    /// Every task switch with its timings.
     pub switches: Vec<SwitchEvent>,
+    /// Output images, relative to the results directory.
     pub outputs: Vec<OutputImage>,
+    /// Thermal and frequency readings before the run.
     pub conditions_before: quadbench_protocol::Conditions,
+    /// Thermal and frequency readings after the run.
     pub conditions_after: quadbench_protocol::Conditions,
     /// Graphs compiled ahead of time (EP context): size, compile time, node placement.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -178,10 +181,15 @@ pub struct RunRecord {
 /// Which run a record is: what every record carries even when the run produced nothing.
 #[derive(Debug, Clone, Copy)]
 pub struct RunIdentity<'a> {
+    /// Run id.
     pub id: &'a str,
+    /// Device profile name.
     pub device: &'a str,
+    /// Backend name.
     pub backend: &'a str,
+    /// Precision label.
     pub precision: &'a str,
+    /// Deployment strategy.
     pub strategy: Strategy,
 }
 
@@ -190,11 +198,16 @@ pub struct RunIdentity<'a> {
 pub struct Scores {
     /// `None` with `identical: true` when the images are identical (PSNR = inf).
     pub psnr_db: Option<f64>,
+    /// The output equals the golden bit for bit.
     #[serde(default)]
     pub identical: bool,
+    /// SSIM (scikit-image convention).
     pub ssim: Option<f64>,
+    /// MS-SSIM (5 scales), when the image is large enough.
     pub ms_ssim: Option<f64>,
+    /// The documented weight-free perceptual proxy (not LPIPS).
     pub lpips_proxy: Option<f64>,
+    /// LPIPS from a user-supplied ONNX model.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub lpips: Option<f64>,
 }
@@ -202,7 +215,9 @@ pub struct Scores {
 /// Quality of one task: per input image, the mean over inputs, and threshold verdicts.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 pub struct TaskQuality {
+    /// Scores per input image.
     pub inputs: BTreeMap<String, Scores>,
+    /// Mean over the inputs.
     pub mean: Scores,
     /// Inputs whose golden is missing (reported, not scored as failures).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -251,7 +266,8 @@ impl RunRecord {
             },
             init_ms: r.init_ms,
             first_inference_ms: r.first_inference_ms,
-            latency_ms: summaries(&samples),
+            // Summaries are statistics (`quadbench_report::stats::summaries`); the caller adds them.
+            latency_ms: BTreeMap::new(),
             valid: r.valid,
             validity_note: r.validity_note.clone(),
             requests: r.requests,
@@ -340,10 +356,12 @@ pub struct ThrottleInfo {
     pub throttled: bool,
     /// Time slept before the run (between-run cooldown plus throttle cool-downs), ms.
     pub cooldown_ms: f64,
+    /// Why the check was skipped or what it found, in words.
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub note: String,
 }
 
+/// A claim's verdict.
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(rename_all = "snake_case")]
 pub enum Verdict {
@@ -358,6 +376,7 @@ pub enum Verdict {
 }
 
 impl Verdict {
+    /// Lower-case name, as in results.json.
     pub fn as_str(self) -> &'static str {
         match self {
             Verdict::Pass => "pass",
@@ -392,16 +411,26 @@ pub enum CiMethod {
     None,
 }
 
+/// A claim evaluated on one device x backend x precision group.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ClaimResult {
+    /// Claim name.
     pub name: String,
+    /// Metric key (`crate::metric::Metric`).
     pub metric: String,
+    /// Device of the group.
     pub device: String,
+    /// Backend of the group.
     pub backend: String,
+    /// Precision of the group.
     pub precision: String,
+    /// The strategy compared with.
     pub baseline: Strategy,
+    /// The strategy the claim is about.
     pub candidate: Strategy,
+    /// The baseline run's value.
     pub baseline_value: Option<f64>,
+    /// The candidate run's value.
     pub candidate_value: Option<f64>,
     /// baseline / candidate: how many times lower (smaller, faster) the candidate is; medians
     /// for latencies.
@@ -409,34 +438,48 @@ pub struct ClaimResult {
     /// 95% CI of the ratio (see `ci_method`).
     #[serde(default)]
     pub ci_low: Option<f64>,
+    /// Upper end of the 95% CI of the ratio.
     #[serde(default)]
     pub ci_high: Option<f64>,
+    /// How the interval was obtained.
     #[serde(default)]
     pub ci_method: CiMethod,
     /// Bootstrap resamples and seed when `ci_method` is `bootstrap`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub bootstrap_resamples: Option<usize>,
+    /// Bootstrap seed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub bootstrap_seed: Option<u64>,
+    /// The required ratio.
     pub threshold: f64,
+    /// Pass, fail, inconclusive or missing.
     pub verdict: Verdict,
     /// Why the interval is what it is, when that needs saying.
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub note: String,
 }
 
+/// The scenario a results file comes from.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ScenarioInfo {
+    /// Scenario name.
     pub name: String,
+    /// Scenario file as given.
     pub path: String,
+    /// sha256 of the scenario file's bytes.
     pub sha256: String,
 }
 
+/// The package the runs used.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct PackageInfo {
+    /// Package name.
     pub name: String,
+    /// Package sha256 (its manifest and files).
     pub sha256: String,
+    /// Task names.
     pub tasks: Vec<String>,
+    /// Package directory on the host.
     pub dir: String,
     /// Quantization of this package (precision, shared-profile method, anchor, every adapter's
     /// sensitivity score), when it is a quantized variant.
@@ -450,7 +493,9 @@ pub struct PackageInfo {
 /// A device profile as a run used it.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct DeviceRef {
+    /// Device profile name.
     pub name: String,
+    /// Profile file as given.
     pub path: String,
     /// sha256 of the profile file's bytes.
     pub sha256: String,
@@ -459,20 +504,27 @@ pub struct DeviceRef {
 /// The whole results.json.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Results {
+    /// Schema tag ([`RESULTS_SCHEMA`]).
     pub schema: String,
+    /// Version of the quadbench that wrote it.
     pub quadbench_version: String,
+    /// The scenario.
     pub scenario: ScenarioInfo,
+    /// The package.
     pub package: PackageInfo,
     /// The device profiles the runs used, so that `--resume` can refuse another setup (absent
     /// in older files).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub devices: Vec<DeviceRef>,
+    /// Every finished run, in plan order.
     pub runs: Vec<RunRecord>,
+    /// Claims evaluated on the runs.
     pub claims: Vec<ClaimResult>,
+    /// Every run of the scenario has finished (false while running or after an interruption).
     pub complete: bool,
     /// How intervals, outliers and warnings were computed.
     #[serde(default)]
-    pub statistics: stats::Method,
+    pub statistics: Method,
 }
 
 impl Results {
@@ -498,24 +550,49 @@ impl Results {
     }
 }
 
+/// A results directory that cannot be read.
 #[derive(Debug, thiserror::Error)]
 pub enum LoadError {
     #[error(
         "cannot read {path}: {source}\n  hint: pass the results directory of a `quadbench run` (it holds results.json)"
     )]
-    Read { path: String, source: std::io::Error },
+    /// results.json cannot be read.
+    Read {
+        /// The file.
+        path: String,
+        /// Why.
+        source: std::io::Error,
+    },
     #[error(
         "{path} is not a valid results file: {source}\n  hint: was it written by a different quadbench version? re-run the scenario"
     )]
-    Parse { path: String, source: serde_json::Error },
+    /// results.json is not valid.
+    Parse {
+        /// The file.
+        path: String,
+        /// Why.
+        source: serde_json::Error,
+    },
     #[error(
         "{path} has schema `{schema}`; this quadbench reads `{RESULTS_SCHEMA}`\n  hint: use the quadbench version that wrote it"
     )]
-    Schema { path: String, schema: String },
+    /// results.json has another schema.
+    Schema {
+        /// The file.
+        path: String,
+        /// Its schema tag.
+        schema: String,
+    },
     #[error(
         "raw samples {path}: {message}\n  hint: the report needs the samples/ directory beside results.json; copy it along"
     )]
-    Samples { path: String, message: String },
+    /// A samples CSV is missing or invalid.
+    Samples {
+        /// The samples file.
+        path: String,
+        /// What is wrong.
+        message: String,
+    },
 }
 
 /// Read one run's samples CSV (`run_id,metric,index,value_ms`) into metric -> samples in index
@@ -562,11 +639,6 @@ pub fn csv_value(x: f64) -> f64 {
     format!("{x:.6}").parse().unwrap_or(x)
 }
 
-/// Summaries of every metric's samples.
-pub fn summaries(samples: &BTreeMap<String, Vec<f64>>) -> BTreeMap<String, Summary> {
-    samples.iter().filter_map(|(k, v)| Summary::of(v).map(|s| (k.clone(), s))).collect()
-}
-
 /// Raw samples of one run as CSV: `run_id,metric,index,value_ms`.
 pub fn write_samples_csv(path: &Path, run_id: &str, samples: &BTreeMap<String, Vec<f64>>) -> Result<(), csv::Error> {
     if let Some(p) = path.parent() {
@@ -581,27 +653,4 @@ pub fn write_samples_csv(path: &Path, run_id: &str, samples: &BTreeMap<String, V
     }
     w.flush()?;
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn summary_uses_loadgen_percentiles_and_flags_thin_tails() {
-        // LoadGen on [1,2,3,4,10]: p50 = s[floor(2.5)] = 3, p90 = s[floor(4.5)] = 10, p99 = s[4];
-        // five samples are too few for either tail (numpy's interpolation gave 7.6 and 9.76).
-        let s = Summary::of(&[4.0, 1.0, 10.0, 3.0, 2.0]).unwrap();
-        assert_eq!((s.n, s.min, s.max, s.p50, s.p90, s.p99), (5, 1.0, 10.0, 3.0, 10.0, 10.0));
-        assert_eq!(s.too_few_samples, ["p90", "p99"]);
-        let x: Vec<f64> = (0..100).map(f64::from).collect();
-        let s = Summary::of(&x).unwrap();
-        assert_eq!((s.p50, s.p90, s.p99), (50.0, 90.0, 99.0));
-        assert!(s.too_few_samples.is_empty());
-        assert_eq!(Summary::of(&x[..99]).unwrap().too_few_samples, ["p99"]);
-        let s = Summary::of(&[4.0, 1.0, 10.0, 3.0, 2.0]).unwrap();
-        assert!((s.mean - 4.0).abs() < 1e-12);
-        assert!((s.std - 3.5355339059327378).abs() < 1e-12);
-        assert!(Summary::of(&[]).is_none());
-    }
 }

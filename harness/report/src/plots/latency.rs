@@ -4,6 +4,7 @@
 
 use super::*;
 use crate::stats;
+use quadbench_schema::protocol::rng::SplitMix64;
 
 const TITLE: &str = "Latency distributions per strategy";
 
@@ -81,7 +82,7 @@ where
                 ])?;
             }
             let outliers = fences.map(|f| f.indices).unwrap_or_default();
-            let mut rng = stats::Rng::new(stats::SEED ^ i as u64);
+            let mut rng = SplitMix64::from_state(stats::SEED ^ i as u64);
             let pts: Vec<(f64, f64, bool)> =
                 v.iter().enumerate().map(|(j, y)| (x + (rng.unit() - 0.5) * 0.3, *y, outliers.contains(&j))).collect();
             chart.draw_series(pts.iter().filter(|p| !p.2).map(|p| Circle::new((p.0, p.1), 3, c.mix(0.75).filled())))?;

@@ -11,7 +11,7 @@
 
 use super::tables::{self, Cell, Table};
 use super::{Artefact, Report, ReportError};
-use crate::results::Results;
+use quadbench_schema::results::Results;
 
 /// Width the parts are laid out for, pt: under the 469 pt of a two-column `article`, since the
 /// widths below are estimates.

@@ -6,7 +6,7 @@
 
 use super::tables::{self, Table};
 use super::{Artefact, Report, ReportError, xml_escape as esc};
-use crate::results::RunState;
+use quadbench_schema::results::RunState;
 use std::path::Path;
 
 const CSS: &str = "body{font-family:system-ui,-apple-system,'DejaVu Sans',sans-serif;margin:2em auto;max-width:1400px;padding:0 1em;color:#111}

@@ -2,21 +2,11 @@
 //! backend x precision, with a 95% interval obtained as the metric table says
 //! ([`crate::metric::CiRule`]).
 
-use crate::metric::{CiRule, Metric};
-use crate::results::{CiMethod, ClaimResult, RunRecord, RunState, Verdict};
 use crate::stats;
-use quadbench_protocol::Strategy;
-
-/// A claim to verify: `metric(baseline) / metric(candidate) >= threshold` (for lower-is-better
-/// metrics; see [`Metric::ratio`]).
-#[derive(Debug, Clone, PartialEq)]
-pub struct Claim {
-    pub name: String,
-    pub metric: Metric,
-    pub baseline: Strategy,
-    pub candidate: Strategy,
-    pub threshold: f64,
-}
+use quadbench_schema::claim::Claim;
+use quadbench_schema::metric::CiRule;
+use quadbench_schema::protocol::Strategy;
+use quadbench_schema::results::{CiMethod, ClaimResult, RunRecord, RunState, Verdict};
 
 /// Evaluate claims for every device x backend x precision group present in `runs`. Latency
 /// claims need the runs' raw samples ([`RunRecord::samples`]) for their interval.
@@ -103,8 +93,10 @@ pub fn evaluate_claims(claims: &[Claim], runs: &[RunRecord]) -> Vec<ClaimResult>
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::results::{RunIdentity, summaries};
-    use quadbench_protocol::Storage;
+    use crate::stats::summaries;
+    use quadbench_schema::metric::Metric;
+    use quadbench_schema::protocol::Storage;
+    use quadbench_schema::results::RunIdentity;
 
     fn run_with(strategy: Strategy, switch: Vec<f64>, total_bytes: u64) -> RunRecord {
         let storage = Storage { total_bytes, ..Default::default() };

@@ -27,7 +27,9 @@ where
     let panels = root.split_evenly((2, 1));
     let finite_psnr = runs.iter().flat_map(|x| x.quality.values().filter_map(|q| q.mean.psnr_db)).fold(0f64, f64::max);
     let psnr_cap = if finite_psnr > 0.0 { finite_psnr * 1.1 } else { 60.0 };
-    let metrics: [(&str, f64, fn(&crate::results::Scores, f64) -> Option<(f64, bool)>); 2] = [
+    // (axis label, axis cap, value and whether it was capped)
+    type Axis = (&'static str, f64, fn(&quadbench_schema::results::Scores, f64) -> Option<(f64, bool)>);
+    let metrics: [Axis; 2] = [
         ("PSNR (dB), higher is better", psnr_cap, |s, cap| {
             if s.identical && s.psnr_db.is_none() { Some((cap, true)) } else { s.psnr_db.map(|v| (v, false)) }
         }),

@@ -7,6 +7,9 @@
 //! no timestamps, no absolute paths, seeded bootstrap, stable ordering; the same inputs give
 //! byte-identical artefacts.
 
+#![warn(missing_docs)]
+
+pub mod claims;
 mod csv_out;
 mod html;
 mod json_out;
@@ -14,24 +17,29 @@ mod junit;
 mod latex;
 mod markdown;
 pub mod plots;
+pub mod stats;
 pub mod tables;
 
-use crate::results::{self, LoadError, Results};
+use quadbench_schema::results::{LoadError, Results};
 use std::path::{Path, PathBuf};
 
 /// One output file, relative to the report directory.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Artefact {
+    /// Path relative to the report directory.
     pub path: String,
+    /// The file's bytes.
     pub bytes: Vec<u8>,
 }
 
 impl Artefact {
+    /// A text artefact.
     pub fn text(path: impl Into<String>, s: String) -> Artefact {
         Artefact { path: path.into(), bytes: s.into_bytes() }
     }
 }
 
+/// An exporter: the artefacts of one format.
 pub type Exporter = fn(&Report) -> Result<Vec<Artefact>, ReportError>;
 
 /// Every exporter, by format name (`--format`).
@@ -45,31 +53,55 @@ pub const EXPORTERS: &[(&str, Exporter)] = &[
     ("plots", plots::export),
 ];
 
+/// Every format name, for `--format`.
 pub fn format_names() -> Vec<&'static str> {
     EXPORTERS.iter().map(|e| e.0).collect()
 }
 
 #[derive(Debug, thiserror::Error)]
+/// Why a report cannot be made.
 pub enum ReportError {
     #[error(transparent)]
+    /// The results directory cannot be read.
     Load(#[from] LoadError),
     #[error("unknown report format `{0}`\n  hint: formats are {formats}", formats = format_names().join(", "))]
+    /// A format name no exporter has.
     Format(String),
+    /// A plot failed to render.
     #[error(
         "plot `{plot}`: {message}\n  hint: this is a bug in quadbench's plotting; please report it with the results directory"
     )]
-    Plot { plot: String, message: String },
+    Plot {
+        /// Which plot.
+        plot: String,
+        /// What went wrong.
+        message: String,
+    },
+    /// An artefact failed to encode.
     #[error("{what}: {message}")]
-    Encode { what: String, message: String },
+    Encode {
+        /// Which artefact.
+        what: String,
+        /// What went wrong.
+        message: String,
+    },
+    /// An artefact cannot be written.
     #[error("cannot write {path}: {source}\n  hint: choose another --out directory, or free disk space")]
-    Write { path: String, source: std::io::Error },
+    Write {
+        /// The file.
+        path: String,
+        /// Why.
+        source: std::io::Error,
+    },
 }
 
 /// Everything the exporters need, computed once.
 pub struct Report {
     /// Results with summaries and claims recomputed from the raw samples.
     pub results: Results,
+    /// Every table, built once.
     pub tables: Vec<tables::Table>,
+    /// Every plot, rendered once.
     pub plots: Vec<plots::Rendered>,
     /// The results directory (images for the HTML gallery); `None` to leave images out.
     pub dir: Option<PathBuf>,
@@ -90,6 +122,7 @@ impl Report {
         Ok(Report { results, tables, plots, dir })
     }
 
+    /// The table with this id.
     pub fn table(&self, id: &str) -> Option<&tables::Table> {
         self.tables.iter().find(|t| t.id == id)
     }
@@ -101,14 +134,16 @@ impl Report {
 pub fn recompute(r: &mut Results) {
     for run in &mut r.runs {
         if !run.samples.is_empty() {
-            run.latency_ms = results::summaries(&run.samples);
+            run.latency_ms = stats::summaries(&run.samples);
         }
     }
-    let mut defs: Vec<crate::claims::Claim> = Vec::new();
+    let mut defs: Vec<quadbench_schema::claim::Claim> = Vec::new();
     // A claim on a metric this quadbench does not know cannot be re-evaluated: it is dropped.
-    for (c, metric) in r.claims.iter().filter_map(|c| crate::metric::Metric::parse(&c.metric).map(|m| (c, m))) {
+    for (c, metric) in
+        r.claims.iter().filter_map(|c| quadbench_schema::metric::Metric::parse(&c.metric).map(|m| (c, m)))
+    {
         if !defs.iter().any(|d| d.name == c.name) {
-            defs.push(crate::claims::Claim {
+            defs.push(quadbench_schema::claim::Claim {
                 name: c.name.clone(),
                 metric,
                 baseline: c.baseline,

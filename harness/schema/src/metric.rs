@@ -10,18 +10,25 @@ use serde::{Deserialize, Serialize};
 /// A scalar run metric.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub enum Metric {
+    /// Bytes the strategy needs on the device.
     #[serde(rename = "storage.total_bytes")]
     StorageTotal,
+    /// Highest VmHWM over the run.
     #[serde(rename = "memory.peak_rss_bytes")]
     PeakRss,
+    /// Highest sampled PSS.
     #[serde(rename = "memory.peak_pss_bytes")]
     PeakPss,
+    /// Session creation.
     #[serde(rename = "init_ms")]
     Init,
+    /// Task switch to first output (median).
     #[serde(rename = "latency_ms.switch")]
     Switch,
+    /// The load part of a switch (median).
     #[serde(rename = "latency_ms.switch_load")]
     SwitchLoad,
+    /// End-to-end steady-state request (median).
     #[serde(rename = "latency_ms.e2e")]
     E2e,
 }
@@ -29,7 +36,9 @@ pub enum Metric {
 /// Which direction is better.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Better {
+    /// Smaller values are better (bytes, milliseconds).
     Lower,
+    /// Larger values are better.
     Higher,
 }
 
@@ -39,7 +48,10 @@ pub enum CiRule {
     /// Deterministic (storage): the interval is the point.
     Exact,
     /// Percentile bootstrap over the runs' raw samples of this sample key.
-    Bootstrap { sample_key: &'static str },
+    Bootstrap {
+        /// Which raw samples.
+        sample_key: &'static str,
+    },
     /// One measurement per run: no interval; the verdict uses the point.
     PerRun,
 }
@@ -47,7 +59,9 @@ pub enum CiRule {
 /// One row of the table.
 #[derive(Debug, Clone, Copy)]
 pub struct MetricInfo {
+    /// The metric.
     pub metric: Metric,
+    /// Key in results.json and scenarios.
     pub key: &'static str,
     /// Short human label (tables, console).
     pub label: &'static str,
@@ -55,9 +69,13 @@ pub struct MetricInfo {
     pub unit: &'static str,
     /// Unit and divisor for display (`MB`, 1e6).
     pub display_unit: &'static str,
+    /// Divide the raw value by this for display.
     pub display_divisor: f64,
+    /// Which direction is better.
     pub better: Better,
+    /// How a claim gets its interval.
     pub ci: CiRule,
+    /// Its value in a run.
     pub extract: fn(&RunRecord) -> Option<f64>,
 }
 
@@ -147,18 +165,22 @@ pub const METRICS: &[MetricInfo] = &[
 ];
 
 impl Metric {
+    /// Its row of [`METRICS`].
     pub fn info(self) -> &'static MetricInfo {
         METRICS.iter().find(|m| m.metric == self).expect("every metric has a row")
     }
 
+    /// Key in results.json and scenarios.
     pub fn key(self) -> &'static str {
         self.info().key
     }
 
+    /// The metric with this key.
     pub fn parse(key: &str) -> Option<Metric> {
         METRICS.iter().find(|m| m.key == key).map(|m| m.metric)
     }
 
+    /// Every key, for messages.
     pub fn keys() -> Vec<&'static str> {
         METRICS.iter().map(|m| m.key).collect()
     }

@@ -17,102 +17,17 @@
 //! - **High-CV warnings** only above a median of [`CV_MIN_MEDIAN_MS`]: below it the spread is
 //!   the clock's and the scheduler's, not the workload's.
 //!
-//! The bootstrap is seeded ([`SEED`]) with its own generator (SplitMix64, defined here) so that
-//! the same samples give the same interval on every machine and every library version.
+//! The bootstrap is seeded ([`SEED`]) with SplitMix64 (`quadbench_schema::protocol::rng`) so that the
+//! same samples give the same interval on every machine and every library version.
 
-use serde::{Deserialize, Serialize};
+use quadbench_schema::protocol::rng::SplitMix64;
+use quadbench_schema::results::Summary;
 use statrs::distribution::{ContinuousCDF, StudentsT};
+use std::collections::BTreeMap;
 
-/// Confidence level of every interval.
-pub const CONFIDENCE: f64 = 0.95;
-/// Bootstrap resamples.
-pub const RESAMPLES: usize = 2000;
-/// Bootstrap seed ("QUAD").
-pub const SEED: u64 = 0x5155_4144;
-/// Coefficient of variation above which a summary carries a warning.
-pub const CV_WARN: f64 = 0.10;
-/// Median (ms) below which no high-CV warning is raised: 50 us. What is timed there is (nearly)
-/// nothing, e.g. switching between sessions that are already resident takes 0.2-0.4 us, so the
-/// spread is that of the clock and the OS: a monotonic clock read costs tens of ns and ticks in
-/// 1 ns to 1 us steps depending on the device, samples are stored to 1 ns, and preemption or a
-/// cache miss adds microseconds to tens of microseconds. A 10% CV is only about the workload
-/// once the interval is well above that, i.e. at least ~50x the coarsest tick and above the
-/// scheduler's jitter.
-pub const CV_MIN_MEDIAN_MS: f64 = 0.05;
-/// Tukey's fence factor.
-pub const TUKEY_K: f64 = 1.5;
-
-/// How the statistics in a results file were computed (recorded in results.json).
-// `default`: results files written before a field existed still load.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-#[serde(default)]
-pub struct Method {
-    pub confidence: f64,
-    pub median_ci: String,
-    pub ratio_ci: String,
-    pub mean_ci: String,
-    pub bootstrap_resamples: usize,
-    pub bootstrap_seed: u64,
-    pub rng: String,
-    pub outliers: String,
-    pub cv_warn: f64,
-    /// No high-CV warning below this median (ms).
-    pub cv_min_median_ms: f64,
-    /// How p50, p90 and p99 are taken, and when a tail is flagged.
-    pub percentiles: String,
-}
-
-impl Default for Method {
-    fn default() -> Method {
-        Method {
-            confidence: CONFIDENCE,
-            median_ci: "percentile bootstrap of the median".into(),
-            ratio_ci:
-                "percentile bootstrap of median(baseline)/median(candidate), the two runs resampled independently"
-                    .into(),
-            mean_ci: "Student's t".into(),
-            bootstrap_resamples: RESAMPLES,
-            bootstrap_seed: SEED,
-            rng: "splitmix64".into(),
-            outliers: format!("Tukey fences, k = {TUKEY_K}; outliers kept"),
-            cv_warn: CV_WARN,
-            cv_min_median_ms: CV_MIN_MEDIAN_MS,
-            percentiles: format!(
-                "MLPerf LoadGen's rule: sorted samples, element floor(n * p), clamped to the last; p90 needs >= {} samples and p99 >= {}, else it is flagged",
-                min_samples(90.0),
-                min_samples(99.0)
-            ),
-        }
-    }
-}
-
-/// SplitMix64 (Steele, Lea, Flood 2014): tiny, fast, and fixed forever.
-#[derive(Debug, Clone)]
-pub struct Rng(u64);
-
-impl Rng {
-    pub fn new(seed: u64) -> Rng {
-        Rng(seed)
-    }
-
-    pub fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-
-    /// Uniform index below `n` (> 0), by Lemire's multiply-shift (bias < n / 2^64).
-    pub fn below(&mut self, n: usize) -> usize {
-        ((self.next_u64() as u128 * n as u128) >> 64) as usize
-    }
-
-    /// Uniform in `[0, 1)`.
-    pub fn unit(&mut self) -> f64 {
-        (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64
-    }
-}
+pub use quadbench_schema::method::{
+    CONFIDENCE, CV_MIN_MEDIAN_MS, CV_WARN, Method, Outliers, RESAMPLES, SEED, TUKEY_K, min_samples,
+};
 
 fn sorted(x: &[f64]) -> Vec<f64> {
     let mut s = x.to_vec();
@@ -138,18 +53,7 @@ pub fn percentile(sorted: &[f64], q: f64) -> f64 {
     sorted[i.min(sorted.len() - 1)]
 }
 
-/// Samples a percentile needs before it means anything: at least one sample must lie beyond it,
-/// `n * (1 - q/100) >= 1`, so p90 needs 10 and p99 needs 100 (the p99 of 20 samples is just the
-/// maximum). Rounded: `100 / (100 - 99)` must give 100, not 100.00000000000001.
-pub fn min_samples(q: f64) -> usize {
-    if q >= 100.0 { usize::MAX } else { (100.0 / (100.0 - q)).round() as usize }
-}
-
-pub fn median(x: &[f64]) -> f64 {
-    percentile(&sorted(x), 50.0)
-}
-
-fn resampled_median(x: &[f64], rng: &mut Rng, buf: &mut Vec<f64>) -> f64 {
+fn resampled_median(x: &[f64], rng: &mut SplitMix64, buf: &mut Vec<f64>) -> f64 {
     buf.clear();
     buf.extend((0..x.len()).map(|_| x[rng.below(x.len())]));
     buf.sort_by(|a, b| a.total_cmp(b));
@@ -167,7 +71,7 @@ pub fn median_ci(x: &[f64], seed: u64) -> Option<[f64; 2]> {
     if x.len() < 2 {
         return None;
     }
-    let mut rng = Rng::new(seed);
+    let mut rng = SplitMix64::from_state(seed);
     let mut buf = Vec::with_capacity(x.len());
     Some(interval((0..RESAMPLES).map(|_| resampled_median(x, &mut rng, &mut buf)).collect()))
 }
@@ -179,7 +83,7 @@ pub fn ratio_of_medians_ci(baseline: &[f64], candidate: &[f64], seed: u64) -> Op
     if baseline.len() < 2 || candidate.len() < 2 {
         return None;
     }
-    let mut rng = Rng::new(seed);
+    let mut rng = SplitMix64::from_state(seed);
     let (mut bb, mut cb) = (Vec::with_capacity(baseline.len()), Vec::with_capacity(candidate.len()));
     let mut ratios = Vec::with_capacity(RESAMPLES);
     for _ in 0..RESAMPLES {
@@ -206,15 +110,7 @@ pub fn mean_ci(x: &[f64]) -> Option<[f64; 2]> {
     Some([mean - h, mean + h])
 }
 
-/// Tukey fences and the samples outside them.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-pub struct Outliers {
-    pub low_fence: f64,
-    pub high_fence: f64,
-    /// Indices (in sample order) of the samples outside the fences; kept in all statistics.
-    pub indices: Vec<usize>,
-}
-
+/// Tukey fences over `x` (at least 4 samples) and the samples outside them.
 pub fn tukey(x: &[f64]) -> Option<Outliers> {
     if x.len() < 4 {
         return None;
@@ -240,6 +136,45 @@ pub fn cv_warning(cv: Option<f64>, median_ms: f64) -> Option<String> {
     cv.filter(|c| *c > CV_WARN).map(|c| format!("high variability: CV {:.1}% > {:.0}%", c * 100.0, CV_WARN * 100.0))
 }
 
+/// The distribution summary of `samples` (ms): LoadGen percentiles, intervals, outliers,
+/// warnings; `None` without samples.
+pub fn summarize(samples: &[f64]) -> Option<Summary> {
+    if samples.is_empty() {
+        return None;
+    }
+    let mut s = samples.to_vec();
+    s.sort_by(|a, b| a.total_cmp(b));
+    let n = s.len();
+    let mean = s.iter().sum::<f64>() / n as f64;
+    // Sample standard deviation (n - 1), as statistics packages report it.
+    let std = if n > 1 { (s.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (n - 1) as f64).sqrt() } else { 0.0 };
+    let cv = cv(mean, std).filter(|_| n > 1);
+    let p50 = percentile(&s, 50.0);
+    let too_few_samples =
+        [("p90", 90.0), ("p99", 99.0)].iter().filter(|(_, q)| n < min_samples(*q)).map(|x| x.0.into()).collect();
+    Some(Summary {
+        n,
+        mean,
+        std,
+        min: s[0],
+        p50,
+        p90: percentile(&s, 90.0),
+        p99: percentile(&s, 99.0),
+        max: s[n - 1],
+        too_few_samples,
+        p50_ci: median_ci(samples, SEED),
+        mean_ci: mean_ci(samples),
+        cv,
+        outliers: tukey(samples),
+        warnings: cv_warning(cv, p50).into_iter().collect(),
+    })
+}
+
+/// Summaries of every metric's samples.
+pub fn summaries(samples: &BTreeMap<String, Vec<f64>>) -> BTreeMap<String, Summary> {
+    samples.iter().filter_map(|(k, v)| summarize(v).map(|s| (k.clone(), s))).collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -247,7 +182,7 @@ mod tests {
     #[test]
     fn splitmix_reference_values() {
         // First outputs of SplitMix64 seeded with 0 (reference implementation).
-        let mut r = Rng::new(0);
+        let mut r = SplitMix64::from_state(0);
         assert_eq!(r.next_u64(), 0xE220_A839_7B1D_CDAF);
         assert_eq!(r.next_u64(), 0x6E78_9E6A_A1B9_65F4);
     }
@@ -256,7 +191,8 @@ mod tests {
     fn median_ci_brackets_the_median_and_is_reproducible() {
         let x: Vec<f64> = (0..41).map(|i| 100.0 + ((i * 37) % 41) as f64).collect();
         let ci = median_ci(&x, SEED).unwrap();
-        assert!(ci[0] <= median(&x) && median(&x) <= ci[1], "{ci:?}");
+        let median = percentile(&sorted(&x), 50.0);
+        assert!(ci[0] <= median && median <= ci[1], "{ci:?}");
         assert!(ci[1] - ci[0] < 20.0);
         assert_eq!(ci, median_ci(&x, SEED).unwrap());
         assert!(median_ci(&[1.0], SEED).is_none());
@@ -312,5 +248,23 @@ mod tests {
         assert_eq!(percentile(&[7.0], 99.0), 7.0);
         assert!(percentile(&[], 50.0).is_nan());
         assert_eq!((min_samples(50.0), min_samples(90.0), min_samples(99.0), min_samples(99.9)), (2, 10, 100, 1000));
+    }
+
+    #[test]
+    fn summary_uses_loadgen_percentiles_and_flags_thin_tails() {
+        // LoadGen on [1,2,3,4,10]: p50 = s[floor(2.5)] = 3, p90 = s[floor(4.5)] = 10, p99 = s[4];
+        // five samples are too few for either tail (numpy's interpolation gave 7.6 and 9.76).
+        let s = summarize(&[4.0, 1.0, 10.0, 3.0, 2.0]).unwrap();
+        assert_eq!((s.n, s.min, s.max, s.p50, s.p90, s.p99), (5, 1.0, 10.0, 3.0, 10.0, 10.0));
+        assert_eq!(s.too_few_samples, ["p90", "p99"]);
+        let x: Vec<f64> = (0..100).map(f64::from).collect();
+        let s = summarize(&x).unwrap();
+        assert_eq!((s.p50, s.p90, s.p99), (50.0, 90.0, 99.0));
+        assert!(s.too_few_samples.is_empty());
+        assert_eq!(summarize(&x[..99]).unwrap().too_few_samples, ["p99"]);
+        let s = summarize(&[4.0, 1.0, 10.0, 3.0, 2.0]).unwrap();
+        assert!((s.mean - 4.0).abs() < 1e-12);
+        assert!((s.std - 3.5355339059327378).abs() < 1e-12);
+        assert!(summarize(&[]).is_none());
     }
 }

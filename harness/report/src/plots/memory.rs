@@ -44,7 +44,9 @@ where
         .light_line_style(RGBColor(240, 240, 240))
         .y_label_formatter(&|v| axis_number(*v))
         .draw()?;
-    let series: [(&str, RGBColor, f64, fn(&RunRecord) -> Option<u64>); 2] =
+    // (label, colour, bar offset, value)
+    type Series = (&'static str, RGBColor, f64, fn(&RunRecord) -> Option<u64>);
+    let series: [Series; 2] =
         [("peak RSS", BLUE, -0.32, |x| x.memory.peak_rss_bytes), ("peak PSS", SKY, 0.02, |x| x.memory.peak_pss_bytes)];
     for (name, c, off, get) in series {
         let bars: Vec<(usize, f64)> =

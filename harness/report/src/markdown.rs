@@ -3,7 +3,7 @@
 
 use super::tables::{self, Table};
 use super::{Artefact, Report, ReportError};
-use crate::results::{RunState, Verdict};
+use quadbench_schema::results::{RunState, Verdict};
 
 fn esc(s: &str) -> String {
     s.replace('|', "\\|").replace('\n', " ")
@@ -32,7 +32,7 @@ pub fn table(t: &Table) -> String {
 }
 
 /// One-line claim tally: `2 claims: 1 pass, 1 fail`.
-pub fn tally(r: &crate::results::Results) -> String {
+pub fn tally(r: &quadbench_schema::results::Results) -> String {
     let n = |v: Verdict| r.claims.iter().filter(|c| c.verdict == v).count();
     let parts: Vec<String> = [Verdict::Pass, Verdict::Fail, Verdict::Inconclusive, Verdict::Missing]
         .iter()

@@ -9,19 +9,24 @@ mod storage;
 mod timeline;
 
 use super::{Artefact, Report, ReportError};
-use crate::results::{Results, RunRecord};
 use plotters::coord::Shift;
 use plotters::prelude::*;
-use quadbench_protocol::Strategy;
+use quadbench_schema::protocol::Strategy;
+use quadbench_schema::results::{Results, RunRecord};
 
 /// A rendered plot.
 pub struct Rendered {
+    /// File stem under `plots/`.
     pub name: &'static str,
+    /// Caption.
     pub title: String,
+    /// The SVG.
     pub svg: String,
+    /// The PNG.
     pub png: Vec<u8>,
 }
 
+/// What a plot's drawing code returns.
 pub type DrawResult = Result<(), Box<dyn std::error::Error>>;
 /// Render a plot, or `None` when the results have nothing for it.
 pub type RenderFn = fn(&Results) -> Result<Option<Rendered>, ReportError>;
@@ -35,8 +40,9 @@ pub const PLOTS: &[(&str, RenderFn)] = &[
     ("quality", quality::render),
 ];
 
+/// The font family plots use (the bundled DejaVu Sans).
 pub const FONT: &str = "sans-serif";
-static FONT_BYTES: &[u8] = include_bytes!("../../../assets/DejaVuSans.ttf");
+static FONT_BYTES: &[u8] = include_bytes!("../../assets/DejaVuSans.ttf");
 
 fn ensure_font() {
     static ONCE: std::sync::Once = std::sync::Once::new();
@@ -48,15 +54,18 @@ fn ensure_font() {
 
 /// Okabe & Ito (2008) colour-blind-safe palette.
 pub const BLUE: RGBColor = RGBColor(0, 114, 178);
+/// Okabe-Ito orange.
 pub const ORANGE: RGBColor = RGBColor(230, 159, 0);
+/// Okabe-Ito bluish green.
 pub const GREEN: RGBColor = RGBColor(0, 158, 115);
+/// Okabe-Ito vermillion.
 pub const VERMILLION: RGBColor = RGBColor(213, 94, 0);
+/// Okabe-Ito sky blue.
 pub const SKY: RGBColor = RGBColor(86, 180, 233);
-pub const PURPLE: RGBColor = RGBColor(204, 121, 167);
-pub const YELLOW: RGBColor = RGBColor(240, 228, 66);
+/// Text and axes grey.
 pub const GREY: RGBColor = RGBColor(90, 90, 90);
-pub const PALETTE: [RGBColor; 7] = [BLUE, ORANGE, GREEN, VERMILLION, SKY, PURPLE, YELLOW];
 
+/// The colour of a strategy in every plot.
 pub fn strategy_colour(s: Strategy) -> RGBColor {
     match s {
         Strategy::Unified => BLUE,
@@ -86,10 +95,12 @@ pub fn category(labels: &[String], x: f64) -> String {
     }
 }
 
+/// Style of plot titles.
 pub fn title_style() -> TextStyle<'static> {
     (FONT, 22).into_font().color(&BLACK)
 }
 
+/// Style of plot text of `size` px.
 pub fn text_style(size: u32) -> TextStyle<'static> {
     (FONT, size).into_font().color(&BLACK)
 }
@@ -128,6 +139,7 @@ where
     Ok(Some(Rendered { name, title: title.into(), svg: svg_text, png: png_bytes }))
 }
 
+/// Every plot of `r`.
 pub fn render_all(r: &Results) -> Result<Vec<Rendered>, ReportError> {
     let mut out = Vec::new();
     for (_, f) in PLOTS {
@@ -138,6 +150,7 @@ pub fn render_all(r: &Results) -> Result<Vec<Rendered>, ReportError> {
     Ok(out)
 }
 
+/// The plots as SVG and PNG artefacts.
 pub fn export(rep: &Report) -> Result<Vec<Artefact>, ReportError> {
     Ok(rep
         .plots

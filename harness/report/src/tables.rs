@@ -3,49 +3,66 @@
 //! percentiles". Cells keep their numbers (value and interval), so CSV and JSON get raw values
 //! and Markdown, LaTeX and HTML get formatted text.
 
-use crate::results::{Results, RunRecord, RunState, Scores, Verdict};
 use crate::stats;
-use quadbench_protocol::Strategy;
+use quadbench_schema::metric::Metric;
+use quadbench_schema::protocol::Strategy;
+use quadbench_schema::protocol::sample_key;
+use quadbench_schema::results::{Results, RunRecord, RunState, Scores, Verdict};
 use serde::Serialize;
 
 #[derive(Debug, Clone, Serialize, PartialEq)]
 #[serde(untagged)]
+/// One table cell: text, or a number that keeps its value for CSV and JSON.
 pub enum Cell {
+    /// Text.
     Text(String),
+    /// A number.
     Num {
+        /// The value (`None`: not available).
         value: Option<f64>,
+        /// Decimals shown.
         #[serde(skip)]
         digits: usize,
     },
     /// A point estimate with its 95% CI.
     Ci {
+        /// The point.
         value: Option<f64>,
+        /// Lower end of the interval.
         ci_low: Option<f64>,
+        /// Upper end of the interval.
         ci_high: Option<f64>,
+        /// Decimals shown.
         #[serde(skip)]
         digits: usize,
     },
     /// A value that must not be read as a measurement (a p99 of 20 samples): kept raw for CSV and
     /// JSON, shown as `flag` in human tables.
     Flagged {
+        /// The raw value.
         value: Option<f64>,
+        /// What people see instead.
         flag: String,
     },
 }
 
 impl Cell {
+    /// A text cell.
     pub fn text(s: impl Into<String>) -> Cell {
         Cell::Text(s.into())
     }
 
+    /// A number shown with `digits` decimals (`-` when absent or not finite).
     pub fn num(v: Option<f64>, digits: usize) -> Cell {
         Cell::Num { value: v.filter(|x| x.is_finite()), digits }
     }
 
+    /// A point with its 95% CI.
     pub fn ci(v: Option<f64>, ci: Option<[f64; 2]>, digits: usize) -> Cell {
         Cell::Ci { value: v, ci_low: ci.map(|c| c[0]), ci_high: ci.map(|c| c[1]), digits }
     }
 
+    /// A value kept in CSV and JSON but shown as `flag` (too few samples).
     pub fn flagged(v: Option<f64>, flag: impl Into<String>) -> Cell {
         Cell::Flagged { value: v.filter(|x| x.is_finite()), flag: flag.into() }
     }
@@ -78,18 +95,16 @@ impl Cell {
             (p, ci) => format!("{p} {ci}"),
         }
     }
-
-    pub fn is_numeric(&self) -> bool {
-        !matches!(self, Cell::Text(_))
-    }
 }
 
 #[derive(Debug, Clone, Serialize)]
+/// A column: header and kind.
 pub struct Column {
     /// Machine name (CSV header, JSON key).
     pub key: String,
     /// Human header.
     pub label: String,
+    /// Right-aligned numbers.
     pub numeric: bool,
 }
 
@@ -98,11 +113,15 @@ fn col(key: &str, label: &str, numeric: bool) -> Column {
 }
 
 #[derive(Debug, Clone, Serialize)]
+/// A table every exporter renders.
 pub struct Table {
     /// File stem: `tables/<id>.csv`, `tables/<id>.tex`.
     pub id: String,
+    /// Caption.
     pub title: String,
+    /// Columns.
     pub columns: Vec<Column>,
+    /// Rows, one cell per column.
     pub rows: Vec<Vec<Cell>>,
     /// Footnotes: units, methods, caveats.
     pub notes: Vec<String>,
@@ -198,6 +217,7 @@ fn lat(run: &RunRecord, key: &str) -> Cell {
     Cell::ci(s.map(|s| s.p50), s.and_then(|s| s.p50_ci), 1)
 }
 
+/// A run's status in words.
 pub fn status(run: &RunRecord) -> String {
     match run.status {
         RunState::Ok if run.valid => "ok".into(),
@@ -325,6 +345,7 @@ fn quality(r: &Results) -> Table {
     Table { id: "quality".into(), title: "Quality per task".into(), columns, rows, notes }
 }
 
+/// A verdict in words.
 pub fn verdict_text(v: Verdict) -> &'static str {
     match v {
         Verdict::Pass => "pass",
@@ -365,9 +386,9 @@ fn claims(r: &Results) -> Table {
                 Cell::num(Some(c.threshold), 1),
                 Cell::text(verdict_text(c.verdict)),
                 Cell::text(match c.ci_method {
-                    crate::results::CiMethod::Bootstrap => "bootstrap",
-                    crate::results::CiMethod::Exact => "exact",
-                    crate::results::CiMethod::None => "none (n = 1)",
+                    quadbench_schema::results::CiMethod::Bootstrap => "bootstrap",
+                    quadbench_schema::results::CiMethod::Exact => "exact",
+                    quadbench_schema::results::CiMethod::None => "none (n = 1)",
                 }),
             ]
         })
@@ -500,11 +521,11 @@ fn ratios(r: &Results) -> Table {
         let Some(u) = get(Strategy::Unified) else { continue };
         for other in [Strategy::SeparateResident, Strategy::SeparateReload] {
             let Some(o) = get(other) else { continue };
-            let ratio = |m: &str| match (o.metric(m), u.metric(m)) {
-                (Some(a), Some(b)) if b > 0.0 => Some(a / b),
+            let ratio = |m: Metric| match (m.of(o), m.of(u)) {
+                (Some(a), Some(b)) => m.ratio(a, b),
                 _ => None,
             };
-            let switch_ci = match (o.samples.get("switch"), u.samples.get("switch")) {
+            let switch_ci = match (o.samples.get(sample_key::SWITCH), u.samples.get(sample_key::SWITCH)) {
                 (Some(a), Some(b)) => stats::ratio_of_medians_ci(a, b, stats::SEED),
                 _ => None,
             };
@@ -513,9 +534,9 @@ fn ratios(r: &Results) -> Table {
                 Cell::text(backend),
                 Cell::text(precision),
                 Cell::text(other.as_str()),
-                Cell::num(ratio("storage.total_bytes"), 2),
-                Cell::num(ratio("memory.peak_rss_bytes"), 2),
-                Cell::ci(ratio("latency_ms.switch"), switch_ci, 2),
+                Cell::num(ratio(Metric::StorageTotal), 2),
+                Cell::num(ratio(Metric::PeakRss), 2),
+                Cell::ci(ratio(Metric::Switch), switch_ci, 2),
             ]);
         }
     }

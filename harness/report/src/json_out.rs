@@ -14,7 +14,7 @@ struct Json<'a> {
     package_sha256: &'a str,
     complete: bool,
     statistics: &'a crate::stats::Method,
-    claims: &'a [crate::results::ClaimResult],
+    claims: &'a [quadbench_schema::results::ClaimResult],
     tables: &'a [super::tables::Table],
     plots: Vec<String>,
 }
