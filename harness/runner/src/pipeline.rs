@@ -131,7 +131,13 @@ impl<'p> Executor<'p> {
         let mut b = backend::configure(b, self.env, &self.plan.backend).map_err(|e| e.to_string())?;
         let path = self.dir.join(self.compiled.get(graph).map_or(graph, |c| c.as_str()));
         let s = b.commit_from_file(&path).map_err(|e| {
-            crate::compile::unsupported_ops_hint(&format!("cannot create session for {}: {e}", path.display()))
+            let msg = format!("cannot create a session for package file {}: {e}", package_file(graph));
+            if self.plan.backend.name == quadbench_protocol::Backend::Cpu.as_str() {
+                // The CPU EP runs every standard operator: an accelerator hint would mislead.
+                format!("{msg}\n  hint: ONNX Runtime's CPU EP cannot load this graph (an operator or opset it does not know, or an invalid graph); check the package's export (opset >= 17, standard operators)")
+            } else {
+                crate::compile::unsupported_ops_hint(&msg)
+            }
         })?;
         self.created.push((name.into(), graph.into(), t0.elapsed().as_secs_f64() * 1e3));
         Ok(s)
@@ -334,3 +340,22 @@ pub fn load_input(path: &Path, shape: &[i64]) -> Result<Tensor<f32>, Error> {
 
 /// Sample statistics keyed by name.
 pub type Samples = BTreeMap<String, Vec<f64>>;
+
+/// A graph as its package names it (`decoder.onnx`), not as the plan reaches it on the device
+/// (`../../packages/<digest>/decoder.onnx`).
+pub fn package_file(graph: &str) -> &str {
+    graph.split_once("packages/").and_then(|(_, r)| r.split_once('/')).map_or(graph, |(_, f)| f)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn errors_name_the_package_file_not_the_device_path() {
+        assert_eq!(super::package_file("../../packages/0123456789abcdef/decoder.onnx"), "decoder.onnx");
+        assert_eq!(
+            super::package_file("../../packages/0123/baselines/blur/denoiser.onnx"),
+            "baselines/blur/denoiser.onnx"
+        );
+        assert_eq!(super::package_file("/abs/model.onnx"), "/abs/model.onnx");
+    }
+}
