@@ -189,7 +189,7 @@ pub fn check_shared_library(path: &Path) -> Result<ElfInfo, ElfError> {
         if shentsize < min_sh {
             return Err(malformed(format!("section header size {shentsize} (at least {min_sh} expected)")));
         }
-        within("section header 0", shoff, u64::from(shentsize))?;
+        within("section-header table", shoff, u64::from(shentsize))?;
         let first = read_at(&mut file, shoff, usize::from(shentsize)).map_err(read_err)?;
         let s0 = Fields { bytes: &first, wide };
         let count = if shnum == 0 { s0.word(32, 20) } else { u64::from(shnum) };

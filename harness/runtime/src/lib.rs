@@ -74,7 +74,7 @@ pub enum RuntimeError {
     LibraryIsDirectory { path: PathBuf, version: String },
 
     #[error(
-        "refusing to load runtime library {problem}; run `quadbench runtime fetch` to reinstall the pinned runtime, or point QUADBENCH_ORT_LIB at a complete libonnxruntime.so"
+        "cannot use runtime library: {problem}; run `quadbench runtime fetch` to reinstall the pinned runtime, or point QUADBENCH_ORT_LIB at a complete libonnxruntime.so"
     )]
     LibraryInvalid { path: PathBuf, problem: String },
 
