@@ -602,7 +602,8 @@ pub fn main() -> i32 {
                     }
                 }
                 report(&msg);
-                EXIT_BAD_INPUT
+                // An unusable ONNX Runtime (for --lpips-model) is infrastructure, not bad input.
+                if e.downcast_ref::<quadbench_runtime::RuntimeError>().is_some() { EXIT_INFRA } else { EXIT_BAD_INPUT }
             }
         },
         Command::Golden(GoldenCmd::Verify { dir }) => {
