@@ -181,3 +181,168 @@ fn unavailable_backend_is_unsupported_not_a_crash() {
         String::from_utf8_lossy(&o.stderr)
     );
 }
+
+fn stderr(o: &std::process::Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+fn assert_mentions(text: &str, parts: &[&str]) {
+    for part in parts {
+        assert!(text.contains(part), "{text}\n--- lacks: {part}");
+    }
+}
+
+/// A 69-byte PNG claiming 100000x100000 used to make `compare` allocate 120 GB and abort (exit
+/// 134). Now it is refused from its header: exit 2, quickly, under a 4 GiB address-space limit.
+#[test]
+fn compare_refuses_a_decompression_bomb_quickly_in_little_memory() {
+    let d = tempfile::tempdir().unwrap();
+    let bomb = d.path().join("bomb.png");
+    std::fs::write(&bomb, bomb_png(100_000, 100_000)).unwrap();
+    let t0 = std::time::Instant::now();
+    let o = run_within(
+        std::process::Command::new("sh")
+            .arg("-c")
+            .arg("ulimit -v 4194304 && exec \"$0\" \"$@\"")
+            .arg(env!("CARGO_BIN_EXE_quadbench"))
+            .arg("compare")
+            .arg(&bomb)
+            .arg(&bomb)
+            .env_remove("QUADBENCH_MAX_IMAGE_PIXELS"),
+        60,
+    );
+    assert_eq!(o.status.code(), Some(2), "{o:?}");
+    assert!(t0.elapsed() < std::time::Duration::from_secs(10), "took {:?}", t0.elapsed());
+    assert_mentions(
+        &stderr(&o),
+        &[
+            &bomb.display().to_string(),
+            "100000x100000 (10000000000 pixels)",
+            "over the limit of 67108864 pixels",
+            "--max-pixels 10000000000",
+            "QUADBENCH_MAX_IMAGE_PIXELS=10000000000",
+        ],
+    );
+}
+
+/// The limit is configurable (`--max-pixels`, else `QUADBENCH_MAX_IMAGE_PIXELS`) and names itself.
+#[test]
+fn compare_pixel_limit_comes_from_the_flag_or_the_environment() {
+    let img = repo().join("golden/inputs/astronaut.png"); // 512x512
+    let compare = || {
+        let mut c = quadbench();
+        c.arg("compare").arg(&img).arg(&img).env_remove("QUADBENCH_MAX_IMAGE_PIXELS");
+        c
+    };
+    let o = run_within(compare().args(["--max-pixels", "262143"]), 60);
+    assert_eq!(o.status.code(), Some(2));
+    assert_mentions(&stderr(&o), &["512x512 (262144 pixels), over the limit of 262143 pixels", "--max-pixels 262144"]);
+    assert!(run_within(compare().args(["--max-pixels", "262144"]), 60).status.success());
+    let o = run_within(compare().env("QUADBENCH_MAX_IMAGE_PIXELS", "1000"), 60);
+    assert_eq!(o.status.code(), Some(2));
+    assert_mentions(&stderr(&o), &["over the limit of 1000 pixels"]);
+    // The flag wins over the environment.
+    assert!(
+        run_within(compare().env("QUADBENCH_MAX_IMAGE_PIXELS", "1000").args(["--max-pixels", "300000"]), 60)
+            .status
+            .success()
+    );
+    let o = run_within(compare().env("QUADBENCH_MAX_IMAGE_PIXELS", "lots"), 60);
+    assert_eq!(o.status.code(), Some(2));
+    assert_mentions(&stderr(&o), &["QUADBENCH_MAX_IMAGE_PIXELS=\"lots\" is not a positive whole number"]);
+}
+
+/// `compare` on a FIFO used to block forever in open(2); a symlink to /dev/zero is no image either.
+#[test]
+fn compare_refuses_special_files_without_hanging() {
+    let d = tempfile::tempdir().unwrap();
+    let img = repo().join("golden/inputs/astronaut.png");
+    let fifo = d.path().join("out.png");
+    mkfifo(&fifo);
+    let zero = d.path().join("zero.png");
+    std::os::unix::fs::symlink("/dev/zero", &zero).unwrap();
+    for (special, words) in [
+        (&fifo, "is a fifo (named pipe), not a regular file"),
+        (&zero, "is a character device (a symlink to /dev/zero)"),
+    ] {
+        let o = run_within(quadbench().arg("compare").arg(&img).arg(special), 60);
+        assert_eq!(o.status.code(), Some(2));
+        assert_mentions(&stderr(&o), &[&special.display().to_string(), words]);
+    }
+}
+
+/// The host's input preparation decodes with the same rules: a FIFO input is refused instead of
+/// blocking the run, and the pixel limit of the environment applies.
+#[test]
+fn run_inputs_are_decoded_under_the_same_limits() {
+    let d = tempfile::tempdir().unwrap();
+    let sc = small_scenario(d.path(), "unified", 2, 32, "");
+    let fifo = d.path().join("fifo.png");
+    mkfifo(&fifo);
+    let text = std::fs::read_to_string(&sc).unwrap();
+    let astronaut = repo().join("golden/inputs/astronaut.png").display().to_string();
+    let with_fifo = d.path().join("fifo.yaml");
+    std::fs::write(&with_fifo, text.replace(&astronaut, &fifo.display().to_string())).unwrap();
+    let o = run_within(quadbench().arg("run").arg(&with_fifo).arg("--out").arg(d.path().join("out1")), 300);
+    assert_eq!(o.status.code(), Some(2));
+    assert_mentions(&stderr(&o), &[&fifo.display().to_string(), "is a fifo (named pipe), not a regular file"]);
+    let o = run_within(
+        quadbench()
+            .arg("run")
+            .arg(&sc)
+            .arg("--out")
+            .arg(d.path().join("out2"))
+            .env("QUADBENCH_MAX_IMAGE_PIXELS", "1000"),
+        300,
+    );
+    assert_eq!(o.status.code(), Some(2));
+    assert_mentions(&stderr(&o), &[&astronaut, "512x512", "over the limit of 1000 pixels"]);
+}
+
+/// QUADBENCH_ORT_LIB at a cut copy of the real library used to kill the host with SIGBUS in
+/// dlopen (exit 135, no message); a directory was reported as missing. Both are exit 3 now.
+#[test]
+fn a_truncated_or_directory_ort_library_is_exit_3_with_the_fix() {
+    let d = tempfile::tempdir().unwrap();
+    let sc = small_scenario(d.path(), "unified", 2, 32, "");
+    let real = quadbench_runtime::ensure_onnxruntime().expect("onnxruntime for the tests").library;
+    let bytes = std::fs::read(&real).unwrap();
+    let cut = d.path().join("libonnxruntime.so.1.31.1");
+    std::fs::write(&cut, &bytes[..bytes.len() / 2]).unwrap();
+    let o = run_within(
+        quadbench().arg("run").arg(&sc).arg("--out").arg(d.path().join("out")).env("QUADBENCH_ORT_LIB", &cut),
+        300,
+    );
+    assert_eq!(o.status.code(), Some(3));
+    assert_mentions(
+        &stderr(&o),
+        &["QUADBENCH_ORT_LIB", &cut.display().to_string(), "truncated", "quadbench runtime fetch"],
+    );
+    let o = run_within(
+        quadbench().arg("run").arg(&sc).arg("--out").arg(d.path().join("out")).env("QUADBENCH_ORT_LIB", d.path()),
+        300,
+    );
+    assert_eq!(o.status.code(), Some(3));
+    let err = stderr(&o);
+    assert_mentions(&err, &[&d.path().display().to_string(), "is a directory"]);
+    assert!(!err.contains("does not exist"), "{err}");
+}
+
+/// `compare --lpips-model` loads ONNX Runtime: a cut QUADBENCH_ORT_LIB is an infrastructure
+/// error (exit 3) naming the file, not a crash.
+#[test]
+fn compare_with_a_truncated_ort_library_is_exit_3() {
+    let d = tempfile::tempdir().unwrap();
+    let real = quadbench_runtime::ensure_onnxruntime().expect("onnxruntime for the tests").library;
+    let bytes = std::fs::read(&real).unwrap();
+    let cut = d.path().join("libonnxruntime.so.1.31.1");
+    std::fs::write(&cut, &bytes[..bytes.len() / 2]).unwrap();
+    let img = repo().join("golden/inputs/astronaut.png");
+    let model = repo().join("harness/metrics/tests/fixtures/lpips_msd.onnx");
+    let o = run_within(
+        quadbench().arg("compare").arg(&img).arg(&img).arg("--lpips-model").arg(&model).env("QUADBENCH_ORT_LIB", &cut),
+        120,
+    );
+    assert_eq!(o.status.code(), Some(3));
+    assert_mentions(&stderr(&o), &[&cut.display().to_string(), "truncated", "quadbench runtime fetch"]);
+}

@@ -140,3 +140,36 @@ fn generator_output_is_pinned() {
         "files:\n{files}"
     );
 }
+
+/// A listed file that is a symlink to /dev/zero or a FIFO, with `bytes: 0` in package.yaml, used
+/// to make `package check` hash forever; now it is a problem naming the file (exit 2).
+#[test]
+fn cli_check_refuses_special_files_without_hanging() {
+    let d = tempfile::tempdir().unwrap();
+    let m = small(d.path(), 1);
+    let manifest = d.path().join("package.yaml");
+    let original = std::fs::read_to_string(&manifest).unwrap();
+    let victim = m.pipeline.tasks[0].adapter.clone();
+    // `bytes: 0` for the victim, so the size check passes and the hash is attempted.
+    let lines: Vec<&str> = original.lines().collect();
+    let at = lines.iter().position(|l| l.trim_start().trim_start_matches("- ") == format!("path: {victim}")).unwrap();
+    let bytes_line = (at..at + 3).find(|&i| lines[i].trim_start().starts_with("bytes:")).unwrap();
+    let mut edited: Vec<String> = lines.iter().map(|l| l.to_string()).collect();
+    edited[bytes_line] = format!("{}bytes: 0", &lines[bytes_line][..lines[bytes_line].find("bytes:").unwrap()]);
+    std::fs::write(&manifest, edited.join("\n") + "\n").unwrap();
+    let path = d.path().join(&victim);
+    for (make, words) in [
+        (
+            (|p: &std::path::Path| std::os::unix::fs::symlink("/dev/zero", p).unwrap()) as fn(&std::path::Path),
+            "is a character device (a symlink to /dev/zero), not a regular file",
+        ),
+        (|p: &std::path::Path| mkfifo(p), "is a fifo (named pipe), not a regular file"),
+    ] {
+        std::fs::remove_file(&path).unwrap();
+        make(&path);
+        let o = run_within(quadbench().args(["package", "check"]).arg(d.path()), 60);
+        assert_eq!(o.status.code(), Some(2));
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(err.contains(&format!("{victim}: ")) && err.contains(words), "{err}\n--- lacks: {words}");
+    }
+}

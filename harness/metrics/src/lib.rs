@@ -20,7 +20,10 @@ use std::str::FromStr;
 use serde::{Serialize, Serializer};
 
 pub use heatmap::{HeatmapScale, diff_heatmap, diff_heatmap_scaled};
-pub use load::{Image, ImageError, LoadError, Loaded, MetricError, Warning, load_image, prepare_pair};
+pub use load::{
+    COMPARE_BYTES_PER_PIXEL, DEFAULT_MAX_PIXELS, Image, ImageError, ImageLimits, LimitError, LoadError, Loaded,
+    MAX_PIXELS_ENV, MetricError, Warning, load_image, load_image_with, open_image, prepare_pair,
+};
 pub use lpips::{LPIPS_ONNX_ENABLED, LpipsError, init_onnx_runtime};
 #[cfg(feature = "lpips-onnx")]
 pub use lpips::{lpips_onnx, lpips_onnx_with_env};
@@ -148,9 +151,20 @@ pub struct Pair {
     pub warnings: Vec<Warning>,
 }
 
-/// Loads both files (in parallel) and prepares them for comparison.
+/// [`load_pair_with`] under the limits of the environment ([`ImageLimits::from_env`]).
 pub fn load_pair(ref_path: &Path, test_path: &Path, allow_gray_rgb: bool) -> Result<Pair, CompareError> {
-    let (r, t) = rayon::join(|| load_image(ref_path), || load_image(test_path));
+    let limits = ImageLimits::from_env().map_err(LoadError::from)?;
+    load_pair_with(ref_path, test_path, allow_gray_rgb, &limits)
+}
+
+/// Loads both files (in parallel, each within `limits`) and prepares them for comparison.
+pub fn load_pair_with(
+    ref_path: &Path,
+    test_path: &Path,
+    allow_gray_rgb: bool,
+    limits: &ImageLimits,
+) -> Result<Pair, CompareError> {
+    let (r, t) = rayon::join(|| load_image_with(ref_path, limits), || load_image_with(test_path, limits));
     let (r, t) = (r?, t?);
     let reference_info = ImageInfo::of(ref_path, &r.image);
     let test_info = ImageInfo::of(test_path, &t.image);

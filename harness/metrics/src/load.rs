@@ -4,12 +4,101 @@
 //!
 //! Nothing here resizes or converts colour spaces behind the caller's back: an alpha channel is
 //! dropped and a gray image is broadcast to RGB only with a [`Warning`] saying so.
+//!
+//! Every decode is bounded by [`ImageLimits`]: only regular files are opened (a FIFO or a
+//! symlink to `/dev/zero` would block or never end), and an image whose header claims more than
+//! `max_pixels` pixels is refused before anything of its size is allocated (a 69-byte PNG can
+//! claim 100000x100000, a 120 GB buffer).
 
 use std::fmt;
+use std::io::BufReader;
 use std::path::{Path, PathBuf};
 
-use image::{DynamicImage, ImageDecoder, ImageReader};
+use image::{DynamicImage, ImageDecoder, ImageFormat, ImageReader};
+use quadbench_native::{FileError, open_regular};
 use serde::{Serialize, Serializer};
+
+/// Default largest image the tool decodes: 8192x8192 = 67,108,864 pixels (any shape).
+///
+/// `quadbench compare` peaks at about [`COMPARE_BYTES_PER_PIXEL`] bytes per pixel, so the default
+/// bounds a comparison at about 2.7 GB (measured 2.62 GB on an 8192x8192 pair), within reach of an
+/// 8 GB laptop, while covering every output of the generative models benchmarked here (at most
+/// 4096x4096) and 8K frames (7680x4320, 33 Mpx). Larger images (100+ MP camera sensors, a
+/// 20000x20000 scan: 400 Mpx, ~16 GB) need the limit raised explicitly.
+pub const DEFAULT_MAX_PIXELS: u64 = 8192 * 8192;
+
+/// Environment variable overriding [`DEFAULT_MAX_PIXELS`] (a whole number of pixels).
+pub const MAX_PIXELS_ENV: &str = "QUADBENCH_MAX_IMAGE_PIXELS";
+
+/// Peak resident memory of `quadbench compare` (default metrics) per pixel of one image of the
+/// pair, measured on random 8-bit RGB pairs: 40.8 B/px at 2048x2048, 39.4 at 4096x4096, 39.1 at
+/// 8192x8192, i.e. 13x the 3-byte decoded pixel (the two f32 images alone are 24 B/px; 16-bit
+/// images cost the same once widened to f32). Used for the estimate in the limit's message.
+pub const COMPARE_BYTES_PER_PIXEL: u64 = 40;
+
+/// Bounds on what an image file may make the decoder allocate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ImageLimits {
+    /// Largest `width * height` accepted; larger images are refused before they are decoded.
+    pub max_pixels: u64,
+}
+
+impl Default for ImageLimits {
+    fn default() -> Self {
+        ImageLimits { max_pixels: DEFAULT_MAX_PIXELS }
+    }
+}
+
+/// A malformed limit.
+#[derive(Debug, thiserror::Error, PartialEq)]
+#[error(
+    "{origin}={value:?} is not a positive whole number of pixels; set e.g. {origin}=400000000, or leave it unset for the default {DEFAULT_MAX_PIXELS}"
+)]
+pub struct LimitError {
+    pub origin: String,
+    pub value: String,
+}
+
+impl ImageLimits {
+    /// Limits with `max_pixels` (at least 1).
+    pub fn new(max_pixels: u64) -> Self {
+        ImageLimits { max_pixels: max_pixels.max(1) }
+    }
+
+    /// `QUADBENCH_MAX_IMAGE_PIXELS` when set (digits, `_` allowed as a separator), else the default.
+    pub fn from_env() -> Result<Self, LimitError> {
+        match std::env::var(MAX_PIXELS_ENV) {
+            Ok(v) if !v.trim().is_empty() => Self::parse(&v, MAX_PIXELS_ENV),
+            _ => Ok(Self::default()),
+        }
+    }
+
+    /// Parses a pixel count given as `origin` (named in the error).
+    pub fn parse(value: &str, origin: &str) -> Result<Self, LimitError> {
+        let digits: String = value.trim().chars().filter(|&c| c != '_').collect();
+        match digits.parse::<u64>() {
+            Ok(n) if n > 0 => Ok(Self::new(n)),
+            _ => Err(LimitError { origin: origin.to_string(), value: value.to_string() }),
+        }
+    }
+
+    /// Refuses `width x height` when it has more pixels than allowed.
+    pub fn check(&self, path: &Path, width: u32, height: u32) -> Result<(), LoadError> {
+        let pixels = u64::from(width) * u64::from(height);
+        if pixels > self.max_pixels {
+            return Err(LoadError::TooLarge { path: path.to_path_buf(), width, height, max_pixels: self.max_pixels });
+        }
+        Ok(())
+    }
+
+    /// The `image` crate's limits for a decoder: no single allocation of the decoder beyond what
+    /// the largest accepted image needs as RGBA f32 (16 bytes per pixel).
+    fn decoder_limits(&self) -> image::Limits {
+        let mut limits = image::Limits::no_limits();
+        limits.max_alloc = Some(self.max_pixels.saturating_mul(16));
+        limits
+    }
+}
 
 /// A decoded image: interleaved samples (row-major, `channels` per pixel) scaled to [0, 1].
 ///
@@ -84,6 +173,22 @@ pub enum ImageError {
 pub enum LoadError {
     #[error("cannot open image {}: {source}; check the path and its permissions", path.display())]
     Open { path: PathBuf, source: std::io::Error },
+    #[error("image {source}")]
+    NotRegular { source: FileError },
+    #[error(
+        "image {} is {width}x{height} ({} pixels), over the limit of {max_pixels} pixels: comparing it would need about {:.1} GB of memory; if this machine has it, raise the limit with --max-pixels {} (compare) or {MAX_PIXELS_ENV}={}, else crop or downscale the image",
+        path.display(), *width as u64 * *height as u64,
+        (*width as u64 * *height as u64 * COMPARE_BYTES_PER_PIXEL) as f64 / 1e9,
+        *width as u64 * *height as u64, *width as u64 * *height as u64
+    )]
+    TooLarge { path: PathBuf, width: u32, height: u32, max_pixels: u64 },
+    #[error(
+        "decoding image {} needs more memory than the limit of {max_pixels} pixels allows ({source}); raise it with --max-pixels (compare) or {MAX_PIXELS_ENV} if the image is genuine",
+        path.display()
+    )]
+    DecoderLimit { path: PathBuf, max_pixels: u64, source: image::ImageError },
+    #[error(transparent)]
+    Limit(#[from] LimitError),
     #[error(
         "cannot decode image {}: {source}; the file is truncated, corrupt or not png/jpeg/tiff, re-export it",
         path.display()
@@ -139,20 +244,59 @@ pub struct Loaded {
     pub warnings: Vec<Warning>,
 }
 
-/// Loads a file in any format the `image` crate reads (guessed from content, then extension).
-///
-/// The decoder writes straight into the memory of the final `Vec<f32>` and the samples are
-/// widened in place, so loading needs no second full-size buffer: peak memory is the f32 image.
-pub fn load_image(path: &Path) -> Result<Loaded, LoadError> {
-    let open_err = |source| LoadError::Open { path: path.to_path_buf(), source };
-    let decode_err = |source| LoadError::Decode { path: path.to_path_buf(), source };
-    let reader = ImageReader::open(path).map_err(open_err)?;
-    let reader = reader.with_guessed_format().map_err(open_err)?;
-    let decoder = reader.into_decoder().map_err(decode_err)?;
+/// A decoder for `path` (format from its content, else its extension) whose header has been
+/// read and whose size is within `limits`; nothing of the image's size is allocated yet.
+fn bounded_decoder(path: &Path, limits: &ImageLimits) -> Result<impl ImageDecoder, LoadError> {
+    let file = open_regular(path).map_err(|e| match e {
+        FileError::Open { source, .. } => LoadError::Open { path: path.to_path_buf(), source },
+        e @ FileError::NotRegular { .. } => LoadError::NotRegular { source: e },
+    })?;
+    let mut reader = ImageReader::new(BufReader::new(file));
+    if let Ok(format) = ImageFormat::from_path(path) {
+        reader.set_format(format);
+    }
+    let mut reader =
+        reader.with_guessed_format().map_err(|source| LoadError::Open { path: path.to_path_buf(), source })?;
+    reader.limits(limits.decoder_limits());
+    let decoder = reader.into_decoder().map_err(|e| decode_error(path, limits, e))?;
     let (width, height) = decoder.dimensions();
     if width == 0 || height == 0 {
         return Err(LoadError::Empty { path: path.to_path_buf(), width, height });
     }
+    limits.check(path, width, height)?;
+    Ok(decoder)
+}
+
+fn decode_error(path: &Path, limits: &ImageLimits, source: image::ImageError) -> LoadError {
+    match source {
+        image::ImageError::Limits(_) => {
+            LoadError::DecoderLimit { path: path.to_path_buf(), max_pixels: limits.max_pixels, source }
+        }
+        source => LoadError::Decode { path: path.to_path_buf(), source },
+    }
+}
+
+/// Decodes `path` as the `image` crate's [`DynamicImage`], within `limits` and from a regular
+/// file only (for callers that resize or crop, e.g. the host's input preparation).
+pub fn open_image(path: &Path, limits: &ImageLimits) -> Result<DynamicImage, LoadError> {
+    let decoder = bounded_decoder(path, limits)?;
+    DynamicImage::from_decoder(decoder).map_err(|e| decode_error(path, limits, e))
+}
+
+/// [`load_image_with`] under the limits of the environment ([`ImageLimits::from_env`]).
+pub fn load_image(path: &Path) -> Result<Loaded, LoadError> {
+    load_image_with(path, &ImageLimits::from_env()?)
+}
+
+/// Loads a file in any format the `image` crate reads (guessed from content, then extension),
+/// refusing special files and images over `limits` before decoding them.
+///
+/// The decoder writes straight into the memory of the final `Vec<f32>` and the samples are
+/// widened in place, so loading needs no second full-size buffer: peak memory is the f32 image.
+pub fn load_image_with(path: &Path, limits: &ImageLimits) -> Result<Loaded, LoadError> {
+    let decode_err = |source| decode_error(path, limits, source);
+    let decoder = bounded_decoder(path, limits)?;
+    let (width, height) = decoder.dimensions();
     let color = decoder.color_type();
     let (channels_in, bytes_per_sample) =
         (color.channel_count() as usize, color.bytes_per_pixel() as usize / color.channel_count() as usize);

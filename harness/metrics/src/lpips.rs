@@ -90,6 +90,8 @@ mod imp {
             return Ok(());
         }
         let err = |message: String| LpipsError::Runtime { lib: lib.to_path_buf(), message };
+        // A truncated library would crash the process with SIGBUS inside dlopen.
+        quadbench_native::check_shared_library(lib).map_err(|e| err(e.to_string()))?;
         let builder = ort::init_from(lib).map_err(|e| err(e.to_string()))?;
         let env = builder.with_name("quadbench-metrics").build().map_err(|e| err(e.to_string()))?;
         // A concurrent initialiser may have won; its environment is equivalent.

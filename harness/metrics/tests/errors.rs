@@ -224,3 +224,29 @@ fn float_tiff_with_nan_is_rejected_and_clean_one_loads() {
     let err = load_image(&bad).unwrap_err();
     assert!(matches!(err, LoadError::NotFinite { index: 44, .. }), "{err:?}");
 }
+
+#[test]
+fn the_pixel_limit_is_configurable_and_named() {
+    use quadbench_metrics::{DEFAULT_MAX_PIXELS, ImageLimits, load_image_with, open_image};
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("g.png");
+    gradient_rgb(40, 30).save(&path).unwrap();
+    assert_eq!(ImageLimits::default().max_pixels, DEFAULT_MAX_PIXELS);
+    // Exactly at the limit loads; one pixel less refuses, before decoding, with the numbers.
+    assert_eq!(load_image_with(&path, &ImageLimits::new(1200)).unwrap().image.width, 40);
+    assert_eq!(open_image(&path, &ImageLimits::new(1200)).unwrap().width(), 40);
+    for err in [
+        load_image_with(&path, &ImageLimits::new(1199)).unwrap_err(),
+        open_image(&path, &ImageLimits::new(1199)).unwrap_err(),
+    ] {
+        assert!(matches!(err, LoadError::TooLarge { width: 40, height: 30, max_pixels: 1199, .. }), "{err:?}");
+        let text = err.to_string();
+        assert!(text.contains("40x30 (1200 pixels), over the limit of 1199 pixels"), "{text}");
+        assert!(text.contains("--max-pixels 1200") && text.contains("QUADBENCH_MAX_IMAGE_PIXELS=1200"), "{text}");
+    }
+    assert_eq!(ImageLimits::parse("400_000_000", "--max-pixels").unwrap().max_pixels, 400_000_000);
+    for bad in ["0", "-5", "lots", ""] {
+        let err = ImageLimits::parse(bad, "QUADBENCH_MAX_IMAGE_PIXELS").unwrap_err().to_string();
+        assert!(err.contains("QUADBENCH_MAX_IMAGE_PIXELS=") && err.contains("positive whole number"), "{err}");
+    }
+}

@@ -108,7 +108,9 @@ fn anchor(s: &str) -> String {
 
 /// A 96 px thumbnail as a data URI (deterministic re-encode), `None` when unreadable.
 fn thumbnail(path: &Path) -> Option<String> {
-    let img = image::open(path).ok()?.thumbnail(96, 96).to_rgb8();
+    // A results directory may come from anywhere: decode under the metrics crate's limits.
+    let limits = quadbench_metrics::ImageLimits::from_env().ok()?;
+    let img = quadbench_metrics::open_image(path, &limits).ok()?.thumbnail(96, 96).to_rgb8();
     let mut out = Vec::new();
     img.write_to(&mut std::io::Cursor::new(&mut out), image::ImageFormat::Png).ok()?;
     Some(format!("data:image/png;base64,{}", base64(&out)))

@@ -70,30 +70,6 @@ fn environment(ort_version: Option<String>) -> RunnerEnvironment {
     }
 }
 
-/// ONNX Runtime's own version string (`OrtGetApiBase()->GetVersionString()`) of the library at
-/// `lib`. Its build-info string does not carry the version, so ask the library itself.
-fn ort_version(lib: &Path) -> Option<String> {
-    #[repr(C)]
-    struct ApiBase {
-        get_api: unsafe extern "C" fn(u32) -> *const std::ffi::c_void,
-        get_version_string: unsafe extern "C" fn() -> *const std::ffi::c_char,
-    }
-    // SAFETY: the library is already loaded by ort (dlopen returns the same handle), and
-    // OrtGetApiBase / GetVersionString are plain C functions without preconditions.
-    unsafe {
-        let l = libloading::Library::new(lib).ok()?;
-        let f: libloading::Symbol<unsafe extern "C" fn() -> *const ApiBase> = l.get(b"OrtGetApiBase").ok()?;
-        let base = f();
-        if base.is_null() {
-            return None;
-        }
-        let s = ((*base).get_version_string)();
-        let v = (!s.is_null()).then(|| std::ffi::CStr::from_ptr(s).to_string_lossy().into_owned());
-        std::mem::forget(l); // never unload ONNX Runtime while it is in use
-        v
-    }
-}
-
 /// Execute `plan` (whose relative paths resolve against `dir`). Never panics on bad input: every
 /// failure becomes a `Failed` status in the returned result, with what was measured so far.
 pub fn execute(plan: &Plan, dir: &Path) -> RunResult {
@@ -204,6 +180,8 @@ fn run_phases(plan: &Plan, dir: &Path, m: &Monitor, r: &mut RunResult) -> Result
     } else {
         dir.join(&plan.runtime.ort_library)
     };
+    // Before dlopen: a truncated library would kill the runner with SIGBUS and no result.
+    quadbench_native::check_shared_library(&lib).map_err(|e| format!("refusing to load ONNX Runtime: {e}; run `quadbench runtime fetch` on the host and push the runtime again, or fix the device profile's library path"))?;
     let builder = ort::init_from(&lib).map_err(|e| format!("cannot load ONNX Runtime from {}: {e}; run `quadbench runtime fetch` on the host or fix the device profile's library path", lib.display()))?;
     // One intra-op thread pool for all sessions: with a pool per session, the threads of the
     // session that just ran keep spinning and steal the cores from the next stage's session
@@ -216,7 +194,8 @@ fn run_phases(plan: &Plan, dir: &Path, m: &Monitor, r: &mut RunResult) -> Result
         .with_global_thread_pool(pool)
         .build()
         .map_err(|e| format!("cannot create ONNX Runtime environment: {e}"))?;
-    r.environment = environment(ort_version(&lib));
+    // ONNX Runtime's own version string: its build-info string does not carry the version.
+    r.environment = environment(quadbench_native::ort::version(&lib).ok());
     let be = backend::prepare(&env, &plan.backend, &plan.runtime, dir).map_err(|e| e.to_string())?;
     r.environment.execution_providers = vec![be.execution_provider().to_string()];
     // Compile phase (EP-context models), before init so that neither init nor switches pay it.

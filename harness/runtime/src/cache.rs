@@ -189,9 +189,11 @@ impl InstallLock {
     }
 }
 
-/// sha256 of a file as lowercase hex.
+/// sha256 of a file as lowercase hex. Only regular files (symlinks followed) are read: a FIFO, a
+/// device such as `/dev/zero` or a directory is an `InvalidInput` error naming what it is, so
+/// hashing never blocks or runs forever.
 pub fn sha256_file(path: &Path) -> io::Result<String> {
-    let mut f = File::open(path)?;
+    let mut f = quadbench_native::open_regular(path)?;
     let mut hasher = Sha256::new();
     let mut buf = vec![0u8; 1 << 20];
     loop {

@@ -14,7 +14,7 @@ use sha2::{Digest, Sha256};
 
 use crate::cache::{self, Depth, InstallLock, Marker, MarkerFile, State, io_err, sha256_file};
 use crate::lock::{Artefact, LibraryKind, Lock, PipSource, Source, UserSource};
-use crate::version::{check_ep_plugin, check_version, library_version};
+use crate::version::{check_ep_plugin, check_version, library_version_with};
 use crate::{Installed, RuntimeError, host_target};
 
 /// Receiver of progress messages (the library never prints).
@@ -111,7 +111,7 @@ pub fn fetch(lock: &Lock, name: &str, target: &str, opts: &FetchOptions) -> Resu
     }
     let marker = install(artefact, &dir, opts)?;
     let installed = cache::installed(&dir, artefact, &marker);
-    if let Err(e) = check_library(artefact, &installed.library) {
+    if let Err(e) = check_library(lock, artefact, &installed.library) {
         // The wheel matched its sha256, so the lock itself is inconsistent; do not leave an
         // install behind that would pass verification next time.
         let _ = std::fs::remove_dir_all(&dir);
@@ -122,12 +122,12 @@ pub fn fetch(lock: &Lock, name: &str, target: &str, opts: &FetchOptions) -> Resu
 }
 
 /// After an install: the library is what the lock says it is. Only possible for the host target.
-fn check_library(artefact: &Artefact, library: &Path) -> Result<(), RuntimeError> {
+fn check_library(lock: &Lock, artefact: &Artefact, library: &Path) -> Result<(), RuntimeError> {
     if artefact.target != host_target() {
         return Ok(());
     }
     match artefact.kind {
-        LibraryKind::Ort => check_version(&library_version(library)?, &artefact.version, library),
+        LibraryKind::Ort => check_version(&library_version_with(lock, library)?.0, &artefact.version, library),
         LibraryKind::EpPlugin => check_ep_plugin(library),
     }
 }
@@ -165,6 +165,7 @@ fn install(artefact: &Artefact, dir: &Path, opts: &FetchOptions) -> Result<Marke
             let wheel = get_wheel(artefact, pip, &tmp.0, opts)?;
             opts.say(&format!("{}: extracting {}", artefact.label(), pip.wheel));
             let files = extract(&wheel, pip, &staged)?;
+            check_library_sha256(artefact, &staged, &files)?;
             Marker { source_sha256: pip.wheel_sha256.clone(), files }
         }
         Source::User(user) => import_user_file(artefact, user, &staged, opts)?,
@@ -177,6 +178,26 @@ fn install(artefact: &Artefact, dir: &Path, opts: &FetchOptions) -> Result<Marke
     }
     std::fs::rename(&staged, dir).map_err(|e| io_err(e, "cannot rename the install into", dir))?;
     Ok(marker)
+}
+
+/// The extracted main library against the lock's `library_sha256`, where it pins one: a
+/// mismatch means the lock is inconsistent (the wheel itself matched its sha256).
+fn check_library_sha256(artefact: &Artefact, staged: &Path, files: &[MarkerFile]) -> Result<(), RuntimeError> {
+    let Some(expected) = &artefact.library_sha256 else {
+        return Ok(());
+    };
+    match files.iter().find(|f| f.path == artefact.library) {
+        Some(f) if f.sha256 == *expected => Ok(()),
+        Some(f) => Err(RuntimeError::HashMismatch {
+            file: staged.join(&f.path),
+            expected: expected.clone(),
+            actual: f.sha256.clone(),
+        }),
+        None => Err(RuntimeError::LockInvalid {
+            origin: artefact.label(),
+            problem: format!("the wheel has no library {}", artefact.library),
+        }),
+    }
 }
 
 /// Leftovers of a process killed mid-install; safe to delete because only the holder of this
@@ -423,9 +444,13 @@ pub fn ensure_onnxruntime_with(lock: &Lock, opts: &FetchOptions) -> Result<Insta
         known: "none for this host; set QUADBENCH_ORT_LIB".into(),
     })?;
     if let Some(path) = &opts.ort_lib {
-        let version = library_version(path).map_err(|e| RuntimeError::OrtLibOverride { source: Box::new(e) })?;
+        let (version, sha256) =
+            library_version_with(lock, path).map_err(|e| RuntimeError::OrtLibOverride { source: Box::new(e) })?;
         check_version(&version, &artefact.version, path)?;
-        let sha256 = sha256_file(path).map_err(|e| io_err(e, "cannot read", path))?;
+        let sha256 = match sha256 {
+            Some(sha) => sha,
+            None => sha256_file(path).map_err(|e| io_err(e, "cannot read", path))?,
+        };
         return Ok(Installed {
             name: artefact.name.clone(),
             version,
@@ -436,6 +461,6 @@ pub fn ensure_onnxruntime_with(lock: &Lock, opts: &FetchOptions) -> Result<Insta
         });
     }
     let installed = fetch(lock, "onnxruntime", target, opts)?;
-    check_version(&library_version(&installed.library)?, &artefact.version, &installed.library)?;
+    check_version(&library_version_with(lock, &installed.library)?.0, &artefact.version, &installed.library)?;
     Ok(installed)
 }

@@ -21,7 +21,7 @@ mod version;
 pub use cache::{ArtefactStatus, MARKER, cache_dir, info_text_in, install_dir, runtime_root, sha256_file, status_in};
 pub use fetch::{FetchOptions, Progress, ensure_onnxruntime_with, fetch};
 pub use lock::{Artefact, FileMap, LibraryKind, Lock, PipSource, SCHEMA_VERSION, Source, UserSource};
-pub use version::{check_ep_plugin, library_version};
+pub use version::{check_ep_plugin, library_version, validate_library};
 
 /// An artefact ready to load.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -69,6 +69,17 @@ pub enum RuntimeError {
 
     #[error("runtime library {path} does not exist: run `quadbench runtime fetch`, or point QUADBENCH_ORT_LIB at an existing libonnxruntime.so", path = path.display())]
     LibraryMissing { path: PathBuf },
+
+    #[error("runtime library {path} is a directory, not a library file: point QUADBENCH_ORT_LIB at the libonnxruntime.so file inside it (e.g. {path}/libonnxruntime.so.{version}), or unset it to use the fetched one", path = path.display())]
+    LibraryIsDirectory { path: PathBuf, version: String },
+
+    #[error(
+        "cannot use runtime library: {problem}; run `quadbench runtime fetch` to reinstall the pinned runtime, or point QUADBENCH_ORT_LIB at a complete libonnxruntime.so"
+    )]
+    LibraryInvalid { path: PathBuf, problem: String },
+
+    #[error("refusing to load {path}: it is named like the library of {artefact} but its sha256 is {actual}, not the pinned {expected} (runtime.lock.toml), so it is truncated or modified; run `quadbench runtime fetch` and use the fetched copy, or give a library you built yourself another file name (e.g. libonnxruntime.so)", path = path.display())]
+    LibraryModified { path: PathBuf, artefact: String, actual: String, expected: String },
 
     #[error("cannot load runtime library {path}: {reason}", path = path.display())]
     LibraryLoad { path: PathBuf, reason: String },

@@ -48,6 +48,10 @@ pub struct Artefact {
     pub kind: LibraryKind,
     /// The main library, relative to the install directory.
     pub library: String,
+    /// sha256 of the main library file itself (checked after extraction, and against a
+    /// `QUADBENCH_ORT_LIB` that carries the library's versioned file name).
+    #[serde(default)]
+    pub library_sha256: Option<String>,
     /// False for artefacts that are only fetched when asked for by name (large downloads).
     #[serde(default = "default_true")]
     pub fetch_by_default: bool,
@@ -152,6 +156,20 @@ impl Lock {
         self.artefacts.iter().find(|a| a.name == name && a.target == target)
     }
 
+    /// The artefacts of `target` whose library file claims an identity by its name: the file name
+    /// of the locked library equals `file_name` and carries the artefact's version
+    /// (`libonnxruntime.so.1.31.1`). Unversioned names (`libonnxruntime_providers_qnn.so`) match none.
+    pub fn claimed_by_file_name(&self, file_name: &str, target: &str) -> Vec<&Artefact> {
+        self.artefacts
+            .iter()
+            .filter(|a| a.target == target)
+            .filter(|a| {
+                let locked = a.library.rsplit('/').next().unwrap_or(&a.library);
+                locked == file_name && locked.contains(&a.version)
+            })
+            .collect()
+    }
+
     /// The artefacts `quadbench runtime fetch` installs without arguments on `target`.
     pub fn defaults_for(&self, target: &str) -> Vec<&Artefact> {
         self.artefacts
@@ -204,6 +222,9 @@ impl Artefact {
             }
         }
         check_relative(&self.library, "library")?;
+        if let Some(sha) = &self.library_sha256 {
+            check_sha256(sha, "library_sha256")?;
+        }
         if self.library.ends_with('/') {
             return Err("`library` must name a file".into());
         }

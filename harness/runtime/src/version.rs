@@ -1,57 +1,89 @@
-//! Asking a shared library what it is: the ONNX Runtime version of a core library (through the
-//! C API entry point `OrtGetApiBase`) and whether a file is an execution-provider plugin.
+//! Checking a runtime library before anything loads it, and asking it what it is: the ONNX
+//! Runtime version of a core library and whether a file is an execution-provider plugin.
 //!
-//! Both load the library with `dlopen`; this is what `ort` does later anyway, so the check costs
-//! little and catches a wrong or foreign library before a session is built on it.
+//! [`validate_library`] is the one check every `dlopen` of a runtime library goes through on the
+//! host (the version probe and the plugin check call it first; `ort::init_from` and
+//! `register_ep_library` only ever get paths that passed it): a directory, a missing file, a
+//! special file, a truncated or foreign ELF file, or a file named like a pinned library whose
+//! sha256 differs, is an error naming the path and the fix, never a SIGBUS. The probes
+//! themselves live in `quadbench_native::ort`, shared with the device-side runner.
 
-use std::ffi::{CStr, c_char};
 use std::path::Path;
 
-use crate::RuntimeError;
+use quadbench_native::{ProbeError, check_shared_library};
 
-/// `OrtApiBase` from onnxruntime_c_api.h: stable across all ORT versions by design.
-#[repr(C)]
-struct OrtApiBase {
-    get_api: unsafe extern "C" fn(version: u32) -> *const std::ffi::c_void,
-    get_version_string: unsafe extern "C" fn() -> *const c_char,
+use crate::lock::Lock;
+use crate::{RuntimeError, cache, host_target};
+
+/// Checks `path` before it is loaded: an existing regular file (not a directory), a complete
+/// shared library for this process (ELF header, class and machine, program headers, sections and
+/// section-header table inside the file), and, when its file name is the versioned name of a
+/// library pinned in the embedded `runtime.lock.toml` (`libonnxruntime.so.1.31.1`), one of the
+/// pinned sha256s. Reads the headers only, plus the whole file when a pin applies.
+pub fn validate_library(path: &Path) -> Result<(), RuntimeError> {
+    validate_with(&Lock::embedded(), path).map(|_| ())
 }
 
-type GetApiBase = unsafe extern "C" fn() -> *const OrtApiBase;
-
-/// The version string an onnxruntime shared library reports, e.g. "1.31.1".
-pub fn library_version(path: &Path) -> Result<String, RuntimeError> {
-    let library = open(path)?;
-    // SAFETY: the symbol type is the documented C signature of OrtGetApiBase.
-    let get_base = unsafe { library.get::<GetApiBase>(b"OrtGetApiBase\0") }
-        .map_err(|_| RuntimeError::NotOnnxRuntime { path: path.to_path_buf() })?;
-    // SAFETY: OrtGetApiBase takes no arguments and returns a pointer to a static struct.
-    let base = unsafe { get_base() };
-    if base.is_null() {
-        return Err(RuntimeError::NotOnnxRuntime { path: path.to_path_buf() });
-    }
-    // SAFETY: `base` is non-null and points to the library's static OrtApiBase; the returned
-    // string is static in the library, which stays loaded (see below).
-    let version = unsafe {
-        let s = ((*base).get_version_string)();
-        if s.is_null() {
-            return Err(RuntimeError::NotOnnxRuntime { path: path.to_path_buf() });
+/// [`validate_library`] against `lock`; returns the file's sha256 when it was computed.
+pub(crate) fn validate_with(lock: &Lock, path: &Path) -> Result<Option<String>, RuntimeError> {
+    match std::fs::metadata(path) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Err(RuntimeError::LibraryMissing { path: path.to_path_buf() });
         }
-        CStr::from_ptr(s).to_string_lossy().into_owned()
+        Ok(m) if m.is_dir() => {
+            let version = lock.find("onnxruntime", host_target()).map_or("<version>".into(), |a| a.version.clone());
+            return Err(RuntimeError::LibraryIsDirectory { path: path.to_path_buf(), version });
+        }
+        // Anything else (special files, unreadable paths) is reported by the ELF check.
+        _ => {}
+    }
+    check_shared_library(path)
+        .map_err(|e| RuntimeError::LibraryInvalid { path: path.to_path_buf(), problem: e.to_string() })?;
+    let file_name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let claimed = lock.claimed_by_file_name(&file_name, host_target());
+    // Only when every artefact carrying this name is pinned can a mismatch be told from a
+    // different build of the same name.
+    let pins: Option<Vec<&str>> = claimed.iter().map(|a| a.library_sha256.as_deref()).collect();
+    let Some(pins) = pins.filter(|p| !p.is_empty()) else {
+        return Ok(None);
     };
-    // Keep ORT loaded: it registers thread-local and atexit destructors, so unloading it while
-    // the process runs is unsafe, and the caller is about to load the same file through `ort`.
-    std::mem::forget(library);
-    Ok(version)
+    let actual = cache::sha256_file(path).map_err(|e| cache::io_err(e, "cannot read", path))?;
+    if pins.contains(&actual.as_str()) {
+        return Ok(Some(actual));
+    }
+    Err(RuntimeError::LibraryModified {
+        path: path.to_path_buf(),
+        artefact: claimed.iter().map(|a| a.label()).collect::<Vec<_>>().join(" or "),
+        actual,
+        expected: pins.join(" or "),
+    })
+}
+
+fn probe_error(path: &Path, e: ProbeError) -> RuntimeError {
+    match e {
+        ProbeError::Elf(e) => RuntimeError::LibraryInvalid { path: path.to_path_buf(), problem: e.to_string() },
+        ProbeError::Load { reason, .. } => RuntimeError::LibraryLoad { path: path.to_path_buf(), reason },
+        ProbeError::NotOnnxRuntime { .. } => RuntimeError::NotOnnxRuntime { path: path.to_path_buf() },
+    }
+}
+
+/// The version string an onnxruntime shared library reports, e.g. "1.31.1" (validated first).
+pub fn library_version(path: &Path) -> Result<String, RuntimeError> {
+    library_version_with(&Lock::embedded(), path).map(|(v, _)| v)
+}
+
+/// [`library_version`] against `lock`, with the sha256 if validation computed it.
+pub(crate) fn library_version_with(lock: &Lock, path: &Path) -> Result<(String, Option<String>), RuntimeError> {
+    let sha = validate_with(lock, path)?;
+    let version = quadbench_native::ort::version(path).map_err(|e| probe_error(path, e))?;
+    Ok((version, sha))
 }
 
 /// Checks that `path` is an ONNX Runtime execution-provider plugin (exports `CreateEpFactories`,
-/// the entry point `register_ep_library` calls).
+/// the entry point `register_ep_library` calls), validated first.
 pub fn check_ep_plugin(path: &Path) -> Result<(), RuntimeError> {
-    let library = open(path)?;
-    // SAFETY: only the symbol's presence is checked; it is never called here.
-    let found = unsafe { library.get::<unsafe extern "C" fn()>(b"CreateEpFactories\0") }.is_ok();
-    // Same reason as in library_version: ORT will load this plugin again; keep it mapped.
-    std::mem::forget(library);
+    validate_library(path)?;
+    let found = quadbench_native::ort::exports(path, "CreateEpFactories").map_err(|e| probe_error(path, e))?;
     if found { Ok(()) } else { Err(RuntimeError::NotEpPlugin { path: path.to_path_buf() }) }
 }
 
@@ -66,16 +98,6 @@ pub(crate) fn check_version(found: &str, expected: &str, path: &Path) -> Result<
             path: path.to_path_buf(),
         })
     }
-}
-
-fn open(path: &Path) -> Result<libloading::Library, RuntimeError> {
-    if !path.is_file() {
-        return Err(RuntimeError::LibraryMissing { path: path.to_path_buf() });
-    }
-    // SAFETY: loading runs the library's initialisers; the files loaded here are ONNX Runtime
-    // libraries from the lock or a library the user named explicitly.
-    unsafe { libloading::Library::new(path) }
-        .map_err(|e| RuntimeError::LibraryLoad { path: path.to_path_buf(), reason: e.to_string() })
 }
 
 #[cfg(test)]
@@ -111,7 +133,8 @@ mod tests {
         let junk = dir.path().join("libjunk.so");
         std::fs::write(&junk, b"not an ELF file").unwrap();
         let err = library_version(&junk).unwrap_err();
-        assert!(matches!(err, RuntimeError::LibraryLoad { .. }), "{err:?}");
+        assert!(matches!(err, RuntimeError::LibraryInvalid { .. }), "{err:?}");
+        assert!(err.to_string().contains("is not an elf shared library"), "{err}");
     }
 
     #[test]

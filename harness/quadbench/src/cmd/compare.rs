@@ -13,8 +13,8 @@ use std::path::PathBuf;
 
 use anyhow::{Context, Result, bail};
 use quadbench_metrics::{
-    CompareOptions, Comparison, ImageInfo, LPIPS_PROXY_DEFINITION, Metric, SSIM_CONVENTION, compare_pair, diff_heatmap,
-    init_onnx_runtime, load_pair,
+    CompareOptions, Comparison, ImageInfo, ImageLimits, LPIPS_PROXY_DEFINITION, Metric, SSIM_CONVENTION, compare_pair,
+    diff_heatmap, init_onnx_runtime, load_pair_with,
 };
 
 /// Arguments of `quadbench compare`.
@@ -42,6 +42,11 @@ pub struct CompareArgs {
     /// Compare a gray image with an RGB one by repeating the gray channel (else an error).
     #[arg(long)]
     pub allow_gray_rgb: bool,
+    /// Refuse images with more pixels than this before decoding them (default: the
+    /// QUADBENCH_MAX_IMAGE_PIXELS environment variable, else 67108864 = 8192x8192; comparing
+    /// needs about 40 bytes of memory per pixel).
+    #[arg(long, value_name = "PIXELS", value_parser = clap::value_parser!(u64).range(1..))]
+    pub max_pixels: Option<u64>,
 }
 
 /// Runs `quadbench compare`.
@@ -60,7 +65,11 @@ pub fn run(args: &CompareArgs) -> Result<()> {
         init_onnx_runtime(&lib.library)?;
     }
     let opts = CompareOptions { metrics, allow_gray_rgb: args.allow_gray_rgb, lpips_model: args.lpips_model.clone() };
-    let pair = load_pair(&args.ref_path, &args.test_path, args.allow_gray_rgb)?;
+    let limits = match args.max_pixels {
+        Some(n) => ImageLimits::new(n),
+        None => ImageLimits::from_env()?,
+    };
+    let pair = load_pair_with(&args.ref_path, &args.test_path, args.allow_gray_rgb, &limits)?;
     let cmp = compare_pair(&pair, &opts)?;
     if let Some(out) = &args.diff {
         let heatmap = diff_heatmap(&pair.reference, &pair.test)?;
@@ -132,7 +141,12 @@ pub fn compare(a: CompareArgs) -> i32 {
                 }
             }
             super::exit::report(&msg);
-            super::exit::BAD_INPUT
+            // An unusable ONNX Runtime (for --lpips-model) is infrastructure, not bad input.
+            if e.downcast_ref::<quadbench_runtime::RuntimeError>().is_some() {
+                super::exit::INFRA
+            } else {
+                super::exit::BAD_INPUT
+            }
         }
     }
 }

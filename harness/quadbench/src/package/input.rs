@@ -15,7 +15,9 @@ pub struct InputError {
 /// Load an image, centre-crop to square, resize to `size` and write raw f32 NCHW to `dst`.
 pub fn prepare_input(src: &Path, size: u32, dst: &Path) -> Result<(), InputError> {
     let err = |m: String| InputError { path: src.display().to_string(), message: m };
-    let img = image::open(src).map_err(|e| err(format!("cannot decode: {e}")))?.to_rgb32f();
+    // Regular files only, and no larger than compare accepts (QUADBENCH_MAX_IMAGE_PIXELS).
+    let limits = quadbench_metrics::ImageLimits::from_env().map_err(|e| err(e.to_string()))?;
+    let img = quadbench_metrics::open_image(src, &limits).map_err(|e| err(e.to_string()))?.to_rgb32f();
     let (w, h) = img.dimensions();
     if w == 0 || h == 0 {
         return Err(err("image is empty".into()));

@@ -207,17 +207,19 @@ fn write_grid(
     task: &str,
     goldens: &BTreeMap<(String, String), PathBuf>,
 ) -> Result<(), String> {
+    let limits = quadbench_metrics::ImageLimits::from_env().map_err(|e| e.to_string())?;
     let rows: Vec<_> = rec.outputs.iter().filter(|o| o.task == task).collect();
     let mut tiles: Vec<Vec<image::RgbImage>> = Vec::new();
     for o in rows {
-        let output = image::open(out.join(&o.path)).map_err(|e| e.to_string())?.to_rgb8();
+        // Outputs come from the device: decoded under the same limits as every other image.
+        let open = |p: &Path| quadbench_metrics::open_image(p, &limits).map_err(|e| e.to_string());
+        let output = open(&out.join(&o.path))?.to_rgb8();
         let (w, h) = output.dimensions();
         let blank = || image::RgbImage::from_pixel(w, h, image::Rgb([128, 128, 128]));
-        let input = image::open(out.join("inputs").join(format!("{}.png", o.input)))
-            .map(|i| i.to_rgb8())
-            .unwrap_or_else(|_| blank());
+        let input =
+            open(&out.join("inputs").join(format!("{}.png", o.input))).map(|i| i.to_rgb8()).unwrap_or_else(|_| blank());
         let golden_path = goldens.get(&(o.task.clone(), o.input.clone())).cloned();
-        let golden = golden_path.as_ref().and_then(|p| image::open(p).ok()).map(|i| i.to_rgb8()).unwrap_or_else(blank);
+        let golden = golden_path.as_ref().and_then(|p| open(p).ok()).map(|i| i.to_rgb8()).unwrap_or_else(blank);
         let heat = golden_path
             .and_then(|g| quadbench_metrics::load_pair(&g, &out.join(&o.path), false).ok())
             .and_then(|p| quadbench_metrics::diff_heatmap(&p.reference, &p.test).ok())

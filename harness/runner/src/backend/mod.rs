@@ -107,6 +107,12 @@ pub fn register_libraries(env: &Environment, runtime: &PlanRuntime, dir: &Path) 
                 p.display()
             )));
         }
+        // Before dlopen: a truncated plugin would kill the runner with SIGBUS and no result.
+        quadbench_native::check_shared_library(&p).map_err(|e| {
+            BackendError::Failed(format!(
+                "refusing to register {name}: {e}; push the plugin again (quadbench runtime fetch on the host)"
+            ))
+        })?;
         env.register_ep_library(name, &p).map_err(|e| BackendError::Unsupported(format!("cannot register {name} from {}: {e} (the QNN plugin needs glibc >= 2.35 and its companion libraries beside it)", p.display())))?;
     }
     Ok(())
