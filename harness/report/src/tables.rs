@@ -192,7 +192,7 @@ pub fn stages(r: &Results) -> Vec<String> {
         .runs
         .iter()
         .flat_map(|x| x.latency_ms.keys().cloned())
-        .filter(|k| !matches!(k.as_str(), "e2e" | "switch" | "switch_load"))
+        .filter(|k| ![sample_key::E2E, sample_key::SWITCH, sample_key::SWITCH_LOAD].contains(&k.as_str()))
         .collect();
     v.sort_by_key(|k| {
         (["encoder", "denoiser", "decoder"].iter().position(|s| s == k).unwrap_or(usize::MAX), k.clone())
@@ -203,14 +203,12 @@ pub fn stages(r: &Results) -> Vec<String> {
 
 /// Whether a stage runs several times per request (more samples than end-to-end).
 fn per_step(r: &Results, stage: &str) -> bool {
-    r.runs.iter().any(|x| matches!((x.latency_ms.get(stage), x.latency_ms.get("e2e")), (Some(s), Some(e)) if s.n > e.n))
+    r.runs.iter().any(
+        |x| matches!((x.latency_ms.get(stage), x.latency_ms.get(sample_key::E2E)), (Some(s), Some(e)) if s.n > e.n),
+    )
 }
 
 const MB: f64 = 1e6;
-
-fn mb(b: Option<u64>) -> Option<f64> {
-    b.map(|v| v as f64 / MB)
-}
 
 fn lat(run: &RunRecord, key: &str) -> Cell {
     let s = run.latency_ms.get(key);
@@ -261,12 +259,12 @@ fn kpis(r: &Results) -> Table {
             ];
             row.extend(stages.iter().map(|s| lat(run, s)));
             row.extend([
-                lat(run, "e2e"),
-                lat(run, "switch"),
+                lat(run, sample_key::E2E),
+                lat(run, sample_key::SWITCH),
                 Cell::num(Some(run.storage.foundation_bytes as f64 / MB), 1),
                 Cell::num(Some(run.storage.adapter_bytes as f64 / MB), 1),
                 Cell::num(Some(run.storage.baseline_bytes as f64 / MB), 1),
-                Cell::num(mb(run.memory.peak_rss_bytes), 1),
+                Cell::num(Metric::PeakRss.of(run).map(|b| b / Metric::PeakRss.info().display_divisor), 1),
                 Cell::text(status(run)),
             ]);
             row
@@ -443,7 +441,7 @@ fn runs(r: &Results) -> Table {
         .runs
         .iter()
         .map(|run| {
-            let e2e = run.latency_ms.get("e2e");
+            let e2e = run.latency_ms.get(sample_key::E2E);
             let throttle = match &run.throttle {
                 None => "-".to_string(),
                 Some(t) if t.method == "none" => "skipped".into(),
@@ -466,7 +464,7 @@ fn runs(r: &Results) -> Table {
                 Cell::num(e2e.map(|s| s.n as f64), 0),
                 Cell::num(e2e.and_then(|s| s.outliers.as_ref()).map(|o| o.indices.len() as f64), 0),
                 Cell::num(e2e.and_then(|s| s.cv), 3),
-                Cell::num(run.latency_ms.get("switch").map(|s| s.n as f64), 0),
+                Cell::num(run.latency_ms.get(sample_key::SWITCH).map(|s| s.n as f64), 0),
                 Cell::text(throttle),
                 Cell::num(Some(run_warnings(run).len() as f64), 0),
             ]
@@ -563,7 +561,7 @@ fn percentiles(r: &Results) -> Table {
         col("max_ms", "max ms", true),
     ];
     let mut order = stages(r);
-    order.extend(["e2e", "switch", "switch_load"].map(String::from));
+    order.extend([sample_key::E2E, sample_key::SWITCH, sample_key::SWITCH_LOAD].map(String::from));
     let mut rows = Vec::new();
     for run in &r.runs {
         for key in &order {

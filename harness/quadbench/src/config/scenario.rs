@@ -414,10 +414,17 @@ fn inputs(cx: &Ctx<'_>, raw: &[String], base: &Path) -> Result<Vec<(String, Path
                 }
             }
         };
+        if let Some(kind) = quadbench_native::file::non_regular_kind(&p) {
+            return Err(cx.err(
+                i,
+                format!("input image {} is {}, not a regular file", p.display(), kind.describe()),
+                "point at the image file itself",
+            ));
+        }
         if !p.is_file() {
             return Err(cx.err(
                 i,
-                format!("input image `{i}` not found at {} (or not a regular file)", p.display()),
+                format!("input image `{i}` not found at {}", p.display()),
                 "give a path relative to the scenario file, or a bundled example name",
             ));
         }

@@ -5,11 +5,12 @@
 use super::*;
 use crate::stats;
 use quadbench_schema::protocol::rng::SplitMix64;
+use quadbench_schema::protocol::sample_key;
 
 const TITLE: &str = "Latency distributions per strategy";
 
 pub fn render(r: &Results) -> Result<Option<Rendered>, ReportError> {
-    if !r.runs.iter().any(|x| x.samples.get("e2e").is_some_and(|v| !v.is_empty())) {
+    if !r.runs.iter().any(|x| x.samples.get(sample_key::E2E).is_some_and(|v| !v.is_empty())) {
         return Ok(None);
     }
     super::render("latency", TITLE, (1100, 560), |a| draw(a, r), |a| draw(a, r))
@@ -26,7 +27,7 @@ where
     for (panel, (key, label)) in main
         .split_evenly((1, 2))
         .iter()
-        .zip([("e2e", "end-to-end latency (steady state)"), ("switch", "task-switch latency")])
+        .zip([(sample_key::E2E, "end-to-end latency (steady state)"), (sample_key::SWITCH, "task-switch latency")])
     {
         let runs: Vec<&RunRecord> =
             r.runs.iter().filter(|x| x.samples.get(key).is_some_and(|v| !v.is_empty())).collect();
