@@ -230,3 +230,36 @@ fn a_users_scenario_runs_from_any_directory_with_bundled_inputs() {
     assert!(r["runs"][0]["started_at"].as_str().unwrap().ends_with('Z'));
     assert_eq!(r["runs"][0]["key"], "small/local/cpu/fp32/unified");
 }
+
+/// A full disk (here: the temporary file behind results.json or plan.json is /dev/full, which
+/// fails every write with ENOSPC) is an output error: exit 3 with the system's words, no retries
+/// of a device that did nothing wrong, and no temporary file left behind.
+#[test]
+fn a_full_disk_is_an_output_error_that_leaves_no_temporary_files() {
+    let d = tempfile::tempdir().unwrap();
+    let sc = small_scenario(d.path(), "unified", 2, 32, "throttle: {enabled: false}\n");
+    let gone = |p: &Path| std::fs::symlink_metadata(p).is_err();
+
+    let out = d.path().join("out");
+    std::fs::create_dir_all(&out).unwrap();
+    let tmp = out.join("results.json.tmp");
+    std::os::unix::fs::symlink("/dev/full", &tmp).unwrap();
+    let o = run(quadbench().arg("run").arg(&sc).arg("--out").arg(&out));
+    assert_eq!(o.status.code(), Some(3));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("results.json") && err.contains("No space left on device"), "{err}");
+    assert!(gone(&tmp), "results.json.tmp left behind");
+
+    let out = d.path().join("out2");
+    let run_dir = out.join("runs/local-cpu-fp32-unified");
+    std::fs::create_dir_all(&run_dir).unwrap();
+    let tmp = run_dir.join("plan.json.tmp");
+    std::os::unix::fs::symlink("/dev/full", &tmp).unwrap();
+    let o = run(quadbench().arg("run").arg(&sc).arg("--out").arg(&out));
+    assert_eq!(o.status.code(), Some(3));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("No space left on device") && !err.contains("retry"), "{err}");
+    assert!(gone(&tmp), "plan.json.tmp left behind");
+    let r = results(&out);
+    assert!(r["runs"][0]["error"].as_str().unwrap().contains("on this host"), "{r}");
+}

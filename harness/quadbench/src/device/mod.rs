@@ -21,6 +21,10 @@ pub enum DeviceError {
     /// The command ran and failed (not retried).
     #[error("{0}")]
     Test(String),
+    /// Writing on this host failed (disk full, permissions): not the device's fault, never
+    /// retried; the scenario stops (exit 3).
+    #[error("cannot write {path} on this host: {message}")]
+    HostOutput { path: String, message: String },
     /// The host was interrupted (SIGINT/SIGTERM) while the command ran; the command was stopped.
     #[error("interrupted by {} while the runner was working; the runner was stopped", crate::interrupt::name(*.0))]
     Interrupted(i32),

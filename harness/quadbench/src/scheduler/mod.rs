@@ -170,7 +170,14 @@ pub fn run_scenario(sc: &Scenario, opts: &RunOptions, rep: &mut dyn Reporter) ->
         rep,
         Event::ScenarioStarted { header: Box::new(header), claims: sc.claims.clone(), resumed_runs: resume.count() },
     )?;
-    let shared = stage::Shared { sc, m: &pkg.manifest, pkg_dir: &pkg.dir, inputs: &inputs, out };
+    let shared = stage::Shared {
+        sc,
+        m: &pkg.manifest,
+        pkg_dir: &pkg.dir,
+        inputs: &inputs,
+        out,
+        host_output_error: Default::default(),
+    };
     let quality = crate::quality::QualityConfig {
         golden_root: sc.golden_root.clone(),
         package_name: pkg.fp32.raw.name.clone(),
@@ -214,6 +221,9 @@ pub fn run_scenario(sc: &Scenario, opts: &RunOptions, rep: &mut dyn Reporter) ->
             let note = r.error.clone().unwrap_or_else(|| r.validity_note.clone());
             results.runs.push(r.clone());
             emit(&mut sinks, rep, Event::RunFinished { record: Box::new(r), note, resumed: false })?;
+            if let Some((path, message)) = shared.host_output_error.take() {
+                return Err(RunError::Output { path, source: std::io::Error::other(message) });
+            }
         }
     }
     results.claims = crate::claims::evaluate_claims(&sc.claims, &results.runs);

@@ -22,6 +22,8 @@ pub struct Shared<'a> {
     pub pkg_dir: &'a Path,
     pub inputs: &'a [(String, PathBuf)],
     pub out: &'a Path,
+    /// Set when a run could not write on this host (disk full): the scheduler stops.
+    pub host_output_error: std::cell::RefCell<Option<(String, String)>>,
 }
 
 /// What one device's runs share.
@@ -82,6 +84,11 @@ pub fn run_one(
                 o.path = format!("outputs/{}/{}__{}.png", spec.id, o.task, o.input);
             }
             rec
+        }
+        Err((DeviceError::HostOutput { path, message }, tail)) => {
+            let e = DeviceError::HostOutput { path: path.clone(), message: message.clone() };
+            *s.host_output_error.borrow_mut() = Some((path, message));
+            failed(s, d, spec, e.to_string(), tail, false)
         }
         Err((DeviceError::Interrupted(sig), tail)) => {
             let mut r = failed(s, d, spec, DeviceError::Interrupted(sig).to_string(), tail, false);
@@ -194,7 +201,10 @@ fn stage_and_execute(
     let remote = RemoteLayout { package: &pkg_remote, ort_library: &ort_remote, ep_libraries, inputs: plan_inputs };
     let plan = plan::runner_plan(s.sc, s.m, spec, &storage, remote);
     let local_run = s.out.join("runs").join(&spec.id);
-    let io = |e: std::io::Error| infra(format!("cannot write {}: {e}", local_run.display()));
+    // Writing the plan on this host is not the device's business: a full disk stops the run.
+    let io = |e: std::io::Error| {
+        no_tail(DeviceError::HostOutput { path: local_run.display().to_string(), message: e.to_string() })
+    };
     std::fs::create_dir_all(&local_run).map_err(io)?;
     let plan_path = local_run.join("plan.json");
     results::write_json_atomic(&plan_path, &plan).map_err(io)?;
