@@ -195,3 +195,44 @@ fn quality_line(x: &crate::results::RunRecord) -> String {
         fmt(worst(&|m| m.ssim), "")
     )
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::results::{PackageInfo, RunIdentity, RunRecord, ScenarioInfo};
+    use quadbench_protocol::Storage;
+
+    fn results(runs: Vec<RunRecord>) -> Results {
+        Results {
+            schema: crate::results::RESULTS_SCHEMA.into(),
+            quadbench_version: String::new(),
+            scenario: ScenarioInfo { name: "s".into(), path: "s.yaml".into(), sha256: String::new() },
+            package: PackageInfo {
+                name: "p".into(),
+                sha256: String::new(),
+                tasks: vec![],
+                dir: String::new(),
+                quantization: None,
+                golden_package: None,
+            },
+            devices: vec![],
+            runs,
+            claims: vec![],
+            complete: true,
+            statistics: Default::default(),
+        }
+    }
+
+    fn failed(infra: bool) -> RunRecord {
+        let id = RunIdentity { id: "r", device: "d", backend: "cpu", precision: "fp32", strategy: Strategy::Unified };
+        RunRecord::failed(id, Storage::default(), "boom".into(), String::new(), infra)
+    }
+
+    #[test]
+    fn device_failures_exit_3_and_test_failures_exit_4_as_documented() {
+        assert_eq!(results_exit_code(&results(vec![])), exit::OK);
+        assert_eq!(results_exit_code(&results(vec![failed(false)])), exit::RUNS_FAILED);
+        assert_eq!(results_exit_code(&results(vec![failed(true)])), exit::INFRA);
+        assert_eq!(results_exit_code(&results(vec![failed(false), failed(true)])), exit::INFRA);
+    }
+}
