@@ -20,6 +20,9 @@ pub enum Event {
         header: Box<Results>,
         claims: Vec<Claim>,
         resumed_runs: usize,
+        /// Run ids in plan order: runs finish in any order (devices work in parallel), results
+        /// list them in this one.
+        order: Vec<String>,
     },
     RunStarted {
         index: usize,

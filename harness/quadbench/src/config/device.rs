@@ -13,7 +13,7 @@ use std::time::Duration;
 
 /// The keys every profile may have, whatever its transport.
 const COMMON_KEYS: &[&str] =
-    &["name", "transport", "runner", "ort_library", "keep_runs", "retries", "backoff_ms", "qnn_libraries"];
+    &["name", "transport", "runner", "ort_library", "keep_runs", "retries", "backoff_ms", "qnn_libraries", "resource"];
 
 /// `devices/*.yaml` as written: the common keys, and the transport's keys in `transport_keys`.
 #[derive(Debug, Clone, Deserialize)]
@@ -42,6 +42,11 @@ pub struct RawDeviceProfile {
     /// plugin, which suits devices running this host's ABI only.
     #[serde(default)]
     pub qnn_libraries: Option<String>,
+    /// The physical resource the device's measurements occupy: devices naming the same one never
+    /// measure at the same time (default: `host-cpu` for the local transport, none otherwise; a
+    /// loopback device, which runs on the host, says `resource: host-cpu`).
+    #[serde(default)]
+    pub resource: Option<String>,
     /// Every other key: the transport's own (`work_dir` for local; `serial`, `root`... for adb).
     #[serde(flatten)]
     pub transport_keys: BTreeMap<String, serde_json::Value>,
@@ -61,6 +66,8 @@ pub struct DeviceProfile {
     /// QNN plugin directory (`None`: `auto`, the fetched plugin).
     pub qnn_libraries: Option<PathBuf>,
     pub retry: RetryPolicy,
+    /// Declared resource (see [`DeviceProfile::resource`]).
+    pub resource: Option<String>,
 }
 
 impl std::fmt::Debug for TransportKind {
@@ -90,6 +97,9 @@ impl RetryPolicy {
         self.backoff.saturating_mul(factor).min(Duration::from_secs(300))
     }
 }
+
+/// The resource of devices that compute on this host's CPU.
+pub const HOST_CPU: &str = "host-cpu";
 
 /// Most retries a profile may ask for, and the longest first backoff.
 const MAX_RETRIES: u32 = 20;
@@ -165,6 +175,13 @@ impl DeviceProfile {
                 "a device that fails 20 times in a row is broken; use at most 20",
             ));
         }
+        if let Some(r) = raw.resource.as_deref().filter(|r| !crate::safe_name(r)) {
+            return Err(err(
+                "resource:",
+                format!("resource `{}` must be a safe name", r.escape_debug()),
+                &format!("e.g. `resource: {HOST_CPU}` for a device that computes on this host"),
+            ));
+        }
         if raw.backoff_ms.is_some_and(|b| b > MAX_BACKOFF_MS) {
             return Err(err(
                 "backoff_ms:",
@@ -182,11 +199,18 @@ impl DeviceProfile {
             keep_runs: raw.keep_runs,
             qnn_libraries,
             retry,
+            resource: raw.resource,
         })
     }
 
     pub fn capabilities(&self) -> Capabilities {
         self.settings.capabilities()
+    }
+
+    /// The physical resource this device's measurements occupy: the profile's `resource:`, else
+    /// `host-cpu` for a device that is this host.
+    pub fn resource(&self) -> Option<String> {
+        self.resource.clone().or_else(|| self.capabilities().is_host.then(|| HOST_CPU.to_string()))
     }
 
     pub fn open(&self) -> Result<Box<dyn Transport>, DeviceError> {

@@ -3,13 +3,15 @@
 //! pull through the device's transport, and emit each finished run's record as an event that the
 //! result sinks persist at once. It reports only through events; reporters decide what to show.
 //!
-//! `stage`: one run on one device; `retry`: infrastructure failures and unhealthy devices;
-//! `resume`: carrying finished runs over; `throttle`: cool-downs and the throttle check.
+//! `worker`: one thread per device, devices on one physical resource taking turns; `stage`: one
+//! run on one device; `retry`: infrastructure failures and unhealthy devices; `resume`:
+//! carrying finished runs over; `throttle`: cool-downs and the throttle check.
 
 pub mod resume;
 pub mod retry;
 pub mod stage;
 pub mod throttle;
+pub mod worker;
 
 use crate::config::{DeviceProfile, Scenario};
 use crate::events::{Event, Reporter};
@@ -163,13 +165,28 @@ pub fn run_scenario(sc: &Scenario, opts: &RunOptions, rep: &mut dyn Reporter) ->
     };
     let inputs = prepare_inputs(sc, &pkg.manifest, out)?;
     let header = header(sc, &pkg, devices);
+    let specs = crate::plan::runs(sc, &profiles);
     let mut sinks = crate::sink::for_dir(out);
     let mut results = header.clone();
-    emit(
-        &mut sinks,
-        rep,
-        Event::ScenarioStarted { header: Box::new(header), claims: sc.claims.clone(), resumed_runs: resume.count() },
-    )?;
+    let started = Event::ScenarioStarted {
+        header: Box::new(header),
+        claims: sc.claims.clone(),
+        resumed_runs: resume.count(),
+        order: specs.iter().map(|s| s.id.clone()).collect(),
+    };
+    emit(&mut sinks, rep, started)?;
+    // Runs finished by an earlier invocation are carried over first; the rest go to the devices.
+    let mut todo: Vec<Vec<&crate::plan::RunSpec>> = vec![Vec::new(); profiles.len()];
+    for spec in &specs {
+        match resume.take(&spec.id) {
+            Some(r) => {
+                let note = "finished earlier, kept (--resume)".to_string();
+                results.runs.push(r.clone());
+                emit(&mut sinks, rep, Event::RunFinished { record: Box::new(r), note, resumed: true })?;
+            }
+            None => todo[spec.device].push(spec),
+        }
+    }
     let shared = stage::Shared {
         sc,
         m: &pkg.manifest,
@@ -183,49 +200,54 @@ pub fn run_scenario(sc: &Scenario, opts: &RunOptions, rep: &mut dyn Reporter) ->
         package_name: pkg.fp32.raw.name.clone(),
         thresholds: sc.thresholds.clone(),
     };
-    let specs = crate::plan::runs(sc, &profiles);
-    let host = host_name();
-    let mut governor = throttle::Governor::new(sc.throttle.clone(), sc.cooldown_s);
-    for (d, profile) in profiles.iter().enumerate() {
-        let runner = profile.runner.clone().unwrap_or_else(default_runner);
-        let ort_lib = profile.ort_library.clone().unwrap_or_else(|| ort.library.clone());
-        let dev = stage::DeviceRun { profile, runner: &runner, ort_lib: &ort_lib };
-        let mut session = retry::DeviceSession::new(profile);
-        let mut eps = std::collections::BTreeMap::new();
-        for spec in specs.iter().filter(|s| s.device == d) {
-            if let Some(signal) = crate::interrupt::received() {
-                return Err(RunError::Interrupted { signal, out: out.display().to_string() });
-            }
-            rep.event(&Event::RunStarted { index: spec.index, total: specs.len(), id: spec.id.clone() });
-            if let Some(r) = resume.take(&spec.id) {
-                let note = "finished earlier, kept (--resume)".to_string();
-                results.runs.push(r.clone());
-                emit(&mut sinks, rep, Event::RunFinished { record: Box::new(r), note, resumed: true })?;
-                continue;
-            }
-            // Located (and, for devices that copy files, hashed) once per device and backend.
-            let ep = eps.entry(spec.backend).or_insert_with(|| crate::backend::ep_bundle(spec.backend, profile));
-            let throttle = governor.before_run(profile.capabilities().is_host, rep);
-            let started_at = crate::time::now_rfc3339();
-            let failed = |msg: String| stage::failed(&shared, &dev, spec, msg, String::new(), true);
-            let mut r = session.run(
-                &spec.id,
-                rep,
-                &mut |t, info, rep| stage::run_one(&shared, &dev, spec, ep, t, info, rep),
-                &failed,
-            );
-            (r.key, r.host, r.started_at, r.finished_at) =
-                (spec.key.clone(), host.clone(), started_at, crate::time::now_rfc3339());
-            r.throttle = Some(throttle);
-            crate::quality::score_run(&mut r, out, &quality);
-            let note = r.error.clone().unwrap_or_else(|| r.validity_note.clone());
-            results.runs.push(r.clone());
-            emit(&mut sinks, rep, Event::RunFinished { record: Box::new(r), note, resumed: false })?;
-            if let Some((path, message)) = shared.host_output_error.take() {
-                return Err(RunError::Output { path, source: std::io::Error::other(message) });
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    let common = worker::Common {
+        shared: &shared,
+        quality: &quality,
+        ort_library: ort.library.clone(),
+        host: host_name(),
+        total: specs.len(),
+        stop: &stop,
+        resources: profiles.iter().filter_map(|p| p.resource()).map(|r| (r, Default::default())).collect(),
+    };
+    let mut sink_error = None;
+    std::thread::scope(|scope| {
+        let (tx, rx) = std::sync::mpsc::channel();
+        for (profile, specs) in profiles.iter().zip(&todo).filter(|(_, s)| !s.is_empty()) {
+            let (tx, common) = (tx.clone(), &common);
+            scope.spawn(move || worker::device_worker(common, profile, specs, tx));
+        }
+        drop(tx);
+        // The workers' messages, in the order they happen, until every worker is done.
+        for msg in rx {
+            match msg {
+                worker::Msg::Event(e) => rep.event(&e),
+                worker::Msg::Finished(r) => {
+                    let note = r.error.clone().unwrap_or_else(|| r.validity_note.clone());
+                    results.runs.push((*r).clone());
+                    let failed_output = shared.host_output_error.lock().unwrap_or_else(|p| p.into_inner()).is_some();
+                    let emitted = emit(&mut sinks, rep, Event::RunFinished { record: r, note, resumed: false });
+                    if let Err(e) = emitted {
+                        sink_error.get_or_insert(e);
+                    }
+                    if sink_error.is_some() || failed_output {
+                        stop.store(true, std::sync::atomic::Ordering::SeqCst);
+                    }
+                }
             }
         }
+    });
+    if let Some(e) = sink_error {
+        return Err(e);
     }
+    if let Some((path, message)) = shared.host_output_error.lock().unwrap_or_else(|p| p.into_inner()).take() {
+        return Err(RunError::Output { path, source: std::io::Error::other(message) });
+    }
+    if let Some(signal) = crate::interrupt::received() {
+        return Err(RunError::Interrupted { signal, out: out.display().to_string() });
+    }
+    let order = |id: &str| specs.iter().position(|s| s.id == id).unwrap_or(usize::MAX);
+    results.runs.sort_by_key(|r| order(&r.id));
     results.claims = crate::claims::evaluate_claims(&sc.claims, &results.runs);
     results.complete = true;
     emit(&mut sinks, rep, Event::ScenarioFinished { out: out.clone() })?;

@@ -23,7 +23,7 @@ pub struct Shared<'a> {
     pub inputs: &'a [(String, PathBuf)],
     pub out: &'a Path,
     /// Set when a run could not write on this host (disk full): the scheduler stops.
-    pub host_output_error: std::cell::RefCell<Option<(String, String)>>,
+    pub host_output_error: std::sync::Mutex<Option<(String, String)>>,
 }
 
 /// What one device's runs share.
@@ -87,7 +87,7 @@ pub fn run_one(
         }
         Err((DeviceError::HostOutput { path, message }, tail)) => {
             let e = DeviceError::HostOutput { path: path.clone(), message: message.clone() };
-            *s.host_output_error.borrow_mut() = Some((path, message));
+            *s.host_output_error.lock().unwrap_or_else(|p| p.into_inner()) = Some((path, message));
             failed(s, d, spec, e.to_string(), tail, false)
         }
         Err((DeviceError::Interrupted(sig), tail)) => {

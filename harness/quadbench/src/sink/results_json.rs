@@ -12,10 +12,11 @@ pub struct ResultsJson {
     path: PathBuf,
     results: Option<Results>,
     claims: Vec<Claim>,
+    order: Vec<String>,
 }
 
 pub fn open(out: &Path) -> Box<dyn ResultSink> {
-    Box::new(ResultsJson { path: out.join("results.json"), results: None, claims: Vec::new() })
+    Box::new(ResultsJson { path: out.join("results.json"), results: None, claims: Vec::new(), order: Vec::new() })
 }
 
 impl ResultsJson {
@@ -28,14 +29,18 @@ impl ResultsJson {
 impl ResultSink for ResultsJson {
     fn event(&mut self, e: &Event) -> Result<(), SinkError> {
         match e {
-            Event::ScenarioStarted { header, claims, .. } => {
+            Event::ScenarioStarted { header, claims, order, .. } => {
                 self.results = Some((**header).clone());
                 self.claims = claims.clone();
+                self.order = order.clone();
                 Ok(())
             }
             Event::RunFinished { record, .. } => {
                 if let Some(r) = &mut self.results {
                     r.runs.push((**record).clone());
+                    // Plan order, whatever the order runs finished in: the same file every time.
+                    let at = |id: &str| self.order.iter().position(|o| o == id).unwrap_or(usize::MAX);
+                    r.runs.sort_by_key(|x| at(&x.id));
                     r.claims = claims::evaluate_claims(&self.claims, &r.runs);
                 }
                 self.write()
