@@ -65,6 +65,10 @@ pub fn device_worker(c: &Common<'_>, profile: &DeviceProfile, specs: &[&RunSpec]
         }
         // Held for the whole run, cool-down and throttle check included.
         let _turn = resource.as_ref().map(|m| m.lock().unwrap_or_else(|p| p.into_inner()));
+        // The wait for a turn can be long: a stop or an interrupt meanwhile means no new run.
+        if c.stop.load(Ordering::SeqCst) || crate::interrupt::received().is_some() {
+            return;
+        }
         rep.event(&Event::RunStarted { index: spec.index, total: c.total, id: spec.id.clone() });
         // Located (and, for devices that copy files, hashed) once per device and backend.
         let ep = eps.entry(spec.backend).or_insert_with(|| crate::backend::ep_bundle(spec.backend, profile));
