@@ -20,6 +20,7 @@ use crate::results::{DeviceRef, PackageInfo, RESULTS_SCHEMA, Results, ScenarioIn
 use crate::sink::{ResultSink, SinkError};
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 
 #[derive(Debug, thiserror::Error)]
 pub enum RunError {
@@ -208,7 +209,11 @@ pub fn run_scenario(sc: &Scenario, opts: &RunOptions, rep: &mut dyn Reporter) ->
         host: host_name(),
         total: specs.len(),
         stop: &stop,
-        resources: profiles.iter().filter_map(|p| p.resource()).map(|r| (r, Default::default())).collect(),
+        resources: profiles
+            .iter()
+            .filter_map(|p| p.resource())
+            .map(|r| (r, Arc::new(Mutex::new(throttle::Governor::new(sc.throttle.clone(), sc.cooldown_s)))))
+            .collect(),
     };
     let mut sink_error = None;
     std::thread::scope(|scope| {

@@ -45,8 +45,9 @@ pub struct Common<'a> {
     /// Set when the scenario must stop (a sink failed, the host is out of disk): workers finish
     /// the run in flight and start no other.
     pub stop: &'a AtomicBool,
-    /// One lock per physical resource.
-    pub resources: BTreeMap<String, Arc<Mutex<()>>>,
+    /// One lock per physical resource, holding the resource's throttle governor: the cool-down
+    /// between runs and the throttle reference belong to the silicon, not to a device profile.
+    pub resources: BTreeMap<String, Arc<Mutex<throttle::Governor>>>,
 }
 
 /// Run `specs` (one device's, in plan order) on `profile`.
@@ -56,7 +57,8 @@ pub fn device_worker(c: &Common<'_>, profile: &DeviceProfile, specs: &[&RunSpec]
     let ort_lib = profile.ort_library.clone().unwrap_or_else(|| c.ort_library.clone());
     let dev = DeviceRun { profile, runner: &runner, ort_lib: &ort_lib };
     let mut session = retry::DeviceSession::new(profile);
-    let mut governor = throttle::Governor::new(c.shared.sc.throttle.clone(), c.shared.sc.cooldown_s);
+    // A device on no shared resource keeps its own governor.
+    let mut own = throttle::Governor::new(c.shared.sc.throttle.clone(), c.shared.sc.cooldown_s);
     let mut eps = BTreeMap::new();
     let resource = profile.resource().and_then(|r| c.resources.get(&r).cloned());
     for spec in specs {
@@ -64,7 +66,7 @@ pub fn device_worker(c: &Common<'_>, profile: &DeviceProfile, specs: &[&RunSpec]
             return;
         }
         // Held for the whole run, cool-down and throttle check included.
-        let _turn = resource.as_ref().map(|m| m.lock().unwrap_or_else(|p| p.into_inner()));
+        let mut turn = resource.as_ref().map(|m| m.lock().unwrap_or_else(|p| p.into_inner()));
         // The wait for a turn can be long: a stop or an interrupt meanwhile means no new run.
         if c.stop.load(Ordering::SeqCst) || crate::interrupt::received().is_some() {
             return;
@@ -72,6 +74,10 @@ pub fn device_worker(c: &Common<'_>, profile: &DeviceProfile, specs: &[&RunSpec]
         rep.event(&Event::RunStarted { index: spec.index, total: c.total, id: spec.id.clone() });
         // Located (and, for devices that copy files, hashed) once per device and backend.
         let ep = eps.entry(spec.backend).or_insert_with(|| crate::backend::ep_bundle(spec.backend, profile));
+        let governor = match turn.as_deref_mut() {
+            Some(g) => g,
+            None => &mut own,
+        };
         let throttle = governor.before_run(profile.capabilities().is_host, &mut rep);
         let started_at = crate::time::now_rfc3339();
         let failed = |msg: String| stage::failed(c.shared, &dev, spec, msg, String::new(), true);
