@@ -379,8 +379,13 @@ impl Conn {
             let state = self.state()?;
             match &state {
                 Some(DeviceState::Device) => return Ok(()),
+                // The adb server shows a device `unauthorized` while the AUTH handshake is still
+                // going (after every reconnect, too): wait, without reconnecting over it. Only a
+                // device still unauthorized when the wait ends is refused.
                 Some(DeviceState::Unauthorized) => {
-                    return Err(self.infra(format!("device {} is unauthorized: accept the \"Allow USB debugging\" prompt on the phone (tick \"always allow\")", self.serial)));
+                    last_state = state;
+                    std::thread::sleep(Duration::from_millis(200));
+                    continue;
                 }
                 Some(
                     s @ (DeviceState::Bootloader
@@ -418,6 +423,9 @@ impl Conn {
             }
             last_state = state;
             std::thread::sleep(Duration::from_millis(200));
+        }
+        if matches!(last_state, Some(DeviceState::Unauthorized)) {
+            return Err(self.infra(format!("device {} is unauthorized: accept the \"Allow USB debugging\" prompt on the phone (tick \"always allow\")", self.serial)));
         }
         let state = last_state.map_or("not attached".to_string(), |s| format!("`{s}`"));
         Err(self.infra(format!("device {} is {state} at the adb server {} after {} s{connect_error}; `adb -P {} devices` shows what the server sees", self.serial, self.server, ONLINE_WAIT.as_secs(), self.server.port())))
