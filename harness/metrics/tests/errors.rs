@@ -5,6 +5,8 @@ use std::path::{Path, PathBuf};
 
 use image::{DynamicImage, ImageBuffer, Rgb, RgbImage, Rgba};
 use quadbench_metrics::load::from_dynamic;
+
+mod common;
 use quadbench_metrics::{
     CompareError, CompareOptions, Image, ImageError, LoadError, Metric, MetricError, Warning, compare, load_image,
     load_pair, lpips_proxy, ms_ssim, psnr_db, ssim,
@@ -49,40 +51,12 @@ fn missing_file_names_the_path() {
     assert!(err.to_string().contains("/nonexistent/golden.png"), "{err}");
 }
 
-/// A PNG whose header says 0x0 (valid chunk structure, CRCs included).
-fn zero_size_png() -> Vec<u8> {
-    fn crc32(data: &[u8]) -> u32 {
-        let mut crc = 0xffff_ffffu32;
-        for &b in data {
-            crc ^= b as u32;
-            for _ in 0..8 {
-                crc = if crc & 1 != 0 { (crc >> 1) ^ 0xedb8_8320 } else { crc >> 1 };
-            }
-        }
-        !crc
-    }
-    fn chunk(out: &mut Vec<u8>, kind: &[u8; 4], data: &[u8]) {
-        out.extend((data.len() as u32).to_be_bytes());
-        let mut body = kind.to_vec();
-        body.extend(data);
-        out.extend(&body);
-        out.extend(crc32(&body).to_be_bytes());
-    }
-    let mut png = b"\x89PNG\r\n\x1a\n".to_vec();
-    let mut ihdr = Vec::new();
-    ihdr.extend(0u32.to_be_bytes());
-    ihdr.extend(0u32.to_be_bytes());
-    ihdr.extend([8, 2, 0, 0, 0]);
-    chunk(&mut png, b"IHDR", &ihdr);
-    chunk(&mut png, b"IEND", &[]);
-    png
-}
-
 #[test]
 fn zero_by_zero_images_are_rejected() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("empty.png");
-    std::fs::write(&path, zero_size_png()).unwrap();
+    // A header that says 0x0, and no image data.
+    std::fs::write(&path, common::png_with_header(0, 0, None)).unwrap();
     let err = load_image(&path).unwrap_err();
     assert!(matches!(err, LoadError::Decode { .. } | LoadError::Empty { .. }), "{err:?}");
     assert!(err.to_string().contains(&path.display().to_string()), "{err}");

@@ -9,6 +9,9 @@ use std::time::{Duration, Instant};
 
 use quadbench_metrics::{LoadError, load_image};
 
+mod common;
+use common::bomb_png;
+
 /// Runs `load_image(path)` on a thread and fails the test when it has not returned in 10 s.
 fn load_within_deadline(path: &Path) -> Result<quadbench_metrics::Loaded, LoadError> {
     let (tx, rx) = mpsc::channel();
@@ -18,38 +21,6 @@ fn load_within_deadline(path: &Path) -> Result<quadbench_metrics::Loaded, LoadEr
     });
     rx.recv_timeout(Duration::from_secs(10))
         .unwrap_or_else(|_| panic!("load_image({}) still running after 10 s", path.display()))
-}
-
-fn crc32(data: &[u8]) -> u32 {
-    let mut crc = 0xffff_ffffu32;
-    for &b in data {
-        crc ^= b as u32;
-        for _ in 0..8 {
-            crc = if crc & 1 != 0 { (crc >> 1) ^ 0xedb8_8320 } else { crc >> 1 };
-        }
-    }
-    !crc
-}
-
-/// A valid PNG (chunk CRCs included) whose IHDR claims `width`x`height` 8-bit RGB and whose IDAT
-/// is the smallest zlib stream: a few dozen bytes in all.
-pub fn bomb_png(width: u32, height: u32) -> Vec<u8> {
-    fn chunk(out: &mut Vec<u8>, kind: &[u8; 4], data: &[u8]) {
-        out.extend((data.len() as u32).to_be_bytes());
-        let mut body = kind.to_vec();
-        body.extend(data);
-        out.extend(&body);
-        out.extend(crc32(&body).to_be_bytes());
-    }
-    let mut png = b"\x89PNG\r\n\x1a\n".to_vec();
-    let mut ihdr = Vec::new();
-    ihdr.extend(width.to_be_bytes());
-    ihdr.extend(height.to_be_bytes());
-    ihdr.extend([8, 2, 0, 0, 0]);
-    chunk(&mut png, b"IHDR", &ihdr);
-    chunk(&mut png, b"IDAT", &[0x78, 0x9c, 0x03, 0x00, 0x00, 0x00, 0x00, 0x01]);
-    chunk(&mut png, b"IEND", &[]);
-    png
 }
 
 fn mkfifo(path: &Path) {
