@@ -19,7 +19,28 @@ pub struct YamlError {
     pub hint: String,
 }
 
+/// A key whose value is wrong, found while validating a parsed file (a transport's settings, a
+/// package source, quantization options): which key, what is wrong, and the fix.
+/// [`YamlError::for_key`] locates it in the file.
+#[derive(Debug, Clone, PartialEq)]
+pub struct KeyError {
+    pub key: String,
+    pub message: String,
+    pub fix: String,
+}
+
+impl KeyError {
+    pub fn new(key: &str, message: impl Into<String>, fix: impl Into<String>) -> KeyError {
+        KeyError { key: key.into(), message: message.into(), fix: fix.into() }
+    }
+}
+
 impl YamlError {
+    /// `e` located at its key (`key:`) in the file.
+    pub fn for_key(path: &Path, text: &str, e: KeyError) -> YamlError {
+        YamlError::at(path, text, &format!("{}:", e.key), e.message, &e.fix)
+    }
+
     /// A semantic error found after parsing, located by searching the text for `needle`.
     pub fn at(path: &Path, text: &str, needle: &str, message: String, fix: &str) -> YamlError {
         let (line, column) = locate(text, needle).unwrap_or((1, 1));

@@ -109,8 +109,8 @@ fn reference(a: ReferenceArgs) -> i32 {
 fn quantize(a: QuantizeArgs) -> i32 {
     let q = match Quantize::parse(Some(&a.precision), Some(&a.profile), a.a8_ratio, a.per_channel) {
         Ok(q) => q,
-        Err((key, msg, fix)) => {
-            exit::report(&format!("--{}: {msg}; {fix}", key.replace('_', "-")));
+        Err(e) => {
+            exit::report(&format!("--{}: {}; {}", e.key.replace('_', "-"), e.message, e.fix));
             return exit::BAD_INPUT;
         }
     };

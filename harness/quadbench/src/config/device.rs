@@ -150,7 +150,7 @@ impl DeviceProfile {
             base,
             host_builds: auto(&raw.runner) || auto(&raw.ort_library),
         };
-        let settings = (kind.parse)(&input).map_err(|e| err(&format!("{}:", e.key), e.message, &e.fix))?;
+        let settings = (kind.parse)(&input).map_err(|e| YamlError::for_key(path, &text, e))?;
         let resolve = |s: &Option<String>| s.as_ref().filter(|v| v.as_str() != "auto").map(|v| base.join(v));
         let qnn_libraries = resolve(&raw.qnn_libraries);
         let qnn_plugin = quadbench_protocol::Backend::QnnHtp.info().plugin_library.unwrap_or_default();

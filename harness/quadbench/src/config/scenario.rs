@@ -341,13 +341,12 @@ fn package(cx: &Ctx<'_>, raw: &RawPackage, base: &Path) -> Result<PackageSpec, Y
             &format!("e.g. {}", examples.join(" or ")),
         )
     })?;
-    let src = (kind.parse)(value, base)
-        .map_err(|e| cx.err(&format!("{}:", e.key.as_deref().unwrap_or(kind.key)), e.message, &e.fix))?;
+    let src = (kind.parse)(value, base).map_err(|e| YamlError::for_key(cx.path, cx.text, e))?;
     let quantize = match &raw.quantize {
         None => None,
         Some(q) => Some(
             Quantize::parse(q.precision.as_deref(), q.profile.as_deref(), q.a8_ratio, q.per_channel.unwrap_or(false))
-                .map_err(|(key, msg, fix)| cx.err(&format!("{key}:"), msg, &fix))?,
+                .map_err(|e| YamlError::for_key(cx.path, cx.text, e))?,
         ),
     };
     Ok(PackageSpec { source: src, quantize })

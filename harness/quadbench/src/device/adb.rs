@@ -26,9 +26,10 @@
 
 use super::watchdog::{self, End};
 use super::{
-    Capabilities, DeviceError, DeviceInfo, ExecLimits, ExecOutcome, SettingError, SettingsInput, Transport,
-    TransportKind, TransportSettings,
+    Capabilities, DeviceError, DeviceInfo, ExecLimits, ExecOutcome, SettingsInput, Transport, TransportKind,
+    TransportSettings,
 };
+use crate::yaml::KeyError;
 use adb_client::server::{ADBServer, DeviceState};
 use adb_client::server_device::ADBServerDevice;
 use adb_client::{ADBDeviceExt, HostFeatures, RustADBError};
@@ -134,17 +135,17 @@ impl TransportSettings for AdbSettings {
 }
 
 /// Validate the adb keys of a device profile.
-fn parse_settings(input: &SettingsInput<'_>) -> Result<Arc<dyn TransportSettings>, SettingError> {
+fn parse_settings(input: &SettingsInput<'_>) -> Result<Arc<dyn TransportSettings>, KeyError> {
     let key = |k: &str| super::string_key(input, k);
     let Some(serial) = key("serial")? else {
-        return Err(SettingError::new(
+        return Err(KeyError::new(
             "transport",
             "the adb transport needs `serial:`",
             "add `serial: <serial>` as `adb devices` prints it (host:port for a TCP device)",
         ));
     };
     if !valid_serial(&serial) {
-        return Err(SettingError::new(
+        return Err(KeyError::new(
             "serial",
             format!("serial {serial:?} has characters adb serials do not have"),
             "use the serial exactly as `adb devices` prints it",
@@ -152,7 +153,7 @@ fn parse_settings(input: &SettingsInput<'_>) -> Result<Arc<dyn TransportSettings
     }
     let server_text = key("adb_server")?.unwrap_or_else(|| DEFAULT_SERVER.into());
     let server: SocketAddrV4 = server_text.parse().map_err(|_| {
-        SettingError::new(
+        KeyError::new(
             "adb_server",
             format!("adb_server `{server_text}` is not an IPv4 host:port"),
             "e.g. `adb_server: 127.0.0.1:5037`",
@@ -161,7 +162,7 @@ fn parse_settings(input: &SettingsInput<'_>) -> Result<Arc<dyn TransportSettings
     let root = key("root")?.unwrap_or_else(|| DEFAULT_ROOT.into());
     let root = root.trim_end_matches('/').to_string();
     if !valid_root(&root) {
-        return Err(SettingError::new(
+        return Err(KeyError::new(
             "root",
             format!("root `{root}` must be an absolute device path of safe names"),
             format!("e.g. `root: /data/local/tmp/quadbench` ({})", crate::SAFE_NAME_CHARS),
@@ -170,10 +171,10 @@ fn parse_settings(input: &SettingsInput<'_>) -> Result<Arc<dyn TransportSettings
     let abi = key("abi")?;
     if let Some(abi) = &abi {
         if !crate::safe_name(abi) {
-            return Err(SettingError::new("abi", format!("abi `{abi}` is not an ABI name"), "e.g. `abi: arm64-v8a`"));
+            return Err(KeyError::new("abi", format!("abi `{abi}` is not an ABI name"), "e.g. `abi: arm64-v8a`"));
         }
         if abi != host_abi() && input.host_builds {
-            return Err(SettingError::new(
+            return Err(KeyError::new(
                 "abi",
                 format!("`runner`/`ort_library: auto` are this host's {} builds, not {abi}", host_abi()),
                 "build the runner with `cargo ndk -t arm64-v8a build --release -p quadbench-runner`, take libonnxruntime.so from the onnxruntime-android AAR and set `runner:` and `ort_library:` (docs/adb.md)",

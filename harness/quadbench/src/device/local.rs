@@ -5,9 +5,10 @@
 
 use super::watchdog::{self, End, Msg};
 use super::{
-    Capabilities, DeviceError, DeviceInfo, ExecLimits, ExecOutcome, SettingError, SettingsInput, Transport,
-    TransportKind, TransportSettings,
+    Capabilities, DeviceError, DeviceInfo, ExecLimits, ExecOutcome, SettingsInput, Transport, TransportKind,
+    TransportSettings,
 };
+use crate::yaml::KeyError;
 use std::io::{BufRead, BufReader, Read};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
@@ -28,12 +29,12 @@ struct LocalSettings {
     work_dir: Option<PathBuf>,
 }
 
-fn parse(input: &SettingsInput<'_>) -> Result<Arc<dyn TransportSettings>, SettingError> {
+fn parse(input: &SettingsInput<'_>) -> Result<Arc<dyn TransportSettings>, KeyError> {
     let work_dir = super::string_key(input, "work_dir")?.map(|w| input.base.join(w));
     if let Some(w) = &work_dir
         && let Some(sys) = system_dir(w)
     {
-        return Err(SettingError::new(
+        return Err(KeyError::new(
             "work_dir",
             format!("work_dir {} is {sys} or inside it, a system directory", w.display()),
             "use a directory of your own, e.g. `work_dir: /tmp/quadbench-device`",

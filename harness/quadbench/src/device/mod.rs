@@ -8,6 +8,7 @@ pub mod adb;
 pub mod local;
 pub mod watchdog;
 
+use crate::yaml::KeyError;
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Arc;
@@ -112,27 +113,13 @@ pub struct SettingsInput<'a> {
     pub host_builds: bool,
 }
 
-/// A profile key that is wrong: which key, what is wrong, how to fix it.
-#[derive(Debug, Clone, PartialEq)]
-pub struct SettingError {
-    pub key: String,
-    pub message: String,
-    pub fix: String,
-}
-
-impl SettingError {
-    pub fn new(key: &str, message: impl Into<String>, fix: impl Into<String>) -> SettingError {
-        SettingError { key: key.into(), message: message.into(), fix: fix.into() }
-    }
-}
-
 /// One registered transport.
 pub struct TransportKind {
     /// `transport:` value in a profile.
     pub name: &'static str,
     /// The profile keys this transport owns besides the common ones.
     pub keys: &'static [&'static str],
-    pub parse: fn(&SettingsInput<'_>) -> Result<Arc<dyn TransportSettings>, SettingError>,
+    pub parse: fn(&SettingsInput<'_>) -> Result<Arc<dyn TransportSettings>, KeyError>,
 }
 
 /// Every transport.
@@ -144,11 +131,11 @@ pub fn kind(name: &str) -> Option<&'static TransportKind> {
 }
 
 /// A string-valued key of a transport's section (`None` when absent).
-pub fn string_key(input: &SettingsInput<'_>, key: &str) -> Result<Option<String>, SettingError> {
+pub fn string_key(input: &SettingsInput<'_>, key: &str) -> Result<Option<String>, KeyError> {
     match input.values.get(key) {
         None | Some(serde_json::Value::Null) => Ok(None),
         Some(serde_json::Value::String(s)) => Ok(Some(s.clone())),
         Some(serde_json::Value::Number(n)) => Ok(Some(n.to_string())),
-        Some(other) => Err(SettingError::new(key, format!("`{key}` must be a string, not {other}"), "quote the value")),
+        Some(other) => Err(KeyError::new(key, format!("`{key}` must be a string, not {other}"), "quote the value")),
     }
 }

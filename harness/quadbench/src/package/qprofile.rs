@@ -14,6 +14,7 @@
 use super::PackageError;
 use super::manifest::{self, Manifest};
 use super::quantize::{self, ActBits, QdqConfig, Ranges};
+use crate::yaml::KeyError;
 use ort::environment::Environment;
 use ort::session::{Session, SessionInputValue};
 use ort::value::{DynValue, Tensor};
@@ -97,25 +98,29 @@ impl Quantize {
         profile: Option<&str>,
         a8_ratio: Option<f64>,
         per_channel: bool,
-    ) -> Result<Quantize, (&'static str, String, String)> {
+    ) -> Result<Quantize, KeyError> {
         let precision = match precision {
             None => Precision::W8A16,
             Some(p) => Precision::parse(p).ok_or_else(|| {
-                ("precision", format!("unknown quantization precision `{p}`"), "use `w8a16` or `w8a8`".into())
+                KeyError::new("precision", format!("unknown quantization precision `{p}`"), "use `w8a16` or `w8a8`")
             })?,
         };
         let profile = match profile {
             None => ProfileMethod::Anchor,
             Some(p) => ProfileMethod::parse(p).ok_or_else(|| {
-                ("profile", format!("unknown shared profile method `{p}`"), "use `anchor` (QUAD) or `merge`".into())
+                KeyError::new(
+                    "profile",
+                    format!("unknown shared profile method `{p}`"),
+                    "use `anchor` (QUAD) or `merge`",
+                )
             })?,
         };
         let a8_ratio = a8_ratio.unwrap_or(if precision == Precision::W8A8 { 1.0 } else { 0.0 });
         if !(0.0..=1.0).contains(&a8_ratio) {
-            return Err((
+            return Err(KeyError::new(
                 "a8_ratio",
                 format!("a8_ratio {a8_ratio} must be within [0, 1]"),
-                "0 = all W8A16, 1 = all W8A8".into(),
+                "0 = all W8A16, 1 = all W8A8",
             ));
         }
         Ok(Quantize { precision, profile, a8_ratio, per_channel })

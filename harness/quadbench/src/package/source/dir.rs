@@ -1,8 +1,9 @@
 //! `package: {path: DIR}`: a package directory on disk (relative to the scenario's folder).
 
-use super::{PackageSource, SourceError, SourceKind};
+use super::{PackageSource, SourceKind};
 use crate::events::Reporter;
 use crate::package::PackageError;
+use crate::yaml::KeyError;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -11,14 +12,14 @@ pub const KIND: SourceKind = SourceKind { key: "path", example: "`package: {path
 #[derive(Debug)]
 struct Dir(PathBuf);
 
-fn parse(value: serde_json::Value, base: &Path) -> Result<Arc<dyn PackageSource>, SourceError> {
+fn parse(value: serde_json::Value, base: &Path) -> Result<Arc<dyn PackageSource>, KeyError> {
     match value {
         serde_json::Value::String(p) if !p.is_empty() => Ok(Arc::new(Dir(base.join(p)))),
-        other => Err(SourceError {
-            key: Some("path".into()),
-            message: format!("`path` must be a directory name, not {other}"),
-            fix: "e.g. `package: {path: ../my-package}` (relative to the scenario file)".into(),
-        }),
+        other => Err(KeyError::new(
+            "path",
+            format!("`path` must be a directory name, not {other}"),
+            "e.g. `package: {path: ../my-package}` (relative to the scenario file)",
+        )),
     }
 }
 

@@ -11,6 +11,7 @@ pub mod reference;
 use super::qprofile::Quantize;
 use super::{Manifest, PackageError};
 use crate::events::Reporter;
+use crate::yaml::KeyError;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -22,17 +23,8 @@ pub trait PackageSource: std::fmt::Debug + Send + Sync {
     fn describe(&self) -> String;
 }
 
-/// Why a source's section is invalid: the sub-key at fault (to locate it in the file), the
-/// problem and the fix.
-#[derive(Debug, Clone, PartialEq)]
-pub struct SourceError {
-    pub key: Option<String>,
-    pub message: String,
-    pub fix: String,
-}
-
 /// Validates a source's scenario section into the source.
-pub type ParseSource = fn(value: serde_json::Value, base: &Path) -> Result<Arc<dyn PackageSource>, SourceError>;
+pub type ParseSource = fn(value: serde_json::Value, base: &Path) -> Result<Arc<dyn PackageSource>, KeyError>;
 
 /// One registered source.
 pub struct SourceKind {

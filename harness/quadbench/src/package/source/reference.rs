@@ -1,10 +1,11 @@
 //! `package: {reference: {tasks, width, resolution, steps, seed}}`: the generated reference
 //! package (`crate::package::reference`), cached by its parameters.
 
-use super::{PackageSource, SourceError, SourceKind};
+use super::{PackageSource, SourceKind};
 use crate::events::{Event, Reporter};
 use crate::package::PackageError;
 use crate::package::reference::{self, ReferenceParams};
+use crate::yaml::KeyError;
 use serde::Deserialize;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -30,12 +31,14 @@ struct RawReference {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Reference(pub ReferenceParams);
 
-fn parse(value: serde_json::Value, _base: &Path) -> Result<Arc<dyn PackageSource>, SourceError> {
+fn parse(value: serde_json::Value, _base: &Path) -> Result<Arc<dyn PackageSource>, KeyError> {
     let value = if value.is_null() { serde_json::Value::Object(Default::default()) } else { value };
-    let r: RawReference = serde_json::from_value(value).map_err(|e| SourceError {
-        key: Some("reference".into()),
-        message: format!("reference package parameters: {e}"),
-        fix: "keys: tasks, width, resolution, steps, seed (all optional), e.g. `reference: {tasks: 10}`".into(),
+    let r: RawReference = serde_json::from_value(value).map_err(|e| {
+        KeyError::new(
+            "reference",
+            format!("reference package parameters: {e}"),
+            "keys: tasks, width, resolution, steps, seed (all optional), e.g. `reference: {tasks: 10}`",
+        )
     })?;
     let d = ReferenceParams::default();
     let p = ReferenceParams {
@@ -45,11 +48,7 @@ fn parse(value: serde_json::Value, _base: &Path) -> Result<Arc<dyn PackageSource
         steps: r.steps.unwrap_or(d.steps),
         seed: r.seed.unwrap_or(d.seed),
     };
-    p.validate().map_err(|e| SourceError {
-        key: Some("reference".into()),
-        message: e.to_string(),
-        fix: String::new(),
-    })?;
+    p.validate().map_err(|e| KeyError::new("reference", e.to_string(), ""))?;
     Ok(Arc::new(Reference(p)))
 }
 
