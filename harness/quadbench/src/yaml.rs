@@ -130,6 +130,9 @@ pub fn parse<T: DeserializeOwned>(path: &Path, text: &str) -> Result<T, YamlErro
         } else if let Some(rest) = message.strip_prefix("missing field `") {
             let field = rest.split('`').next().unwrap_or(rest);
             hint = format!("\n  hint: add `{field}:` to this mapping");
+        } else if line > 1 && unclosed_flow(text, line - 1) {
+            // The parser trips where the next key begins; the mistake is the bracket left open.
+            hint = format!("\n  hint: line {} opens a `[` or `{{` it never closes; close it there", line - 1);
         }
         YamlError {
             path: path.display().to_string(),
@@ -140,6 +143,24 @@ pub fn parse<T: DeserializeOwned>(path: &Path, text: &str) -> Result<T, YamlErro
             hint: format!("{snippet}{hint}"),
         }
     })
+}
+
+/// Whether 1-based `line` of `text` has more `[`/`{` than `]`/`}` (outside quotes and comments).
+fn unclosed_flow(text: &str, line: usize) -> bool {
+    let Some(l) = text.lines().nth(line - 1) else { return false };
+    let (mut depth, mut quote) = (0i32, None);
+    for c in l.chars() {
+        match (quote, c) {
+            (Some(q), c) if c == q => quote = None,
+            (Some(_), _) => {}
+            (None, '"' | '\'') => quote = Some(c),
+            (None, '#') => break,
+            (None, '[' | '{') => depth += 1,
+            (None, ']' | '}') => depth -= 1,
+            _ => {}
+        }
+    }
+    depth > 0
 }
 
 /// Largest YAML file quadbench reads (its files are a few KB; a bigger one is a mistake).
@@ -231,6 +252,14 @@ mod tests {
     struct L {
         items: Vec<u32>,
         name: String,
+    }
+
+    #[test]
+    fn an_unclosed_list_is_blamed_on_its_own_line() {
+        let e = parse::<L>(Path::new("x.yaml"), "items: [1, 2\nname: a\n").unwrap_err();
+        assert!(e.to_string().contains("line 1 opens a `[`"), "{e}");
+        let e = parse::<L>(Path::new("x.yaml"), "items: [1]\nname: a\nname: b\n").unwrap_err();
+        assert!(!e.to_string().contains("opens a"), "{e}");
     }
 
     #[test]
