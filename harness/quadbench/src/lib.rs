@@ -16,6 +16,7 @@
 //! - `plan`: the device x backend x strategy runs of a scenario and their runner plans;
 //! - `sink`: where finished runs go (results.json, samples CSV; one file each);
 //! - `scheduler`: the run loop (staging, exec, pull, retries, resume, throttle);
+//! - `farm`: submissions, the agent and results through the farm database (`quadbench-farm`);
 //! - `cmd`: the command line, one file per subcommand, one error-to-exit-code mapping.
 
 pub(crate) mod backend;
@@ -24,6 +25,7 @@ pub mod cmd;
 pub mod config;
 pub mod device;
 pub mod events;
+pub mod farm;
 pub(crate) mod interrupt;
 pub(crate) mod names;
 pub mod package;

@@ -5,7 +5,7 @@ use quadbench_protocol::Strategy;
 
 /// A claim to verify: `metric(baseline) / metric(candidate) >= threshold` (for lower-is-better
 /// metrics; see [`Metric::ratio`]).
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Claim {
     /// Name in the scenario and the reports.
     pub name: String,

@@ -3,10 +3,13 @@
 //! [`progress::StderrReporter`]); machine output to stdout or files.
 
 pub mod ablation;
+pub mod agent;
 pub mod compare;
 pub mod demo;
 pub mod devices;
 pub mod exit;
+pub mod farm;
+pub mod farm_status;
 pub mod golden;
 pub mod package;
 pub mod progress;
@@ -58,6 +61,11 @@ enum Command {
     /// Golden images: make them from the reference configuration, or verify them.
     #[command(subcommand)]
     Golden(golden::GoldenCmd),
+    /// The device farm's database: init, submit, status, results, devices.
+    #[command(subcommand)]
+    Farm(farm::FarmCmd),
+    /// Drain the farm's queue with this host's devices (one agent per host).
+    Agent(agent::AgentArgs),
 }
 
 /// Parse the command line, run the command, return the exit code.
@@ -74,5 +82,7 @@ pub fn main() -> i32 {
         Command::Runtime(c) => runtime::runtime(c),
         Command::Compare(a) => compare::compare(a),
         Command::Golden(c) => golden::golden(c),
+        Command::Farm(c) => farm::farm(c),
+        Command::Agent(a) => agent::agent(a),
     }
 }

@@ -84,3 +84,17 @@ impl Reporter for StderrReporter {
         }
     }
 }
+
+/// A bar of `len` steps on stderr with a message, hidden when stderr is not a terminal.
+pub fn bar(len: u64) -> ProgressBar {
+    if !std::io::stderr().is_terminal() {
+        return ProgressBar::hidden();
+    }
+    let b = ProgressBar::new(len);
+    b.set_style(
+        ProgressStyle::with_template("{spinner} [{pos}/{len}] {elapsed_precise} {msg}")
+            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+    );
+    b.enable_steady_tick(std::time::Duration::from_millis(200));
+    b
+}

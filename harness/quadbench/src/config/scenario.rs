@@ -245,7 +245,23 @@ impl Scenario {
     /// example inputs.
     pub fn load(path: &Path) -> Result<Scenario, YamlError> {
         let (raw, text) = yaml::load::<RawScenario>(path)?;
-        let cx = Ctx { path, text: &text };
+        Self::validate(path, raw, &text)
+    }
+
+    /// Validate `text` as if it were the file at `path` (relative paths resolve against its
+    /// folder): a farm agent runs the scenario text that was submitted, not whatever the file
+    /// holds now.
+    pub fn parse(path: &Path, text: &str) -> Result<Scenario, YamlError> {
+        if text.len() as u64 > yaml::MAX_FILE_BYTES {
+            let message = format!("{} bytes is too large for a quadbench file", text.len());
+            return Err(YamlError::at(path, "", "", message, "check that this is the right file"));
+        }
+        let raw = yaml::parse::<RawScenario>(path, text)?;
+        Self::validate(path, raw, text)
+    }
+
+    fn validate(path: &Path, raw: RawScenario, text: &str) -> Result<Scenario, YamlError> {
+        let cx = Ctx { path, text };
         if raw.schema != SCENARIO_SCHEMA {
             return Err(cx.err(
                 "schema:",

@@ -1,0 +1,80 @@
+//! The farm, host side: what a submission's jobs carry ([`Payload`]), turning a scenario into
+//! jobs (`submit`), the agent that drains the queue on one host (`agent`), the health check and
+//! fingerprint of a device (`health`), and a results directory rebuilt from the database
+//! (`collect`). The database itself (tables, leases, fencing) is the `quadbench-farm` crate;
+//! this module is the only one that talks to it.
+
+pub mod agent;
+pub mod collect;
+pub mod health;
+pub mod submit;
+
+pub use quadbench_farm::{Db, FarmError, Requirement};
+use quadbench_protocol::{Backend, Strategy};
+use quadbench_schema::claim::Claim;
+use serde::{Deserialize, Serialize};
+
+/// What a job carries for the agent that runs it (stored as opaque JSON by the database).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Payload {
+    pub backend: String,
+    pub strategy: Strategy,
+    pub precision: String,
+}
+
+impl Payload {
+    pub fn backend(&self) -> Option<Backend> {
+        Backend::parse(&self.backend)
+    }
+}
+
+/// What an agent stores as a run's header: the results header of its one-run scenario and the
+/// submission's claims (evaluated by `farm results` over every run).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Header {
+    pub header: crate::results::Results,
+    pub claims: Vec<Claim>,
+}
+
+/// Errors of the farm commands besides the database's own.
+#[derive(Debug, thiserror::Error)]
+pub enum FarmCmdError {
+    #[error(transparent)]
+    Db(#[from] FarmError),
+    #[error(transparent)]
+    Yaml(#[from] crate::yaml::YamlError),
+    #[error("no submission is labelled `{label}`\n  hint: `quadbench farm status` lists the submissions")]
+    NoSubmission { label: String },
+    #[error(
+        "submission `{label}` has no finished run yet\n  hint: start an agent (`quadbench agent --db URL --device FILE`) and wait; `quadbench farm status --label {label}` shows progress"
+    )]
+    NoRuns { label: String },
+    #[error("{what}\n  hint: {fix}")]
+    Input { what: String, fix: String },
+    #[error("the database holds a run that cannot be read back ({what}): {message}")]
+    Corrupt { what: String, message: String },
+    #[error("cannot write {path}: {message}\n  hint: free disk space or choose another --out")]
+    Output { path: String, message: String },
+    #[error(transparent)]
+    Report(#[from] crate::report::ReportError),
+}
+
+/// `url` with any password replaced by `***` (for logs and messages).
+pub fn redact(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else { return url.to_string() };
+    let Some((userinfo, host)) = rest.rsplit_once('@') else { return url.to_string() };
+    match userinfo.split_once(':') {
+        Some((user, _)) => format!("{scheme}://{user}:***@{host}"),
+        None => url.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn passwords_never_reach_logs() {
+        assert_eq!(super::redact("postgres://u:s3cret@10.0.0.1:5432/db"), "postgres://u:***@10.0.0.1:5432/db");
+        assert_eq!(super::redact("postgres://u@h/db"), "postgres://u@h/db");
+        assert_eq!(super::redact("sqlite:///tmp/a.db"), "sqlite:///tmp/a.db");
+    }
+}
