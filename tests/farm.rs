@@ -1,0 +1,324 @@
+//! The farm on the embedded SQLite database, end to end with real agents (separate processes)
+//! and local devices: two agents drain one submission with every run stored exactly once and
+//! `farm results` equal to what `quadbench report` makes; an agent stopped (SIGSTOP) past its
+//! lease loses the job to another and its late run is refused by the fence; an agent killed -9
+//! mid-job loses nothing; SIGTERM hands the job back; bad input is refused with the fix.
+//! PostgreSQL and several hosts (network namespaces): tests/farm_pg.rs.
+
+mod common;
+
+use common::*;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+fn db_url(dir: &Path) -> String {
+    format!("sqlite://{}", dir.join("farm.db").display())
+}
+
+/// A local device `name` with its own work dir.
+fn device(dir: &Path, name: &str) -> PathBuf {
+    let p = dir.join(format!("{name}.yaml"));
+    let work = dir.join(format!("dev-{name}"));
+    std::fs::write(&p, format!("name: {name}\ntransport: local\nwork_dir: {}\n", work.display())).unwrap();
+    p
+}
+
+/// The small scenario on `devices`, with runs of at least `seconds` s.
+fn scenario(dir: &Path, devices: &[PathBuf], strategies: &str, seconds: u32) -> PathBuf {
+    let sc = small_scenario(dir, strategies, 2, 32, "throttle: {enabled: false}\n");
+    let list = devices.iter().map(|d| d.display().to_string()).collect::<Vec<_>>().join(", ");
+    let text = std::fs::read_to_string(&sc).unwrap();
+    let devices_line = text.lines().find(|l| l.starts_with("devices:")).unwrap().to_string();
+    let mut text = text.replace(&devices_line, &format!("devices: [{list}]"));
+    if seconds > 0 {
+        text = text
+            .replace("min_duration_s: 0", &format!("min_duration_s: {seconds}"))
+            .replace("max_duration_s: 30", &format!("max_duration_s: {seconds}"))
+            .replace("min_samples: 4", "min_samples: 1000000");
+    }
+    std::fs::write(&sc, text).unwrap();
+    sc
+}
+
+fn farm(args: &[&str], db: &str) -> std::process::Output {
+    run_within(quadbench().arg("farm").args(args).arg("--db").arg(db), 120)
+}
+
+fn init(dir: &Path) -> String {
+    let db = db_url(dir);
+    let o = farm(&["init"], &db);
+    assert_eq!(o.status.code(), Some(0));
+    db
+}
+
+fn submit(db: &str, sc: &Path, label: &str, extra: &[&str]) {
+    let o = farm(&[&["submit", sc.to_str().unwrap(), "--label", label], extra].concat(), db);
+    assert_eq!(o.status.code(), Some(0), "submit");
+    assert!(String::from_utf8_lossy(&o.stdout).trim().parse::<i64>().is_ok(), "submit prints the id");
+}
+
+/// An agent process; its stderr goes to `<dir>/<name>.log`.
+fn agent(dir: &Path, db: &str, name: &str, devices: &[&Path], extra: &[&str]) -> Child {
+    let log = std::fs::File::create(dir.join(format!("{name}.log"))).unwrap();
+    let mut c = quadbench();
+    c.args(["agent", "--db", db, "--name", name, "--poll-s", "0.2", "--work"]).arg(dir.join(format!("work-{name}")));
+    for d in devices {
+        c.arg("--device").arg(d);
+    }
+    c.args(extra).stdin(Stdio::null()).stdout(Stdio::null()).stderr(log).spawn().expect("spawn agent")
+}
+
+fn wait(mut child: Child, secs: u64, what: &str) -> Option<i32> {
+    let end = Instant::now() + Duration::from_secs(secs);
+    loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            return s.code();
+        }
+        if Instant::now() > end {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("{what} still running after {secs} s");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn log(dir: &Path, name: &str) -> String {
+    std::fs::read_to_string(dir.join(format!("{name}.log"))).unwrap_or_default()
+}
+
+fn status(db: &str, label: &str) -> serde_json::Value {
+    let o = farm(&["status", "--label", label, "--json"], db);
+    assert_eq!(o.status.code(), Some(0));
+    serde_json::from_slice(&o.stdout).expect("status --json is JSON")
+}
+
+/// Poll `farm status` until `pred` holds (or fail after `secs`).
+fn until(db: &str, label: &str, secs: u64, what: &str, pred: impl Fn(&serde_json::Value) -> bool) -> serde_json::Value {
+    let end = Instant::now() + Duration::from_secs(secs);
+    loop {
+        let s = status(db, label);
+        if pred(&s) {
+            return s;
+        }
+        assert!(Instant::now() < end, "{what}: not reached in {secs} s: {s:#}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+fn signal(child: &Child, sig: &str) {
+    let st = Command::new("kill").args([sig, &child.id().to_string()]).status().unwrap();
+    assert!(st.success());
+}
+
+fn files(dir: &Path) -> Vec<String> {
+    let mut out = Vec::new();
+    fn walk(root: &Path, d: &Path, out: &mut Vec<String>) {
+        for e in std::fs::read_dir(d).unwrap().flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                walk(root, &p, out);
+            } else {
+                out.push(p.strip_prefix(root).unwrap().display().to_string());
+            }
+        }
+    }
+    walk(dir, dir, &mut out);
+    out.sort();
+    out
+}
+
+#[test]
+fn two_agents_drain_one_submission_each_run_once_and_results_equal_a_report() {
+    let d = tempfile::tempdir().unwrap();
+    let db = init(d.path());
+    let (one, two) = (device(d.path(), "one"), device(d.path(), "two"));
+    let sc = scenario(d.path(), &[one.clone(), two.clone()], "unified, separate-reload", 0);
+    submit(&db, &sc, "nightly-1", &[]);
+    let a = agent(d.path(), &db, "host-a", &[&one], &["--until-idle"]);
+    let b = agent(d.path(), &db, "host-b", &[&two], &["--until-idle"]);
+    assert_eq!(wait(a, 300, "agent a"), Some(0), "{}", log(d.path(), "host-a"));
+    assert_eq!(wait(b, 300, "agent b"), Some(0), "{}", log(d.path(), "host-b"));
+    let s = status(&db, "nightly-1");
+    assert_eq!(s["counts"]["done"], 4, "{s:#}");
+    for j in s["jobs"].as_array().unwrap() {
+        let (dev, host) = (j["device"].as_str().unwrap(), j["agent"].as_str().unwrap());
+        assert_eq!(host, if dev == "one" { "host-a" } else { "host-b" }, "each device's jobs ran on its host");
+    }
+    let out = d.path().join("results");
+    let o = farm(&["results", "nightly-1", "--out", out.to_str().unwrap()], &db);
+    assert!(matches!(o.status.code(), Some(0 | 1)), "exit 0 or 1 (claims)");
+    let r = results(&out);
+    let ids: Vec<&str> = r["runs"].as_array().unwrap().iter().map(|x| x["id"].as_str().unwrap()).collect();
+    assert_eq!(
+        ids,
+        [
+            "one-cpu-fp32-unified",
+            "one-cpu-fp32-separate-reload",
+            "two-cpu-fp32-unified",
+            "two-cpu-fp32-separate-reload"
+        ],
+        "every run once, in plan order"
+    );
+    assert_eq!(r["complete"], true);
+    assert_eq!(r["devices"].as_array().unwrap().len(), 2);
+    assert_eq!(r["claims"][0]["name"], "storage-6x", "the submission's claims are evaluated over all runs");
+    for run in r["runs"].as_array().unwrap() {
+        assert_eq!(run["status"], "ok", "{run:#}");
+        let samples = out.join(run["samples_csv"].as_str().unwrap());
+        assert!(samples.is_file(), "{} travelled through the database", samples.display());
+        assert!(out.join("runs").join(run["id"].as_str().unwrap()).join("plan.json").is_file());
+        assert!(out.join("outputs").join(run["id"].as_str().unwrap()).is_dir());
+    }
+    // `quadbench report` on the same results.json and samples gives the same reports, byte for byte.
+    let copy = d.path().join("copy");
+    std::fs::create_dir_all(copy.join("samples")).unwrap();
+    std::fs::copy(out.join("results.json"), copy.join("results.json")).unwrap();
+    for f in std::fs::read_dir(out.join("samples")).unwrap().flatten() {
+        std::fs::copy(f.path(), copy.join("samples").join(f.file_name())).unwrap();
+    }
+    let o = run_within(quadbench().arg("report").arg(&copy), 120);
+    assert_eq!(o.status.code(), Some(0));
+    let reports: Vec<String> =
+        files(&copy).into_iter().filter(|f| f != "results.json" && !f.starts_with("samples/")).collect();
+    assert!(reports.iter().any(|f| f == "report.html") && reports.iter().any(|f| f.starts_with("plots/")));
+    for f in &reports {
+        assert_eq!(std::fs::read(out.join(f)).unwrap(), std::fs::read(copy.join(f)).unwrap(), "{f} differs");
+    }
+    // Never overwritten.
+    let o = farm(&["results", "nightly-1", "--out", out.to_str().unwrap()], &db);
+    assert_eq!(o.status.code(), Some(2));
+}
+
+/// One long job for any device of this host's ABI; agent `a` (lease 1 s) claims it, then is
+/// stopped (`sig`) before it finishes; agent `b` takes the job over after the lease expires.
+fn lease_takeover(sig: &str) -> (tempfile::TempDir, String, Child) {
+    let d = tempfile::tempdir().unwrap();
+    let db = init(d.path());
+    let (a1, b1) = (device(d.path(), "a1"), device(d.path(), "b1"));
+    let sc = scenario(d.path(), std::slice::from_ref(&a1), "unified", 4);
+    let abi = format!("abi={}-{}", std::env::consts::ARCH, std::env::consts::OS);
+    submit(&db, &sc, "takeover", &["--on", &abi]);
+    let a = agent(d.path(), &db, "host-a", &[&a1], &["--lease-s", "1"]);
+    until(&db, "takeover", 120, "agent a holds the job", |s| s["jobs"][0]["state"] == "running");
+    signal(&a, sig);
+    std::thread::sleep(Duration::from_millis(1500));
+    let b = agent(d.path(), &db, "host-b", &[&b1], &["--until-idle", "--lease-s", "10"]);
+    assert_eq!(wait(b, 300, "agent b"), Some(0), "{}", log(d.path(), "host-b"));
+    let s = status(&db, "takeover");
+    let job = &s["jobs"][0];
+    assert_eq!(job["state"], "done", "{s:#}");
+    assert_eq!((job["agent"].as_str(), job["device"].as_str()), (Some("host-b"), Some("b1")));
+    assert_eq!(job["attempts"], 2);
+    assert!(job["fencing_token"].as_i64().unwrap() >= 2);
+    (d, db, a)
+}
+
+fn only_run_is_b1s(dir: &Path, db: &str) {
+    let out = dir.join("results");
+    let o = farm(&["results", "takeover", "--out", out.to_str().unwrap()], db);
+    assert!(matches!(o.status.code(), Some(0 | 1)));
+    let r = results(&out);
+    let runs = r["runs"].as_array().unwrap();
+    assert_eq!(runs.len(), 1, "the run appears exactly once");
+    assert_eq!(runs[0]["device"], "b1");
+}
+
+#[test]
+fn an_agent_killed_mid_job_loses_its_lease_and_the_job_runs_once_elsewhere() {
+    let (d, db, a) = lease_takeover("-KILL");
+    let _ = wait(a, 10, "killed agent");
+    only_run_is_b1s(d.path(), &db);
+}
+
+#[test]
+fn a_stopped_agent_that_comes_back_after_losing_its_lease_cannot_store_its_run() {
+    let (d, db, a) = lease_takeover("-STOP");
+    signal(&a, "-CONT");
+    // Its run finishes (the runner kept going), the fence refuses it, the agent goes on.
+    let end = Instant::now() + Duration::from_secs(120);
+    while !log(d.path(), "host-a").contains("discarded") {
+        assert!(Instant::now() < end, "agent a never reported the refused run:\n{}", log(d.path(), "host-a"));
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    signal(&a, "-TERM");
+    let _ = wait(a, 60, "agent a");
+    only_run_is_b1s(d.path(), &db);
+}
+
+#[test]
+fn sigterm_hands_the_job_back_uncounted() {
+    let d = tempfile::tempdir().unwrap();
+    let db = init(d.path());
+    let one = device(d.path(), "one");
+    let sc = scenario(d.path(), std::slice::from_ref(&one), "unified", 6);
+    submit(&db, &sc, "term", &[]);
+    let a = agent(d.path(), &db, "host-a", &[&one], &[]);
+    until(&db, "term", 120, "agent holds the job", |s| s["jobs"][0]["state"] == "running");
+    std::thread::sleep(Duration::from_millis(500));
+    signal(&a, "-TERM");
+    assert_eq!(wait(a, 60, "agent"), Some(143), "{}", log(d.path(), "host-a"));
+    assert!(log(d.path(), "host-a").contains("handed back"), "{}", log(d.path(), "host-a"));
+    let s = status(&db, "term");
+    assert_eq!(s["jobs"][0]["state"], "queued", "{s:#}");
+    assert_eq!(s["jobs"][0]["attempts"], 0, "the interrupted attempt is not counted");
+}
+
+#[test]
+fn bad_input_is_refused_with_the_fix() {
+    let d = tempfile::tempdir().unwrap();
+    let missing = format!("sqlite://{}", d.path().join("none.db").display());
+    let o = farm(&["status"], &missing);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("quadbench farm init"));
+    let o = farm(&["status"], "postgres://quadbench@127.0.0.1:1/farm");
+    assert_eq!(o.status.code(), Some(3));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("cannot connect"));
+    let o = farm(&["status"], "mysql://x");
+    assert_eq!(o.status.code(), Some(2));
+
+    let db = init(d.path());
+    let one = device(d.path(), "one");
+    let sc = scenario(d.path(), std::slice::from_ref(&one), "unified", 0);
+    submit(&db, &sc, "ghost", &["--on", "device=ghost"]);
+    let o = farm(&["submit", sc.to_str().unwrap(), "--label", "ghost"], &db);
+    assert_eq!(o.status.code(), Some(2), "labels are unique");
+    assert!(String::from_utf8_lossy(&o.stderr).contains("already exists"));
+    let o = farm(&["status", "--label", "ghost"], &db);
+    assert!(String::from_utf8_lossy(&o.stdout).contains("no registered device meets device=ghost"));
+
+    // An invalid device profile: exit 2 before anything is registered.
+    let bad = d.path().join("bad.yaml");
+    std::fs::write(&bad, "name: bad\ntransport: lokal\n").unwrap();
+    let o = run_within(quadbench().args(["agent", "--db", &db, "--device"]).arg(&bad), 60);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("bad.yaml:2"));
+    let o = farm(&["device", "list"], &db);
+    assert!(!String::from_utf8_lossy(&o.stdout).contains("bad"), "nothing registered");
+}
+
+#[test]
+fn a_device_failing_its_health_check_is_kept_out_until_reset() {
+    let d = tempfile::tempdir().unwrap();
+    let db = init(d.path());
+    // Its work dir cannot be made: its parent is a regular file.
+    std::fs::write(d.path().join("blocker"), "").unwrap();
+    let p = d.path().join("broken.yaml");
+    std::fs::write(&p, format!("name: broken\ntransport: local\nwork_dir: {}\n", d.path().join("blocker/w").display()))
+        .unwrap();
+    let sc = scenario(d.path(), std::slice::from_ref(&p), "unified", 0);
+    submit(&db, &sc, "sick", &[]);
+    let a = agent(d.path(), &db, "host-a", &[&p], &["--until-idle"]);
+    assert_eq!(wait(a, 120, "agent"), Some(0));
+    assert!(log(d.path(), "host-a").contains("health check FAILED"), "{}", log(d.path(), "host-a"));
+    let o = farm(&["status", "--label", "sick"], &db);
+    let text = String::from_utf8_lossy(&o.stdout);
+    assert!(text.contains("every device meeting device=broken is bad"), "{text}");
+    let o = farm(&["device", "reset", "broken"], &db);
+    assert_eq!(o.status.code(), Some(0));
+    let o = farm(&["device", "list"], &db);
+    assert!(String::from_utf8_lossy(&o.stdout).contains("unknown"));
+    let o = farm(&["device", "reset", "nosuch"], &db);
+    assert_eq!(o.status.code(), Some(2));
+}
