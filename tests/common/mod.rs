@@ -1,6 +1,8 @@
 //! Helpers shared by the integration tests: small scenarios, device profiles and the binaries.
 #![allow(dead_code)]
 
+pub mod farm;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
