@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
+pub mod netns;
 pub mod pg;
 
 /// Repository root (tests run with the package dir as cwd).
