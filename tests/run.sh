@@ -11,6 +11,11 @@
 #   libxml2-utils       xmllint, validating JUnit XML against Jenkins' schema
 #   texlive-latex-recommended   pdflatex with booktabs, compiling the LaTeX tables
 #   poppler-utils       pdftotext, reading the compiled tables back
+#   postgresql          initdb/pg_ctl/postgres/psql for the throw-away servers the farm tests
+#                       start themselves (tests/common/pg.rs); installed without Debian's default
+#                       cluster (create_main_cluster = false), so no server runs by itself
+#   iproute2            ip netns/veth, the farm tests' hosts as network namespaces
+#                       (tests/common/netns.rs; needs root)
 # ONNX Runtime and its plugins come from PyPI on first use (pip, pinned by sha256).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -23,15 +28,26 @@ have bwrap || need+=(bubblewrap)
 have xmllint || need+=(libxml2-utils)
 have pdflatex || need+=(texlive-latex-recommended)
 have pdftotext || need+=(poppler-utils)
-if [ ${#need[@]} -gt 0 ]; then
+have ip || need+=(iproute2)
+need_pg=""
+compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null || need_pg=postgresql
+if [ ${#need[@]} -gt 0 ] || [ -n "$need_pg" ]; then
   sudo=""
   if [ "$(id -u)" -ne 0 ]; then
-    have sudo || { echo "tests/run.sh: need root or sudo to install: ${need[*]}" >&2; exit 1; }
+    have sudo || { echo "tests/run.sh: need root or sudo to install: ${need[*]} $need_pg" >&2; exit 1; }
     sudo="sudo"
   fi
-  echo "tests/run.sh: installing ${need[*]}" >&2
+  apt_install() { DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "$@" >/dev/null; }
+  echo "tests/run.sh: installing ${need[*]} $need_pg" >&2
   $sudo apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+  if [ ${#need[@]} -gt 0 ]; then apt_install "${need[@]}"; fi
+  if [ -n "$need_pg" ]; then
+    # postgresql-common first, told not to create (and so not to start) the default cluster.
+    apt_install postgresql-common
+    $sudo sed -i -E 's/^#?[[:space:]]*create_main_cluster[[:space:]]*=.*/create_main_cluster = false/' \
+      /etc/postgresql-common/createcluster.conf
+    apt_install postgresql
+  fi
 fi
 cargo fmt --version >/dev/null 2>&1 || rustup component add rustfmt
 cargo clippy --version >/dev/null 2>&1 || rustup component add clippy
