@@ -2,13 +2,12 @@
 #![allow(dead_code)]
 
 pub mod farm;
+pub mod netns;
+pub mod pg;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
-
-pub mod netns;
-pub mod pg;
 
 /// Repository root (tests run with the package dir as cwd).
 pub fn repo() -> PathBuf {
