@@ -93,7 +93,13 @@ pub fn status(db: &str, label: &str) -> serde_json::Value {
 }
 
 /// Poll `farm status` until `pred` holds (or fail after `secs`).
-pub fn until(db: &str, label: &str, secs: u64, what: &str, pred: impl Fn(&serde_json::Value) -> bool) -> serde_json::Value {
+pub fn until(
+    db: &str,
+    label: &str,
+    secs: u64,
+    what: &str,
+    pred: impl Fn(&serde_json::Value) -> bool,
+) -> serde_json::Value {
     let end = Instant::now() + Duration::from_secs(secs);
     loop {
         let s = status(db, label);
@@ -126,4 +132,3 @@ pub fn files(dir: &Path) -> Vec<String> {
     out.sort();
     out
 }
-

@@ -1,0 +1,105 @@
+//! The farm on a real PostgreSQL server with agents on several hosts: network namespaces made by
+//! the test (`common::netns`), whose agents reach the server over their veth addresses only.
+//! Two hosts drain one submission while the database is restarted under them (they ride the
+//! outage out and carry on), every run stored exactly once; two agents racing for one device
+//! never hold it at the same time.
+//!
+//! As root (CI) these need Debian's `postgresql` and `iproute2` (tests/run.sh installs them) and
+//! fail without them; as another user the namespace parts are skipped with a note.
+
+mod common;
+
+use common::farm::*;
+use common::netns::Netns;
+use common::pg::PgServer;
+use common::*;
+use std::process::Command;
+use std::time::Duration;
+
+/// The quadbench binary (with its runner built) run inside `ns`.
+fn in_ns(ns: &Netns) -> Command {
+    ensure_runner();
+    let mut c = ns.command(env!("CARGO_BIN_EXE_quadbench"));
+    c.env_remove("QUADBENCH_RUNNER_FAULT");
+    c
+}
+
+fn keys_once(r: &serde_json::Value, n: usize) {
+    let mut keys: Vec<&str> = r["runs"].as_array().unwrap().iter().map(|x| x["key"].as_str().unwrap()).collect();
+    assert_eq!(keys.len(), n, "{keys:?}");
+    keys.sort();
+    keys.dedup();
+    assert_eq!(keys.len(), n, "every run exactly once");
+}
+
+#[test]
+fn two_hosts_drain_one_submission_through_a_database_restart() {
+    if !Netns::available_or_skip() {
+        return;
+    }
+    let hosts = [Netns::create(0), Netns::create(1)];
+    let Some(mut pg) = PgServer::start(&[hosts[0].host_addr(), hosts[1].host_addr()]) else { return };
+    let d = tempfile::tempdir().unwrap();
+    let db = pg.url("127.0.0.1");
+    assert_eq!(farm(&["init"], &db).status.code(), Some(0));
+    let (one, two) = (device(d.path(), "one"), device(d.path(), "two"));
+    let sc = scenario(d.path(), &[one.clone(), two.clone()], "unified, separate-reload", 2);
+    submit(&db, &sc, "nightly", &[]);
+    let a = agent_in(in_ns(&hosts[0]), d.path(), &pg.url(hosts[0].host_addr()), "host-a", &[&one], &["--until-idle"]);
+    let b = agent_in(in_ns(&hosts[1]), d.path(), &pg.url(hosts[1].host_addr()), "host-b", &[&two], &["--until-idle"]);
+    // Restart the server once the first run is stored and others are still to come.
+    until(&db, "nightly", 240, "a first run stored", |s| s["counts"]["done"].as_i64() >= Some(1));
+    pg.stop();
+    std::thread::sleep(Duration::from_secs(3));
+    pg.start_again();
+    assert_eq!(wait(a, 300, "agent a"), Some(0), "{}", log(d.path(), "host-a"));
+    assert_eq!(wait(b, 300, "agent b"), Some(0), "{}", log(d.path(), "host-b"));
+    let logs = log(d.path(), "host-a") + &log(d.path(), "host-b");
+    assert!(logs.contains("database unavailable"), "an agent noticed the restart:\n{logs}");
+    let s = status(&db, "nightly");
+    assert_eq!(s["counts"]["done"], 4, "{s:#}");
+    let hosts_seen: Vec<&str> = s["hosts"].as_array().unwrap().iter().map(|h| h["name"].as_str().unwrap()).collect();
+    assert!(hosts_seen.contains(&"host-a") && hosts_seen.contains(&"host-b"), "{hosts_seen:?}");
+    for j in s["jobs"].as_array().unwrap() {
+        assert_eq!(j["attempts"], 1, "no job ran twice: {j:#}");
+    }
+    let out = d.path().join("results");
+    let o = farm(&["results", "nightly", "--out", out.to_str().unwrap()], &db);
+    assert!(matches!(o.status.code(), Some(0 | 1)));
+    keys_once(&results(&out), 4);
+}
+
+#[test]
+fn two_agents_racing_for_one_device_never_hold_it_together() {
+    let Some(pg) = PgServer::start(&[]) else { return };
+    let d = tempfile::tempdir().unwrap();
+    let db = pg.url("127.0.0.1");
+    assert_eq!(farm(&["init"], &db).status.code(), Some(0));
+    // Two hosts claim a device of the same name (a misconfigured farm, or a device moved).
+    let (x, y) = (d.path().join("x"), d.path().join("y"));
+    std::fs::create_dir_all(&x).unwrap();
+    std::fs::create_dir_all(&y).unwrap();
+    let (dx, dy) = (device(&x, "shared"), device(&y, "shared"));
+    let sc = scenario(d.path(), std::slice::from_ref(&dx), "unified, separate-reload, separate-resident", 1);
+    submit(&db, &sc, "race", &[]);
+    let a = agent(d.path(), &db, "host-a", &[&dx], &["--until-idle"]);
+    let b = agent(d.path(), &db, "host-b", &[&dy], &["--until-idle"]);
+    assert_eq!(wait(a, 300, "agent a"), Some(0), "{}", log(d.path(), "host-a"));
+    assert_eq!(wait(b, 300, "agent b"), Some(0), "{}", log(d.path(), "host-b"));
+    let out = d.path().join("results");
+    let o = farm(&["results", "race", "--out", out.to_str().unwrap()], &db);
+    assert!(matches!(o.status.code(), Some(0 | 1)));
+    let r = results(&out);
+    keys_once(&r, 3);
+    let spans: Vec<(String, String)> = r["runs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| (x["started_at"].as_str().unwrap().to_string(), x["finished_at"].as_str().unwrap().to_string()))
+        .collect();
+    for (i, a) in spans.iter().enumerate() {
+        for b in &spans[i + 1..] {
+            assert!(!(a.0 < b.1 && b.0 < a.1), "runs on device `shared` overlapped: {a:?} {b:?}");
+        }
+    }
+}
