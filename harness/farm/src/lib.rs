@@ -24,6 +24,8 @@ mod fleet;
 mod queue;
 mod rows;
 mod schema;
+#[cfg(test)]
+mod tests;
 mod url;
 
 use std::sync::Arc;
