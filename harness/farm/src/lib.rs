@@ -13,15 +13,29 @@
 //!
 //! The API is blocking: a [`Db`] carries a small current-thread tokio runtime and blocks on
 //! each query, because the host's scheduler is thread-based. A `Db` is `Send + Sync`; clone it
-//! (cheap, shares the pool) to hand it to threads.
+//! (cheap, shares the pool) to hand it to threads. Its methods must not be called from inside an
+//! async runtime (blocking there panics).
 
+mod conn;
+mod dialect;
 pub mod error;
+mod fenced;
+mod fleet;
+mod queue;
+mod rows;
+mod schema;
+#[cfg(test)]
+mod tests;
+mod url;
+
+use std::sync::Arc;
+
 pub use error::FarmError;
 
 /// Which engine a URL names.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Engine {
-    /// `sqlite://PATH` (or a bare file path): embedded, one file, WAL journal.
+    /// `sqlite://PATH` (or `sqlite:PATH`): embedded, one file, WAL journal.
     Sqlite,
     /// `postgres://...` or `postgresql://...`.
     Postgres,
@@ -226,46 +240,108 @@ pub const SCHEMA_VERSION: i64 = 1;
 /// A connection pool to one farm database.
 #[derive(Clone)]
 pub struct Db {
-    _private: (),
+    inner: Arc<Inner>,
+}
+
+/// What the clones of a [`Db`] share.
+struct Inner {
+    conn: conn::Conn,
+    /// `None` only while dropping.
+    rt: Option<tokio::runtime::Runtime>,
+}
+
+impl Inner {
+    fn rt(&self) -> &tokio::runtime::Runtime {
+        self.rt.as_ref().expect("the runtime lives as long as the Db")
+    }
+}
+
+impl Drop for Inner {
+    /// Closes the connections while the runtime they were opened on still runs. Inside another
+    /// runtime, where blocking panics (and so does dropping a runtime the ordinary way), the
+    /// runtime is shut down without waiting and the connections are just dropped.
+    fn drop(&mut self) {
+        let Some(rt) = self.rt.take() else { return };
+        if tokio::runtime::Handle::try_current().is_ok() {
+            rt.shutdown_background();
+        } else {
+            rt.block_on(self.conn.pool.close());
+        }
+    }
 }
 
 impl Db {
+    /// Parses `url`, connects (creating a missing SQLite file only when `create`), then creates
+    /// the version table (`create`) or requires it, and migrates.
+    fn connect(url: &str, create: bool) -> Result<Db, FarmError> {
+        let target = url::parse(url)?;
+        let shown = url::redact(url);
+        let rt = conn::runtime(&shown)?;
+        let conn = rt.block_on(async {
+            let conn = conn::connect(&target, &shown, create).await?;
+            let prepared = async {
+                if create {
+                    schema::create_version_table(&conn).await?;
+                } else {
+                    schema::require_version_table(&conn).await?;
+                }
+                schema::migrate(&conn).await
+            };
+            match prepared.await {
+                Ok(()) => Ok(conn),
+                Err(e) => {
+                    conn.pool.close().await;
+                    Err(e)
+                }
+            }
+        })?;
+        Ok(Db { inner: Arc::new(Inner { conn, rt: Some(rt) }) })
+    }
+
+    /// Runs one operation on the pool, blocking this thread until it is done.
+    fn block<'a, T, F: Future<Output = Result<T, FarmError>>>(
+        &'a self,
+        op: impl FnOnce(&'a conn::Conn) -> F,
+    ) -> Result<T, FarmError> {
+        self.inner.rt().block_on(op(&self.inner.conn))
+    }
+
     /// `QUADBENCH_DB` if set, else `sqlite://<XDG data dir>/quadbench/farm.db`
     /// (`$XDG_DATA_HOME`, else `~/.local/share`).
     pub fn default_url() -> String {
-        todo!()
+        url::default_url_from(|name| std::env::var(name).ok())
     }
 
     /// Create the database if needed (for SQLite the file and its folder) and migrate it to
     /// [`SCHEMA_VERSION`]. Idempotent. Refuses a schema newer than this build's.
     pub fn init(url: &str) -> Result<Db, FarmError> {
-        todo!("{url}")
+        Db::connect(url, true)
     }
 
     /// Connect to an initialised database; migrates an older schema (each migration in one
     /// transaction), refuses a newer one and an uninitialised one (hint: `farm init`).
     pub fn open(url: &str) -> Result<Db, FarmError> {
-        todo!("{url}")
+        Db::connect(url, false)
     }
 
     pub fn engine(&self) -> Engine {
-        todo!()
+        self.inner.conn.engine
     }
 
     /// The database server's clock, ms since the Unix epoch.
     pub fn now_ms(&self) -> Result<i64, FarmError> {
-        todo!()
+        self.block(|c| c.now(&c.pool))
     }
 
     // ---- hosts and devices
 
     /// Insert or update the host and set its heartbeat to now.
     pub fn heartbeat(&self, host: &str) -> Result<(), FarmError> {
-        todo!("{host}")
+        self.block(|c| fleet::heartbeat(c, host))
     }
 
     pub fn hosts(&self) -> Result<Vec<HostRow>, FarmError> {
-        todo!()
+        self.block(fleet::hosts)
     }
 
     /// Insert or update a device by name. A device whose fingerprint (transport, profile sha,
@@ -273,20 +349,20 @@ impl Db {
     /// kept (a bad device stays bad across agent restarts). A retired device is refused
     /// ([`FarmError::Retired`]).
     pub fn register_device(&self, d: &DeviceReg) -> Result<DeviceRow, FarmError> {
-        todo!("{d:?}")
+        self.block(|c| fleet::register_device(c, d))
     }
 
     pub fn device(&self, name: &str) -> Result<Option<DeviceRow>, FarmError> {
-        todo!("{name}")
+        self.block(|c| fleet::device(c, name))
     }
 
     pub fn devices(&self) -> Result<Vec<DeviceRow>, FarmError> {
-        todo!()
+        self.block(fleet::devices)
     }
 
     /// Set health (health checks); `note` says why.
     pub fn set_health(&self, device: &str, health: Health, note: &str) -> Result<(), FarmError> {
-        todo!("{device} {health:?} {note}")
+        self.block(|c| fleet::set_health(c, device, health, note))
     }
 
     // ---- submissions and jobs
@@ -294,15 +370,15 @@ impl Db {
     /// One transaction: the submission and its jobs (queued). Returns the submission id.
     /// [`FarmError::LabelExists`] when the label is taken.
     pub fn submit(&self, s: &NewSubmission, jobs: &[NewJob]) -> Result<i64, FarmError> {
-        todo!("{s:?} {jobs:?}")
+        self.block(|c| queue::submit(c, s, jobs))
     }
 
     pub fn submission(&self, label: &str) -> Result<Option<SubmissionRow>, FarmError> {
-        todo!("{label}")
+        self.block(|c| queue::submission(c, label))
     }
 
     pub fn submissions(&self) -> Result<Vec<SubmissionRow>, FarmError> {
-        todo!()
+        self.block(queue::submissions)
     }
 
     /// Atomically claim the next job `device` may run, for `agent`, with a lease of `lease_ms`:
@@ -313,7 +389,7 @@ impl Db {
     /// oldest submission, then plan index. The device must be `Good` (the caller checks health
     /// first). Increments `attempts` and the fencing token.
     pub fn claim(&self, agent: &str, device: &DeviceRow, lease_ms: i64) -> Result<Option<Claim>, FarmError> {
-        todo!("{agent} {device:?} {lease_ms}")
+        self.block(|c| queue::claim(c, agent, device, lease_ms))
     }
 
     /// Extend the leases `agent` holds, each named by (job id, fencing token), to now +
@@ -321,14 +397,14 @@ impl Db {
     /// agent's (reclaimed by another after it expired, or finished): their runs must be
     /// discarded.
     pub fn renew(&self, agent: &str, leases: &[(i64, i64)], lease_ms: i64) -> Result<Vec<i64>, FarmError> {
-        todo!("{agent} {leases:?} {lease_ms}")
+        self.block(|c| queue::renew(c, agent, leases, lease_ms))
     }
 
     /// Fenced: store the run (record, header, artefacts) and mark the job done, in one
     /// transaction, only if `claim` still holds the job (same agent, same token, state running).
     /// Otherwise nothing is written and [`FarmError::LeaseLost`] is returned.
     pub fn finish(&self, claim: &Claim, run: &RunWrite) -> Result<(), FarmError> {
-        todo!("{claim:?} {run:?}")
+        self.block(|c| fenced::finish(c, claim, run))
     }
 
     /// Fenced: the job failed with an infrastructure error on `claim.device`. If attempts are
@@ -343,29 +419,29 @@ impl Db {
         avoid_ms: i64,
         last_run: Option<&RunWrite>,
     ) -> Result<InfraOutcome, FarmError> {
-        todo!("{claim:?} {error} {retry_after_ms} {avoid_ms} {last_run:?}")
+        self.block(|c| fenced::fail_infra(c, claim, error, retry_after_ms, avoid_ms, last_run))
     }
 
     /// Fenced: give the job back to the queue as it was before this claim (the attempt is not
     /// counted): the agent is stopping (SIGTERM) and did not finish it.
     pub fn hand_back(&self, claim: &Claim) -> Result<(), FarmError> {
-        todo!("{claim:?}")
+        self.block(|c| fenced::hand_back(c, claim))
     }
 
     /// Jobs a device could still take or that may come back to it: queued, or running under
     /// any lease (an expired lease returns the job), whose requirement the device matches.
     /// An agent with `--until-idle` stops when this is 0 for all its devices.
     pub fn pending_for(&self, device: &DeviceReg) -> Result<i64, FarmError> {
-        todo!("{device:?}")
+        self.block(|c| queue::pending_for(c, device))
     }
 
     /// Every job, optionally of one submission label, in (submission, index) order.
     pub fn jobs(&self, label: Option<&str>) -> Result<Vec<JobRow>, FarmError> {
-        todo!("{label:?}")
+        self.block(|c| queue::jobs(c, label))
     }
 
     /// The stored runs of a submission, in plan index order, artefacts included.
     pub fn runs(&self, submission_id: i64) -> Result<Vec<RunRow>, FarmError> {
-        todo!("{submission_id}")
+        self.block(|c| fenced::runs(c, submission_id))
     }
 }
