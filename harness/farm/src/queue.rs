@@ -93,10 +93,14 @@ pub(crate) async fn pending_for(conn: &Conn, d: &DeviceReg) -> Result<i64, FarmE
     .ctx(conn, "count pending jobs")
 }
 
-/// Jobs `j` (of submission `s`) that device `d` may run: the device is registered, Good, and
-/// meets every requirement the job has. The health is read here, in the claim's transaction,
-/// not taken from the caller's copy.
+/// Jobs `j` (of submission `s`) that device `d` may run: the device is registered, Good, holds
+/// no live lease (two agents that both attach a device of this name, a misconfigured farm or a
+/// device moved between hosts, still never run two jobs on it at once), and meets every
+/// requirement the job has. The health is read here, in the claim's transaction, not taken
+/// from the caller's copy. `$1` is now.
 const DEVICE_MAY_RUN: &str = "d.health = 'good' \
+     AND NOT EXISTS (SELECT 1 FROM jobs o WHERE o.state = 'running' AND o.lease_device = d.name \
+                     AND o.lease_expires_ms >= $1) \
      AND (j.req_device IS NULL OR j.req_device = d.name) \
      AND (j.req_soc IS NULL OR j.req_soc = d.soc) \
      AND (j.req_abi IS NULL OR j.req_abi = d.abi)";
@@ -147,6 +151,15 @@ pub(crate) async fn claim(
     }
     let name = &device.reg.name;
     let mut tx = conn.begin(what).await?;
+    if conn.engine == crate::Engine::Postgres {
+        // Claims for one device queue here, so the device's live-lease check below sees the
+        // other claim's committed lease (SQLite's BEGIN IMMEDIATE serialises all claims).
+        sqlx::query("SELECT name FROM devices WHERE name = $1 FOR UPDATE")
+            .bind(name)
+            .fetch_optional(&mut *tx)
+            .await
+            .ctx(conn, what)?;
+    }
     let now = conn.now(&mut *tx).await?;
     sqlx::query(AssertSqlSafe(fail_exhausted_sql(conn)))
         .bind(now)

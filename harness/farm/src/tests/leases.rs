@@ -110,7 +110,10 @@ pub(super) fn infra_failures_requeue_away_from_the_device_then_fail(db: &Db) {
     farm.submit("z", 0, 3, 1, &farm.any_device());
     let c = db.claim("agent-a", &a, LONG).unwrap().unwrap();
     assert_eq!(db.fail_infra(&c, "flaky", 0, EXPIRED, None).unwrap(), InfraOutcome::Requeued);
-    assert_eq!(db.claim("agent-a", &a, LONG).unwrap().map(|c| c.job_id), Some(c.job_id), "avoidance over");
+    let again = db.claim("agent-a", &a, LONG).unwrap().unwrap();
+    assert_eq!(again.job_id, c.job_id, "avoidance over");
+    assert_eq!(db.claim("agent-a", &a, LONG).unwrap(), None, "a device holds one live lease at a time");
+    db.finish(&again, &run_write("z", &[])).unwrap();
     // Failed for good without a run: none stored.
     let id = farm.submit("w", 0, 1, 1, &farm.any_device());
     let c = db.claim("agent-a", &a, LONG).unwrap().unwrap();
@@ -134,12 +137,12 @@ pub(super) fn hand_back_returns_the_job_uncounted(db: &Db) {
 
 pub(super) fn renew_extends_held_leases_and_names_lost_ones(db: &Db) {
     let farm = Farm::new(db, "renew");
-    let (a, b) = (farm.soc_device("a"), farm.soc_device("b"));
+    let (a, a2, a3, b) = (farm.soc_device("a"), farm.soc_device("a2"), farm.soc_device("a3"), farm.soc_device("b"));
     let agent = farm.name("agent-a");
     farm.submit("s", 0, 3, 3, &farm.any_device());
     let kept = db.claim(&agent, &a, 1_000).unwrap().unwrap();
-    let finished = db.claim(&agent, &a, 1_000).unwrap().unwrap();
-    let taken = db.claim(&agent, &a, EXPIRED).unwrap().unwrap();
+    let finished = db.claim(&agent, &a2, 1_000).unwrap().unwrap();
+    let taken = db.claim(&agent, &a3, EXPIRED).unwrap().unwrap();
     db.finish(&finished, &run_write("f", &[])).unwrap();
     let thief = db.claim("agent-b", &b, LONG).unwrap().unwrap();
     assert_eq!(thief.job_id, taken.job_id);
@@ -156,9 +159,9 @@ pub(super) fn renew_extends_held_leases_and_names_lost_ones(db: &Db) {
 
 pub(super) fn runs_come_back_in_index_order_with_their_artefacts(db: &Db) {
     let farm = Farm::new(db, "runs");
-    let dev = farm.soc_device("d");
+    let devs: Vec<_> = (0..3).map(|i| farm.soc_device(&format!("d{i}"))).collect();
     let sub = farm.submit("s", 0, 1, 3, &farm.any_device());
-    let claims: Vec<_> = (0..3).map(|_| db.claim("agent", &dev, LONG).unwrap().unwrap()).collect();
+    let claims: Vec<_> = devs.iter().map(|dev| db.claim("agent", dev, LONG).unwrap().unwrap()).collect();
     let all_bytes: Vec<u8> = (0..=255).collect();
     let writes = [
         run_write("r0", &[("samples/r0.csv", b"a,b\n1,2\n".to_vec())]),
@@ -172,13 +175,13 @@ pub(super) fn runs_come_back_in_index_order_with_their_artefacts(db: &Db) {
     assert_eq!(runs.iter().map(|r| r.index).collect::<Vec<_>>(), [0, 1, 2]);
     for (run, (claim, write)) in runs.iter().zip(claims.iter().zip(&writes)) {
         assert_eq!(&run.write, write, "artefacts in the order the run listed them");
-        assert_eq!((run.job_id, run.fencing_token, run.device.as_str()), (claim.job_id, 1, dev.reg.name.as_str()));
+        assert_eq!((run.job_id, run.fencing_token, run.device.as_str()), (claim.job_id, 1, claim.device.as_str()));
     }
     assert!(db.runs(sub + 1_000_000).unwrap().is_empty());
 }
 
-/// 8 threads, each with its own clone and device, claim 50 jobs at once: each is claimed by
-/// exactly one of them.
+/// 8 threads, each with its own clone and device, claim (and finish) 50 jobs at once: each is
+/// claimed by exactly one of them.
 pub(super) fn racing_claims_take_every_job_exactly_once(db: &Db) {
     let farm = Farm::new(db, "race");
     let devices: Vec<_> = (0..8).map(|i| farm.soc_device(&format!("d{i}"))).collect();
@@ -192,6 +195,7 @@ pub(super) fn racing_claims_take_every_job_exactly_once(db: &Db) {
                 let mut mine = Vec::new();
                 while let Some(c) = db.claim(&format!("agent-{i}"), &dev, LONG).unwrap() {
                     mine.push(c.job_id);
+                    db.finish(&c, &run_write("r", &[])).unwrap();
                 }
                 mine
             })
@@ -202,7 +206,22 @@ pub(super) fn racing_claims_take_every_job_exactly_once(db: &Db) {
     let jobs = db.jobs(Some(&farm.name("s"))).unwrap();
     assert_eq!(claimed.len(), 50, "no job claimed twice");
     assert_eq!(unique, jobs.iter().map(|j| j.id).collect::<HashSet<_>>(), "none missing");
-    assert!(jobs.iter().all(|j| j.state == JobState::Running && j.attempts == 1 && j.fencing_token == 1));
+    assert!(jobs.iter().all(|j| j.state == JobState::Done && j.attempts == 1 && j.fencing_token == 1));
+}
+
+/// A device holds one live lease at a time, whoever asks for it (two agents attaching a device
+/// of the same name): a second claim waits until the first job ends or its lease expires.
+pub(super) fn a_device_holds_one_live_lease(db: &Db) {
+    let farm = Farm::new(db, "onelease");
+    let dev = farm.soc_device("d");
+    farm.submit("s", 0, 3, 3, &farm.any_device());
+    let first = db.claim("agent-a", &dev, LONG).unwrap().unwrap();
+    assert_eq!(db.claim("agent-b", &dev, LONG).unwrap(), None, "the device is busy");
+    db.finish(&first, &run_write("1", &[])).unwrap();
+    let second = db.claim("agent-b", &dev, EXPIRED).unwrap().unwrap();
+    let third = db.claim("agent-a", &dev, LONG).unwrap().unwrap();
+    assert_eq!(third.job_id, second.job_id, "an expired lease frees the device (and its job)");
+    assert!(third.fencing_token > second.fencing_token);
 }
 
 #[test]
@@ -243,4 +262,9 @@ fn runs_come_back_in_index_order_with_their_artefacts_sqlite() {
 #[test]
 fn racing_claims_take_every_job_exactly_once_sqlite() {
     racing_claims_take_every_job_exactly_once(&sqlite_db().1);
+}
+
+#[test]
+fn a_device_holds_one_live_lease_sqlite() {
+    a_device_holds_one_live_lease(&sqlite_db().1);
 }

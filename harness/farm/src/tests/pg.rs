@@ -1,18 +1,41 @@
-//! The lease scenarios on PostgreSQL, when `QUADBENCH_TEST_PG_URL` names a server (the
-//! workspace's tests/ start one and set it); skipped with a note otherwise. They share the
-//! database with each other and with earlier runs: each scenario scopes its names by a tag.
+//! The lease scenarios on a real PostgreSQL server: the one `QUADBENCH_TEST_PG_URL` names, else
+//! a throw-away server each test starts for itself with the workspace's test helper
+//! (`tests/common/pg.rs`: Debian's postgresql, which `tests/run.sh` installs; as root or in CI a
+//! missing install fails the test, elsewhere it is skipped with a note). Scenarios scope their
+//! names by a tag, so they may share a database.
 
 use super::{leases, queue, unique_tag};
 use crate::{Db, Engine, FarmError, SCHEMA_VERSION};
 
-fn pg() -> Option<Db> {
-    match std::env::var("QUADBENCH_TEST_PG_URL") {
-        Ok(url) if !url.is_empty() => Some(Db::init(&url).expect("QUADBENCH_TEST_PG_URL names a usable server")),
-        _ => {
-            eprintln!("note: QUADBENCH_TEST_PG_URL is not set; PostgreSQL test skipped");
-            None
-        }
+#[path = "../../../../tests/common/pg.rs"]
+#[allow(dead_code)]
+mod server;
+
+/// A database on PostgreSQL, and the server when this test started it (stopped on drop).
+struct Pg {
+    db: Db,
+    url: String,
+    _server: Option<server::PgServer>,
+}
+
+impl std::ops::Deref for Pg {
+    type Target = Db;
+    fn deref(&self) -> &Db {
+        &self.db
     }
+}
+
+fn pg() -> Option<Pg> {
+    if let Ok(url) = std::env::var("QUADBENCH_TEST_PG_URL")
+        && !url.is_empty()
+    {
+        let db = Db::init(&url).expect("QUADBENCH_TEST_PG_URL names a usable server");
+        return Some(Pg { db, url, _server: None });
+    }
+    let server = server::PgServer::start(&[])?;
+    let url = server.url("127.0.0.1");
+    let db = Db::init(&url).expect("the test's own PostgreSQL server");
+    Some(Pg { db, url, _server: Some(server) })
 }
 
 macro_rules! on_postgres {
@@ -35,6 +58,7 @@ on_postgres!(
     renew_extends_held_leases_and_names_lost_ones,
     runs_come_back_in_index_order_with_their_artefacts,
     racing_claims_take_every_job_exactly_once,
+    a_device_holds_one_live_lease,
 );
 
 #[test]
@@ -54,7 +78,7 @@ fn open_of_a_database_without_the_farm_schema_is_not_initialised() {
             .block_on(async { sqlx::raw_sql(sqlx::AssertSqlSafe(sql)).execute(&db.inner.conn.pool).await.unwrap() });
     };
     run(format!("CREATE DATABASE {name}"));
-    let url = std::env::var("QUADBENCH_TEST_PG_URL").unwrap();
+    let url = db.url.clone();
     let (base, query) = url.split_once('?').map_or((url.as_str(), None), |(b, q)| (b, Some(q)));
     let other =
         format!("{}/{name}{}", &base[..base.rfind('/').unwrap()], query.map(|q| format!("?{q}")).unwrap_or_default());
@@ -67,8 +91,8 @@ fn open_of_a_database_without_the_farm_schema_is_not_initialised() {
 
 #[test]
 fn concurrent_init_and_open_on_postgres() {
-    let Some(_) = pg() else { return };
-    let url = std::env::var("QUADBENCH_TEST_PG_URL").unwrap();
+    let Some(server) = pg() else { return };
+    let url = server.url.clone();
     let threads: Vec<_> = (0..4)
         .map(|i| {
             let url = url.clone();

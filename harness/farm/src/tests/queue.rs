@@ -44,6 +44,7 @@ fn claims_go_by_priority_then_submission_then_index() {
     let mut order = Vec::new();
     while let Some(c) = db.claim("agent", &dev, 60_000).unwrap() {
         order.push((c.submission_id, c.index));
+        db.finish(&c, &super::run_write("r", &[])).unwrap();
     }
     assert_eq!(order, [(high_old, 0), (high_old, 1), (high_new, 0), (low, 0), (low, 1)]);
 }
