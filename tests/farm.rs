@@ -10,7 +10,7 @@ mod common;
 use common::farm::*;
 use common::*;
 use std::path::Path;
-use std::process::Child;
+use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
 #[test]
@@ -55,20 +55,23 @@ fn two_agents_drain_one_submission_each_run_once_and_results_equal_a_report() {
         assert!(out.join("runs").join(run["id"].as_str().unwrap()).join("plan.json").is_file());
         assert!(out.join("outputs").join(run["id"].as_str().unwrap()).is_dir());
     }
-    // `quadbench report` on the same results.json and samples gives the same reports, byte for byte.
+    // `quadbench report` on a copy of the results (results.json, samples, outputs, run files)
+    // gives the same reports, byte for byte.
     let copy = d.path().join("copy");
-    std::fs::create_dir_all(copy.join("samples")).unwrap();
-    std::fs::copy(out.join("results.json"), copy.join("results.json")).unwrap();
-    for f in std::fs::read_dir(out.join("samples")).unwrap().flatten() {
-        std::fs::copy(f.path(), copy.join("samples").join(f.file_name())).unwrap();
+    let copied = Command::new("cp").arg("-r").arg(&out).arg(&copy).status().unwrap();
+    assert!(copied.success());
+    let inputs = ["results.json", "samples/", "outputs/", "runs/"];
+    let reports: Vec<String> = files(&out).into_iter().filter(|f| !inputs.iter().any(|i| f.starts_with(i))).collect();
+    for f in &reports {
+        std::fs::remove_file(copy.join(f)).unwrap();
     }
     let o = run_within(quadbench().arg("report").arg(&copy), 120);
     assert_eq!(o.status.code(), Some(0));
-    let reports: Vec<String> =
-        files(&copy).into_iter().filter(|f| f != "results.json" && !f.starts_with("samples/")).collect();
     assert!(reports.iter().any(|f| f == "report.html") && reports.iter().any(|f| f.starts_with("plots/")));
+    assert_eq!(files(&copy), files(&out), "the same set of files");
     for f in &reports {
-        assert_eq!(std::fs::read(out.join(f)).unwrap(), std::fs::read(copy.join(f)).unwrap(), "{f} differs");
+        let same = std::fs::read(out.join(f)).unwrap() == std::fs::read(copy.join(f)).unwrap();
+        assert!(same, "{f} differs between `farm results` and `quadbench report`");
     }
     // Never overwritten.
     let o = farm(&["results", "nightly-1", "--out", out.to_str().unwrap()], &db);
