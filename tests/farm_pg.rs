@@ -45,17 +45,25 @@ fn two_hosts_drain_one_submission_through_a_database_restart() {
     let (one, two) = (device(d.path(), "one"), device(d.path(), "two"));
     let sc = scenario(d.path(), &[one.clone(), two.clone()], "unified, separate-reload", 2);
     submit(&db, &sc, "nightly", &[]);
-    let a = agent_in(in_ns(&hosts[0]), d.path(), &pg.url(hosts[0].host_addr()), "host-a", &[&one], &["--until-idle"]);
-    let b = agent_in(in_ns(&hosts[1]), d.path(), &pg.url(hosts[1].host_addr()), "host-b", &[&two], &["--until-idle"]);
+    // Leases renewed every second: the agents meet the outage even in the middle of a run.
+    let agent_args = ["--until-idle", "--lease-s", "3"];
+    let a = agent_in(in_ns(&hosts[0]), d.path(), &pg.url(hosts[0].host_addr()), "host-a", &[&one], &agent_args);
+    let b = agent_in(in_ns(&hosts[1]), d.path(), &pg.url(hosts[1].host_addr()), "host-b", &[&two], &agent_args);
     // Restart the server once the first run is stored and others are still to come.
-    until(&db, "nightly", 240, "a first run stored", |s| s["counts"]["done"].as_i64() >= Some(1));
+    let s = until(&db, "nightly", 240, "a first run stored", |s| s["counts"]["done"].as_i64() >= Some(1));
+    eprintln!("stopping the database at {}", s["counts"]);
+    // Down for longer than a run and than the pool's 10 s connect wait, so that the agents'
+    // queries fail (renewals, stores, claims) and are retried until the server is back.
     pg.stop();
-    std::thread::sleep(Duration::from_secs(3));
+    std::thread::sleep(Duration::from_secs(13));
     pg.start_again();
     assert_eq!(wait(a, 300, "agent a"), Some(0), "{}", log(d.path(), "host-a"));
     assert_eq!(wait(b, 300, "agent b"), Some(0), "{}", log(d.path(), "host-b"));
     let logs = log(d.path(), "host-a") + &log(d.path(), "host-b");
-    assert!(logs.contains("database unavailable"), "an agent noticed the restart:\n{logs}");
+    assert!(
+        logs.contains("database unavailable") || logs.contains("lease renewal failed"),
+        "an agent met the outage:\n{logs}"
+    );
     let s = status(&db, "nightly");
     assert_eq!(s["counts"]["done"], 4, "{s:#}");
     let hosts_seen: Vec<&str> = s["hosts"].as_array().unwrap().iter().map(|h| h["name"].as_str().unwrap()).collect();

@@ -168,13 +168,9 @@ impl Agent<'_> {
             let held: Vec<(i64, i64)> =
                 self.leases.lock().unwrap_or_else(|p| p.into_inner()).clone().into_iter().collect();
             match self.cfg.db.renew(&self.cfg.name, &held, self.lease_ms()) {
-                Ok(lost) => {
-                    for job in lost {
-                        if self.lost.lock().unwrap_or_else(|p| p.into_inner()).insert(job) {
-                            (self.log)(&format!("job {job}: lease lost (another agent took it after it expired)"));
-                        }
-                    }
-                }
+                // A job can end between the snapshot and the renewal: only the fenced store
+                // says for certain that a lease was lost (and logs it).
+                Ok(lost) => self.lost.lock().unwrap_or_else(|p| p.into_inner()).extend(lost),
                 // The claims and writes report outages; the next renewal tries again.
                 Err(e) => (self.log)(&format!("lease renewal failed: {e}")),
             }
