@@ -165,6 +165,18 @@ fn bad_input_is_refused_with_the_fix() {
     let o = farm(&["status"], "mysql://x");
     assert_eq!(o.status.code(), Some(2));
 
+    // A database from a newer quadbench: refused with the fix, left as it is.
+    let newer = d.path().join("newer");
+    std::fs::create_dir_all(&newer).unwrap();
+    let newer_db = init(&newer);
+    let bump = "import sqlite3,sys; c=sqlite3.connect(sys.argv[1]); c.execute('update farm_schema set version=99'); c.commit()";
+    let st = std::process::Command::new("python3").args(["-c", bump]).arg(newer.join("farm.db")).status().unwrap();
+    assert!(st.success());
+    let o = farm(&["status"], &newer_db);
+    assert_eq!(o.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("newer") && err.contains("upgrade quadbench"), "{err}");
+
     let db = init(d.path());
     let one = device(d.path(), "one");
     let sc = scenario(d.path(), std::slice::from_ref(&one), "unified", 0);

@@ -12,7 +12,7 @@ use crate::events::Quiet;
 use crate::results::RunRecord;
 use crate::scheduler::{self, RunError, RunOptions};
 use quadbench_farm::{Claim, Health, InfraOutcome, RunWrite};
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -55,8 +55,6 @@ struct Agent<'a> {
     log: Log<'a>,
     /// Leases held now: job id -> fencing token.
     leases: Mutex<BTreeMap<i64, i64>>,
-    /// Jobs whose lease the renewer found lost.
-    lost: Mutex<BTreeSet<i64>>,
     summary: Mutex<AgentSummary>,
     resources: BTreeMap<String, Arc<Mutex<()>>>,
 }
@@ -65,14 +63,7 @@ struct Agent<'a> {
 /// unreachable longer than `db_wait`.
 pub fn run(cfg: &AgentConfig, log: Log<'_>) -> Result<AgentSummary, FarmError> {
     let resources = cfg.devices.iter().filter_map(|p| p.resource()).map(|r| (r, Arc::new(Mutex::new(())))).collect();
-    let agent = Agent {
-        cfg,
-        log,
-        leases: Default::default(),
-        lost: Default::default(),
-        summary: Default::default(),
-        resources,
-    };
+    let agent = Agent { cfg, log, leases: Default::default(), summary: Default::default(), resources };
     agent.retrying("heartbeat", || cfg.db.heartbeat(&cfg.name))?;
     let mut rows = Vec::new();
     for p in &cfg.devices {
@@ -167,12 +158,11 @@ impl Agent<'_> {
             last = Instant::now();
             let held: Vec<(i64, i64)> =
                 self.leases.lock().unwrap_or_else(|p| p.into_inner()).clone().into_iter().collect();
-            match self.cfg.db.renew(&self.cfg.name, &held, self.lease_ms()) {
-                // A job can end between the snapshot and the renewal: only the fenced store
-                // says for certain that a lease was lost (and logs it).
-                Ok(lost) => self.lost.lock().unwrap_or_else(|p| p.into_inner()).extend(lost),
-                // The claims and writes report outages; the next renewal tries again.
-                Err(e) => (self.log)(&format!("lease renewal failed: {e}")),
+            // A lease the renewal reports lost may belong to a job that just ended: only the
+            // fenced store says for certain that a run was lost (and logs it). Outages are
+            // logged; the next renewal tries again.
+            if let Err(e) = self.cfg.db.renew(&self.cfg.name, &held, self.lease_ms()) {
+                (self.log)(&format!("lease renewal failed: {e}"));
             }
         }
     }
@@ -180,6 +170,9 @@ impl Agent<'_> {
     fn device_loop(&self, p: &DeviceProfile) -> Result<(), FarmError> {
         let db = &self.cfg.db;
         let log = self.log;
+        // An idle device polls less and less often (up to 16 x --poll-s), so that a thousand
+        // idle devices do not run a thousand empty claims a second; a claimed job resets it.
+        let mut idle = self.cfg.poll;
         while !stopping() {
             let Some(row) = self.retrying("device", || db.device(&p.name))? else {
                 log(&format!("device {}: no longer in the database; stopping it", p.name));
@@ -204,13 +197,17 @@ impl Agent<'_> {
             let turn = p.resource().and_then(|r| self.resources.get(&r).cloned());
             let _turn = turn.as_ref().map(|m| m.lock().unwrap_or_else(|p| p.into_inner()));
             match self.retrying("claim", || db.claim(&self.cfg.name, &row, self.lease_ms()))? {
-                Some(c) => self.run_job(p, c)?,
+                Some(c) => {
+                    idle = self.cfg.poll;
+                    self.run_job(p, c)?
+                }
                 None => {
                     drop(_turn);
                     if self.cfg.until_idle && self.retrying("pending", || db.pending_for(&row.reg))? == 0 {
                         return Ok(());
                     }
-                    nap(self.cfg.poll);
+                    nap(idle);
+                    idle = (idle * 2).min(self.cfg.poll * 16);
                 }
             }
         }
@@ -247,7 +244,6 @@ impl Agent<'_> {
         let outcome = self.execute(p, &c, &out);
         let r = self.record(p, &c, outcome, &out);
         self.leases.lock().unwrap_or_else(|p| p.into_inner()).remove(&c.job_id);
-        self.lost.lock().unwrap_or_else(|p| p.into_inner()).remove(&c.job_id);
         if !self.cfg.keep_work {
             let _ = std::fs::remove_dir_all(&out);
         }
