@@ -31,6 +31,7 @@ mod url;
 use std::sync::Arc;
 
 pub use error::FarmError;
+pub use url::redact;
 
 /// Which engine a URL names.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -69,7 +69,7 @@ fn encode_path(path: &Path) -> String {
 
 /// The URL with the password (of `user:password@` and of a `password=` parameter) replaced by
 /// `***`, for messages.
-pub(crate) fn redact(url: &str) -> String {
+pub fn redact(url: &str) -> String {
     let Some(scheme_end) = url.find("://") else { return url.to_string() };
     let rest_start = scheme_end + 3;
     let authority_end = url[rest_start..].find(['/', '?']).map_or(url.len(), |i| rest_start + i);

@@ -9,7 +9,7 @@ pub mod collect;
 pub mod health;
 pub mod submit;
 
-pub use quadbench_farm::{Db, FarmError, Requirement};
+pub use quadbench_farm::{Db, FarmError, Requirement, redact};
 use quadbench_protocol::{Backend, Strategy};
 use quadbench_schema::claim::Claim;
 use serde::{Deserialize, Serialize};
@@ -57,24 +57,4 @@ pub enum FarmCmdError {
     Output { path: String, message: String },
     #[error(transparent)]
     Report(#[from] crate::report::ReportError),
-}
-
-/// `url` with any password replaced by `***` (for logs and messages).
-pub fn redact(url: &str) -> String {
-    let Some((scheme, rest)) = url.split_once("://") else { return url.to_string() };
-    let Some((userinfo, host)) = rest.rsplit_once('@') else { return url.to_string() };
-    match userinfo.split_once(':') {
-        Some((user, _)) => format!("{scheme}://{user}:***@{host}"),
-        None => url.to_string(),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn passwords_never_reach_logs() {
-        assert_eq!(super::redact("postgres://u:s3cret@10.0.0.1:5432/db"), "postgres://u:***@10.0.0.1:5432/db");
-        assert_eq!(super::redact("postgres://u@h/db"), "postgres://u@h/db");
-        assert_eq!(super::redact("sqlite:///tmp/a.db"), "sqlite:///tmp/a.db");
-    }
 }
