@@ -1,6 +1,7 @@
 //! Helpers shared by the integration tests: small scenarios, device profiles and the binaries.
 #![allow(dead_code)]
 
+pub mod adb;
 pub mod farm;
 pub mod netns;
 pub mod pg;

@@ -127,10 +127,16 @@ impl Netns {
 
     /// `program` run inside the namespace (`ip netns exec NAME program`); add its arguments.
     pub fn command(&self, program: impl AsRef<OsStr>) -> Command {
-        let mut c = Command::new("ip");
-        c.args(["netns", "exec", &self.name]).arg(program);
-        c
+        exec_in(&self.name, program)
     }
+}
+
+/// `program` run inside the namespace called `name`: `ip netns exec NAME program`, which execs
+/// `program` (the child's pid is the program's).
+pub fn exec_in(name: &str, program: impl AsRef<OsStr>) -> Command {
+    let mut c = Command::new("ip");
+    c.args(["netns", "exec", name]).arg(program);
+    c
 }
 
 impl Drop for Netns {
