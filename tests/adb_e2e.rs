@@ -7,8 +7,13 @@
 //! work is in flight.
 //!
 //! Each test owns its adb server and loopback device and kills them at the end, so tests can run
-//! in parallel. Workloads are tiny (reference package with 3 tasks at 64 px) to stay fast.
+//! in parallel. Workloads are tiny (reference package with 3 tasks at 64 px) to stay fast. The
+//! server and devices: `common::adb`.
 
+mod common;
+
+use common::adb::{AdbServer, DEVICE_ROOT, Loopback, free_port, run_with_deadline};
+use common::{ensure_runner, repo};
 use quadbench::config::Scenario;
 use quadbench::device::adb::Adb;
 use quadbench::device::adb::AdbSettings;
@@ -16,96 +21,11 @@ use quadbench::device::{DeviceError, ExecLimits, Transport};
 use quadbench::events::{Event, Reporter};
 use quadbench::results::{Results, RunState};
 use quadbench::scheduler::{self as run, RunOptions};
-use quadbench_loopback::{Auth, Faults, LoopbackConfig, LoopbackDevice};
-use std::net::{SocketAddrV4, TcpListener};
+use quadbench_loopback::{Faults, LoopbackDevice};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::sync::{Arc, Mutex, Once};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-
-fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").canonicalize().unwrap()
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
-
-/// Runs `cmd` with a deadline; output goes to files (a daemonised adb server would otherwise
-/// hold a pipe open and turn "read to EOF" into a hang).
-fn run_with_deadline(mut cmd: Command, dir: &Path, limit: Duration) -> (Option<i32>, String) {
-    let out = dir.join(format!("cmd-{}.out", std::process::id() as u128 * 1000 + Instant::now().elapsed().as_nanos()));
-    let f = std::fs::File::create(&out).unwrap();
-    let mut child =
-        cmd.stdin(Stdio::null()).stdout(f.try_clone().unwrap()).stderr(f).spawn().expect("spawning a command");
-    let t0 = Instant::now();
-    let code = loop {
-        if let Some(s) = child.try_wait().unwrap() {
-            break s.code();
-        }
-        if t0.elapsed() > limit {
-            let _ = child.kill();
-            let _ = child.wait();
-            break None;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    };
-    (code, std::fs::read_to_string(&out).unwrap_or_default())
-}
-
-/// A private adb server, killed on drop.
-struct AdbServer {
-    port: u16,
-    home: tempfile::TempDir,
-}
-
-impl AdbServer {
-    fn start() -> AdbServer {
-        let s = AdbServer { port: free_port(), home: tempfile::tempdir().unwrap() };
-        let (code, out) = run_with_deadline(s.adb(&["start-server"]), s.home.path(), Duration::from_secs(30));
-        assert_eq!(
-            code,
-            Some(0),
-            "`adb start-server` failed ({out}); the real adb client is required: `apt-get install -y adb`"
-        );
-        s
-    }
-
-    fn adb(&self, args: &[&str]) -> Command {
-        let mut c = Command::new("adb");
-        c.arg("-P")
-            .arg(self.port.to_string())
-            .args(args)
-            .env("ADB_EMU", "0")
-            .env("HOME", self.home.path())
-            .env("TMPDIR", self.home.path())
-            .env_remove("ADB_SERVER_SOCKET")
-            .env_remove("ANDROID_SERIAL");
-        c
-    }
-
-    fn run(&self, args: &[&str]) -> (Option<i32>, String) {
-        run_with_deadline(self.adb(args), self.home.path(), Duration::from_secs(30))
-    }
-
-    fn addr(&self) -> SocketAddrV4 {
-        SocketAddrV4::new([127, 0, 0, 1].into(), self.port)
-    }
-
-    /// This server's public key, created by `adb start-server` under the private HOME.
-    fn key(&self) -> PathBuf {
-        self.home.path().join(".android/adbkey.pub")
-    }
-}
-
-impl Drop for AdbServer {
-    fn drop(&mut self) {
-        let _ = run_with_deadline(self.adb(&["kill-server"]), self.home.path(), Duration::from_secs(10));
-    }
-}
-
-/// Where quadbench works on the device (the profiles' `root:`).
-const DEVICE_ROOT: &str = "/data/local/tmp/quadbench";
 
 /// An adb server with one loopback device attached.
 struct Rig {
@@ -118,13 +38,8 @@ struct Rig {
 impl Rig {
     fn start() -> Rig {
         let adb = AdbServer::start();
-        let storage = tempfile::tempdir().unwrap();
-        let cfg = LoopbackConfig::new(storage.path(), Auth::Keys(adb.key()));
-        // Display: a missing bwrap or namespaces that cannot be made say how to fix it.
-        let dev = LoopbackDevice::start(cfg).unwrap_or_else(|e| panic!("starting the loopback device: {e}"));
-        let (code, out) = adb.run(&["connect", &dev.serial()]);
-        assert!(code == Some(0) && out.contains("connected"), "adb connect: {out}");
-        Rig { adb, dev: Arc::new(dev), _storage: storage, work: tempfile::tempdir().unwrap() }
+        let Loopback { dev, storage } = adb.attach_loopback();
+        Rig { adb, dev, _storage: storage, work: tempfile::tempdir().unwrap() }
     }
 
     /// The quadbench directory on the device, as on a phone.
@@ -147,15 +62,7 @@ impl Rig {
 
     /// A device profile for this rig.
     fn profile(&self, name: &str, retries: u32, backoff_ms: u64) -> PathBuf {
-        let p = self.work.path().join(format!("{name}.yaml"));
-        let text = format!(
-            "name: {name}\ntransport: adb\nserial: \"{}\"\nadb_server: \"{}\"\nroot: \"{}\"\nrunner: auto\nort_library: auto\nretries: {retries}\nbackoff_ms: {backoff_ms}\n",
-            self.dev.serial(),
-            self.adb.addr(),
-            self.root()
-        );
-        std::fs::write(&p, text).unwrap();
-        p
+        self.adb.profile(self.work.path(), name, &self.dev.serial(), retries, backoff_ms)
     }
 }
 
@@ -181,24 +88,6 @@ fn scenario(dir: &Path, device: &Path, min_duration_s: f64) -> Scenario {
     );
     std::fs::write(&p, text).unwrap();
     Scenario::load(&p).unwrap()
-}
-
-/// Builds the runner beside the test binary once (it is another package, which `cargo test -p
-/// quadbench` does not build).
-fn ensure_runner() {
-    static BUILD: Once = Once::new();
-    BUILD.call_once(|| {
-        let runner = run::default_runner();
-        let profile_dir = runner.parent().unwrap().to_path_buf();
-        let target_dir = profile_dir.parent().unwrap();
-        let mut c = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
-        c.args(["build", "-p", "quadbench-runner", "--target-dir"]).arg(target_dir).current_dir(repo_root());
-        if profile_dir.file_name().is_some_and(|n| n == "release") {
-            c.arg("--release");
-        }
-        let st = c.status().expect("running cargo to build quadbench-runner");
-        assert!(st.success() && runner.exists(), "building quadbench-runner failed; {} missing", runner.display());
-    });
 }
 
 fn options(out: &Path, resume: bool) -> RunOptions {
@@ -421,7 +310,7 @@ fn cli_loopback_device_and_devices_list() {
     let mut child = Command::new(env!("CARGO_BIN_EXE_quadbench"))
         .args(["loopback-device", "--port", &port.to_string(), "--root"])
         .arg(storage.path())
-        .env("HOME", adb.home.path())
+        .env("HOME", adb.home())
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
@@ -438,7 +327,7 @@ fn cli_loopback_device_and_devices_list() {
     assert_eq!(std::fs::read_to_string(storage.path().join("data/local/tmp/cli.txt")).unwrap(), "cli\n");
     let mut list = Command::new(env!("CARGO_BIN_EXE_quadbench"));
     list.args(["devices", "list", "--adb-server", &adb.addr().to_string()]);
-    let (code, out) = run_with_deadline(list, adb.home.path(), Duration::from_secs(60));
+    let (code, out) = run_with_deadline(list, adb.home(), Duration::from_secs(60));
     let _ = child.kill();
     let _ = child.wait();
     assert_eq!(code, Some(0), "{out}");
@@ -585,7 +474,7 @@ fn unhealthy_device_then_resume_skips_finished_runs() {
         unified_json(serde_json::from_str(&std::fs::read_to_string(out.join("results.json")).unwrap()).unwrap());
     let csv_mtime = std::fs::metadata(out.join(&by(&first, "-unified").samples_csv)).unwrap().modified().unwrap();
     let mut cli = Command::new(env!("CARGO_BIN_EXE_quadbench"));
-    cli.arg("run").arg(&sc.path).arg("--out").arg(&out).arg("--resume").current_dir(repo_root());
+    cli.arg("run").arg(&sc.path).arg("--out").arg(&out).arg("--resume").current_dir(repo());
     let (code, log) = run_with_deadline(cli, rig.work.path(), Duration::from_secs(300));
     assert_eq!(code, Some(0), "quadbench run --resume failed:\n{log}");
     assert_eq!(log.matches("kept (--resume)").count(), 1, "exactly the finished run is skipped:\n{log}");

@@ -1,18 +1,21 @@
 //! The farm on a real PostgreSQL server with agents on several hosts: network namespaces made by
 //! the test (`common::netns`), whose agents reach the server over their veth addresses only.
 //! Two hosts drain one submission while the database is restarted under them (they ride the
-//! outage out and carry on), every run stored exactly once; two agents racing for one device
-//! never hold it at the same time.
+//! outage out and carry on), every run stored exactly once; two hosts each drive their own
+//! loopback ADB phone through their own adb server, inside their namespace; two agents racing
+//! for one device never hold it at the same time.
 //!
 //! As root (CI) these need Debian's `postgresql` and `iproute2` (tests/run.sh installs them) and
 //! fail without them; as another user the namespace parts are skipped with a note.
 
 mod common;
 
+use common::adb::{AdbServer, DEVICE_ROOT};
 use common::farm::*;
 use common::netns::Netns;
 use common::pg::PgServer;
 use common::*;
+use std::path::PathBuf;
 use std::process::Command;
 use std::time::Duration;
 
@@ -75,6 +78,60 @@ fn two_hosts_drain_one_submission_through_a_database_restart() {
     let o = farm(&["results", "nightly", "--out", out.to_str().unwrap()], &db);
     assert!(matches!(o.status.code(), Some(0 | 1)));
     keys_once(&results(&out), 4);
+}
+
+/// Each namespace is a host with a phone: its own adb server and `quadbench loopback-device`,
+/// both inside the namespace on its own `lo`, and an agent there whose adb profile points at that
+/// server.
+#[test]
+fn hosts_in_namespaces_drive_their_own_loopback_adb_phones() {
+    if !Netns::available_or_skip() {
+        return;
+    }
+    let hosts = [Netns::create(0), Netns::create(1)];
+    let Some(pg) = PgServer::start(&[hosts[0].host_addr(), hosts[1].host_addr()]) else { return };
+    let d = tempfile::tempdir().unwrap();
+    let db = pg.url("127.0.0.1");
+    assert_eq!(farm(&["init"], &db).status.code(), Some(0));
+    let (names, agents) = (["phone-a", "phone-b"], ["host-a", "host-b"]);
+    // Declared after the namespaces: dropped (killed) before them.
+    let servers = hosts.each_ref().map(AdbServer::start_in);
+    let phones = servers.each_ref().map(|s| s.spawn_loopback());
+    let profiles: Vec<PathBuf> =
+        (0..2).map(|i| servers[i].profile(d.path(), names[i], phones[i].serial(), 1, 500)).collect();
+    let sc = scenario(d.path(), &profiles, "unified, separate-reload", 1);
+    submit(&db, &sc, "phones", &[]);
+    let running = [0, 1].map(|i| {
+        let url = pg.url(hosts[i].host_addr());
+        ChildGuard::new(agent_in(in_ns(&hosts[i]), d.path(), &url, agents[i], &[&profiles[i]], &["--until-idle"]))
+    });
+    for (i, a) in running.into_iter().enumerate() {
+        assert_eq!(wait(a.take(), 300, agents[i]), Some(0), "{}", log(d.path(), agents[i]));
+    }
+    let s = status(&db, "phones");
+    assert_eq!(s["counts"]["done"], 4, "{s:#}");
+    for j in s["jobs"].as_array().unwrap() {
+        let i = names.iter().position(|n| j["device"] == *n).unwrap_or_else(|| panic!("{j:#}"));
+        assert_eq!(j["agent"], agents[i], "each phone's jobs ran on the agent of its namespace: {j:#}");
+        assert_eq!(j["attempts"], 1, "{j:#}");
+    }
+    for dev in s["devices"].as_array().unwrap() {
+        assert_eq!((&dev["reg"]["transport"], &dev["health"]), (&"adb".into(), &"good".into()), "{dev:#}");
+    }
+    let out = d.path().join("results");
+    let o = farm(&["results", "phones", "--out", out.to_str().unwrap()], &db);
+    assert!(matches!(o.status.code(), Some(0 | 1)));
+    let r = results(&out);
+    keys_once(&r, 4);
+    for run in r["runs"].as_array().unwrap() {
+        assert_eq!(run["status"], "ok", "{run:#}");
+        assert_eq!(run["environment"]["device_model"], "quadbench-loopback", "{run:#}");
+    }
+    // The runner went to each phone's own storage.
+    for (i, p) in phones.iter().enumerate() {
+        let runner = p.host_path(&format!("{DEVICE_ROOT}/bin/quadbench-runner"));
+        assert!(runner.is_file(), "{} missing on {}:\n{}", runner.display(), names[i], p.log());
+    }
 }
 
 #[test]

@@ -1,12 +1,13 @@
 //! Helpers shared by the integration tests: small scenarios, device profiles and the binaries.
 #![allow(dead_code)]
 
+pub mod adb;
 pub mod farm;
 pub mod netns;
 pub mod pg;
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 /// Repository root (tests run with the package dir as cwd).
@@ -82,6 +83,29 @@ pub fn run_within(cmd: &mut Command, secs: u64) -> Output {
     let o = Output { status, stdout: t_out.join().unwrap(), stderr: t_err.join().unwrap() };
     eprintln!("--- stdout\n{}\n--- stderr\n{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr));
     o
+}
+
+/// A child process killed (and reaped) on drop, so that a failing test leaves none behind;
+/// [`ChildGuard::take`] hands it over to code that waits for it.
+pub struct ChildGuard(Option<Child>);
+
+impl ChildGuard {
+    pub fn new(child: Child) -> ChildGuard {
+        ChildGuard(Some(child))
+    }
+
+    pub fn take(mut self) -> Child {
+        self.0.take().expect("not taken")
+    }
+}
+
+impl Drop for ChildGuard {
+    fn drop(&mut self) {
+        if let Some(c) = self.0.as_mut() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
 }
 
 /// Makes a FIFO (named pipe) at `path`.

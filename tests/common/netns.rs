@@ -1,8 +1,9 @@
 //! Test "hosts" as Linux network namespaces: each [`Netns`] is a namespace of its own joined to
 //! the root namespace by a veth pair on a private /30, and deleted on drop (also when the test
-//! panics). Processes started with [`Netns::command`] see only the namespace's `lo` and its veth
-//! end, so they reach the root namespace at [`Netns::host_addr`] (where a test's PostgreSQL
-//! listens) and nothing else: no default route, no traffic beyond the pair.
+//! panics), with any process still inside killed. Processes started with [`Netns::command`] see
+//! only the namespace's `lo` and its veth end, so they reach the root namespace at
+//! [`Netns::host_addr`] (where a test's PostgreSQL listens) and nothing else: no default route,
+//! no traffic beyond the pair.
 //!
 //! Needs root and `ip` (iproute2, installed by `tests/run.sh`). A test calls
 //! [`Netns::available_or_skip`] first: as root (CI) a missing capability fails the test loudly.
@@ -127,14 +128,30 @@ impl Netns {
 
     /// `program` run inside the namespace (`ip netns exec NAME program`); add its arguments.
     pub fn command(&self, program: impl AsRef<OsStr>) -> Command {
-        let mut c = Command::new("ip");
-        c.args(["netns", "exec", &self.name]).arg(program);
-        c
+        exec_in(&self.name, program)
     }
+}
+
+/// `program` run inside the namespace called `name`: `ip netns exec NAME program`, which execs
+/// `program` (the child's pid is the program's).
+pub fn exec_in(name: &str, program: impl AsRef<OsStr>) -> Command {
+    let mut c = Command::new("ip");
+    c.args(["netns", "exec", name]).arg(program);
+    c
 }
 
 impl Drop for Netns {
     fn drop(&mut self) {
+        // A process still inside (a test's guard missed it, a daemon that would not stop) keeps
+        // the namespace alive after `ip netns del`: kill whatever is left.
+        let o = ip_output(&["netns", "pids", &self.name]);
+        for pid in String::from_utf8_lossy(&o.stdout).split_whitespace().filter_map(|p| p.parse::<i32>().ok()) {
+            eprintln!("Netns drop: killing process {pid}, left in {}", self.name);
+            // SAFETY: plain syscall.
+            unsafe {
+                libc::kill(pid, libc::SIGKILL);
+            }
+        }
         // Deleting the root end removes the pair at once (a namespace's own devices go away
         // asynchronously after `ip netns del`).
         if let Some(n) = self.subnet {
