@@ -4,6 +4,7 @@
 pub mod farm;
 pub mod netns;
 pub mod pg;
+pub mod sshd;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
