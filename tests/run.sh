@@ -16,6 +16,10 @@
 #                       cluster (create_main_cluster = false), so no server runs by itself
 #   iproute2            ip netns/veth, the farm tests' hosts as network namespaces
 #                       (tests/common/netns.rs; needs root)
+#   openssh-server      /usr/sbin/sshd, the private SSH server the ssh transport's tests start
+#                       themselves (tests/common/sshd.rs: own config, keys and port; needs root);
+#                       a system sshd, if the package starts one, is not used
+#   openssh-client      ssh and ssh-keygen, which the ssh transport drives and the tests use
 # ONNX Runtime and its plugins come from PyPI on first use (pip, pinned by sha256).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -29,6 +33,8 @@ have xmllint || need+=(libxml2-utils)
 have pdflatex || need+=(texlive-latex-recommended)
 have pdftotext || need+=(poppler-utils)
 have ip || need+=(iproute2)
+[ -x /usr/sbin/sshd ] || need+=(openssh-server)
+{ have ssh && have ssh-keygen; } || need+=(openssh-client)
 need_pg=""
 compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null || need_pg=postgresql
 if [ ${#need[@]} -gt 0 ] || [ -n "$need_pg" ]; then

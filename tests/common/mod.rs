@@ -5,6 +5,7 @@ pub mod adb;
 pub mod farm;
 pub mod netns;
 pub mod pg;
+pub mod sshd;
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};

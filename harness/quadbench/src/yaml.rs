@@ -41,9 +41,10 @@ impl YamlError {
         YamlError::at(path, text, &format!("{}:", e.key), e.message, &e.fix)
     }
 
-    /// A semantic error found after parsing, located by searching the text for `needle`.
+    /// A semantic error found after parsing, located by searching the text for `needle`; a
+    /// `key:` needle is first looked for as a key (so `port:` is not found inside `transport:`).
     pub fn at(path: &Path, text: &str, needle: &str, message: String, fix: &str) -> YamlError {
-        let (line, column) = locate(text, needle).unwrap_or((1, 1));
+        let (line, column) = locate_key(text, needle).or_else(|| locate(text, needle)).unwrap_or((1, 1));
         YamlError {
             path: path.display().to_string(),
             line,
@@ -60,12 +61,22 @@ pub fn locate(text: &str, needle: &str) -> Option<(usize, usize)> {
     text.lines().enumerate().find_map(|(i, l)| l.find(needle).map(|c| (i + 1, c + 1)))
 }
 
+/// 1-based line and column of the first line whose key is `needle` without its trailing `:`.
+fn locate_key(text: &str, needle: &str) -> Option<(usize, usize)> {
+    let key = needle.strip_suffix(':')?;
+    text.lines().enumerate().find_map(|(i, l)| (line_key(l)? == key).then(|| (i + 1, l.find(key).unwrap_or(0) + 1)))
+}
+
 fn key_on_line(text: &str, line: usize) -> Option<String> {
-    let l = text.lines().nth(line.checked_sub(1)?)?;
+    line_key(text.lines().nth(line.checked_sub(1)?)?).map(str::to_string)
+}
+
+/// The key a YAML line starts with (`  - key: value` gives `key`).
+fn line_key(l: &str) -> Option<&str> {
     let t = l.trim_start().trim_start_matches("- ").trim_start();
     let (k, _) = t.split_once(':')?;
     let k = k.trim();
-    (!k.is_empty() && k.chars().all(|c| c.is_alphanumeric() || c == '_' || c == '-' || c == '.')).then(|| k.to_string())
+    (!k.is_empty() && k.chars().all(|c| c.is_alphanumeric() || c == '_' || c == '-' || c == '.')).then_some(k)
 }
 
 /// Nearest candidate by edit distance, if close enough to be a plausible typo.
@@ -215,6 +226,15 @@ pub fn load<T: DeserializeOwned>(path: &Path) -> Result<(T, String), YamlError> 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_key_is_located_as_a_key_not_inside_another() {
+        let text = "name: b\ntransport: ssh\nport: 0\n";
+        let e = YamlError::for_key(Path::new("d.yaml"), text, KeyError::new("port", "bad port", "fix"));
+        assert_eq!((e.line, e.column, e.key.as_deref()), (3, 1, Some("port")));
+        let e = YamlError::at(Path::new("d.yaml"), "a: [x, port: 1]\n", "port:", "m".into(), "");
+        assert_eq!((e.line, e.column), (1, 8), "not a key anywhere: the text search still finds it");
+    }
 
     #[derive(Debug, serde::Deserialize)]
     #[serde(deny_unknown_fields)]

@@ -5,11 +5,16 @@ use std::path::PathBuf;
 
 #[derive(clap::Subcommand)]
 pub enum DevicesCmd {
-    /// Serial, state, model, SoC, ABI and Android version of every device.
+    /// Serial, state, model, SoC, ABI and Android version of every device an adb server sees; with
+    /// `--device`, what each profile's device reports instead (an ssh board: hostname,
+    /// architecture, CPU, kernel, memory, SoC, board, OS).
     List {
         /// The adb server, host:port.
         #[arg(long, default_value = crate::device::adb::DEFAULT_SERVER)]
         adb_server: std::net::SocketAddrV4,
+        /// A device profile (any transport) to connect to and describe; repeat for several.
+        #[arg(long, value_name = "FILE", conflicts_with = "adb_server")]
+        device: Vec<PathBuf>,
     },
 }
 
@@ -33,8 +38,36 @@ pub struct LoopbackArgs {
 
 pub fn devices(c: DevicesCmd) -> i32 {
     match c {
-        DevicesCmd::List { adb_server } => list(adb_server),
+        DevicesCmd::List { device, .. } if !device.is_empty() => list_profiles(&device),
+        DevicesCmd::List { adb_server, .. } => list(adb_server),
     }
+}
+
+/// Connect to each profile's device and print what it reports. Exit 2 for a bad profile (nothing
+/// is contacted), 3 when a device cannot be reached; the others are still listed.
+fn list_profiles(paths: &[PathBuf]) -> i32 {
+    let mut profiles = Vec::new();
+    for p in paths {
+        match crate::config::DeviceProfile::load(p) {
+            Ok(profile) => profiles.push(profile),
+            Err(e) => return exit::fail(&e),
+        }
+    }
+    let mut code = exit::OK;
+    for p in profiles {
+        let details = match p.open() {
+            Ok(t) => t.details(),
+            Err(e) => {
+                code = code.max(exit::fail(&e));
+                continue;
+            }
+        };
+        println!("{} ({}, {})", p.name, p.transport.name, p.path.display());
+        for (label, value) in details {
+            println!("  {label:<10} {value}");
+        }
+    }
+    code
 }
 
 fn list(server: std::net::SocketAddrV4) -> i32 {

@@ -37,7 +37,7 @@ enum Command {
     },
     /// Run a scenario.
     Run(run::RunArgs),
-    /// Android devices seen by an adb server.
+    /// Devices: those an adb server sees, or the ones device profiles name (`--device`).
     #[command(subcommand)]
     Devices(devices::DevicesCmd),
     /// Serve a loopback Android device (ADB over TCP on 127.0.0.1) whose file system is DIR (the

@@ -6,8 +6,12 @@ use super::exit;
 pub enum RuntimeCmd {
     /// Download (with pip), verify and install runtime artefacts into the cache (idempotent).
     Fetch {
-        /// Artefact names (default: every default artefact of this host's target).
+        /// Artefact names (default: every default artefact of the target).
         names: Vec<String>,
+        /// Rust target triple of the device the artefact is for (default: this host's), e.g.
+        /// `aarch64-unknown-linux-gnu` for an arm64 Linux board (docs/ssh.md).
+        #[arg(long)]
+        target: Option<String>,
     },
     /// Show which artefacts are installed, where, and whether they verify.
     Info,
@@ -15,7 +19,7 @@ pub enum RuntimeCmd {
 
 pub fn runtime(c: RuntimeCmd) -> i32 {
     match c {
-        RuntimeCmd::Fetch { names } => fetch(names),
+        RuntimeCmd::Fetch { names, target } => fetch(names, target.as_deref()),
         RuntimeCmd::Info => {
             print!("{}", quadbench_runtime::info_text(&quadbench_runtime::Lock::embedded()));
             exit::OK
@@ -23,9 +27,9 @@ pub fn runtime(c: RuntimeCmd) -> i32 {
     }
 }
 
-fn fetch(names: Vec<String>) -> i32 {
+fn fetch(names: Vec<String>, target: Option<&str>) -> i32 {
     let lock = quadbench_runtime::Lock::embedded();
-    let target = quadbench_runtime::host_target();
+    let target = target.unwrap_or(quadbench_runtime::host_target());
     let names: Vec<String> =
         if names.is_empty() { lock.defaults_for(target).iter().map(|a| a.name.clone()).collect() } else { names };
     let opts = quadbench_runtime::FetchOptions::from_env().with_progress(|m| eprintln!("{m}"));

@@ -47,7 +47,8 @@ pub struct RawDeviceProfile {
     /// loopback device, which runs on the host, says `resource: host-cpu`).
     #[serde(default)]
     pub resource: Option<String>,
-    /// Every other key: the transport's own (`work_dir` for local; `serial`, `root`... for adb).
+    /// Every other key: the transport's own (`work_dir` for local; `serial`, `root`... for adb;
+    /// `host`, `port`, `known_hosts`... for ssh).
     #[serde(flatten)]
     pub transport_keys: BTreeMap<String, serde_json::Value>,
 }
@@ -266,6 +267,42 @@ mod tests {
         assert!(e.to_string().contains("libonnxruntime_providers_qnn.so"), "{e}");
         // An ABI other than the host's is fine once the builds for it are named.
         let p = load("name: p\ntransport: adb\nserial: s\nabi: mips-from-mars\nrunner: r\nort_library: l\n").unwrap();
+        assert_eq!(p.capabilities().abi.as_deref(), Some("mips-from-mars"));
+    }
+
+    #[test]
+    fn ssh_profiles_are_validated_before_any_board_is_touched() {
+        let dir = tempfile::tempdir().unwrap();
+        let kh = dir.path().join("known_hosts");
+        std::fs::write(&kh, "").unwrap();
+        let base = format!("name: b\ntransport: ssh\nhost: 10.0.0.7\nknown_hosts: \"{}\"\n", kh.display());
+        let p = load(&format!("{base}port: 2222\nuser: root\nroot: \"/tmp/it's a board/\"\nretries: 1\n")).unwrap();
+        assert_eq!(p.capabilities(), Capabilities { is_host: false, shares_host_files: false, abi: None });
+        let s = format!("{:?}", p.settings);
+        assert!(s.contains("2222") && s.contains("\"/tmp/it's a board\""), "{s}");
+        assert!(format!("{:?}", load(&base).unwrap().settings).contains(crate::device::ssh::DEFAULT_ROOT));
+        let e = load("name: b\ntransport: ssh\nhost: h\nknown_hosts: missing\n").unwrap_err();
+        assert!(e.to_string().contains("ssh-keyscan -p 22 h >> FILE"), "{e}");
+        for (extra, key) in [
+            ("", "transport"),
+            ("host: \"-oProxyCommand=id\"\n", "host"),
+            ("host: h\nport: 0\n", "port"),
+            ("host: h\nport: ssh\n", "port"),
+            ("host: h\nuser: \"-x\"\n", "user"),
+            ("host: h\nidentity_file: no-such-key\n", "identity_file"),
+            ("host: h\nroot: relative\n", "root"),
+            ("host: h\nroot: /a/../b\n", "root"),
+            ("host: h\nroot: \"/a:b\"\n", "root"),
+            ("host: h\nabi: mips-from-mars\n", "abi"),
+            ("host: h\nserial: s\n", "serial"),
+            ("host: h\nwork_dir: /tmp/x\n", "work_dir"),
+        ] {
+            let text = format!("name: b\ntransport: ssh\n{extra}");
+            let e = load(&text).expect_err(&text);
+            assert_eq!(e.key.as_deref(), Some(key), "{text}: {e}");
+        }
+        // Another machine is fine once its builds are named; it is not the host's ABI then.
+        let p = load("name: b\ntransport: ssh\nhost: h\nabi: mips-from-mars\nrunner: r\nort_library: l\n").unwrap();
         assert_eq!(p.capabilities().abi.as_deref(), Some("mips-from-mars"));
     }
 }

@@ -245,7 +245,7 @@ struct Conn {
 }
 
 /// A per-command marker for the exit-status line, so that output cannot fake it by accident.
-fn exit_marker() -> String {
+pub(super) fn exit_marker() -> String {
     static N: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
     let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let t = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.subsec_nanos()).unwrap_or(0);

@@ -5,7 +5,9 @@
 //! transport runs commands under the one watchdog in [`watchdog`].
 
 pub mod adb;
+pub mod child;
 pub mod local;
+pub mod ssh;
 pub mod watchdog;
 
 use crate::yaml::KeyError;
@@ -94,6 +96,13 @@ pub trait Transport: Send {
     fn pull(&mut self, remote: &str, local: &Path) -> Result<(), DeviceError>;
     /// Remove a remote directory tree (cleanup policy).
     fn remove_dir(&mut self, remote: &str) -> Result<(), DeviceError>;
+    /// What `quadbench devices list --device` shows about the device, label and value (by
+    /// default the fingerprint of [`Transport::info`]; a transport may know more).
+    fn details(&self) -> Vec<(&'static str, String)> {
+        let i = self.info();
+        let f = |v: Option<String>| v.unwrap_or_else(|| "-".into());
+        vec![("model", f(i.model)), ("soc", f(i.soc)), ("abi", f(i.abi)), ("os", f(i.os_version))]
+    }
 }
 
 /// A transport's validated profile keys: what it can do, and how to reach the device.
@@ -123,7 +132,7 @@ pub struct TransportKind {
 }
 
 /// Every transport.
-pub const TRANSPORTS: &[TransportKind] = &[local::KIND, adb::KIND];
+pub const TRANSPORTS: &[TransportKind] = &[local::KIND, adb::KIND, ssh::KIND];
 
 /// The registered transport named `name`.
 pub fn kind(name: &str) -> Option<&'static TransportKind> {
