@@ -24,7 +24,7 @@
 //! `'` -> `'\''`) and NUL bytes are refused; remote paths are built only from validated
 //! components under the root, and strings the device reports are sanitised before display.
 
-use super::watchdog::{self, End};
+use super::watchdog::{self, End, PID_PREFIX, WrapperLines, exit_marker};
 use super::{
     Capabilities, DeviceError, DeviceInfo, ExecLimits, ExecOutcome, SettingsInput, Transport, TransportKind,
     TransportSettings,
@@ -242,14 +242,6 @@ struct Conn {
     name: String,
     serial: String,
     server: SocketAddrV4,
-}
-
-/// A per-command marker for the exit-status line, so that output cannot fake it by accident.
-pub(super) fn exit_marker() -> String {
-    static N: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-    let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    let t = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.subsec_nanos()).unwrap_or(0);
-    format!("QB-EXIT-{t:08x}{:04x}{:04x}", std::process::id() & 0xffff, n & 0xffff)
 }
 
 /// Shell text that runs `script` and then prints the marker line with its exit status.
@@ -602,9 +594,6 @@ fn tail(b: &[u8]) -> String {
     String::from_utf8_lossy(&b[b.len().saturating_sub(4000)..]).into_owned()
 }
 
-/// Marker line our wrapper prints before exec'ing the runner, so a hung runner can be killed.
-const PID_PREFIX: &str = "QB-PID ";
-
 impl Transport for Adb {
     fn info(&self) -> DeviceInfo {
         self.info.clone()
@@ -693,8 +682,8 @@ impl Transport for Adb {
             run.push(' ');
             run.push_str(&quote(a)?);
         }
-        let marker = exit_marker();
-        let cmd = with_exit_line(&run, &marker);
+        let mut lines = WrapperLines::default();
+        let cmd = with_exit_line(&run, &lines.marker);
         let (tx, rx) = mpsc::channel::<Msg>();
         let mut dev = self.conn.device();
         let worker = std::thread::Builder::new().name("qb-adb-exec".into()).spawn(move || {
@@ -705,18 +694,8 @@ impl Transport for Adb {
             let _ = tx.send(Msg::Done((r, tail(&err.0))));
         });
         worker.map_err(|e| self.conn.infra(format!("cannot start the exec thread: {e}")))?;
-        let mut pids: Option<(u32, u32)> = None;
-        let mut exit: Option<i32> = None;
-        let end = watchdog::watch(&rx, limits, &mut |l: &str| {
-            if let Some(code) = l.strip_prefix(&marker).and_then(|c| c.trim().parse().ok()) {
-                exit = Some(code);
-            } else if let Some(p) = l.strip_prefix(PID_PREFIX).filter(|_| pids.is_none()) {
-                let mut it = p.split_whitespace().filter_map(|x| x.parse().ok());
-                pids = it.next().zip(it.next());
-            } else if !l.is_empty() {
-                on_line(l);
-            }
-        });
+        let end = watchdog::watch(&rx, limits, &mut |l: &str| lines.take(l, on_line));
+        let WrapperLines { pids, exit, .. } = lines;
         let done = match end {
             End::Done(d) => Some(d),
             End::Closed => None,

@@ -21,9 +21,9 @@
 //!   are validated components under `root`, which may itself hold spaces, quotes or `$`.
 //!   The board user's login shell must be a POSIX shell (sh, bash, dash, ash, zsh).
 
-use super::adb::{exit_marker, printable, quote};
+use super::adb::{printable, quote};
 use super::child::{Kept, drain, spawn, wait_within};
-use super::watchdog::{self, End, Msg};
+use super::watchdog::{self, End, Msg, PID_PREFIX, WrapperLines};
 use super::{
     Capabilities, DeviceError, DeviceInfo, ExecLimits, ExecOutcome, SettingsInput, Transport, TransportKind,
     TransportSettings,
@@ -43,8 +43,6 @@ pub const DEFAULT_ROOT: &str = "/var/tmp/quadbench";
 const SHORT: Duration = Duration::from_secs(30);
 /// How long connecting (TCP, key exchange, authentication) may take.
 const CONNECT_WAIT: Duration = Duration::from_secs(30);
-/// Marker line of the exec wrapper: runner pid and process group.
-const PID_PREFIX: &str = "QB-PID ";
 
 pub const KIND: TransportKind = TransportKind {
     name: "ssh",
@@ -680,8 +678,8 @@ impl Transport for Ssh {
     ) -> Result<ExecOutcome, DeviceError> {
         let exe = self.abs(argv.first().map(String::as_str).unwrap_or(""))?;
         let cmd = std::iter::once(&exe).chain(&argv[1..]).map(|a| quote(a)).collect::<Result<Vec<_>, _>>()?.join(" ");
-        let marker = exit_marker();
-        let script = exec_script(&self.abs(cwd)?, &self.exports(lib_dirs)?, &cmd, &marker)?;
+        let mut lines = WrapperLines::default();
+        let script = exec_script(&self.abs(cwd)?, &self.exports(lib_dirs)?, &cmd, &lines.marker)?;
         let mut client = self.conn.client(&script)?;
         client.stdin(Stdio::piped()).stdout(Stdio::piped());
         let mut child = spawn(&mut client).map_err(|e| self.conn.infra(format!("cannot run `ssh`: {e}")))?;
@@ -692,17 +690,8 @@ impl Transport for Ssh {
             stderr: drain(child.stderr.take().expect("piped"), None),
             child,
         };
-        let (mut pids, mut exit) = (None, None);
-        let end = watchdog::watch(&rx, limits, &mut |l: &str| {
-            if let Some(code) = l.strip_prefix(&marker).and_then(|c| c.trim().parse().ok()) {
-                exit = Some(code);
-            } else if let Some(p) = l.strip_prefix(PID_PREFIX).filter(|_| pids.is_none()) {
-                let mut it = p.split_whitespace().filter_map(|x| x.parse().ok());
-                pids = it.next().zip(it.next());
-            } else if !l.is_empty() {
-                on_line(l);
-            }
-        });
+        let end = watchdog::watch(&rx, limits, &mut |l: &str| lines.take(l, on_line));
+        let WrapperLines { pids, exit, .. } = lines;
         match end {
             End::Done(()) | End::Closed => {
                 let (_, stderr_tail) = run.end(Duration::from_secs(10));

@@ -53,6 +53,50 @@ pub fn watch<T>(rx: &Receiver<Msg<T>>, limits: ExecLimits, on_line: &mut dyn FnM
     }
 }
 
+/// The line a remote exec wrapper prints before exec'ing the runner: `QB-PID <pid> <group>`,
+/// so that a hung runner can be killed on the device.
+pub const PID_PREFIX: &str = "QB-PID ";
+
+/// A per-command marker for the exit-status line, so that output cannot fake it by accident.
+pub fn exit_marker() -> String {
+    static N: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let t = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.subsec_nanos()).unwrap_or(0);
+    format!("QB-EXIT-{t:08x}{:04x}{:04x}", std::process::id() & 0xffff, n & 0xffff)
+}
+
+/// What a remote exec wrapper (adb, ssh) adds to the runner's stdout: its pid line and the
+/// exit-status line under this command's `marker`. Everything else is the runner's.
+pub struct WrapperLines {
+    pub marker: String,
+    /// (pid, process group) of the runner, from the first pid line.
+    pub pids: Option<(u32, u32)>,
+    /// The runner's exit status, from the marker line.
+    pub exit: Option<i32>,
+}
+
+impl Default for WrapperLines {
+    /// A fresh marker, nothing seen yet.
+    fn default() -> WrapperLines {
+        WrapperLines { marker: exit_marker(), pids: None, exit: None }
+    }
+}
+
+impl WrapperLines {
+    /// Take one stdout line: the wrapper's own lines are kept, the runner's non-empty ones go
+    /// to `on_line`.
+    pub fn take(&mut self, l: &str, on_line: &mut dyn FnMut(&str)) {
+        if let Some(code) = l.strip_prefix(&self.marker).and_then(|c| c.trim().parse().ok()) {
+            self.exit = Some(code);
+        } else if let Some(p) = l.strip_prefix(PID_PREFIX).filter(|_| self.pids.is_none()) {
+            let mut it = p.split_whitespace().filter_map(|x| x.parse().ok());
+            self.pids = it.next().zip(it.next());
+        } else if !l.is_empty() {
+            on_line(l);
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
