@@ -1,4 +1,5 @@
-//! Helper processes a transport runs on this host (the `ssh` client and its ControlMaster):
+//! Processes a transport runs on this host (the local runner; the `ssh` client and its
+//! ControlMaster):
 //! spawned in their own process group (a Ctrl-C at the terminal is the host's to handle, not
 //! theirs) and dying with the host (`PR_SET_PDEATHSIG`), waited under a deadline, their output
 //! drained on threads so that they never block on a full pipe.
@@ -22,6 +23,7 @@ pub fn spawn(cmd: &mut Command) -> std::io::Result<Child> {
             if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
                 return Err(std::io::Error::last_os_error());
             }
+            // The host may have died between fork and prctl: then nobody will wait for us.
             if libc::getppid() == 1 {
                 libc::_exit(1);
             }

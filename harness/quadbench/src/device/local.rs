@@ -10,7 +10,6 @@ use super::{
 };
 use crate::yaml::KeyError;
 use std::io::{BufRead, BufReader, Read};
-use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::{Arc, mpsc};
@@ -170,29 +169,11 @@ impl Transport for Local {
                 std::env::join_paths(dirs).map_err(|e| self.infra(format!("cannot build LD_LIBRARY_PATH: {e}")))?,
             );
         }
-        // SAFETY: between fork and exec only async-signal-safe calls are made (prctl, getppid).
-        unsafe {
-            cmd.pre_exec(|| {
-                // Die with the host, even on `kill -9` of the host.
-                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
-                    return Err(std::io::Error::last_os_error());
-                }
-                // The host may have died between fork and prctl: then nobody will wait for us.
-                if libc::getppid() == 1 {
-                    libc::_exit(1);
-                }
-                Ok(())
-            });
-        }
-        let mut child = cmd
-            .args(&argv[1..])
-            .current_dir(&cwd)
-            .process_group(0)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .map_err(|e| self.infra(format!("cannot start {}: {e}", exe.display())))?;
+        // Its own process group (killed whole on timeout or interrupt), dying with the host even
+        // on `kill -9` of the host.
+        cmd.args(&argv[1..]).current_dir(&cwd).stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
+        let mut child =
+            super::child::spawn(&mut cmd).map_err(|e| self.infra(format!("cannot start {}: {e}", exe.display())))?;
         let (tx, rx) = mpsc::channel::<Msg<()>>();
         let stdout = child.stdout.take().expect("piped");
         let out_thread = std::thread::spawn(move || {
