@@ -13,14 +13,14 @@
 mod common;
 
 use common::adb::{AdbServer, DEVICE_ROOT, Loopback, free_port, run_with_deadline};
-use common::{ensure_runner, repo};
+use common::{Recorder, ensure_runner, repo, run_options};
 use quadbench::config::Scenario;
 use quadbench::device::adb::Adb;
 use quadbench::device::adb::AdbSettings;
 use quadbench::device::{DeviceError, ExecLimits, Transport};
-use quadbench::events::{Event, Reporter};
+use quadbench::events::Event;
 use quadbench::results::{Results, RunState};
-use quadbench::scheduler::{self as run, RunOptions};
+use quadbench::scheduler as run;
 use quadbench_loopback::{Faults, LoopbackDevice};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -88,28 +88,6 @@ fn scenario(dir: &Path, device: &Path, min_duration_s: f64) -> Scenario {
     );
     std::fs::write(&p, text).unwrap();
     Scenario::load(&p).unwrap()
-}
-
-fn options(out: &Path, resume: bool) -> RunOptions {
-    RunOptions {
-        out: out.to_path_buf(),
-        device_override: None,
-        package_cache: quadbench_runtime::cache_dir().join("packages"),
-        resume,
-    }
-}
-
-/// Collects events and lets a test act on them (inject faults at the right moment).
-struct Recorder<F: FnMut(&Event)> {
-    events: Vec<Event>,
-    hook: F,
-}
-
-impl<F: FnMut(&Event)> Reporter for Recorder<F> {
-    fn event(&mut self, e: &Event) {
-        (self.hook)(e);
-        self.events.push(e.clone());
-    }
 }
 
 fn ids(r: &Results) -> Vec<String> {
@@ -345,11 +323,12 @@ fn scenario_over_adb_matches_local() {
     let sc_local = scenario(rig.work.path(), &local_profile(rig.work.path()), 0.0);
     let t0 = Instant::now();
     let mut rec = Recorder { events: vec![], hook: |_: &Event| {} };
-    let local = run::run_scenario(&sc_local, &options(&rig.work.path().join("out-local"), false), &mut rec).unwrap();
+    let local =
+        run::run_scenario(&sc_local, &run_options(&rig.work.path().join("out-local"), false), &mut rec).unwrap();
     let t_local = t0.elapsed();
     let t0 = Instant::now();
     let mut rec = Recorder { events: vec![], hook: |_: &Event| {} };
-    let adb = run::run_scenario(&sc_adb, &options(&rig.work.path().join("out-adb"), false), &mut rec).unwrap();
+    let adb = run::run_scenario(&sc_adb, &run_options(&rig.work.path().join("out-adb"), false), &mut rec).unwrap();
     let t_adb = t0.elapsed();
     assert!(adb.complete);
     assert_each_run_once(&adb, "lb");
@@ -408,7 +387,7 @@ fn disconnect_mid_run_is_retried_and_every_run_recorded_once() {
         }
     };
     let mut rec = Recorder { events: vec![], hook };
-    let r = run::run_scenario(&sc, &options(&rig.work.path().join("out"), false), &mut rec).unwrap();
+    let r = run::run_scenario(&sc, &run_options(&rig.work.path().join("out"), false), &mut rec).unwrap();
     assert!(*armed.lock().unwrap(), "the fault was injected while the runner ran");
     let retries: Vec<&Event> = rec
         .events
@@ -449,7 +428,7 @@ fn unhealthy_device_then_resume_skips_finished_runs() {
     };
     let mut rec = Recorder { events: vec![], hook };
     let t0 = Instant::now();
-    let first = run::run_scenario(&sc, &options(&out, false), &mut rec).unwrap();
+    let first = run::run_scenario(&sc, &run_options(&out, false), &mut rec).unwrap();
     assert_each_run_once(&first, "lb");
     let by = |r: &Results, s: &str| r.runs.iter().find(|x| x.id.ends_with(s)).unwrap().clone();
     assert_eq!(by(&first, "-unified").status, RunState::Ok);
@@ -516,7 +495,7 @@ fn npu_scenario_over_adb_pushes_the_qnn_plugin_and_matches_local() {
     let mut rec = Recorder { events: vec![], hook: |_: &Event| {} };
     let local = run::run_scenario(
         &npu_scenario(&local_profile(rig.work.path())),
-        &options(&rig.work.path().join("out-local"), false),
+        &run_options(&rig.work.path().join("out-local"), false),
         &mut rec,
     )
     .unwrap();
@@ -524,7 +503,7 @@ fn npu_scenario_over_adb_pushes_the_qnn_plugin_and_matches_local() {
     let mut rec = Recorder { events: vec![], hook: |_: &Event| {} };
     let adb = run::run_scenario(
         &npu_scenario(&rig.profile("lb", 1, 200)),
-        &options(&rig.work.path().join("out-adb"), false),
+        &run_options(&rig.work.path().join("out-adb"), false),
         &mut rec,
     )
     .unwrap();

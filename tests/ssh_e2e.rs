@@ -8,13 +8,14 @@
 mod common;
 
 use common::sshd::{self, HostKey, Sshd};
+use common::{Recorder, run_options};
 use quadbench::config::Scenario;
 use quadbench::device::ssh::{Ssh, SshSettings};
 use quadbench::device::{DeviceError, ExecLimits, Transport};
-use quadbench::events::{Event, Reporter};
+use quadbench::events::Event;
 use quadbench::package::manifest::sha256_file;
 use quadbench::results::{Results, RunState};
-use quadbench::scheduler::{self as run, RunOptions};
+use quadbench::scheduler as run;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -35,28 +36,6 @@ fn scenario(dir: &Path, device: &Path, min_duration_s: u32) -> Scenario {
         .replace("min_duration_s: 0", &format!("min_duration_s: {min_duration_s}"));
     std::fs::write(&p, text).unwrap();
     Scenario::load(&p).unwrap()
-}
-
-fn options(out: &Path) -> RunOptions {
-    RunOptions {
-        out: out.to_path_buf(),
-        device_override: None,
-        package_cache: quadbench_runtime::cache_dir().join("packages"),
-        resume: false,
-    }
-}
-
-/// Collects events and lets a test act on them (inject faults at the right moment).
-struct Recorder<F: FnMut(&Event)> {
-    events: Vec<Event>,
-    hook: F,
-}
-
-impl<F: FnMut(&Event)> Reporter for Recorder<F> {
-    fn event(&mut self, e: &Event) {
-        (self.hook)(e);
-        self.events.push(e.clone());
-    }
 }
 
 fn assert_each_run_once(r: &Results, device: &str) {
@@ -91,14 +70,18 @@ fn scenario_over_ssh_matches_local() {
     let mut rec = Recorder { events: vec![], hook: |_: &Event| {} };
     let local = run::run_scenario(
         &scenario(work.path(), &common::local_device(work.path()), 0),
-        &options(&work.path().join("out-local")),
+        &run_options(&work.path().join("out-local"), false),
         &mut rec,
     )
     .unwrap();
     let t0 = Instant::now();
     let mut rec = Recorder { events: vec![], hook: |_: &Event| {} };
-    let ssh = run::run_scenario(&scenario(work.path(), &profile, 0), &options(&work.path().join("out-ssh")), &mut rec)
-        .unwrap();
+    let ssh = run::run_scenario(
+        &scenario(work.path(), &profile, 0),
+        &run_options(&work.path().join("out-ssh"), false),
+        &mut rec,
+    )
+    .unwrap();
     eprintln!("scenario over ssh: {:?}", t0.elapsed());
     assert!(ssh.complete);
     assert_each_run_once(&ssh, "board");
@@ -158,7 +141,7 @@ fn sshd_killed_mid_run_is_retried_and_every_run_recorded_once() {
         }
     };
     let mut rec = Recorder { events: vec![], hook };
-    let r = run::run_scenario(&sc, &options(&work.path().join("out")), &mut rec).unwrap();
+    let r = run::run_scenario(&sc, &run_options(&work.path().join("out"), false), &mut rec).unwrap();
     let seen = armed.lock().unwrap().clone().expect("sshd was killed while the runner ran");
     assert!(seen.contains("quadbench-runn"), "a runner was working at the kill: {seen}");
     let retries: Vec<&Event> = rec

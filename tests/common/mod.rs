@@ -163,3 +163,26 @@ claims:
 pub fn results(out: &Path) -> serde_json::Value {
     serde_json::from_str(&std::fs::read_to_string(out.join("results.json")).expect("results.json")).unwrap()
 }
+
+/// Options of a library-level scenario run into `out`, with the shared package cache.
+pub fn run_options(out: &Path, resume: bool) -> quadbench::scheduler::RunOptions {
+    quadbench::scheduler::RunOptions {
+        out: out.to_path_buf(),
+        device_override: None,
+        package_cache: quadbench_runtime::cache_dir().join("packages"),
+        resume,
+    }
+}
+
+/// Collects events and lets a test act on them (inject faults at the right moment).
+pub struct Recorder<F: FnMut(&quadbench::events::Event)> {
+    pub events: Vec<quadbench::events::Event>,
+    pub hook: F,
+}
+
+impl<F: FnMut(&quadbench::events::Event)> quadbench::events::Reporter for Recorder<F> {
+    fn event(&mut self, e: &quadbench::events::Event) {
+        (self.hook)(e);
+        self.events.push(e.clone());
+    }
+}
