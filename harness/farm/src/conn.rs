@@ -52,8 +52,8 @@ pub(crate) async fn connect(target: &Target, url: &str, create: bool) -> Result<
     }
     sqlx::any::install_default_drivers();
     let options = AnyConnectOptions::from_str(&target.sqlx_url(create)).map_err(|e| connect_err(e.to_string()))?;
-    probe(&options).await.map_err(connect_err)?;
     let engine = target.engine();
+    probe(&options, engine).await.map_err(connect_err)?;
     let pool = AnyPoolOptions::new()
         .max_connections(MAX_CONNECTIONS)
         .acquire_timeout(ACQUIRE_TIMEOUT)
@@ -71,12 +71,19 @@ pub(crate) async fn connect(target: &Target, url: &str, create: bool) -> Result<
     Ok(Conn { pool, engine, url: url.to_string() })
 }
 
-/// One connection attempt, closed at once. The pool retries a refused connection until its
-/// acquire timeout and then reports only that it timed out; this says why it failed, at once.
-async fn probe(options: &AnyConnectOptions) -> Result<(), String> {
-    match tokio::time::timeout(ACQUIRE_TIMEOUT, AnyConnection::connect_with(options)).await {
-        Ok(Ok(conn)) => conn.close().await.map_err(|e| e.to_string()),
-        Ok(Err(e)) => Err(e.to_string()),
+/// One connection attempt, set up as the pool sets up each of its connections, closed at once.
+/// The pool retries a failing connection (refused, or a file that is not an SQLite database)
+/// until its acquire timeout and then reports only that it timed out; this says why, at once.
+async fn probe(options: &AnyConnectOptions, engine: Engine) -> Result<(), String> {
+    let attempt = async {
+        let mut conn = AnyConnection::connect_with(options).await?;
+        if engine == Engine::Sqlite {
+            sqlite_settings(&mut conn).await?;
+        }
+        conn.close().await
+    };
+    match tokio::time::timeout(ACQUIRE_TIMEOUT, attempt).await {
+        Ok(r) => r.map_err(|e| e.to_string()),
         Err(_) => Err(format!("no answer within {} s", ACQUIRE_TIMEOUT.as_secs())),
     }
 }

@@ -49,6 +49,18 @@ fn open_of_a_missing_file_is_not_initialised_and_creates_nothing() {
     assert!(!path.exists() && !path.parent().unwrap().exists());
 }
 
+/// A file that is not an SQLite database is named as such, not reported after the pool's
+/// acquire timeout as "pool timed out".
+#[test]
+fn open_of_a_file_that_is_not_a_database_says_so() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("garbage.db");
+    std::fs::write(&path, vec![b'x'; 4096]).unwrap();
+    let err = Db::open(&format!("sqlite://{}", path.display())).err().unwrap();
+    assert!(matches!(err, FarmError::Connect { .. }), "{err}");
+    assert!(err.to_string().contains("not a database"), "{err}");
+}
+
 #[test]
 fn open_of_a_database_without_the_farm_schema_is_not_initialised() {
     let dir = tempfile::tempdir().unwrap();
