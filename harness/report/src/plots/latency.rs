@@ -40,19 +40,7 @@ where
             .x_label_area_size(34)
             .y_label_area_size(64)
             .build_cartesian_2d(-0.5f64..n as f64 - 0.5, y_range(max))?;
-        let fmt = |x: &f64| category(&labels, *x);
-        chart
-            .configure_mesh()
-            .disable_x_mesh()
-            .x_labels(n)
-            .x_label_formatter(&fmt)
-            .y_desc("latency (ms)")
-            .label_style(text_style(13))
-            .axis_desc_style(text_style(14))
-            .max_light_lines(1)
-            .light_line_style(RGBColor(240, 240, 240))
-            .y_label_formatter(&|v| axis_number(*v))
-            .draw()?;
+        category_mesh(&mut chart, &labels, n, "latency (ms)")?;
         for (i, run) in runs.iter().enumerate() {
             let v = &run.samples[key];
             let c = strategy_colour(run.strategy);

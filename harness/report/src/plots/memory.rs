@@ -31,19 +31,7 @@ where
         .x_label_area_size(34)
         .y_label_area_size(70)
         .build_cartesian_2d(-0.5f64..n as f64 - 0.5, y_range(max * 1.05))?;
-    let fmt = |x: &f64| category(&labels, *x);
-    chart
-        .configure_mesh()
-        .disable_x_mesh()
-        .x_labels(n)
-        .x_label_formatter(&fmt)
-        .y_desc("peak memory (MB)")
-        .label_style(text_style(13))
-        .axis_desc_style(text_style(14))
-        .max_light_lines(1)
-        .light_line_style(RGBColor(240, 240, 240))
-        .y_label_formatter(&|v| axis_number(*v))
-        .draw()?;
+    category_mesh(&mut chart, &labels, n, "peak memory (MB)")?;
     // (label, colour, bar offset, value)
     type Series = (&'static str, RGBColor, f64, fn(&RunRecord) -> Option<u64>);
     let series: [Series; 2] =
@@ -62,13 +50,7 @@ where
             bars.iter().map(|(i, v)| Text::new(format!("{v:.0}"), (*i as f64 + off + 0.15, v + max * 0.01), above(13))),
         )?;
     }
-    chart
-        .configure_series_labels()
-        .position(SeriesLabelPosition::UpperLeft)
-        .background_style(WHITE.mix(0.85))
-        .border_style(GREY)
-        .label_font(text_style(14))
-        .draw()?;
+    series_legend(&mut chart, SeriesLabelPosition::UpperLeft)?;
     root.draw_text(
         "one measurement per run: no confidence intervals",
         &text_style(13),

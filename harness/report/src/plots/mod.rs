@@ -10,6 +10,7 @@ mod timeline;
 
 use super::{Artefact, Report, ReportError};
 use plotters::coord::Shift;
+use plotters::coord::types::RangedCoordf64;
 use plotters::prelude::*;
 use quadbench_schema::protocol::Strategy;
 use quadbench_schema::results::{Results, RunRecord};
@@ -197,4 +198,52 @@ where
 /// `0..max` padded by 8%, at least `0..1`.
 pub fn y_range(max: f64) -> std::ops::Range<f64> {
     0.0..if max.is_finite() && max > 0.0 { max * 1.08 } else { 1.0 }
+}
+
+/// A chart with f64 coordinates both ways (per-run categories along x, or time).
+pub type CategoryChart<'a, DB> = ChartContext<'a, DB, Cartesian2d<RangedCoordf64, RangedCoordf64>>;
+
+/// The grid of a per-run category chart: run labels under the ticks, no vertical lines, light
+/// horizontal ones, `y_desc` up the side.
+pub fn category_mesh<DB: DrawingBackend>(
+    chart: &mut CategoryChart<'_, DB>,
+    labels: &[String],
+    n: usize,
+    y_desc: &str,
+) -> DrawResult
+where
+    DB::ErrorType: 'static,
+{
+    let fmt = |x: &f64| category(labels, *x);
+    chart
+        .configure_mesh()
+        .disable_x_mesh()
+        .x_labels(n)
+        .x_label_formatter(&fmt)
+        .y_desc(y_desc)
+        .label_style(text_style(13))
+        .axis_desc_style(text_style(14))
+        .max_light_lines(1)
+        .light_line_style(RGBColor(240, 240, 240))
+        .y_label_formatter(&|v| axis_number(*v))
+        .draw()?;
+    Ok(())
+}
+
+/// The series legend every plot uses, at `position`.
+pub fn series_legend<'a, DB: DrawingBackend + 'a>(
+    chart: &mut CategoryChart<'a, DB>,
+    position: SeriesLabelPosition,
+) -> DrawResult
+where
+    DB::ErrorType: 'static,
+{
+    chart
+        .configure_series_labels()
+        .position(position)
+        .background_style(WHITE.mix(0.85))
+        .border_style(GREY)
+        .label_font(text_style(14))
+        .draw()?;
+    Ok(())
 }

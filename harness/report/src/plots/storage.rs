@@ -24,19 +24,7 @@ where
         .x_label_area_size(34)
         .y_label_area_size(70)
         .build_cartesian_2d(-0.5f64..n as f64 - 0.5, y_range(max * 1.05))?;
-    let fmt = |x: &f64| category(&labels, *x);
-    chart
-        .configure_mesh()
-        .disable_x_mesh()
-        .x_labels(n)
-        .x_label_formatter(&fmt)
-        .y_desc("storage (MB)")
-        .label_style(text_style(13))
-        .axis_desc_style(text_style(14))
-        .max_light_lines(1)
-        .light_line_style(RGBColor(240, 240, 240))
-        .y_label_formatter(&|v| axis_number(*v))
-        .draw()?;
+    category_mesh(&mut chart, &labels, n, "storage (MB)")?;
     // (label, colour, bytes)
     type Part = (&'static str, RGBColor, fn(&RunRecord) -> u64);
     let parts: [Part; 3] = [
@@ -69,12 +57,6 @@ where
             above(14),
         )
     }))?;
-    chart
-        .configure_series_labels()
-        .position(SeriesLabelPosition::UpperLeft)
-        .background_style(WHITE.mix(0.85))
-        .border_style(GREY)
-        .label_font(text_style(14))
-        .draw()?;
+    series_legend(&mut chart, SeriesLabelPosition::UpperLeft)?;
     Ok(())
 }

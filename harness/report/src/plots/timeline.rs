@@ -47,13 +47,7 @@ where
             Circle::new((s.at_ms / 1e3, s.latency_ms), 4, style)
         }))?;
     }
-    chart
-        .configure_series_labels()
-        .position(SeriesLabelPosition::UpperRight)
-        .background_style(WHITE.mix(0.85))
-        .border_style(GREY)
-        .label_font(text_style(14))
-        .draw()?;
+    series_legend(&mut chart, SeriesLabelPosition::UpperRight)?;
     root.draw_text(
         "hollow: warm-up switch (not in statistics)",
         &text_style(13),
