@@ -58,6 +58,9 @@ fi
 cargo fmt --version >/dev/null 2>&1 || rustup component add rustfmt
 cargo clippy --version >/dev/null 2>&1 || rustup component add clippy
 
+# One clean build, not an edit loop: incremental caches would only add gigabytes to target/.
+export CARGO_INCREMENTAL="${CARGO_INCREMENTAL:-0}"
+
 echo "tests/run.sh: cargo fmt --all --check" >&2
 cargo fmt --all --check
 echo "tests/run.sh: cargo clippy --workspace --all-targets -- -D warnings" >&2
