@@ -123,8 +123,8 @@ pub(crate) async fn hand_back(conn: &Conn, claim: &Claim) -> Result<(), FarmErro
     Ok(())
 }
 
-/// Stores `run` as the job's run, with its artefacts in their order, in the caller's
-/// transaction (which has checked the fence).
+/// Stores `run` as the job's run, with its artefacts in their order and its history row, in
+/// the caller's transaction (which has checked the fence).
 async fn insert_run(
     conn: &Conn,
     tx: &mut Transaction<'static, Any>,
@@ -160,6 +160,9 @@ async fn insert_run(
             .execute(&mut **tx)
             .await
             .ctx(conn, what)?;
+    }
+    if let Some(h) = &run.history {
+        crate::history::add(conn, tx, h, now).await?;
     }
     Ok(())
 }
@@ -206,6 +209,7 @@ pub(crate) async fn runs(conn: &Conn, submission_id: i64) -> Result<Vec<RunRow>,
                 record_json: r.try_get("record_json")?,
                 header_json: r.try_get("header_json")?,
                 artefacts: artefacts.remove(&id).unwrap_or_default(),
+                history: None,
             },
         })
     };

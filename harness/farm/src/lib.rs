@@ -21,6 +21,7 @@ mod dialect;
 pub mod error;
 mod fenced;
 mod fleet;
+mod history;
 mod queue;
 mod rows;
 mod schema;
@@ -31,6 +32,7 @@ mod url;
 use std::sync::Arc;
 
 pub use error::FarmError;
+pub use history::HistoryEntry;
 pub use url::redact;
 
 /// Which engine a URL names.
@@ -174,6 +176,8 @@ pub struct RunWrite {
     /// Files of the run, relative to a results directory (`samples/<id>.csv`,
     /// `outputs/<id>/<task>.png`, ...), with their bytes.
     pub artefacts: Vec<(String, Vec<u8>)>,
+    /// The run's history row, recorded in the same transaction (its night is the label).
+    pub history: Option<HistoryEntry>,
 }
 
 /// A run read back.
@@ -236,7 +240,7 @@ pub struct HostRow {
 }
 
 /// The farm's schema version this build reads and writes.
-pub const SCHEMA_VERSION: i64 = 1;
+pub const SCHEMA_VERSION: i64 = 2;
 
 /// A connection pool to one farm database.
 #[derive(Clone)]
@@ -374,6 +378,19 @@ impl Db {
         self.block(|c| queue::submit(c, s, jobs))
     }
 
+    /// Rerun the jobs of submission `label` whose key is in `keys` as submission `new_label`,
+    /// each pinned to the device that ran it, with priority raised by `priority_boost` (a
+    /// confirmation rerun). `None` when `label` has no such job.
+    pub fn resubmit(
+        &self,
+        label: &str,
+        keys: &[String],
+        new_label: &str,
+        priority_boost: i64,
+    ) -> Result<Option<i64>, FarmError> {
+        self.block(|c| queue::resubmit(c, label, keys, new_label, priority_boost))
+    }
+
     pub fn submission(&self, label: &str) -> Result<Option<SubmissionRow>, FarmError> {
         self.block(|c| queue::submission(c, label))
     }
@@ -444,5 +461,19 @@ impl Db {
     /// The stored runs of a submission, in plan index order, artefacts included.
     pub fn runs(&self, submission_id: i64) -> Result<Vec<RunRow>, FarmError> {
         self.block(|c| fenced::runs(c, submission_id))
+    }
+
+    // ---- history
+
+    /// Record a run in the history unless its fingerprint is there; `Some(night)`: it was,
+    /// under that night (nothing written).
+    pub fn history_add(&self, e: &HistoryEntry) -> Result<Option<String>, FarmError> {
+        self.block(|c| history::add_one(c, e))
+    }
+
+    /// The history, optionally only nights whose label starts with `label_prefix`, by series
+    /// and start time.
+    pub fn history(&self, label_prefix: Option<&str>) -> Result<Vec<HistoryEntry>, FarmError> {
+        self.block(|c| history::entries(c, label_prefix))
     }
 }

@@ -250,3 +250,60 @@ pub(crate) async fn renew(
     }
     Ok(lost)
 }
+
+/// A rerun of some jobs of submission `label` as a new submission `new_label` (same scenario,
+/// priority and attempts, raised by `priority_boost`), each job pinned to the device that ran
+/// it. Returns the new submission's id, or `None` when no job of `label` has one of `keys`.
+pub(crate) async fn resubmit(
+    conn: &Conn,
+    label: &str,
+    keys: &[String],
+    new_label: &str,
+    priority_boost: i64,
+) -> Result<Option<i64>, FarmError> {
+    let what = "resubmit jobs";
+    let found = sqlx::query(
+        "SELECT s.scenario_name, s.scenario_path, s.scenario_sha256, s.scenario_text, s.priority, s.max_attempts, \
+         j.idx, j.run_key, j.req_device, j.req_soc, j.req_abi, j.lease_device, j.payload \
+         FROM jobs j JOIN submissions s ON s.id = j.submission_id WHERE s.label = $1 ORDER BY j.idx",
+    )
+    .bind(label)
+    .fetch_all(&conn.pool)
+    .await
+    .ctx(conn, what)?;
+    let mut sub: Option<crate::NewSubmission> = None;
+    let mut jobs = Vec::new();
+    for r in &found {
+        let key: String = r.try_get("run_key").ctx(conn, what)?;
+        if !keys.contains(&key) {
+            continue;
+        }
+        if sub.is_none() {
+            sub = Some(crate::NewSubmission {
+                label: new_label.to_string(),
+                scenario_name: r.try_get("scenario_name").ctx(conn, what)?,
+                scenario_path: r.try_get("scenario_path").ctx(conn, what)?,
+                scenario_sha256: r.try_get("scenario_sha256").ctx(conn, what)?,
+                scenario_text: r.try_get("scenario_text").ctx(conn, what)?,
+                priority: r.try_get::<i64, _>("priority").ctx(conn, what)? + priority_boost,
+                max_attempts: r.try_get("max_attempts").ctx(conn, what)?,
+            });
+        }
+        let ran_on: Option<String> = r.try_get("lease_device").ctx(conn, what)?;
+        let requirement = crate::Requirement {
+            device: ran_on.or(r.try_get("req_device").ctx(conn, what)?),
+            soc: r.try_get("req_soc").ctx(conn, what)?,
+            abi: r.try_get("req_abi").ctx(conn, what)?,
+        };
+        jobs.push(NewJob {
+            index: r.try_get("idx").ctx(conn, what)?,
+            key,
+            requirement,
+            payload: r.try_get("payload").ctx(conn, what)?,
+        });
+    }
+    match sub {
+        Some(s) => submit(conn, &s, &jobs).await.map(Some),
+        None => Ok(None),
+    }
+}

@@ -11,7 +11,8 @@ fn bad_text(kind: &str, text: &str) -> sqlx::Error {
 }
 
 impl Health {
-    pub(crate) fn as_str(self) -> &'static str {
+    /// Lower-case name, as stored.
+    pub fn as_str(self) -> &'static str {
         match self {
             Health::Unknown => "unknown",
             Health::Good => "good",

@@ -25,7 +25,76 @@ impl Migration {
 }
 
 /// In order; the last one's version is [`SCHEMA_VERSION`].
-const MIGRATIONS: &[Migration] = &[Migration { version: 1, sqlite: V1_SQLITE, postgres: V1_POSTGRES }];
+const MIGRATIONS: &[Migration] = &[
+    Migration { version: 1, sqlite: V1_SQLITE, postgres: V1_POSTGRES },
+    Migration { version: 2, sqlite: V2_SQLITE, postgres: V2_POSTGRES },
+];
+
+/// Version 2: the run history (`history.rs`), one row per finished run, unique by the run's
+/// fingerprint (imports are idempotent). `started_at` is fixed-width RFC 3339, so it orders as
+/// text; `valid` is 0/1.
+const V2_SQLITE: &str = "
+CREATE TABLE IF NOT EXISTS history (
+    id INTEGER PRIMARY KEY,
+    fingerprint TEXT NOT NULL UNIQUE,
+    series_key TEXT NOT NULL,
+    night TEXT NOT NULL,
+    scenario TEXT NOT NULL,
+    device TEXT NOT NULL,
+    backend TEXT NOT NULL,
+    precision TEXT NOT NULL,
+    strategy TEXT NOT NULL,
+    replicate INTEGER NOT NULL,
+    host TEXT NOT NULL,
+    started_at TEXT NOT NULL,
+    status TEXT NOT NULL,
+    valid INTEGER NOT NULL,
+    package_sha256 TEXT NOT NULL,
+    package_name TEXT NOT NULL,
+    git_revision TEXT NOT NULL,
+    ort_version TEXT NOT NULL,
+    device_model TEXT NOT NULL,
+    device_soc TEXT NOT NULL,
+    source TEXT NOT NULL,
+    record_json TEXT NOT NULL,
+    samples_json TEXT NOT NULL,
+    created_ms INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS history_series ON history (series_key, started_at);
+CREATE INDEX IF NOT EXISTS history_night ON history (night);
+";
+
+/// Version 2 for PostgreSQL (the same translation as version 1).
+const V2_POSTGRES: &str = "
+CREATE TABLE IF NOT EXISTS history (
+    id BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    fingerprint TEXT NOT NULL UNIQUE,
+    series_key TEXT NOT NULL,
+    night TEXT NOT NULL,
+    scenario TEXT NOT NULL,
+    device TEXT NOT NULL,
+    backend TEXT NOT NULL,
+    precision TEXT NOT NULL,
+    strategy TEXT NOT NULL,
+    replicate BIGINT NOT NULL,
+    host TEXT NOT NULL,
+    started_at TEXT NOT NULL,
+    status TEXT NOT NULL,
+    valid BIGINT NOT NULL,
+    package_sha256 TEXT NOT NULL,
+    package_name TEXT NOT NULL,
+    git_revision TEXT NOT NULL,
+    ort_version TEXT NOT NULL,
+    device_model TEXT NOT NULL,
+    device_soc TEXT NOT NULL,
+    source TEXT NOT NULL,
+    record_json TEXT NOT NULL,
+    samples_json TEXT NOT NULL,
+    created_ms BIGINT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS history_series ON history (series_key, started_at);
+CREATE INDEX IF NOT EXISTS history_night ON history (night);
+";
 
 /// Version 1. Enumerations are TEXT (the Any driver has no enum types); times are ms since the
 /// epoch (server clock). `jobs.lease_agent`/`lease_device` keep the last holder after the job
@@ -278,10 +347,13 @@ mod tests {
 
     #[test]
     fn both_engines_get_the_same_schema() {
-        let pg_as_sqlite = V1_POSTGRES
-            .replace("BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY", "INTEGER PRIMARY KEY")
-            .replace("BIGINT", "INTEGER")
-            .replace("BYTEA", "BLOB");
-        assert_eq!(pg_as_sqlite, V1_SQLITE);
+        for m in MIGRATIONS {
+            let pg_as_sqlite = m
+                .postgres
+                .replace("BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY", "INTEGER PRIMARY KEY")
+                .replace("BIGINT", "INTEGER")
+                .replace("BYTEA", "BLOB");
+            assert_eq!(pg_as_sqlite, m.sqlite, "version {}", m.version);
+        }
     }
 }

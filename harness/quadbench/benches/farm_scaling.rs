@@ -204,6 +204,7 @@ fn claims_per_second() {
                                 record_json: "{}".into(),
                                 header_json: "{}".into(),
                                 artefacts: vec![("samples/x.csv".into(), vec![0u8; 256])],
+                                history: None,
                             };
                             db.finish(&c, &w).unwrap();
                             n += 1;

@@ -16,6 +16,8 @@
 //! - `plan`: the device x backend x strategy runs of a scenario and their runner plans;
 //! - `sink`: where finished runs go (results.json, samples CSV; one file each);
 //! - `scheduler`: the run loop (staging, exec, pull, retries, resume, throttle);
+//! - `history`: runs recorded night by night in the farm database, read back for regression
+//!   detection and the dashboard;
 //! - `farm`: submissions, the agent and results through the farm database (`quadbench-farm`);
 //! - `cmd`: the command line, one file per subcommand, one error-to-exit-code mapping.
 
@@ -26,6 +28,7 @@ pub mod config;
 pub mod device;
 pub mod events;
 pub mod farm;
+pub mod history;
 pub(crate) mod interrupt;
 pub(crate) mod names;
 pub mod package;

@@ -16,7 +16,10 @@ mod json_out;
 mod junit;
 mod latex;
 mod markdown;
+pub mod nights;
 pub mod plots;
+pub mod regress;
+pub mod regress_out;
 pub mod stats;
 pub mod tables;
 

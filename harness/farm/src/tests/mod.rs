@@ -119,5 +119,6 @@ pub(crate) fn run_write(id: &str, files: &[(&str, Vec<u8>)]) -> RunWrite {
         record_json: format!("{{\"id\":\"{id}\"}}"),
         header_json: "{\"scenario\":\"scn\"}".to_string(),
         artefacts: files.iter().map(|(p, b)| (p.to_string(), b.clone())).collect(),
+        history: None,
     }
 }

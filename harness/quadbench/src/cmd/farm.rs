@@ -17,7 +17,7 @@ pub struct DbArg {
 }
 
 impl DbArg {
-    fn url(&self) -> String {
+    pub(crate) fn url(&self) -> String {
         self.db.clone().unwrap_or_else(Db::default_url)
     }
 }

@@ -11,8 +11,10 @@ pub mod exit;
 pub mod farm;
 pub mod farm_status;
 pub mod golden;
+pub mod history;
 pub mod package;
 pub mod progress;
+pub mod regressions;
 pub mod report;
 pub mod run;
 pub mod runtime;
@@ -66,6 +68,11 @@ enum Command {
     Farm(farm::FarmCmd),
     /// Drain the farm's queue with this host's devices (one agent per host).
     Agent(agent::AgentArgs),
+    /// The run history: record a results directory as a night, list series and nights.
+    #[command(subcommand)]
+    History(history::HistoryCmd),
+    /// The latest night of each series against its history: regressions, improvements, verdicts.
+    Regressions(regressions::RegressionsArgs),
 }
 
 /// Parse the command line, run the command, return the exit code.
@@ -84,5 +91,7 @@ pub fn main() -> i32 {
         Command::Golden(c) => golden::golden(c),
         Command::Farm(c) => farm::farm(c),
         Command::Agent(a) => agent::agent(a),
+        Command::History(c) => history::history(c),
+        Command::Regressions(a) => regressions::regressions(a),
     }
 }

@@ -299,7 +299,7 @@ impl Agent<'_> {
                 return Ok(());
             }
             Err(Outcome::Infra(e)) => (e, None),
-            Ok((rec, header)) => match run_write(&rec, &header, out) {
+            Ok((rec, header)) => match run_write(&rec, &header, &c.label, out) {
                 Err(e) => (format!("cannot collect the run's files on this host: {e}"), None),
                 Ok(write) if !rec.infrastructure_error => return self.store(c, &rec, &write),
                 Ok(write) => (rec.error.clone().unwrap_or_else(|| "infrastructure error".into()), Some(write)),
@@ -360,8 +360,9 @@ fn lease_lost_is_ok(e: FarmError) -> Result<(), FarmError> {
     if matches!(e, FarmError::LeaseLost { .. }) { Ok(()) } else { Err(e) }
 }
 
-/// The run's record, header and files (samples, outputs, plan and result JSON) for the database.
-fn run_write(rec: &RunRecord, header: &Header, out: &Path) -> Result<RunWrite, String> {
+/// The run's record, header and files (samples, outputs, plan and result JSON) for the database,
+/// and its history row (the submission's label is its night).
+fn run_write(rec: &RunRecord, header: &Header, label: &str, out: &Path) -> Result<RunWrite, String> {
     let mut artefacts = Vec::new();
     let mut files: Vec<PathBuf> = Vec::new();
     if !rec.samples_csv.is_empty() && out.join(&rec.samples_csv).is_file() {
@@ -380,6 +381,7 @@ fn run_write(rec: &RunRecord, header: &Header, out: &Path) -> Result<RunWrite, S
         record_json: serde_json::to_string(rec).map_err(|e| e.to_string())?,
         header_json: serde_json::to_string(header).map_err(|e| e.to_string())?,
         artefacts,
+        history: Some(crate::history::entry(&header.header, rec, label, "farm")?),
     })
 }
 
