@@ -6,6 +6,7 @@
 //! (concurrently, and across runs) without claiming each other's jobs.
 
 mod fleet;
+mod history;
 mod leases;
 mod pg;
 mod queue;

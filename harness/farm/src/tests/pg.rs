@@ -4,7 +4,7 @@
 //! missing install fails the test, elsewhere it is skipped with a note). Scenarios scope their
 //! names by a tag, so they may share a database.
 
-use super::{leases, queue, unique_tag};
+use super::{history, leases, queue, unique_tag};
 use crate::{Db, Engine, FarmError, SCHEMA_VERSION};
 
 #[path = "../../../../tests/common/pg.rs"]
@@ -60,6 +60,15 @@ on_postgres!(
     racing_claims_take_every_job_exactly_once,
     a_device_holds_one_live_lease,
 );
+
+#[test]
+fn history_on_postgres() {
+    if let Some(db) = pg() {
+        history::history_rows_come_only_with_a_held_lease(&db);
+        history::history_adds_are_idempotent_and_filtered_by_label(&db);
+        history::resubmit_pins_each_job_to_the_device_that_ran_it(&db);
+    }
+}
 
 #[test]
 fn labels_listings_and_registration() {

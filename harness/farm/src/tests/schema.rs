@@ -74,14 +74,28 @@ fn open_of_a_database_without_the_farm_schema_is_not_initialised() {
 #[test]
 fn a_newer_schema_is_refused_by_open_and_init() {
     let (_dir, db, url) = sqlite_db();
-    exec(&db, "UPDATE farm_schema SET version = 2");
+    let newer = SCHEMA_VERSION + 1;
+    exec(&db, String::leak(format!("UPDATE farm_schema SET version = {newer}")));
     for result in [Db::open(&url), Db::init(&url)] {
         match result {
-            Err(FarmError::NewerSchema { found: 2, supported: SCHEMA_VERSION, .. }) => {}
+            Err(FarmError::NewerSchema { found, supported: SCHEMA_VERSION, .. }) if found == newer => {}
             other => panic!("expected NewerSchema, got {:?}", other.err()),
         }
     }
-    assert_eq!(version(&db), 2, "left as it is");
+    assert_eq!(version(&db), newer, "left as it is");
+}
+
+#[test]
+fn a_version_1_database_gains_the_history_and_keeps_its_jobs() {
+    let (_dir, db, url) = sqlite_db();
+    let farm = Farm::new(&db, "v1");
+    farm.submit("s", 0, 1, 1, &farm.on("d"));
+    exec(&db, "DROP TABLE history; UPDATE farm_schema SET version = 1");
+    drop(db);
+    let db = Db::open(&url).unwrap();
+    assert_eq!(version(&db), SCHEMA_VERSION);
+    assert_eq!(db.jobs(None).unwrap().len(), 1, "version 1 rows survive the migration");
+    assert!(db.history(None).unwrap().is_empty());
 }
 
 #[test]
@@ -89,7 +103,7 @@ fn open_migrates_an_older_schema() {
     let (_dir, db, url) = sqlite_db();
     exec(
         &db,
-        "DROP TABLE artefacts; DROP TABLE runs; DROP TABLE jobs; DROP TABLE submissions; DROP TABLE devices; \
+        "DROP TABLE history; DROP TABLE artefacts; DROP TABLE runs; DROP TABLE jobs; DROP TABLE submissions; DROP TABLE devices; \
          DROP TABLE hosts; UPDATE farm_schema SET version = 0",
     );
     drop(db);
