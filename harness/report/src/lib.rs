@@ -1,8 +1,8 @@
 //! Reports regenerated from a results directory alone (`results.json` + `samples/*.csv`, plus
 //! `inputs/` and `outputs/` images for the HTML gallery when present): tables in Markdown,
 //! LaTeX (booktabs) and CSV, plots (SVG + PNG), JSON, JUnit XML and a self-contained HTML page.
-//! From the history across nights (a [`history::RegressionReport`]): the PyTorch/ExecuTorch
-//! benchmark v3 records ([`export_v3`]).
+//! From the history across nights (a [`history::RegressionReport`]): the trend dashboard
+//! ([`dashboard`]) and the PyTorch/ExecuTorch benchmark v3 records ([`export_v3`]).
 //!
 //! Exporters are pluggable: one file each, registered in [`EXPORTERS`]; each returns the
 //! artefacts it makes (relative path + bytes) and never writes itself. Output is deterministic:
@@ -13,6 +13,7 @@
 
 pub mod claims;
 mod csv_out;
+pub mod dashboard;
 pub mod export_v3;
 mod html;
 mod json_out;
@@ -23,7 +24,7 @@ pub mod plots;
 pub mod stats;
 pub mod tables;
 
-/// The history types the v3 export renders.
+/// The history types the dashboard and the v3 export render.
 pub use quadbench_schema::history;
 use quadbench_schema::results::{LoadError, Results};
 use std::path::{Path, PathBuf};
@@ -223,7 +224,7 @@ pub fn scenario_file(r: &Results) -> String {
     Path::new(&r.scenario.path).file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default()
 }
 
-/// The history fixture (tests/fixtures/history-demo) the export tests render.
+/// The history fixture (tests/fixtures/history-demo) the dashboard and export tests render.
 #[cfg(test)]
 pub(crate) fn history_demo() -> history::RegressionReport {
     serde_json::from_str(include_str!("../../../tests/fixtures/history-demo/regressions.json")).unwrap()

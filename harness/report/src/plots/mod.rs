@@ -1,12 +1,14 @@
 //! Plots, one file each, registered in [`PLOTS`]; each is drawn once per backend (SVG and PNG)
 //! by the same generic function. Text uses the bundled DejaVu Sans (no system fonts), colours
-//! the Okabe-Ito colour-blind-safe palette.
+//! the Okabe-Ito colour-blind-safe palette. [`trend`] draws the dashboard's small multiples from
+//! the history (SVG only), not from a results directory, so it is not in [`PLOTS`].
 
 mod latency;
 mod memory;
 mod quality;
 mod storage;
 mod timeline;
+pub mod trend;
 
 use super::{Artefact, Report, ReportError};
 use plotters::coord::Shift;
