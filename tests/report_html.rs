@@ -1,12 +1,14 @@
 //! report.html in headless Chromium: the page loads with no console messages, the tables and
 //! plots are in the rendered DOM, every table fits a 1400 px window and a printed landscape page
 //! without horizontal scrolling, and a 1400 px screenshot is kept in the test's output directory
-//! (`$CARGO_TARGET_TMPDIR/report-html/screenshot.png`). Chromium is required: without it the
-//! tests fail with the install hint rather than passing silently.
+//! (`$CARGO_TARGET_TMPDIR/report-html/screenshot.png`). Chromium is required
+//! (tests/common/chromium.rs): without it the tests fail with the install hint.
 
+mod common;
+
+use common::chromium::{chromium, console_errors, file_url, headless};
 use quadbench::report::{self, Report};
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 /// Every artefact of the fixture's report under `$CARGO_TARGET_TMPDIR/<name>`.
 fn render_report(name: &str) -> PathBuf {
@@ -18,60 +20,14 @@ fn render_report(name: &str) -> PathBuf {
     out
 }
 
-fn chromium() -> PathBuf {
-    if let Some(p) = std::env::var_os("QUADBENCH_CHROMIUM") {
-        return PathBuf::from(p);
-    }
-    for name in ["chromium", "chromium-browser", "google-chrome", "google-chrome-stable"] {
-        for dir in std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default()) {
-            let p = dir.join(name);
-            if p.is_file() {
-                return p;
-            }
-        }
-    }
-    panic!(
-        "headless Chromium not found: this test needs it.\n  fix: `apt-get install -y chromium` (Debian/Ubuntu), or set QUADBENCH_CHROMIUM to a Chrome/Chromium binary"
-    );
-}
-
-fn run(chrome: &Path, profile: &Path, size: (u32, u32), extra: &[String], url: &str) -> (String, String) {
-    let out = Command::new(chrome)
-        .args([
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--disable-quic",
-            "--no-first-run",
-            "--disable-background-networking",
-            "--disable-component-update",
-            "--disable-sync",
-            "--disable-dev-shm-usage",
-            "--hide-scrollbars",
-            "--enable-logging=stderr",
-            "--v=0",
-        ])
-        .arg(format!("--window-size={},{}", size.0, size.1))
-        .arg(format!("--user-data-dir={}", profile.display()))
-        .args(extra)
-        .arg(url)
-        .output()
-        .expect("start chromium");
-    let (so, se) =
-        (String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned());
-    assert!(out.status.success(), "chromium failed ({}):\n{se}", out.status);
-    (so, se)
-}
-
 #[test]
 fn report_html_renders_in_headless_chromium() {
     let chrome = chromium();
     let out = render_report("report-html");
-    let page = std::fs::canonicalize(out.join("report.html")).unwrap();
-    let url = format!("file://{}", page.display());
+    let url = file_url(&out.join("report.html"));
 
     let profile = tempfile::tempdir().unwrap();
-    let (dom, log) = run(&chrome, profile.path(), (1400, 2000), &["--dump-dom".into()], &url);
+    let (dom, log) = headless(&chrome, profile.path(), (1400, 2000), &["--dump-dom".into()], &url);
     for (what, needle) in [
         ("claims table", "id=\"table-claims\""),
         ("KPI table", "id=\"table-kpis\""),
@@ -86,14 +42,12 @@ fn report_html_renders_in_headless_chromium() {
         assert!(dom.contains(needle), "{what} missing from the rendered DOM");
     }
     assert!(dom.matches("<svg").count() >= 5, "expected the inline SVG plots");
-    for bad in ["CONSOLE", "Uncaught", "Failed to load resource", "net::ERR_"] {
-        let lines: Vec<&str> = log.lines().filter(|l| l.contains(bad)).collect();
-        assert!(lines.is_empty(), "page produced console or network errors:\n{}", lines.join("\n"));
-    }
+    let errors = console_errors(&log);
+    assert!(errors.is_empty(), "page produced console or network errors:\n{}", errors.join("\n"));
 
     let profile = tempfile::tempdir().unwrap();
     let shot = out.join("screenshot.png");
-    run(&chrome, profile.path(), (1400, 2000), &[format!("--screenshot={}", shot.display())], &url);
+    headless(&chrome, profile.path(), (1400, 2000), &[format!("--screenshot={}", shot.display())], &url);
     let img = image::open(&shot).expect("screenshot written");
     assert_eq!((img.width(), img.height()), (1400, 2000));
     // Not a blank page: the screenshot has plenty of non-white pixels.
@@ -127,8 +81,8 @@ fn overflowing(chrome: &Path, dir: &Path, html: &str, width: u32) -> (Vec<String
     let page = dir.join(format!("measure-{width}.html"));
     std::fs::write(&page, html.replace("</body>", &format!("{MEASURE}\n</body>"))).unwrap();
     let profile = tempfile::tempdir().unwrap();
-    let url = format!("file://{}", std::fs::canonicalize(&page).unwrap().display());
-    let (dom, _) = run(chrome, profile.path(), (width, 1200), &["--dump-dom".into()], &url);
+    let url = file_url(&page);
+    let (dom, _) = headless(chrome, profile.path(), (width, 1200), &["--dump-dom".into()], &url);
     let measured = dom.split("<pre id=\"measured\">").nth(1).and_then(|s| s.split("</pre>").next());
     let measured = measured.expect("the measuring script ran");
     let mut bad = Vec::new();

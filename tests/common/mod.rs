@@ -2,6 +2,7 @@
 #![allow(dead_code)]
 
 pub mod adb;
+pub mod chromium;
 pub mod farm;
 pub mod netns;
 pub mod pg;

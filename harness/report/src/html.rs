@@ -102,8 +102,15 @@ fn powers(s: &str) -> String {
 }
 
 /// `s` as an HTML id fragment: ASCII letters, digits, `-`, `_`, `.`; anything else becomes `_`.
-fn anchor(s: &str) -> String {
+pub(crate) fn anchor(s: &str) -> String {
     s.chars().map(|c| if c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.') { c } else { '_' }).collect()
+}
+
+/// An SVG document as an element to put in a page: without the XML declaration.
+pub(crate) fn inline_svg(svg: &str) -> &str {
+    let svg = svg.trim_start_matches(|c: char| c != '<');
+    let svg = if svg.starts_with("<?xml") { svg.split_once("?>").map_or(svg, |x| x.1) } else { svg };
+    svg.trim()
 }
 
 /// A 96 px thumbnail as a data URI (deterministic re-encode), `None` when unreadable.
@@ -195,9 +202,8 @@ pub fn export(rep: &Report) -> Result<Vec<Artefact>, ReportError> {
     if !rep.plots.is_empty() {
         s.push_str("<h2 id=\"plots\">Plots</h2>\n");
         for p in &rep.plots {
-            let svg = p.svg.trim_start_matches(|c: char| c != '<');
-            let svg = if svg.starts_with("<?xml") { svg.split_once("?>").map_or(svg, |x| x.1) } else { svg };
-            s.push_str(&format!("<figure id=\"plot-{}\">\n{}\n<figcaption>{} (<code>plots/{}.svg</code>, <code>.png</code>)</figcaption>\n</figure>\n", p.name, svg.trim(), esc(&p.title), p.name));
+            let svg = inline_svg(&p.svg);
+            s.push_str(&format!("<figure id=\"plot-{}\">\n{svg}\n<figcaption>{} (<code>plots/{}.svg</code>, <code>.png</code>)</figcaption>\n</figure>\n", p.name, esc(&p.title), p.name));
         }
     }
     s.push_str(&gallery(rep));

@@ -1,6 +1,8 @@
 //! Reports regenerated from a results directory alone (`results.json` + `samples/*.csv`, plus
 //! `inputs/` and `outputs/` images for the HTML gallery when present): tables in Markdown,
 //! LaTeX (booktabs) and CSV, plots (SVG + PNG), JSON, JUnit XML and a self-contained HTML page.
+//! From the history across nights (a [`history::RegressionReport`]): the trend dashboard
+//! ([`dashboard`]) and the PyTorch/ExecuTorch benchmark v3 records ([`export_v3`]).
 //!
 //! Exporters are pluggable: one file each, registered in [`EXPORTERS`]; each returns the
 //! artefacts it makes (relative path + bytes) and never writes itself. Output is deterministic:
@@ -11,6 +13,8 @@
 
 pub mod claims;
 mod csv_out;
+pub mod dashboard;
+pub mod export_v3;
 mod html;
 mod json_out;
 mod junit;
@@ -23,6 +27,8 @@ pub mod regress_out;
 pub mod stats;
 pub mod tables;
 
+/// The history types the dashboard and the v3 export render.
+pub use quadbench_schema::history;
 use quadbench_schema::results::{LoadError, Results};
 use std::path::{Path, PathBuf};
 
@@ -219,4 +225,27 @@ pub fn xml_escape(s: &str) -> String {
 /// The scenario file's name (never an absolute path in an artefact).
 pub fn scenario_file(r: &Results) -> String {
     Path::new(&r.scenario.path).file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default()
+}
+
+/// The history fixture (tests/fixtures/history-demo) the dashboard and export tests render.
+#[cfg(test)]
+pub(crate) fn history_demo() -> history::RegressionReport {
+    serde_json::from_str(include_str!("../../../tests/fixtures/history-demo/regressions.json")).unwrap()
+}
+
+/// Compare `bytes` with tests/snapshots/history/`name` (with `UPDATE_SNAPSHOTS` set: write it).
+#[cfg(test)]
+pub(crate) fn check_snapshot(name: &str, bytes: &[u8]) {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/snapshots/history").join(name);
+    if std::env::var_os("UPDATE_SNAPSHOTS").is_some() {
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(&path, bytes).unwrap();
+        return;
+    }
+    let golden = std::fs::read(&path).unwrap_or_default();
+    assert!(
+        golden == bytes,
+        "{name} differs from {} (rerun with UPDATE_SNAPSHOTS=1 after an intended change, and review the diff)",
+        path.display()
+    );
 }

@@ -1,12 +1,14 @@
 //! Plots, one file each, registered in [`PLOTS`]; each is drawn once per backend (SVG and PNG)
 //! by the same generic function. Text uses the bundled DejaVu Sans (no system fonts), colours
-//! the Okabe-Ito colour-blind-safe palette.
+//! the Okabe-Ito colour-blind-safe palette. [`trend`] draws the dashboard's small multiples from
+//! the history (SVG only), not from a results directory, so it is not in [`PLOTS`].
 
 mod latency;
 mod memory;
 mod quality;
 mod storage;
 mod timeline;
+pub mod trend;
 
 use super::{Artefact, Report, ReportError};
 use plotters::coord::Shift;
@@ -118,15 +120,8 @@ where
     S: FnOnce(&DrawingArea<SVGBackend<'_>, Shift>) -> DrawResult,
     P: FnOnce(&DrawingArea<BitMapBackend<'_>, Shift>) -> DrawResult,
 {
-    ensure_font();
     let err = |e: Box<dyn std::error::Error>| ReportError::Plot { plot: name.into(), message: e.to_string() };
-    let mut svg_text = String::new();
-    {
-        let root = SVGBackend::with_string(&mut svg_text, (w, h)).into_drawing_area();
-        root.fill(&WHITE).map_err(|e| err(e.into()))?;
-        svg(&root).map_err(err)?;
-        root.present().map_err(|e| err(e.into()))?;
-    }
+    let svg_text = render_svg(name, (w, h), svg)?;
     let mut buf = vec![0u8; (w * h * 3) as usize];
     {
         let root = BitMapBackend::with_buffer(&mut buf, (w, h)).into_drawing_area();
@@ -138,6 +133,23 @@ where
     let img = image::RgbImage::from_raw(w, h, buf).ok_or_else(|| err("bitmap size mismatch".into()))?;
     img.write_to(&mut std::io::Cursor::new(&mut png_bytes), image::ImageFormat::Png).map_err(|e| err(e.into()))?;
     Ok(Some(Rendered { name, title: title.into(), svg: svg_text, png: png_bytes }))
+}
+
+/// Draw a plot as SVG only (on a white background).
+pub fn render_svg<S>(name: &str, (w, h): (u32, u32), draw: S) -> Result<String, ReportError>
+where
+    S: FnOnce(&DrawingArea<SVGBackend<'_>, Shift>) -> DrawResult,
+{
+    ensure_font();
+    let err = |e: Box<dyn std::error::Error>| ReportError::Plot { plot: name.into(), message: e.to_string() };
+    let mut svg_text = String::new();
+    {
+        let root = SVGBackend::with_string(&mut svg_text, (w, h)).into_drawing_area();
+        root.fill(&WHITE).map_err(|e| err(e.into()))?;
+        draw(&root).map_err(err)?;
+        root.present().map_err(|e| err(e.into()))?;
+    }
+    Ok(svg_text)
 }
 
 /// Every plot of `r`.
