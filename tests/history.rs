@@ -7,6 +7,7 @@
 
 mod common;
 
+use common::chromium;
 use common::farm::{agent, db_url, device, farm as farm_cmd, init, submit, wait};
 use common::*;
 use std::path::{Path, PathBuf};
@@ -121,6 +122,40 @@ fn unchanged_nights_raise_no_alarm_and_an_eightfold_wider_model_is_a_regression(
     let o = qb(&["history", "list", "--json"], &db);
     let list: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(list["hist/local/cpu/fp32/unified"].as_array().unwrap().len(), 6, "six nights, none twice");
+
+    // The export other dashboards ingest: one record per night and metric.
+    let export = d.path().join("v3.json");
+    assert_eq!(qb(&["history", "export", "--out", export.to_str().unwrap()], &db).status.code(), Some(0));
+    let v: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&export).unwrap()).unwrap();
+    let e2e: Vec<&serde_json::Value> =
+        v.as_array().unwrap().iter().filter(|r| r["metric"]["name"] == "latency_ms.e2e").collect();
+    assert_eq!(e2e.len(), 6);
+    assert_eq!(
+        (e2e[5]["benchmark"]["extra_info"]["night"].as_str(), e2e[5]["model"]["name"].as_str()),
+        (Some("night-06"), Some("hist"))
+    );
+
+    // The dashboard of this real history, in headless Chromium.
+    let dash = d.path().join("dashboard");
+    let o = qb(&["dashboard", "--out", dash.to_str().unwrap()], &db);
+    assert_eq!(o.status.code(), Some(0));
+    let page = dash.join("index.html");
+    let html = std::fs::read_to_string(&page).unwrap();
+    assert!(html.contains("latency_ms.e2e") && html.contains("night-06"));
+    let profile = tempfile::tempdir().unwrap();
+    let shot = d.path().join("dashboard.png");
+    let (_, log) = chromium::headless(
+        &chromium::chromium(),
+        profile.path(),
+        (1400, 1800),
+        &[format!("--screenshot={}", shot.display())],
+        &chromium::file_url(&page),
+    );
+    assert!(chromium::console_errors(&log).is_empty(), "{log}");
+    assert!(std::fs::metadata(&shot).map(|m| m.len() > 10_000).unwrap_or(false), "a screenshot was taken");
+    if let Some(keep) = std::env::var_os("QUADBENCH_HISTORY_DASHBOARD_PNG") {
+        std::fs::copy(&shot, keep).unwrap();
+    }
 }
 
 #[test]

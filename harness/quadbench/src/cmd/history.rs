@@ -16,6 +16,21 @@ pub enum HistoryCmd {
     Add(AddArgs),
     /// The series and their nights.
     List(ListArgs),
+    /// The history as benchmark records other dashboards ingest (PyTorch/ExecuTorch v3 JSON):
+    /// one per series, night and metric.
+    Export(ExportArgs),
+}
+
+#[derive(clap::Args)]
+pub struct ExportArgs {
+    /// Output file (`-`: stdout).
+    #[arg(long, default_value = "-")]
+    out: PathBuf,
+    /// Only nights whose label starts with this.
+    #[arg(long)]
+    label: Option<String>,
+    #[command(flatten)]
+    db: DbArg,
 }
 
 #[derive(clap::Args)]
@@ -46,6 +61,7 @@ pub fn history(c: HistoryCmd) -> i32 {
     let r = match c {
         HistoryCmd::Add(a) => add(a),
         HistoryCmd::List(a) => list(a),
+        HistoryCmd::Export(a) => export(a),
     };
     r.unwrap_or_else(|e| exit::fail(&e))
 }
@@ -94,6 +110,15 @@ fn list(a: ListArgs) -> Result<i32, HistoryError> {
     Ok(exit::OK)
 }
 
+fn export(a: ExportArgs) -> Result<i32, HistoryError> {
+    let db = Db::open(&a.db.url())?;
+    let runs = history::load(&db, a.label.as_deref())?;
+    let rep = super::regressions::report(&db, &runs, a.label.as_deref(), &Default::default())?;
+    let v = crate::report::export_v3::export_v3(&rep);
+    write_out(&a.out, &format!("{}\n", serde_json::to_string_pretty(&v).unwrap_or_default()))?;
+    Ok(exit::OK)
+}
+
 fn e2e_median(rs: &[&HistoryRun]) -> Option<f64> {
     let v: Vec<f64> = rs.iter().filter_map(|r| r.record.latency_ms.get("e2e").map(|s| s.p50)).collect();
     (!v.is_empty()).then(|| nights::median(&v))
@@ -112,8 +137,14 @@ fn night_json(n: &str, rs: &[&HistoryRun]) -> serde_json::Value {
 /// Write `text` to `path`, or to stdout when it is `-`.
 pub fn write_out(path: &Path, text: &str) -> Result<(), HistoryError> {
     if path == Path::new("-") {
-        print!("{text}");
-        return Ok(());
+        use std::io::Write;
+        // A reader that stops early (`| head`) is not an error.
+        return match std::io::stdout().lock().write_all(text.as_bytes()) {
+            Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => {
+                Err(HistoryError::Output { path: "stdout".into(), message: e.to_string() })
+            }
+            _ => Ok(()),
+        };
     }
     if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
         std::fs::create_dir_all(parent)

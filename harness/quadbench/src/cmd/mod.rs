@@ -5,6 +5,7 @@
 pub mod ablation;
 pub mod agent;
 pub mod compare;
+pub mod dashboard;
 pub mod demo;
 pub mod devices;
 pub mod exit;
@@ -73,6 +74,8 @@ enum Command {
     History(history::HistoryCmd),
     /// The latest night of each series against its history: regressions, improvements, verdicts.
     Regressions(regressions::RegressionsArgs),
+    /// The history's trend dashboard: a self-contained index.html.
+    Dashboard(dashboard::DashboardArgs),
 }
 
 /// Parse the command line, run the command, return the exit code.
@@ -93,5 +96,6 @@ pub fn main() -> i32 {
         Command::Agent(a) => agent::agent(a),
         Command::History(c) => history::history(c),
         Command::Regressions(a) => regressions::regressions(a),
+        Command::Dashboard(a) => dashboard::dashboard(a),
     }
 }
