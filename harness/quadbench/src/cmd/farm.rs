@@ -130,6 +130,16 @@ fn submit_cmd(a: SubmitArgs) -> Result<i32, FarmCmdError> {
         });
     }
     let sc = Scenario::load(&a.scenario)?;
+    if sc.replicates > 1 {
+        return Err(FarmCmdError::Input {
+            what: format!(
+                "{}: `replicates: {}` is not supported by the farm yet (a job is one run)",
+                a.scenario.display(),
+                sc.replicates
+            ),
+            fix: "set `replicates: 1` to submit it, or run the replicated scenario with `quadbench run`".into(),
+        });
+    }
     let on = a.on.iter().map(|s| submit::parse_requirement(s)).collect::<Result<Vec<_>, _>>()?;
     let jobs = submit::jobs(&sc, &on)?;
     let text = std::fs::read_to_string(&a.scenario).map_err(|e| FarmCmdError::Input {

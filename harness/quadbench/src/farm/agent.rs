@@ -260,7 +260,8 @@ impl Agent<'_> {
         let mut sc = Scenario::parse(Path::new(&c.scenario_path), &c.scenario_text)
             .map_err(|e| Outcome::Infra(format!("the submitted scenario does not load on this host: {e}")))?;
         let claims = std::mem::take(&mut sc.claims);
-        (sc.backends, sc.strategies) = (vec![backend], vec![payload.strategy]);
+        // A job is one run (`farm submit` refuses replicated scenarios).
+        (sc.backends, sc.strategies, sc.replicates) = (vec![backend], vec![payload.strategy], 1);
         let _ = std::fs::remove_dir_all(out);
         let opts = RunOptions {
             out: out.to_path_buf(),
