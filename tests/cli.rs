@@ -67,6 +67,76 @@ fn three_strategies_give_sane_numbers() {
     assert!(std::fs::read_to_string(out.join("report.md")).unwrap().contains("| storage-6x |"));
 }
 
+#[test]
+fn replicates_run_interleaved_and_claims_carry_between_run_intervals() {
+    let d = tempfile::tempdir().unwrap();
+    let extra =
+        "  - {name: switch, metric: latency_ms.switch, baseline: separate-reload, candidate: unified, threshold: 0.01}
+  - {name: rss, metric: memory.peak_rss_bytes, baseline: separate-reload, candidate: unified, threshold: 0.01}
+replicates: 2
+";
+    let sc = small_scenario(d.path(), "unified, separate-reload", 2, 32, extra);
+    let out = d.path().join("out");
+    let o = run(quadbench().arg("run").arg(&sc).arg("--out").arg(&out));
+    // 2 tasks cannot give 6x storage: exit 1, as in the unreplicated test.
+    assert_eq!(o.status.code(), Some(1));
+    let r = results(&out);
+    let runs = r["runs"].as_array().unwrap();
+    let ids: Vec<&str> = runs.iter().map(|x| x["id"].as_str().unwrap()).collect();
+    // A B A B, each run started after the one before it.
+    let (a, b) = ("local-cpu-fp32-unified", "local-cpu-fp32-separate-reload");
+    assert_eq!(ids, [format!("{a}-r1"), format!("{b}-r1"), format!("{a}-r2"), format!("{b}-r2")]);
+    let started: Vec<&str> = runs.iter().map(|x| x["started_at"].as_str().unwrap()).collect();
+    assert!(started.windows(2).all(|w| w[0] <= w[1]), "{started:?}");
+    for (i, x) in runs.iter().enumerate() {
+        assert_eq!(x["status"], "ok", "{x}");
+        // `replicate` is left out when 1, as in unreplicated results.
+        assert_eq!(x.get("replicate").and_then(|v| v.as_u64()).unwrap_or(1), (i / 2 + 1) as u64);
+        assert_eq!(x["key"], runs[i % 2]["key"]);
+    }
+    assert_eq!(runs[0]["key"], "small/local/cpu/fp32/unified");
+    assert!(
+        r["statistics"]["between_runs"].as_str().unwrap().starts_with("hierarchical bootstrap: runs, then samples")
+    );
+    let claim = |name: &str| r["claims"].as_array().unwrap().iter().find(|c| c["name"] == name).unwrap().clone();
+    for (name, method) in [("switch", "hierarchical-bootstrap"), ("rss", "bootstrap-over-runs")] {
+        let c = claim(name);
+        assert_eq!((c["ci_method"].as_str(), c["runs"].clone()), (Some(method), serde_json::json!([2, 2])), "{c}");
+        let (lo, ratio, hi) =
+            (c["ci_low"].as_f64().unwrap(), c["ratio"].as_f64().unwrap(), c["ci_high"].as_f64().unwrap());
+        assert!(lo <= ratio && ratio <= hi, "{c}");
+    }
+    let md = std::fs::read_to_string(out.join("report.md")).unwrap();
+    assert!(
+        md.contains("Replicated configurations: hierarchical bootstrap: runs, then samples within runs, B = 2000"),
+        "{md}"
+    );
+    assert!(
+        md.contains("| hierarchical bootstrap, 2 vs 2 runs |") && md.contains("| bootstrap over runs, 2 vs 2 runs |"),
+        "{md}"
+    );
+    // One KPI row per configuration, over both runs.
+    assert_eq!(md.matches("ok (2 runs)").count(), 2, "{md}");
+    // Regenerated from the results directory alone: the same bytes.
+    let again = d.path().join("again");
+    assert_eq!(run(quadbench().arg("report").arg(&out).arg("--out").arg(&again)).status.code(), Some(0));
+    assert_eq!(std::fs::read_to_string(again.join("report.md")).unwrap(), md);
+    // --resume with replicate ids: only the failed replicate runs again, the order stays A B A B.
+    let mut v = r.clone();
+    v["runs"][3]["status"] = "failed".into();
+    v["complete"] = false.into();
+    std::fs::write(out.join("results.json"), serde_json::to_string_pretty(&v).unwrap()).unwrap();
+    let o = run(quadbench().arg("run").arg(&sc).arg("--out").arg(&out).arg("--resume"));
+    assert_eq!(o.status.code(), Some(1));
+    let log = format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr));
+    assert!(log.contains("resuming: 3 finished runs are kept"), "{log}");
+    let resumed = results(&out);
+    let ids2: Vec<&str> = resumed["runs"].as_array().unwrap().iter().map(|x| x["id"].as_str().unwrap()).collect();
+    assert_eq!(ids2, ids);
+    assert_eq!(resumed["runs"][3]["status"], "ok");
+    assert_ne!(resumed["runs"][3]["started_at"], r["runs"][3]["started_at"], "the failed replicate ran again");
+}
+
 fn peak_rss(tasks: usize) -> u64 {
     let d = tempfile::tempdir().unwrap();
     let sc = small_scenario(d.path(), "separate-resident", tasks, 512, "");

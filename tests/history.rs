@@ -15,6 +15,10 @@ use std::process::Output;
 
 /// Scenario `hist` with the reference package at `width` (128: ~1 ms e2e here; 1024: ~9 ms).
 fn scenario(dir: &Path, file: &str, dev: &Path, width: usize) -> PathBuf {
+    scenario_with(dir, file, dev, width, "")
+}
+
+fn scenario_with(dir: &Path, file: &str, dev: &Path, width: usize, extra: &str) -> PathBuf {
     let p = dir.join(file);
     let img = repo().join("golden/inputs/astronaut.png");
     std::fs::write(
@@ -37,7 +41,7 @@ workload:
   min_switches: 2
   min_duration_s: 0
   max_duration_s: 30
-",
+{extra}",
             dev.display(),
             img.display()
         ),
@@ -205,8 +209,9 @@ fn farm_nights_are_recorded_by_the_agent_and_confirm_reruns_the_regressed_series
     let d = tempfile::tempdir().unwrap();
     let db = init(d.path());
     let dev = device(d.path(), "local");
-    let narrow = scenario(d.path(), "narrow.yaml", &dev, 128);
-    let wide = scenario(d.path(), "wide.yaml", &dev, 1024);
+    // Two replicates a night: two jobs per night, interleaved, filed under one night.
+    let narrow = scenario_with(d.path(), "narrow.yaml", &dev, 128, "replicates: 2\n");
+    let wide = scenario_with(d.path(), "wide.yaml", &dev, 1024, "replicates: 2\n");
     for (i, sc) in [&narrow, &narrow, &narrow, &narrow, &wide].into_iter().enumerate() {
         let label = format!("nightly-{}", i + 1);
         submit(&db, sc, &label, &[]);
@@ -215,7 +220,14 @@ fn farm_nights_are_recorded_by_the_agent_and_confirm_reruns_the_regressed_series
     }
     let o = qb(&["history", "list", "--label", "nightly-", "--json"], &db);
     let list: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
-    assert_eq!(list["hist/local/cpu/fp32/unified"].as_array().unwrap().len(), 5, "{list:#}");
+    let nights = list["hist/local/cpu/fp32/unified"].as_array().unwrap();
+    assert_eq!(nights.len(), 5, "{list:#}");
+    assert!(nights.iter().all(|n| n["runs"] == 2), "two replicates a night: {list:#}");
+    let out = d.path().join("nightly-1");
+    farm_cmd(&["results", "nightly-1", "--out", out.to_str().unwrap()], &db);
+    let r = results(&out);
+    let ids: Vec<&str> = r["runs"].as_array().unwrap().iter().map(|x| x["id"].as_str().unwrap()).collect();
+    assert_eq!(ids, ["local-cpu-fp32-unified-r1", "local-cpu-fp32-unified-r2"]);
 
     // The agent keeps serving while `--confirm` waits for its rerun.
     let a = agent(d.path(), &db, "host", &[&dev], &[]);

@@ -54,7 +54,7 @@ pub fn entry(header: &Results, rec: &RunRecord, night: &str, source: &str) -> Re
         backend: rec.backend.clone(),
         precision: rec.precision.clone(),
         strategy: rec.strategy.to_string(),
-        replicate: 1,
+        replicate: rec.replicate as i64,
         host: rec.host.clone(),
         started_at: rec.started_at.clone(),
         status: status.into(),

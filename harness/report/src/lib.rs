@@ -15,6 +15,7 @@ pub mod claims;
 mod csv_out;
 pub mod dashboard;
 pub mod export_v3;
+pub mod groups;
 mod html;
 mod json_out;
 mod junit;
@@ -162,7 +163,7 @@ pub fn recompute(r: &mut Results) {
         }
     }
     r.claims = crate::claims::evaluate_claims(&defs, &r.runs);
-    r.statistics = Default::default();
+    r.statistics = stats::Method::for_replicates(groups::replicated(&r.runs));
 }
 
 /// Run the named exporters (all when `formats` is empty). Artefacts come back sorted by path.

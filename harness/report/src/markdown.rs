@@ -110,5 +110,5 @@ pub fn statistics(m: &crate::stats::Method) -> String {
         m.percentiles,
         m.cv_warn * 100.0,
         m.cv_min_median_ms
-    )
+    ) + &m.between_runs.as_ref().map(|b| format!(" Replicated configurations: {b}.")).unwrap_or_default()
 }

@@ -160,56 +160,20 @@ pub fn night_points(night: &str, runs: &[&HistoryRun]) -> BTreeMap<String, Night
             per_metric.entry(k).or_default().push(v);
         }
     }
+    let ok: Vec<&RunRecord> = runs.iter().map(|r| &r.record).filter(|r| r.status == RunState::Ok).collect();
     let mut out = BTreeMap::new();
     for (k, vals) in per_metric {
-        let ci = night_ci(&k, runs, &vals);
-        out.insert(k, point(median(&vals), ci, vals.len()));
+        // Latencies as the report computes a replicated configuration's: the pooled median
+        // with its hierarchical bootstrap interval (one run: its own median and interval).
+        let (value, ci) = match k.strip_prefix("latency_ms.") {
+            Some(stage) => crate::groups::latency(&ok, stage),
+            None => (Some(median(&vals)), if vals.len() >= 2 { stats::median_ci(&vals, stats::SEED) } else { None }),
+        };
+        out.insert(k, point(value.unwrap_or_else(|| median(&vals)), ci, vals.len()));
     }
     let failed = runs.iter().filter(|r| r.record.status != RunState::Ok || !r.record.valid).count();
     out.insert("runs.failed".into(), point(failed as f64, None, runs.len()));
     out
-}
-
-/// The night's interval of a metric: for a latency of one run, the bootstrap CI of its median
-/// (recorded with the run); with several runs, a hierarchical bootstrap (runs, then samples
-/// within them) of the median of run medians; for the other metrics with several runs, the
-/// bootstrap CI of the median over runs.
-fn night_ci(key: &str, runs: &[&HistoryRun], vals: &[f64]) -> Option<[f64; 2]> {
-    if let Some(stage) = key.strip_prefix("latency_ms.") {
-        let ok: Vec<&RunRecord> = runs.iter().map(|r| &r.record).filter(|r| r.status == RunState::Ok).collect();
-        if ok.len() == 1 {
-            return ok[0].latency_ms.get(stage).and_then(|s| s.p50_ci);
-        }
-        let groups: Vec<&[f64]> = ok.iter().filter_map(|r| r.samples.get(stage).map(Vec::as_slice)).collect();
-        return hierarchical_median_ci(&groups, stats::SEED);
-    }
-    if vals.len() >= 2 { stats::median_ci(vals, stats::SEED) } else { None }
-}
-
-/// Hierarchical percentile bootstrap of the median of run medians: each resample draws runs
-/// with replacement, then each drawn run's samples with replacement. `None` below 2 runs or
-/// when a run has no samples.
-fn hierarchical_median_ci(groups: &[&[f64]], seed: u64) -> Option<[f64; 2]> {
-    if groups.len() < 2 || groups.iter().any(|g| g.is_empty()) {
-        return None;
-    }
-    let mut rng = quadbench_schema::protocol::rng::SplitMix64::from_state(seed);
-    let mut meds = Vec::with_capacity(groups.len());
-    let mut buf = Vec::new();
-    let mut out = Vec::with_capacity(stats::RESAMPLES);
-    for _ in 0..stats::RESAMPLES {
-        meds.clear();
-        for _ in 0..groups.len() {
-            let g = groups[rng.below(groups.len())];
-            buf.clear();
-            buf.extend((0..g.len()).map(|_| g[rng.below(g.len())]));
-            meds.push(median(&buf));
-        }
-        out.push(median(&meds));
-    }
-    out.sort_by(|a, b| a.total_cmp(b));
-    let tail = (1.0 - quadbench_schema::method::CONFIDENCE) / 2.0 * 100.0;
-    Some([stats::percentile(&out, tail), stats::percentile(&out, 100.0 - tail)])
 }
 
 /// The median (LoadGen's rule, as everywhere in reports).

@@ -7,6 +7,15 @@
 //! - **Ratio-of-medians CI** (claims): percentile bootstrap over two independent samples: each
 //!   resample draws the baseline and the candidate independently, with replacement, and takes
 //!   `median(baseline) / median(candidate)`.
+//! - **Replicated configurations** (scenario key `replicates`, several runs of one
+//!   configuration): the value is the median of the runs' pooled samples, and its interval a
+//!   hierarchical bootstrap ([`hierarchical_median_ci`]): each resample draws as many runs as
+//!   there are, with replacement, then each drawn run's samples with replacement, and takes the
+//!   pooled median; so runs that disagree widen the interval, which pooling alone would hide.
+//!   With one run it is exactly [`median_ci`] (no draw is spent on choosing the run). Claims
+//!   resample each side so, independently ([`hierarchical_ratio_ci`]). Per-run values (peak
+//!   memory, init) get a percentile bootstrap of the mean over runs ([`mean_over_runs_ci`],
+//!   [`ratio_of_means_ci`]).
 //! - **Mean CI**: Student's t interval (`statrs`), reported for completeness only.
 //! - **Outliers**: Tukey fences `[Q1 - 1.5 IQR, Q3 + 1.5 IQR]`; outliers are marked (indices
 //!   into the samples) and kept in every statistic and plot.
@@ -93,6 +102,110 @@ pub fn ratio_of_medians_ci(baseline: &[f64], candidate: &[f64], seed: u64) -> Op
             return None;
         }
         ratios.push(b / c);
+    }
+    Some(interval(ratios))
+}
+
+/// One hierarchical resample of several runs' samples: as many runs as there are, drawn with
+/// replacement, then each drawn run's samples with replacement; the pooled median. With one run
+/// no draw chooses it, so the stream is [`resampled_median`]'s.
+fn resampled_pooled_median(runs: &[&[f64]], rng: &mut SplitMix64, buf: &mut Vec<f64>) -> f64 {
+    buf.clear();
+    for _ in 0..runs.len() {
+        let run = if runs.len() == 1 { runs[0] } else { runs[rng.below(runs.len())] };
+        buf.extend((0..run.len()).map(|_| run[rng.below(run.len())]));
+    }
+    buf.sort_by(|a, b| a.total_cmp(b));
+    percentile(buf, 50.0)
+}
+
+/// The runs that have samples, and their total count.
+fn nonempty<'a>(runs: &[&'a [f64]]) -> (Vec<&'a [f64]>, usize) {
+    let v: Vec<&[f64]> = runs.iter().copied().filter(|r| !r.is_empty()).collect();
+    let n = v.iter().map(|r| r.len()).sum();
+    (v, n)
+}
+
+/// Median of several runs' pooled samples (LoadGen rule); `None` without samples.
+pub fn pooled_median(runs: &[&[f64]]) -> Option<f64> {
+    let pooled = sorted(&runs.concat());
+    (!pooled.is_empty()).then(|| percentile(&pooled, 50.0))
+}
+
+/// Hierarchical percentile-bootstrap CI of the pooled median of several runs (runs resampled,
+/// then samples within each drawn run). Equals [`median_ci`] for one run; `None` for fewer than
+/// 2 samples in all.
+pub fn hierarchical_median_ci(runs: &[&[f64]], seed: u64) -> Option<[f64; 2]> {
+    let (runs, n) = nonempty(runs);
+    if n < 2 {
+        return None;
+    }
+    let mut rng = SplitMix64::from_state(seed);
+    let mut buf = Vec::with_capacity(n);
+    Some(interval((0..RESAMPLES).map(|_| resampled_pooled_median(&runs, &mut rng, &mut buf)).collect()))
+}
+
+/// Hierarchical percentile-bootstrap CI of `pooled median(baseline) / pooled median(candidate)`,
+/// each side's runs (then samples) resampled independently. Equals [`ratio_of_medians_ci`] when
+/// each side is one run; `None` when a side has fewer than 2 samples or a resampled median is
+/// not positive.
+pub fn hierarchical_ratio_ci(baseline: &[&[f64]], candidate: &[&[f64]], seed: u64) -> Option<[f64; 2]> {
+    let ((baseline, nb), (candidate, nc)) = (nonempty(baseline), nonempty(candidate));
+    if nb < 2 || nc < 2 {
+        return None;
+    }
+    let mut rng = SplitMix64::from_state(seed);
+    let (mut bb, mut cb) = (Vec::with_capacity(nb), Vec::with_capacity(nc));
+    let mut ratios = Vec::with_capacity(RESAMPLES);
+    for _ in 0..RESAMPLES {
+        let b = resampled_pooled_median(&baseline, &mut rng, &mut bb);
+        let c = resampled_pooled_median(&candidate, &mut rng, &mut cb);
+        if c <= 0.0 {
+            return None;
+        }
+        ratios.push(b / c);
+    }
+    Some(interval(ratios))
+}
+
+fn mean(x: &[f64]) -> f64 {
+    x.iter().sum::<f64>() / x.len() as f64
+}
+
+fn resampled_mean(x: &[f64], rng: &mut SplitMix64) -> f64 {
+    (0..x.len()).map(|_| x[rng.below(x.len())]).sum::<f64>() / x.len() as f64
+}
+
+/// The mean of one value per run (peak memory, init); `None` without values.
+pub fn mean_over_runs(values: &[f64]) -> Option<f64> {
+    (!values.is_empty()).then(|| mean(values))
+}
+
+/// Percentile-bootstrap CI of the mean of one value per run (the runs resampled with
+/// replacement). `None` for fewer than 2 runs.
+pub fn mean_over_runs_ci(values: &[f64], seed: u64) -> Option<[f64; 2]> {
+    if values.len() < 2 {
+        return None;
+    }
+    let mut rng = SplitMix64::from_state(seed);
+    Some(interval((0..RESAMPLES).map(|_| resampled_mean(values, &mut rng)).collect()))
+}
+
+/// Percentile-bootstrap CI of `mean(num) / mean(den)` over one value per run, each side's runs
+/// resampled independently. `None` when a side has fewer than 2 runs or a resampled `den` mean
+/// is not positive.
+pub fn ratio_of_means_ci(num: &[f64], den: &[f64], seed: u64) -> Option<[f64; 2]> {
+    if num.len() < 2 || den.len() < 2 {
+        return None;
+    }
+    let mut rng = SplitMix64::from_state(seed);
+    let mut ratios = Vec::with_capacity(RESAMPLES);
+    for _ in 0..RESAMPLES {
+        let (n, d) = (resampled_mean(num, &mut rng), resampled_mean(den, &mut rng));
+        if d <= 0.0 {
+            return None;
+        }
+        ratios.push(n / d);
     }
     Some(interval(ratios))
 }
@@ -266,5 +379,86 @@ mod tests {
         assert!((s.mean - 4.0).abs() < 1e-12);
         assert!((s.std - 3.5355339059327378).abs() < 1e-12);
         assert!(summarize(&[]).is_none());
+    }
+    #[test]
+    fn between_run_intervals_of_per_run_values() {
+        let (b, c) = ([400.0, 420.0, 410.0], [100.0, 104.0, 98.0]);
+        let ci = mean_over_runs_ci(&b, SEED).unwrap();
+        assert!(ci[0] >= 400.0 && ci[0] <= 410.0 && 410.0 <= ci[1] && ci[1] <= 420.0, "{ci:?}");
+        assert_eq!(mean_over_runs(&b), Some(410.0));
+        let r = ratio_of_means_ci(&b, &c, SEED).unwrap();
+        let point = 410.0 / (302.0 / 3.0);
+        assert!(r[0] <= point && point <= r[1] && r[0] > 400.0 / 104.0 && r[1] < 420.0 / 98.0, "{r:?}");
+        assert_eq!(r, ratio_of_means_ci(&b, &c, SEED).unwrap(), "reproducible");
+        assert!(mean_over_runs_ci(&[1.0], SEED).is_none() && ratio_of_means_ci(&b, &[1.0], SEED).is_none());
+    }
+
+    #[test]
+    fn hierarchical_interval_needs_two_samples_and_skips_empty_runs() {
+        assert!(hierarchical_median_ci(&[&[1.0], &[]], SEED).is_none());
+        let x = [3.0, 1.0, 2.0, 5.0];
+        assert_eq!(hierarchical_median_ci(&[&x, &[]], SEED), median_ci(&x, SEED));
+        assert_eq!(pooled_median(&[&[1.0, 2.0], &[3.0]]), Some(2.0));
+        assert_eq!(pooled_median(&[]), None);
+    }
+
+    mod properties {
+        use super::super::*;
+        use proptest::prelude::*;
+
+        /// Samples of one run: `n` values spread over `[offset, offset + spread)`.
+        fn run(offset: f64, spread: f64, unit: &[f64]) -> Vec<f64> {
+            unit.iter().map(|u| offset + spread * u).collect()
+        }
+
+        fn width(ci: [f64; 2]) -> f64 {
+            ci[1] - ci[0]
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig { cases: 32, ..ProptestConfig::default() })]
+
+            #[test]
+            fn one_run_is_the_plain_bootstrap(
+                b in prop::collection::vec(1.0f64..100.0, 0..40),
+                c in prop::collection::vec(1.0f64..100.0, 0..40),
+                seed in any::<u64>(),
+            ) {
+                prop_assert_eq!(hierarchical_median_ci(&[&b], seed), median_ci(&b, seed));
+                prop_assert_eq!(hierarchical_ratio_ci(&[&b], &[&c], seed), ratio_of_medians_ci(&b, &c, seed));
+            }
+
+            #[test]
+            fn the_interval_contains_the_pooled_median(
+                units in prop::collection::vec(prop::collection::vec(0.0f64..1.0, 5..30), 1..6),
+                offsets in prop::collection::vec(0.0f64..50.0, 6),
+            ) {
+                let runs: Vec<Vec<f64>> = units.iter().zip(&offsets).map(|(u, o)| run(100.0 + o, 10.0, u)).collect();
+                let refs: Vec<&[f64]> = runs.iter().map(Vec::as_slice).collect();
+                let point = pooled_median(&refs).unwrap();
+                let ci = hierarchical_median_ci(&refs, SEED).unwrap();
+                prop_assert!(ci[0] <= point && point <= ci[1], "{:?} {}", ci, point);
+                let half = refs.len().div_ceil(2);
+                let ratio = point / pooled_median(&refs[..half]).unwrap();
+                let rci = hierarchical_ratio_ci(&refs, &refs[..half], SEED).unwrap();
+                prop_assert!(rci[0] <= ratio && ratio <= rci[1], "{:?} {}", rci, ratio);
+            }
+
+            #[test]
+            fn runs_that_disagree_widen_the_interval_beyond_pooling(
+                // Enough samples per run that the pooled median stays in the middle run (with 5
+                // identical samples a run, the pooled bootstrap already spans every run).
+                unit in prop::collection::vec(0.0f64..1.0, 30..60),
+                k in prop_oneof![Just(3usize), Just(5usize)],
+                gap in 10.0f64..100.0,
+            ) {
+                // Each run is the same within-run spread (1 ms) shifted by a multiple of `gap`.
+                let runs: Vec<Vec<f64>> = (0..k).map(|i| run(100.0 + gap * i as f64, 1.0, &unit)).collect();
+                let refs: Vec<&[f64]> = runs.iter().map(Vec::as_slice).collect();
+                let hier = hierarchical_median_ci(&refs, SEED).unwrap();
+                let pooled = median_ci(&runs.concat(), SEED).unwrap();
+                prop_assert!(width(hier) >= gap && width(hier) > 2.0 * width(pooled), "{:?} vs {:?}", hier, pooled);
+            }
+        }
     }
 }

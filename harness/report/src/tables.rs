@@ -3,11 +3,11 @@
 //! percentiles". Cells keep their numbers (value and interval), so CSV and JSON get raw values
 //! and Markdown, LaTeX and HTML get formatted text.
 
-use crate::stats;
+use crate::{claims as compare, groups, stats};
 use quadbench_schema::metric::Metric;
 use quadbench_schema::protocol::Strategy;
 use quadbench_schema::protocol::sample_key;
-use quadbench_schema::results::{Results, RunRecord, RunState, Scores, Verdict};
+use quadbench_schema::results::{CiMethod, ClaimResult, Results, RunRecord, RunState, Scores, Verdict};
 use serde::Serialize;
 
 #[derive(Debug, Clone, Serialize, PartialEq)]
@@ -210,11 +210,6 @@ fn per_step(r: &Results, stage: &str) -> bool {
 
 const MB: f64 = 1e6;
 
-fn lat(run: &RunRecord, key: &str) -> Cell {
-    let s = run.latency_ms.get(key);
-    Cell::ci(s.map(|s| s.p50), s.and_then(|s| s.p50_ci), 1)
-}
-
 /// A run's status in words.
 pub fn status(run: &RunRecord) -> String {
     match run.status {
@@ -224,6 +219,56 @@ pub fn status(run: &RunRecord) -> String {
         RunState::Failed => "failed".into(),
         RunState::Unsupported => "unsupported".into(),
     }
+}
+
+/// A configuration's latency cell: its run's median and CI, or over several runs the pooled
+/// median with the hierarchical CI ([`groups::latency`]).
+fn group_lat(runs: &[&RunRecord], key: &str) -> Cell {
+    let (v, ci) = groups::latency(runs, key);
+    Cell::ci(v, ci, 1)
+}
+
+/// The status of a configuration with several runs: `ok (3 runs)`, or each status with its count.
+fn group_status(runs: &[&RunRecord]) -> String {
+    let mut counts: Vec<(String, usize)> = Vec::new();
+    for run in runs {
+        let st = status(run);
+        match counts.iter_mut().find(|(s, _)| *s == st) {
+            Some((_, n)) => *n += 1,
+            None => counts.push((st, 1)),
+        }
+    }
+    match &counts[..] {
+        [(st, _)] => format!("{st} ({} runs)", runs.len()),
+        _ => counts.iter().map(|(st, n)| format!("{st} x{n}")).collect::<Vec<_>>().join(", "),
+    }
+}
+
+/// One KPI row: a single run's figures, or a replicated configuration's over its successful runs.
+fn kpi_row(stages: &[String], c: &groups::Config<'_>) -> Vec<Cell> {
+    let mut row =
+        vec![Cell::text(c.device), Cell::text(c.backend), Cell::text(c.precision), Cell::text(c.strategy.as_str())];
+    let mb = |v: f64| v / Metric::PeakRss.info().display_divisor;
+    let (runs, peak, status) = match &c.runs[..] {
+        [run] => (vec![*run], Cell::num(Metric::PeakRss.of(run).map(mb), 1), status(run)),
+        _ => {
+            let (v, ci) = groups::per_run_ci(Metric::PeakRss, &c.ok());
+            (c.ok(), Cell::ci(v.map(mb), ci.map(|[l, h]| [mb(l), mb(h)]), 1), group_status(&c.runs))
+        }
+    };
+    row.extend(stages.iter().map(|s| group_lat(&runs, s)));
+    // Storage is deterministic: every run of a configuration has the same.
+    let storage = &runs.first().copied().unwrap_or(c.runs[0]).storage;
+    row.extend([
+        group_lat(&runs, sample_key::E2E),
+        group_lat(&runs, sample_key::SWITCH),
+        Cell::num(Some(storage.foundation_bytes as f64 / MB), 1),
+        Cell::num(Some(storage.adapter_bytes as f64 / MB), 1),
+        Cell::num(Some(storage.baseline_bytes as f64 / MB), 1),
+        peak,
+        Cell::text(status),
+    ]);
+    row
 }
 
 fn kpis(r: &Results) -> Table {
@@ -247,38 +292,28 @@ fn kpis(r: &Results) -> Table {
         col("peak_ram_mb", "peak RAM MB", true),
         col("status", "status", false),
     ]);
-    let rows = r
-        .runs
-        .iter()
-        .map(|run| {
-            let mut row = vec![
-                Cell::text(&run.device),
-                Cell::text(&run.backend),
-                Cell::text(&run.precision),
-                Cell::text(run.strategy.as_str()),
-            ];
-            row.extend(stages.iter().map(|s| lat(run, s)));
-            row.extend([
-                lat(run, sample_key::E2E),
-                lat(run, sample_key::SWITCH),
-                Cell::num(Some(run.storage.foundation_bytes as f64 / MB), 1),
-                Cell::num(Some(run.storage.adapter_bytes as f64 / MB), 1),
-                Cell::num(Some(run.storage.baseline_bytes as f64 / MB), 1),
-                Cell::num(Metric::PeakRss.of(run).map(|b| b / Metric::PeakRss.info().display_divisor), 1),
-                Cell::text(status(run)),
-            ]);
-            row
-        })
-        .collect();
+    let configs = groups::configs(&r.runs);
+    let rows = configs.iter().map(|c| kpi_row(&stages, c)).collect();
+    let replicated = configs.iter().any(|c| c.runs.len() > 1);
+    let over = if replicated {
+        "over the run's steady-state samples, or a configuration's runs' pooled samples (CI by hierarchical bootstrap: runs, then samples within runs)"
+    } else {
+        "over the run's steady-state samples"
+    };
+    let peak = if replicated {
+        "Peak RAM: peak RSS of the runner, one measurement per run; for a configuration with several runs, the mean over its successful runs [95% CI: percentile bootstrap over the runs]."
+    } else {
+        "Peak RAM: peak RSS of the runner, one measurement per run, so no CI (repeat runs for one)."
+    };
     Table {
         id: "kpis".into(),
         title: "On-device KPIs".into(),
         columns,
         rows,
         notes: vec![
-            format!("Latencies: median [95% CI] in ms, {} (median = p50 by MLPerf LoadGen's percentile rule; percentile bootstrap, {} resamples, seed {}); per step for repeated stages. Switch: task-switch request to first output of the new task.", "over the run's steady-state samples", stats::RESAMPLES, stats::SEED),
+            format!("Latencies: median [95% CI] in ms, {} (median = p50 by MLPerf LoadGen's percentile rule; percentile bootstrap, {} resamples, seed {}); per step for repeated stages. Switch: task-switch request to first output of the new task.", over, stats::RESAMPLES, stats::SEED),
             "ROM: bytes pushed to the device, MB = 10^6 bytes; task binaries = the per-task merged graphs of the separate strategies.".into(),
-            "Peak RAM: peak RSS of the runner, one measurement per run, so no CI (repeat runs for one).".into(),
+            peak.into(),
         ],
     }
 }
@@ -353,6 +388,19 @@ pub fn verdict_text(v: Verdict) -> &'static str {
     }
 }
 
+/// A claim's interval method in words; the runs per side when a configuration was replicated.
+fn ci_method_text(c: &ClaimResult) -> String {
+    let runs = c.runs.map(|[b, k]| format!(", {b} vs {k} runs")).unwrap_or_default();
+    match c.ci_method {
+        CiMethod::Bootstrap => "bootstrap".into(),
+        CiMethod::HierarchicalBootstrap => format!("hierarchical bootstrap{runs}"),
+        CiMethod::BootstrapOverRuns => format!("bootstrap over runs{runs}"),
+        CiMethod::Exact => "exact".into(),
+        CiMethod::None if c.runs.is_some() => format!("none{runs}"),
+        CiMethod::None => "none (n = 1)".into(),
+    }
+}
+
 fn claims(r: &Results) -> Table {
     let columns = vec![
         col("claim", "claim", false),
@@ -383,15 +431,11 @@ fn claims(r: &Results) -> Table {
                 Cell::ci(c.ratio, ci, 2),
                 Cell::num(Some(c.threshold), 1),
                 Cell::text(verdict_text(c.verdict)),
-                Cell::text(match c.ci_method {
-                    quadbench_schema::results::CiMethod::Bootstrap => "bootstrap",
-                    quadbench_schema::results::CiMethod::Exact => "exact",
-                    quadbench_schema::results::CiMethod::None => "none (n = 1)",
-                }),
+                Cell::text(ci_method_text(c)),
             ]
         })
         .collect();
-    Table {
+    let mut t = Table {
         id: "claims".into(),
         title: "Claims".into(),
         columns,
@@ -401,7 +445,11 @@ fn claims(r: &Results) -> Table {
             format!("95% CI: bootstrap = percentile bootstrap of the ratio of medians, both runs' raw samples resampled independently ({} resamples, seed {}); exact = deterministic metric; none = one measurement per run.", stats::RESAMPLES, stats::SEED),
             "Verdict: pass when the whole CI is at or above the threshold, fail when it is entirely below, inconclusive when it straddles the threshold.".into(),
         ],
+    };
+    if r.claims.iter().any(|c| c.runs.is_some()) {
+        t.notes.insert(2, format!("Replicated configurations (several runs each): hierarchical bootstrap = the ratio of pooled medians, each side's runs resampled with replacement, then the samples within each drawn run ({} resamples, seed {}); bootstrap over runs = the ratio of the means of one value per run, each side's runs resampled (needs 2 or more runs a side).", stats::RESAMPLES, stats::SEED));
     }
+    t
 }
 
 /// Warnings of one run: high variability, outliers, throttling, validity.
@@ -500,41 +548,36 @@ fn ratios(r: &Results) -> Table {
         col("peak_rss_ratio", "peak RSS ratio", true),
         col("switch_ratio", "switch latency ratio [95% CI]", true),
     ];
-    let mut groups: Vec<(&str, &str, &str)> = Vec::new();
+    let mut sets: Vec<(&str, &str, &str)> = Vec::new();
     for x in &r.runs {
         let g = (x.device.as_str(), x.backend.as_str(), x.precision.as_str());
-        if !groups.contains(&g) {
-            groups.push(g);
+        if !sets.contains(&g) {
+            sets.push(g);
         }
     }
     let mut rows = Vec::new();
-    for (device, backend, precision) in groups {
-        let get = |s: Strategy| {
-            r.runs.iter().find(|x| {
-                (x.device.as_str(), x.backend.as_str(), x.precision.as_str()) == (device, backend, precision)
-                    && x.strategy == s
-                    && x.status == RunState::Ok
-            })
-        };
-        let Some(u) = get(Strategy::Unified) else { continue };
+    for group in sets {
+        let (device, backend, precision) = group;
+        let unified = groups::ok_runs(&r.runs, group, Strategy::Unified);
+        if unified.is_empty() {
+            continue;
+        }
         for other in [Strategy::SeparateResident, Strategy::SeparateReload] {
-            let Some(o) = get(other) else { continue };
-            let ratio = |m: Metric| match (m.of(o), m.of(u)) {
-                (Some(a), Some(b)) => m.ratio(a, b),
-                _ => None,
-            };
-            let switch_ci = match (o.samples.get(sample_key::SWITCH), u.samples.get(sample_key::SWITCH)) {
-                (Some(a), Some(b)) => stats::ratio_of_medians_ci(a, b, stats::SEED),
-                _ => None,
-            };
+            let o = groups::ok_runs(&r.runs, group, other);
+            if o.is_empty() {
+                continue;
+            }
+            let cmp = |m: Metric| compare::compare(m, &o, &unified);
+            let peak = cmp(Metric::PeakRss);
+            let switch = cmp(Metric::Switch);
             rows.push(vec![
                 Cell::text(device),
                 Cell::text(backend),
                 Cell::text(precision),
                 Cell::text(other.as_str()),
-                Cell::num(ratio(Metric::StorageTotal), 2),
-                Cell::num(ratio(Metric::PeakRss), 2),
-                Cell::ci(ratio(Metric::Switch), switch_ci, 2),
+                Cell::num(cmp(Metric::StorageTotal).ratio, 2),
+                if peak.ci.is_some() { Cell::ci(peak.ratio, peak.ci, 2) } else { Cell::num(peak.ratio, 2) },
+                Cell::ci(switch.ratio, switch.ci, 2),
             ]);
         }
     }
@@ -542,6 +585,9 @@ fn ratios(r: &Results) -> Table {
         "ratio = separate / unified: how many times smaller (storage on the device, peak RSS) or faster (median task-switch latency) the unified graph is; above 1 favours unified.".to_string(),
         format!("Switch latency CI: percentile bootstrap of the ratio of medians, both runs resampled independently ({} resamples, seed {}); storage is exact and peak RSS one measurement per run, so no CI.", stats::RESAMPLES, stats::SEED),
     ];
+    if groups::replicated(&r.runs) {
+        notes.push("Configurations with several runs: medians of the pooled samples with a hierarchical bootstrap (runs, then samples within runs) for switch latency, means over the runs with a bootstrap over runs for peak RSS [95% CI].".into());
+    }
     if rows.is_empty() {
         notes.push("No device and backend has both a successful unified run and a successful separate run.".into());
     }

@@ -56,8 +56,8 @@ pub struct NightPoint {
     pub started_at: String,
     /// Runs (replicates) behind the point.
     pub runs: usize,
-    /// The night's value: for latencies the median of the replicates' medians, for the others
-    /// the median over replicates.
+    /// The night's value: for latencies the pooled median of the replicates' samples (as the
+    /// report computes a replicated configuration's), for the others the median over replicates.
     pub value: f64,
     /// 95% interval of the value: hierarchical bootstrap over replicates and their samples
     /// (latencies), or over replicates (other metrics with >= 2 replicates); absent otherwise.

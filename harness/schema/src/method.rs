@@ -50,6 +50,11 @@ pub struct Method {
     pub cv_min_median_ms: f64,
     /// How p50, p90 and p99 are taken, and when a tail is flagged.
     pub percentiles: String,
+    /// How a configuration with several runs (scenario key `replicates`) is summarised and how
+    /// its intervals carry the between-run spread ([`between_runs()`]); absent when every
+    /// configuration ran once.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub between_runs: Option<String>,
 }
 
 impl Default for Method {
@@ -72,9 +77,26 @@ impl Default for Method {
                 min_samples(90.0),
                 min_samples(99.0)
             ),
+            between_runs: None,
         }
     }
 }
+
+impl Method {
+    /// The method of a results file: [`Method::default`], plus [`between_runs()`] when some
+    /// configuration has several runs.
+    pub fn for_replicates(replicated: bool) -> Method {
+        Method { between_runs: replicated.then(between_runs), ..Method::default() }
+    }
+}
+
+/// How replicated configurations are summarised (the text recorded in [`Method::between_runs`]).
+pub fn between_runs() -> String {
+    format!("hierarchical bootstrap: runs, then samples within runs, B = {RESAMPLES}, seed {SEED}. {BETWEEN_RUNS}")
+}
+
+/// The rule behind [`between_runs()`].
+pub const BETWEEN_RUNS: &str = "A configuration's latency is the median of its runs' pooled samples; its interval resamples the runs with replacement, then each drawn run's samples with replacement, and takes the pooled median (a claim's ratio: both sides resampled so, independently). One-value-per-run metrics (peak memory, init) are the mean over the runs, with a percentile bootstrap over the runs (two or more runs on each side)";
 
 /// How percentiles are taken (the text recorded in [`Method::percentiles`]).
 pub const PERCENTILES: &str = "MLPerf LoadGen's rule: sorted samples, element floor(n * p), clamped to the last";

@@ -47,12 +47,14 @@ pub enum Better {
 pub enum CiRule {
     /// Deterministic (storage): the interval is the point.
     Exact,
-    /// Percentile bootstrap over the runs' raw samples of this sample key.
+    /// Percentile bootstrap over the runs' raw samples of this sample key; hierarchical (runs,
+    /// then samples within runs) when a configuration has several runs.
     Bootstrap {
         /// Which raw samples.
         sample_key: &'static str,
     },
-    /// One measurement per run: no interval; the verdict uses the point.
+    /// One measurement per run: no interval from a single run (the verdict uses the point); with
+    /// two or more runs per side, a percentile bootstrap of the ratio of means over the runs.
     PerRun,
 }
 

@@ -103,6 +103,10 @@ pub struct RunRecord {
     /// `<scenario>/<device>/<backend>/<precision>/<strategy>` (absent in older files).
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub key: String,
+    /// Which replicate of its configuration this run is, 1-based (scenario key `replicates`;
+    /// absent when 1, as in older files). Replicates share `key`; their ids end in `-r<k>`.
+    #[serde(default = "one", skip_serializing_if = "is_one")]
+    pub replicate: usize,
     /// The machine that drove the run (its host name).
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub host: String,
@@ -178,6 +182,14 @@ pub struct RunRecord {
     pub samples: BTreeMap<String, Vec<f64>>,
 }
 
+fn one() -> usize {
+    1
+}
+
+fn is_one(n: &usize) -> bool {
+    *n == 1
+}
+
 /// Which run a record is: what every record carries even when the run produced nothing.
 #[derive(Debug, Clone, Copy)]
 pub struct RunIdentity<'a> {
@@ -247,6 +259,7 @@ impl RunRecord {
         RunRecord {
             id: id.into(),
             key: String::new(),
+            replicate: 1,
             host: String::new(),
             started_at: String::new(),
             finished_at: String::new(),
@@ -300,6 +313,7 @@ impl RunRecord {
         RunRecord {
             id: id.into(),
             key: String::new(),
+            replicate: 1,
             host: String::new(),
             started_at: String::new(),
             finished_at: String::new(),
@@ -404,6 +418,12 @@ impl Verdict {
 pub enum CiMethod {
     /// Percentile bootstrap of the ratio of medians over both runs' raw samples.
     Bootstrap,
+    /// Replicated configurations: hierarchical percentile bootstrap of the ratio of pooled
+    /// medians (each side's runs resampled, then the samples within each drawn run).
+    HierarchicalBootstrap,
+    /// Replicated configurations, one measurement per run (peak memory, init): percentile
+    /// bootstrap of the ratio of the means over each side's runs.
+    BootstrapOverRuns,
     /// Deterministic metric (storage): the interval is the point.
     Exact,
     /// One measurement per run (peak memory, init): no interval; the verdict uses the point.
@@ -450,6 +470,10 @@ pub struct ClaimResult {
     /// Bootstrap seed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub bootstrap_seed: Option<u64>,
+    /// Successful runs of the baseline and the candidate when a configuration was replicated
+    /// (absent when each side is one run).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub runs: Option<[usize; 2]>,
     /// The required ratio.
     pub threshold: f64,
     /// Pass, fail, inconclusive or missing.

@@ -4,7 +4,7 @@ use super::exit::{self, Classify};
 use super::progress::StderrReporter;
 use crate::config::{Scenario, checkout};
 use crate::metric::Metric;
-use crate::results::{Results, RunState, Scores, Verdict};
+use crate::results::{Results, RunRecord, RunState, Scores, Verdict};
 use crate::scheduler::{self, RunError, RunOptions};
 use quadbench_protocol::{Strategy, sample_key};
 use std::path::{Path, PathBuf};
@@ -109,6 +109,11 @@ pub fn summary_table(r: &Results) -> String {
             s.push_str(&format!("{h:>15}"));
         }
         s.push('\n');
+        // With replicates a strategy has several rows: each says which run it is.
+        let replicated = runs.iter().any(|x| x.replicate > 1);
+        let label = |x: &RunRecord| {
+            if replicated { format!("{} r{}", x.strategy, x.replicate) } else { x.strategy.to_string() }
+        };
         for x in &runs {
             let p50 = |k: &str| x.latency_ms.get(k).map_or("-".to_string(), |v| format!("{:.1}", v.p50));
             let status = match x.status {
@@ -119,7 +124,7 @@ pub fn summary_table(r: &Results) -> String {
             };
             s.push_str(&format!(
                 "{:<22}{:>15.1}{:>15}{:>15}{:>15}{:>15}\n",
-                x.strategy.as_str(),
+                label(x),
                 x.storage.total_bytes as f64 / 1e6,
                 x.memory.peak_rss_bytes.map_or("-".into(), |b| format!("{:.1}", b as f64 / 1e6)),
                 p50(sample_key::SWITCH),
@@ -127,14 +132,19 @@ pub fn summary_table(r: &Results) -> String {
                 status
             ));
         }
-        let get = |st: Strategy| runs.iter().find(|x| x.strategy == st && x.status == RunState::Ok);
-        if let Some(u) = get(Strategy::Unified) {
+        // Every successful run of a strategy: replicates are compared as a whole.
+        let get = |st: Strategy| -> Vec<_> {
+            runs.iter().copied().filter(|x| x.strategy == st && x.status == RunState::Ok).collect()
+        };
+        let u = get(Strategy::Unified);
+        if !u.is_empty() {
             for other in [Strategy::SeparateResident, Strategy::SeparateReload] {
-                let Some(o) = get(other) else { continue };
-                let ratio = |m: Metric| match (m.of(o), m.of(u)) {
-                    (Some(a), Some(b)) => m.ratio(a, b).map_or("-".into(), |v| format!("{v:.2}x")),
-                    _ => "-".into(),
-                };
+                let o = get(other);
+                if o.is_empty() {
+                    continue;
+                }
+                let ratio =
+                    |m: Metric| crate::claims::compare(m, &o, &u).ratio.map_or("-".into(), |v| format!("{v:.2}x"));
                 let parts: Vec<String> = [Metric::StorageTotal, Metric::PeakRss, Metric::Switch]
                     .into_iter()
                     .map(|m| format!("{} {}", m.info().label, ratio(m)))
@@ -143,7 +153,7 @@ pub fn summary_table(r: &Results) -> String {
             }
         }
         for x in runs.iter().filter(|x| !x.quality.is_empty()) {
-            s.push_str(&quality_line(x));
+            s.push_str(&quality_line(x, &label(x)));
         }
         for c in r.claims.iter().filter(|c| c.device == device && c.backend == backend) {
             let verdict = match c.verdict {
@@ -171,7 +181,7 @@ pub fn summary_table(r: &Results) -> String {
 }
 
 /// One run's worst-task quality against the goldens.
-fn quality_line(x: &crate::results::RunRecord) -> String {
+fn quality_line(x: &RunRecord, label: &str) -> String {
     // Only scored tasks count: a task whose goldens are all missing has no mean.
     let worst = |f: &dyn Fn(&Scores) -> Option<f64>| {
         x.quality
@@ -190,7 +200,7 @@ fn quality_line(x: &crate::results::RunRecord) -> String {
     };
     format!(
         "quality {:<18} vs goldens: worst-task PSNR {}, SSIM {}; {scored} tasks scored, {missing} missing goldens, {failed} failing thresholds\n",
-        x.strategy.as_str(),
+        label,
         fmt(worst(&|m| m.psnr_db), " dB"),
         fmt(worst(&|m| m.ssim), "")
     )

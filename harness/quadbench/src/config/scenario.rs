@@ -31,6 +31,8 @@ pub mod limits {
     pub const INPUTS: usize = 64;
     pub const DEVICES: usize = 1_024;
     pub const CLAIM_THRESHOLD: (f64, f64) = (1e-6, 1e6);
+    /// Runs of each configuration (`replicates`).
+    pub const REPLICATES: (usize, usize) = (1, 100);
 }
 
 #[derive(Debug, Deserialize)]
@@ -69,6 +71,14 @@ pub struct RawScenario {
     /// Throttle check before each run (default: on, 10% slowdown, 2 retries, 5 s cool-down).
     #[serde(default)]
     pub throttle: Option<RawThrottle>,
+    /// Runs of each configuration, interleaved (A B A B), each in a fresh runner process
+    /// (default 1).
+    #[serde(default = "one")]
+    pub replicates: usize,
+}
+
+fn one() -> usize {
+    1
 }
 
 /// `package:`: exactly one source key (`crate::package::source::SOURCES`), optionally `quantize:`.
@@ -199,6 +209,11 @@ pub struct Scenario {
     pub thresholds: Vec<Threshold>,
     pub cooldown_s: f64,
     pub throttle: ThrottleConfig,
+    /// Runs of each configuration (1 = no replicates): `plan::runs` interleaves them.
+    pub replicates: usize,
+    /// Not a scenario key: run only this replicate (a farm job is one run of a replicated
+    /// scenario; its id and record still say which replicate it is).
+    pub only_replicate: Option<usize>,
 }
 
 /// Builds located errors for one scenario file.
@@ -330,6 +345,8 @@ impl Scenario {
             inputs,
             workload,
             threads: cx.range("threads", raw.threads, limits::THREADS)?,
+            replicates: cx.range("replicates", raw.replicates, limits::REPLICATES)?,
+            only_replicate: None,
             claims,
         })
     }

@@ -260,7 +260,9 @@ impl Agent<'_> {
         let mut sc = Scenario::parse(Path::new(&c.scenario_path), &c.scenario_text)
             .map_err(|e| Outcome::Infra(format!("the submitted scenario does not load on this host: {e}")))?;
         let claims = std::mem::take(&mut sc.claims);
+        // A job is one run: of a replicated scenario, its one replicate (id `...-r<k>`).
         (sc.backends, sc.strategies) = (vec![backend], vec![payload.strategy]);
+        sc.only_replicate = Some(payload.replicate.clamp(1, sc.replicates.max(1)));
         let _ = std::fs::remove_dir_all(out);
         let opts = RunOptions {
             out: out.to_path_buf(),

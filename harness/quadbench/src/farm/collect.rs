@@ -82,6 +82,9 @@ fn failed_record(job: &quadbench_farm::JobRow) -> RunRecord {
             .and_then(|s| quadbench_protocol::Strategy::parse(s))
             .unwrap_or(quadbench_protocol::Strategy::ALL[0]),
         precision: parts.get(3).unwrap_or(&"?").to_string(),
+        // The job row does not carry its payload: a replicate that failed for good is listed
+        // as replicate 1.
+        replicate: 1,
     };
     let id = format!("{device}-{}-{}-{}", payload.backend, payload.precision, payload.strategy);
     let run = RunIdentity {

@@ -20,6 +20,17 @@ pub struct Payload {
     pub backend: String,
     pub strategy: Strategy,
     pub precision: String,
+    /// Which replicate of its configuration the job is (1-based; absent: 1).
+    #[serde(default = "one", skip_serializing_if = "is_one")]
+    pub replicate: usize,
+}
+
+fn one() -> usize {
+    1
+}
+
+fn is_one(n: &usize) -> bool {
+    *n == 1
 }
 
 impl Payload {

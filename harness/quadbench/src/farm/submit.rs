@@ -1,4 +1,5 @@
-//! `farm submit`: a scenario becomes one job per device x backend x strategy, in plan order.
+//! `farm submit`: a scenario becomes one job per device x backend x strategy (x replicate,
+//! interleaved), in plan order.
 //! By default each job requires the scenario's device by name; `--on` requirements (`abi=…`,
 //! `soc=…`, `device=…`) replace the scenario's devices, each giving one job per backend x
 //! strategy for any device that meets it.
@@ -51,16 +52,24 @@ pub fn jobs(sc: &Scenario, on: &[Requirement]) -> Result<Vec<NewJob>, FarmCmdErr
         on.iter().map(|r| (requirement_label(r), r.clone())).collect()
     };
     let mut jobs = Vec::new();
-    for (target, req) in &targets {
-        for &backend in &sc.backends {
-            for &strategy in &sc.strategies {
-                let payload = Payload { backend: backend.as_str().into(), strategy, precision: sc.precision.clone() };
-                jobs.push(NewJob {
-                    index: jobs.len() as i64,
-                    key: format!("{}/{}/{}/{}/{}", sc.name, target, backend, sc.precision, strategy),
-                    requirement: req.clone(),
-                    payload: serde_json::to_string(&payload).expect("a payload serialises"),
-                });
+    // Replicates interleaved as `plan::runs` does: round k lists every configuration.
+    for replicate in 1..=sc.replicates.max(1) {
+        for (target, req) in &targets {
+            for &backend in &sc.backends {
+                for &strategy in &sc.strategies {
+                    let payload = Payload {
+                        backend: backend.as_str().into(),
+                        strategy,
+                        precision: sc.precision.clone(),
+                        replicate,
+                    };
+                    jobs.push(NewJob {
+                        index: jobs.len() as i64,
+                        key: format!("{}/{}/{}/{}/{}", sc.name, target, backend, sc.precision, strategy),
+                        requirement: req.clone(),
+                        payload: serde_json::to_string(&payload).expect("a payload serialises"),
+                    });
+                }
             }
         }
     }

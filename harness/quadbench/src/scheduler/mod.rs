@@ -254,6 +254,8 @@ pub fn run_scenario(sc: &Scenario, opts: &RunOptions, rep: &mut dyn Reporter) ->
     let order = |id: &str| specs.iter().position(|s| s.id == id).unwrap_or(usize::MAX);
     results.runs.sort_by_key(|r| order(&r.id));
     results.claims = crate::claims::evaluate_claims(&sc.claims, &results.runs);
+    results.statistics =
+        quadbench_schema::method::Method::for_replicates(crate::report::groups::replicated(&results.runs));
     results.complete = true;
     emit(&mut sinks, rep, Event::ScenarioFinished { out: out.clone() })?;
     Ok(results)

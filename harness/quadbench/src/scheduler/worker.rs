@@ -87,8 +87,8 @@ pub fn device_worker(c: &Common<'_>, profile: &DeviceProfile, specs: &[&RunSpec]
             &mut |t, info, rep| stage::run_one(c.shared, &dev, spec, ep, t, info, rep),
             &failed,
         );
-        (r.key, r.host, r.started_at, r.finished_at) =
-            (spec.key.clone(), c.host.clone(), started_at, crate::time::now_rfc3339());
+        (r.key, r.replicate, r.host, r.started_at, r.finished_at) =
+            (spec.key.clone(), spec.replicate, c.host.clone(), started_at, crate::time::now_rfc3339());
         r.throttle = Some(throttle);
         crate::quality::score_run(&mut r, c.shared.out, c.quality);
         let _ = tx.send(Msg::Finished(Box::new(r)));

@@ -6,6 +6,7 @@ use crate::claims;
 use crate::events::Event;
 use crate::results::{self, Results};
 use quadbench_schema::claim::Claim;
+use quadbench_schema::method::Method;
 use std::path::{Path, PathBuf};
 
 pub struct ResultsJson {
@@ -42,6 +43,7 @@ impl ResultSink for ResultsJson {
                     let at = |id: &str| self.order.iter().position(|o| o == id).unwrap_or(usize::MAX);
                     r.runs.sort_by_key(|x| at(&x.id));
                     r.claims = claims::evaluate_claims(&self.claims, &r.runs);
+                    r.statistics = Method::for_replicates(crate::report::groups::replicated(&r.runs));
                 }
                 self.write()
             }

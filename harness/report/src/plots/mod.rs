@@ -77,15 +77,17 @@ pub fn strategy_colour(s: Strategy) -> RGBColor {
     }
 }
 
-/// Category label of a run: the strategy when all runs share device, backend and precision.
+/// Category label of a run: the strategy when all runs share device, backend and precision;
+/// with replicates, followed by `r<k>`.
 pub fn run_label(r: &Results, run: &RunRecord) -> String {
     let one_group =
         r.runs.iter().all(|x| x.device == run.device && x.backend == run.backend && x.precision == run.precision);
-    if one_group {
+    let label = if one_group {
         run.strategy.as_str().to_string()
     } else {
         format!("{}/{}/{} {}", run.device, run.backend, run.precision, run.strategy)
-    }
+    };
+    if r.runs.iter().any(|x| x.replicate > 1) { format!("{label} r{}", run.replicate) } else { label }
 }
 
 /// Label formatter for categories at x = 0, 1, 2, ... on an f64 axis.
