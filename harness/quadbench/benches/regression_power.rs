@@ -16,6 +16,9 @@
 //! only if a rerun in its place is flagged too; the rerun is the next recorded night (another
 //! run of the same configuration; slowed by the same factor in part 3).
 //!
+//! `QB_BENCH_REPLICATES=3`: each night is 3 consecutive recorded runs (replicates), so
+//! `QB_BENCH_NIGHTS` x 3 runs are recorded or replayed.
+//!
 //!     cargo build -p quadbench-runner      # (or --release, with cargo bench --release)
 //!     cargo bench -p quadbench --bench regression_power
 
@@ -125,70 +128,96 @@ fn nights(n: usize) -> Vec<HistoryRun> {
     runs
 }
 
-/// Is any of `metrics` still a regression when `rerun` takes `night`'s place after `back`?
-fn flagged_again(
-    back: &[HistoryRun],
-    night: &HistoryRun,
-    rerun: &HistoryRun,
-    metrics: &[&str],
-    opts: &DetectOptions,
-) -> bool {
-    let mut runs = back.to_vec();
-    runs.push(HistoryRun { night: night.night.clone(), started_at: night.started_at.clone(), ..rerun.clone() });
+/// A night: its runs (one, or `QB_BENCH_REPLICATES` consecutive recorded runs).
+type Night = Vec<HistoryRun>;
+
+fn flat(nights: &[Night]) -> Vec<HistoryRun> {
+    nights.iter().flatten().cloned().collect()
+}
+
+/// Every run of `night` slowed by `factor`.
+fn slowed_night(night: &Night, factor: f64) -> Night {
+    night.iter().map(|r| slowed(r, factor)).collect()
+}
+
+/// `rerun`'s runs in `night`'s place (its label and start).
+fn in_place_of(night: &Night, rerun: &Night) -> Night {
+    rerun
+        .iter()
+        .map(|r| HistoryRun { night: night[0].night.clone(), started_at: night[0].started_at.clone(), ..r.clone() })
+        .collect()
+}
+
+/// Do `metrics` include a regression of `latest` after `back`?
+fn flagged(back: &[Night], latest: &Night, metrics: Option<&[&str]>, opts: &DetectOptions) -> Vec<String> {
+    let mut runs = flat(back);
+    runs.extend(latest.iter().cloned());
     let (_, f) = regress::analyse(&runs, opts);
-    f.iter().any(|x| metrics.contains(&x.metric.as_str()) && x.change == Change::Regression)
+    f.into_iter()
+        .filter(|x| x.change == Change::Regression && metrics.is_none_or(|m| m.contains(&x.metric.as_str())))
+        .map(|x| x.metric)
+        .collect()
 }
 
 fn main() {
+    let r: usize = std::env::var("QB_BENCH_REPLICATES").ok().and_then(|v| v.parse().ok()).unwrap_or(1).max(1);
     let n: usize = std::env::var("QB_BENCH_NIGHTS").ok().and_then(|v| v.parse().ok()).unwrap_or(30);
-    let nights = nights(n);
+    let runs = nights(n * r);
+    // Consecutive recorded runs become one night's replicates.
+    let nights: Vec<Night> = runs
+        .chunks(r)
+        .filter(|c| c.len() == r)
+        .map(|c| {
+            c.iter()
+                .map(|x| HistoryRun { night: c[0].night.clone(), started_at: c[0].started_at.clone(), ..x.clone() })
+                .collect()
+        })
+        .collect();
     let n = nights.len();
     let opts = DetectOptions::default();
+    println!("{n} nights of {r} run(s) each");
 
     let first = regress::MIN_BACK_NIGHTS;
     let mut alarmed_nights = 0;
     let mut per_metric: BTreeMap<String, usize> = BTreeMap::new();
-    let mut inconclusive = 0;
     let mut confirmed_nights = 0;
     for k in first..n {
-        let (_, findings) = regress::analyse(&nights[..=k], &opts);
-        let reg: Vec<_> = findings.iter().filter(|f| f.change == Change::Regression).collect();
-        inconclusive += findings.iter().filter(|f| f.change == Change::Inconclusive).count();
+        let reg = flagged(&nights[..k], &nights[k], None, &opts);
         if !reg.is_empty() {
             alarmed_nights += 1;
-            let metrics: Vec<&str> = reg.iter().map(|f| f.metric.as_str()).collect();
-            if k + 1 < n && flagged_again(&nights[..k], &nights[k], &nights[k + 1], &metrics, &opts) {
+            let metrics: Vec<&str> = reg.iter().map(String::as_str).collect();
+            let rerun = in_place_of(&nights[k], &nights[(k + 1) % n]);
+            if !flagged(&nights[..k], &rerun, Some(&metrics), &opts).is_empty() {
                 confirmed_nights += 1;
             }
         }
-        for f in reg {
-            *per_metric.entry(f.metric.clone()).or_default() += 1;
-            eprintln!("  alarm on {}: {} {:+.1}% ({})", f.night, f.metric, f.effect.unwrap_or(0.0) * 100.0, f.test);
+        for m in reg {
+            eprintln!("  alarm on {}: {m}", nights[k][0].night);
+            *per_metric.entry(m).or_default() += 1;
         }
     }
     let evaluated = n - first;
-    let metrics = regress::analyse(&nights, &opts).1.len();
+    let metrics = regress::analyse(&flat(&nights), &opts).1.len();
     println!(
         "false alarms: {alarmed_nights} of {evaluated} unchanged nights raised a regression ({metrics} metrics each)"
     );
-    println!("  regressions per metric: {per_metric:?}; inconclusive findings: {inconclusive}");
+    println!("  regressions per metric: {per_metric:?}");
     println!("  with confirmation (the next night as the rerun): {confirmed_nights} of {evaluated} nights");
 
     println!("sensitivity (latency_ms.e2e flagged as a regression, nights 8..{n} slowed by a factor):");
     let from = 7.min(n - 1);
+    let e2e: &[&str] = &["latency_ms.e2e"];
     for pct in [5, 10, 15, 20, 30, 50, 100] {
         let factor = 1.0 + pct as f64 / 100.0;
         let (mut caught, mut confirmed) = (0, 0);
         for k in from..n {
-            let mut runs: Vec<HistoryRun> = nights[..k].to_vec();
-            runs.push(slowed(&nights[k], factor));
-            let (_, f) = regress::analyse(&runs, &opts);
-            if f.iter().any(|x| x.metric == "latency_ms.e2e" && x.change == Change::Regression) {
-                caught += 1;
-                let rerun = slowed(&nights[(k + 1) % n], factor);
-                if flagged_again(&nights[..k], &nights[k], &rerun, &["latency_ms.e2e"], &opts) {
-                    confirmed += 1;
-                }
+            if flagged(&nights[..k], &slowed_night(&nights[k], factor), Some(e2e), &opts).is_empty() {
+                continue;
+            }
+            caught += 1;
+            let rerun = in_place_of(&nights[k], &slowed_night(&nights[(k + 1) % n], factor));
+            if !flagged(&nights[..k], &rerun, Some(e2e), &opts).is_empty() {
+                confirmed += 1;
             }
         }
         let total = n - from;

@@ -42,6 +42,10 @@ pub struct HistoryMetric {
     pub lower_is_better: bool,
     /// How nights are compared.
     pub comparison: Comparison,
+    /// Smallest absolute change (in `unit`) a noisy metric reports, besides the relative one
+    /// (Perfherder's absolute threshold per series): sub-0.05 ms stages move by more than 10%
+    /// with the timer and the scheduler alone.
+    pub min_abs: f64,
 }
 
 /// Every metric history tracks. Minimum effects come from this machine's own noise: two demo
@@ -55,28 +59,50 @@ pub const HISTORY_METRICS: &[HistoryMetric] = &[
         unit: "ms",
         lower_is_better: true,
         comparison: Comparison::Noisy { min_effect: 0.10 },
+        min_abs: 0.05,
     },
     HistoryMetric {
         prefix: "init_ms",
         unit: "ms",
         lower_is_better: true,
         comparison: Comparison::Noisy { min_effect: 0.25 },
+        min_abs: 0.0,
     },
     HistoryMetric {
         prefix: "memory.",
         unit: "bytes",
         lower_is_better: true,
         comparison: Comparison::Noisy { min_effect: 0.05 },
+        min_abs: 0.0,
     },
-    HistoryMetric { prefix: "storage.", unit: "bytes", lower_is_better: true, comparison: Comparison::Exact },
+    HistoryMetric {
+        prefix: "storage.",
+        unit: "bytes",
+        lower_is_better: true,
+        comparison: Comparison::Exact,
+        min_abs: 0.0,
+    },
     HistoryMetric {
         prefix: "quality.",
         unit: "score",
         lower_is_better: false,
         comparison: Comparison::Noisy { min_effect: 0.02 },
+        min_abs: 0.0,
     },
-    HistoryMetric { prefix: "fallback.", unit: "count", lower_is_better: true, comparison: Comparison::Exact },
-    HistoryMetric { prefix: "runs.", unit: "count", lower_is_better: true, comparison: Comparison::Exact },
+    HistoryMetric {
+        prefix: "fallback.",
+        unit: "count",
+        lower_is_better: true,
+        comparison: Comparison::Exact,
+        min_abs: 0.0,
+    },
+    HistoryMetric {
+        prefix: "runs.",
+        unit: "count",
+        lower_is_better: true,
+        comparison: Comparison::Exact,
+        min_abs: 0.0,
+    },
 ];
 
 /// The row of [`HISTORY_METRICS`] for a metric key.

@@ -109,7 +109,7 @@ pub fn detect(
     let m = history_metric(&trend.metric).copied().unwrap_or(crate::nights::HISTORY_METRICS[0]);
     match opts.comparison(&trend.metric, &m) {
         Comparison::Exact => exact(&mut f, back, last.value, m.lower_is_better),
-        Comparison::Noisy { min_effect } => noisy(&mut f, back, last, m.lower_is_better, min_effect, opts.alpha),
+        Comparison::Noisy { min_effect } => noisy(&mut f, back, last, &m, (min_effect, m.min_abs), opts.alpha),
     }
     f
 }
@@ -148,7 +148,10 @@ fn exact(f: &mut Finding, back: &[&NightPoint], latest: f64, lower_is_better: bo
     }
 }
 
-fn noisy(f: &mut Finding, back: &[&NightPoint], last: &NightPoint, lower_is_better: bool, min_effect: f64, alpha: f64) {
+/// `min`: the minimum relative and absolute effects.
+fn noisy(f: &mut Finding, back: &[&NightPoint], last: &NightPoint, m: &HistoryMetric, min: (f64, f64), alpha: f64) {
+    let (min_effect, min_abs) = min;
+    let lower_is_better = m.lower_is_better;
     // Timings and sizes change by factors, and slow nights skew right: positive values are
     // compared on a log scale (the baseline is then the geometric mean).
     let log = last.value > 0.0 && back.iter().all(|p| p.value > 0.0);
@@ -160,9 +163,13 @@ fn noisy(f: &mut Finding, back: &[&NightPoint], last: &NightPoint, lower_is_bett
     set_effect(f, baseline, last.value, lower_is_better);
     let effect = f.effect.unwrap_or(0.0);
     let worse = if lower_is_better { effect > 0.0 } else { effect < 0.0 };
-    if effect.abs() < min_effect {
+    if effect.abs() < min_effect || (last.value - baseline).abs() < min_abs {
         f.change = Change::Unchanged;
-        f.test = format!("below the minimum effect ({:.0}%)", min_effect * 100.0);
+        f.test = if min_abs > 0.0 {
+            format!("below the minimum effect ({:.0}% and {min_abs} {})", min_effect * 100.0, m.unit)
+        } else {
+            format!("below the minimum effect ({:.0}%)", min_effect * 100.0)
+        };
         return;
     }
     if vals.len() < MIN_BACK_NIGHTS {
