@@ -8,6 +8,7 @@
 mod common;
 
 use common::chromium;
+use common::history::history_scenario;
 use common::farm::{agent, db_url, device, farm as farm_cmd, init, submit, wait};
 use common::*;
 use std::path::{Path, PathBuf};
@@ -19,35 +20,7 @@ fn scenario(dir: &Path, file: &str, dev: &Path, width: usize) -> PathBuf {
 }
 
 fn scenario_with(dir: &Path, file: &str, dev: &Path, width: usize, extra: &str) -> PathBuf {
-    let p = dir.join(file);
-    let img = repo().join("golden/inputs/astronaut.png");
-    std::fs::write(
-        &p,
-        format!(
-            "schema: quadbench.scenario/1
-name: hist
-package:
-  reference: {{tasks: 2, width: {width}, resolution: 64, steps: 2, seed: 3}}
-devices: [{}]
-backends: [cpu]
-strategies: [unified]
-inputs: [{}]
-throttle: {{enabled: false}}
-workload:
-  order: round-robin
-  requests_per_visit: 4
-  warmup_visits: 1
-  min_samples: 20
-  min_switches: 2
-  min_duration_s: 0
-  max_duration_s: 30
-{extra}",
-            dev.display(),
-            img.display()
-        ),
-    )
-    .unwrap();
-    p
+    history_scenario(dir, file, dev, &repo().join("golden/inputs/astronaut.png"), width, extra)
 }
 
 /// The tests here measure real latencies: one at a time, so that they do not slow each other.

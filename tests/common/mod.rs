@@ -4,6 +4,7 @@
 pub mod adb;
 pub mod chromium;
 pub mod farm;
+pub mod history;
 pub mod netns;
 pub mod pg;
 pub mod sshd;

@@ -22,6 +22,9 @@
 //!     cargo build -p quadbench-runner      # (or --release, with cargo bench --release)
 //!     cargo bench -p quadbench --bench regression_power
 
+#[path = "../../../tests/common/history.rs"]
+mod history;
+
 use quadbench::report::nights::HistoryRun;
 use quadbench::report::regress::{self, DetectOptions};
 use quadbench::results::RunRecord;
@@ -35,36 +38,8 @@ fn repo() -> PathBuf {
 
 fn scenario(dir: &Path) -> PathBuf {
     let dev = dir.join("local.yaml");
-    std::fs::write(&dev, format!("name: local\ntransport: local\nwork_dir: {}\n", dir.join("device").display()))
-        .unwrap();
-    let p = dir.join("hist.yaml");
-    std::fs::write(
-        &p,
-        format!(
-            "schema: quadbench.scenario/1
-name: hist
-package:
-  reference: {{tasks: 2, width: 128, resolution: 64, steps: 2, seed: 3}}
-devices: [{}]
-backends: [cpu]
-strategies: [unified]
-inputs: [{}]
-throttle: {{enabled: false}}
-workload:
-  order: round-robin
-  requests_per_visit: 4
-  warmup_visits: 1
-  min_samples: 20
-  min_switches: 2
-  min_duration_s: 0
-  max_duration_s: 30
-",
-            dev.display(),
-            repo().join("golden/inputs/astronaut.png").display()
-        ),
-    )
-    .unwrap();
-    p
+    std::fs::write(&dev, format!("name: local\ntransport: local\nwork_dir: {}\n", dir.join("device").display())).unwrap();
+    history::history_scenario(dir, "hist.yaml", &dev, &repo().join("golden/inputs/astronaut.png"), 128, "")
 }
 
 fn record_nights(n: usize) -> Vec<HistoryRun> {

@@ -167,17 +167,24 @@ mod tests {
         r
     }
 
-    #[test]
-    fn claim_verdicts_follow_the_interval() {
-        let claim = |metric: &str, threshold: f64| Claim {
+    /// A claim that unified beats separate-reload by `threshold` on `metric`.
+    fn claim(metric: &str, threshold: f64) -> Claim {
+        Claim {
             name: "c".into(),
             metric: Metric::parse(metric).unwrap(),
             baseline: Strategy::SeparateReload,
             candidate: Strategy::Unified,
             threshold,
-        };
-        let spread =
-            |centre: f64| (0..30).map(|i| centre * (1.0 + ((i * 7) % 11) as f64 * 0.02 - 0.1)).collect::<Vec<_>>();
+        }
+    }
+
+    /// 30 samples within +-10% of `centre`.
+    fn spread(centre: f64) -> Vec<f64> {
+        (0..30).map(|i| centre * (1.0 + ((i * 7) % 11) as f64 * 0.02 - 0.1)).collect()
+    }
+
+    #[test]
+    fn claim_verdicts_follow_the_interval() {
         let runs =
             [run_with(Strategy::Unified, spread(100.0), 100), run_with(Strategy::SeparateReload, spread(400.0), 900)];
         let eval = |c: Claim| evaluate_claims(&[c], &runs).remove(0);
@@ -199,17 +206,9 @@ mod tests {
         .remove(0);
         assert_eq!(missing.verdict, Verdict::Missing);
     }
+
     #[test]
     fn replicated_configurations_get_between_run_intervals() {
-        let claim = |metric: &str, threshold: f64| Claim {
-            name: "c".into(),
-            metric: Metric::parse(metric).unwrap(),
-            baseline: Strategy::SeparateReload,
-            candidate: Strategy::Unified,
-            threshold,
-        };
-        let spread =
-            |centre: f64| (0..30).map(|i| centre * (1.0 + ((i * 7) % 11) as f64 * 0.02 - 0.1)).collect::<Vec<_>>();
         let rep = |strategy, centre: f64, rss: u64, k: usize| {
             let mut r = run_with(strategy, spread(centre), 100);
             (r.memory.peak_rss_bytes, r.replicate) = (Some(rss), k);

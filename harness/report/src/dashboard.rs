@@ -56,15 +56,7 @@ figcaption .m{font-weight:600}figcaption .v{color:#4b5563;font-variant-numeric:t
 section.card{box-shadow:none;break-inside:avoid}figure{break-inside:avoid}}";
 
 /// Worst first: the order of the verdict table, the header tiles and the series.
-const ORDER: [Change; 7] = [
-    Change::Regression,
-    Change::Inconclusive,
-    Change::Missing,
-    Change::NotComparable,
-    Change::Improvement,
-    Change::New,
-    Change::Unchanged,
-];
+const ORDER: [Change; 7] = Change::WORST_FIRST;
 
 /// The dashboard's one artefact, `index.html`.
 pub fn render_dashboard(r: &RegressionReport) -> Result<Vec<Artefact>, ReportError> {
@@ -99,7 +91,7 @@ fn shown(f: &Finding) -> Change {
 }
 
 fn rank(c: Change) -> usize {
-    ORDER.iter().position(|x| *x == c).unwrap_or(ORDER.len())
+    c.severity()
 }
 
 /// How far from 1 the worse-ratio is (either way), for ordering within a verdict.

@@ -6,23 +6,10 @@ use crate::xml_escape;
 use quadbench_schema::history::{Change, Finding, RegressionReport};
 use std::fmt::Write;
 
-/// Worst first: what a reader must see before the rest.
-pub fn severity(c: Change) -> u8 {
-    match c {
-        Change::Regression => 0,
-        Change::Inconclusive => 1,
-        Change::Missing => 2,
-        Change::NotComparable => 3,
-        Change::Improvement => 4,
-        Change::New => 5,
-        Change::Unchanged => 6,
-    }
-}
-
 /// The findings, worst first, then by key and metric.
 pub fn worst_first(r: &RegressionReport) -> Vec<&Finding> {
     let mut v: Vec<&Finding> = r.findings.iter().collect();
-    v.sort_by(|a, b| (severity(a.change), &a.key, &a.metric).cmp(&(severity(b.change), &b.key, &b.metric)));
+    v.sort_by(|a, b| (a.change.severity(), &a.key, &a.metric).cmp(&(b.change.severity(), &b.key, &b.metric)));
     v
 }
 
@@ -37,16 +24,8 @@ pub fn change_text(f: &Finding) -> String {
 
 /// Counts per change, in severity order, for headers.
 pub fn counts(r: &RegressionReport) -> Vec<(Change, usize)> {
-    let all = [
-        Change::Regression,
-        Change::Inconclusive,
-        Change::Missing,
-        Change::NotComparable,
-        Change::Improvement,
-        Change::New,
-        Change::Unchanged,
-    ];
-    all.iter().map(|c| (*c, r.findings.iter().filter(|f| f.change == *c).count())).filter(|(_, n)| *n > 0).collect()
+    Change::WORST_FIRST
+        .iter().map(|c| (*c, r.findings.iter().filter(|f| f.change == *c).count())).filter(|(_, n)| *n > 0).collect()
 }
 
 fn num(v: Option<f64>) -> String {

@@ -33,6 +33,22 @@ pub enum Change {
 }
 
 impl Change {
+    /// Worst first: the order in which reports list verdicts.
+    pub const WORST_FIRST: [Change; 7] = [
+        Change::Regression,
+        Change::Inconclusive,
+        Change::Missing,
+        Change::NotComparable,
+        Change::Improvement,
+        Change::New,
+        Change::Unchanged,
+    ];
+
+    /// Position in [`Change::WORST_FIRST`] (0: the worst).
+    pub fn severity(self) -> usize {
+        Change::WORST_FIRST.iter().position(|c| *c == self).unwrap_or(Change::WORST_FIRST.len())
+    }
+
     /// Lower-case name, as in JSON.
     pub fn as_str(self) -> &'static str {
         match self {
