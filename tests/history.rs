@@ -8,8 +8,8 @@
 mod common;
 
 use common::chromium;
-use common::history::history_scenario;
 use common::farm::{agent, db_url, device, farm as farm_cmd, init, submit, wait};
+use common::history::history_scenario;
 use common::*;
 use std::path::{Path, PathBuf};
 use std::process::Output;

@@ -38,7 +38,8 @@ fn repo() -> PathBuf {
 
 fn scenario(dir: &Path) -> PathBuf {
     let dev = dir.join("local.yaml");
-    std::fs::write(&dev, format!("name: local\ntransport: local\nwork_dir: {}\n", dir.join("device").display())).unwrap();
+    std::fs::write(&dev, format!("name: local\ntransport: local\nwork_dir: {}\n", dir.join("device").display()))
+        .unwrap();
     history::history_scenario(dir, "hist.yaml", &dev, &repo().join("golden/inputs/astronaut.png"), 128, "")
 }
 

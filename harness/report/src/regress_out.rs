@@ -25,7 +25,10 @@ pub fn change_text(f: &Finding) -> String {
 /// Counts per change, in severity order, for headers.
 pub fn counts(r: &RegressionReport) -> Vec<(Change, usize)> {
     Change::WORST_FIRST
-        .iter().map(|c| (*c, r.findings.iter().filter(|f| f.change == *c).count())).filter(|(_, n)| *n > 0).collect()
+        .iter()
+        .map(|c| (*c, r.findings.iter().filter(|f| f.change == *c).count()))
+        .filter(|(_, n)| *n > 0)
+        .collect()
 }
 
 fn num(v: Option<f64>) -> String {
