@@ -213,6 +213,32 @@ fn noisy(f: &mut Finding, back: &[&NightPoint], last: &NightPoint, m: &HistoryMe
     }
 }
 
+/// Decides `findings`' regressions on a confirmation rerun (`regressions --confirm`): the
+/// rerun's runs take night `night`'s place for the series they reran, the detector runs again,
+/// and each regression is marked confirmed when it is still one (else it is annotated with
+/// `label`, the rerun's name).
+pub fn confirm(
+    runs: &[HistoryRun],
+    night: &str,
+    rerun: &[HistoryRun],
+    label: &str,
+    findings: &mut [Finding],
+    opts: &DetectOptions,
+) {
+    let reran: Vec<&str> = rerun.iter().map(|r| r.record.key.as_str()).collect();
+    let mut replaced: Vec<HistoryRun> =
+        runs.iter().filter(|r| !(r.night == night && reran.contains(&r.record.key.as_str()))).cloned().collect();
+    replaced.extend(rerun.iter().map(|r| HistoryRun { night: night.to_string(), ..r.clone() }));
+    let (_, again) = analyse(&replaced, opts);
+    for f in findings.iter_mut().filter(|f| f.change == Change::Regression) {
+        let still = again.iter().any(|g| g.key == f.key && g.metric == f.metric && g.change == Change::Regression);
+        f.confirmed = Some(still);
+        if !still {
+            f.note = format!("not confirmed by the rerun `{label}`");
+        }
+    }
+}
+
 /// What a device said it is (model, SoC): nights where it differs are not compared.
 type DeviceIdentity<'a> = (Option<&'a str>, Option<&'a str>);
 
@@ -331,6 +357,46 @@ mod tests {
         let f = run(&t);
         assert_eq!(f.change, Change::Regression, "{f:?}");
         assert!(f.worse_ratio.unwrap() > 1.4);
+    }
+
+    /// A run of series `s/d/cpu/fp32/unified` on `night` with e2e samples around `ms`.
+    fn history_run(night: usize, ms: f64) -> HistoryRun {
+        use quadbench_schema::results::{RunIdentity, RunRecord, RunState};
+        let id = RunIdentity {
+            id: "d-cpu-fp32-unified",
+            device: "d",
+            backend: "cpu",
+            precision: "fp32",
+            strategy: quadbench_schema::protocol::Strategy::Unified,
+        };
+        let mut record = RunRecord::failed(id, Default::default(), String::new(), String::new(), false);
+        (record.status, record.valid, record.key) = (RunState::Ok, true, "s/d/cpu/fp32/unified".into());
+        let samples: Vec<f64> = (0..20).map(|i| ms * (1.0 + (i % 5) as f64 * 0.01)).collect();
+        record.latency_ms.insert("e2e".into(), crate::stats::summarize(&samples).unwrap());
+        record.samples.insert("e2e".into(), samples);
+        HistoryRun {
+            night: format!("n{night:02}"),
+            started_at: format!("2026-11-{:02}T00:00:00.000Z", night + 1),
+            record,
+        }
+    }
+
+    #[test]
+    fn a_rerun_confirms_a_real_regression_and_clears_a_passing_one() {
+        let opts = DetectOptions::default();
+        let mut runs: Vec<HistoryRun> =
+            [10.0, 10.3, 9.8, 10.1, 10.2].iter().enumerate().map(|(i, v)| history_run(i, *v)).collect();
+        runs.push(history_run(5, 30.0));
+        let e2e = |f: &[Finding]| f.iter().find(|x| x.metric == "latency_ms.e2e").cloned().unwrap();
+        let (_, findings) = analyse(&runs, &opts);
+        assert_eq!(e2e(&findings).change, Change::Regression);
+        for (rerun_ms, confirmed) in [(31.0, true), (10.1, false)] {
+            let mut f = findings.clone();
+            confirm(&runs, "n05", &[history_run(6, rerun_ms)], "n05~confirm-1", &mut f, &opts);
+            let got = e2e(&f);
+            assert_eq!(got.confirmed, Some(confirmed), "rerun at {rerun_ms} ms: {got:?}");
+            assert_eq!(got.note.contains("not confirmed"), !confirmed);
+        }
     }
 
     proptest! {

@@ -169,20 +169,6 @@ fn confirm(
         std::thread::sleep(Duration::from_millis(500));
     }
     let rerun = history::night(db, &label)?;
-    // The rerun takes the latest night's place for the series it reran.
-    let mut replaced: Vec<HistoryRun> =
-        runs.iter().filter(|r| !(r.night == night && keys.contains(&r.record.key))).cloned().collect();
-    replaced.extend(rerun.into_iter().map(|mut r| {
-        r.night = night.clone();
-        r
-    }));
-    let (_, again) = regress::analyse(&replaced, opts);
-    for f in rep.findings.iter_mut().filter(|f| f.change == Change::Regression) {
-        let still = again.iter().any(|g| g.key == f.key && g.metric == f.metric && g.change == Change::Regression);
-        f.confirmed = Some(still);
-        if !still {
-            f.note = format!("not confirmed by the rerun `{label}`");
-        }
-    }
+    regress::confirm(runs, &night, &rerun, &label, &mut rep.findings, opts);
     Ok(())
 }
