@@ -124,13 +124,24 @@ fn in_place_of(night: &Night, rerun: &Night) -> Night {
         .collect()
 }
 
-/// Do `metrics` include a regression of `latest` after `back`?
-fn flagged(back: &[Night], latest: &Night, metrics: Option<&[&str]>, opts: &DetectOptions) -> Vec<String> {
+/// The regressions of `latest` after `back` (those of `metrics`, when given), decided on a
+/// rerun as `regressions --confirm` decides (`regress::confirm`) when `rerun` is given.
+fn flagged(
+    back: &[Night],
+    latest: &Night,
+    rerun: Option<&Night>,
+    metrics: Option<&[&str]>,
+    opts: &DetectOptions,
+) -> Vec<String> {
     let mut runs = flat(back);
     runs.extend(latest.iter().cloned());
-    let (_, f) = regress::analyse(&runs, opts);
+    let (_, mut f) = regress::analyse(&runs, opts);
+    if let Some(rerun) = rerun {
+        regress::confirm(&runs, &latest[0].night, &in_place_of(latest, rerun), "rerun", &mut f, opts);
+    }
     f.into_iter()
-        .filter(|x| x.change == Change::Regression && metrics.is_none_or(|m| m.contains(&x.metric.as_str())))
+        .filter(|x| x.change == Change::Regression && x.confirmed != Some(false))
+        .filter(|x| metrics.is_none_or(|m| m.contains(&x.metric.as_str())))
         .map(|x| x.metric)
         .collect()
 }
@@ -158,12 +169,10 @@ fn main() {
     let mut per_metric: BTreeMap<String, usize> = BTreeMap::new();
     let mut confirmed_nights = 0;
     for k in first..n {
-        let reg = flagged(&nights[..k], &nights[k], None, &opts);
+        let reg = flagged(&nights[..k], &nights[k], None, None, &opts);
         if !reg.is_empty() {
             alarmed_nights += 1;
-            let metrics: Vec<&str> = reg.iter().map(String::as_str).collect();
-            let rerun = in_place_of(&nights[k], &nights[(k + 1) % n]);
-            if !flagged(&nights[..k], &rerun, Some(&metrics), &opts).is_empty() {
+            if !flagged(&nights[..k], &nights[k], Some(&nights[(k + 1) % n]), None, &opts).is_empty() {
                 confirmed_nights += 1;
             }
         }
@@ -187,12 +196,13 @@ fn main() {
         let factor = 1.0 + pct as f64 / 100.0;
         let (mut caught, mut confirmed) = (0, 0);
         for k in from..n {
-            if flagged(&nights[..k], &slowed_night(&nights[k], factor), Some(e2e), &opts).is_empty() {
+            let latest = slowed_night(&nights[k], factor);
+            if flagged(&nights[..k], &latest, None, Some(e2e), &opts).is_empty() {
                 continue;
             }
             caught += 1;
-            let rerun = in_place_of(&nights[k], &slowed_night(&nights[(k + 1) % n], factor));
-            if !flagged(&nights[..k], &rerun, Some(e2e), &opts).is_empty() {
+            let rerun = slowed_night(&nights[(k + 1) % n], factor);
+            if !flagged(&nights[..k], &latest, Some(&rerun), Some(e2e), &opts).is_empty() {
                 confirmed += 1;
             }
         }

@@ -4,6 +4,7 @@
 
 use crate::stats;
 use quadbench_schema::history::{NightPoint, Trend};
+use quadbench_schema::metric::METRICS;
 use quadbench_schema::results::{RunRecord, RunState};
 use std::collections::BTreeMap;
 
@@ -123,14 +124,13 @@ pub fn run_values(r: &RunRecord) -> BTreeMap<String, f64> {
     for (k, s) in &r.latency_ms {
         out.insert(format!("latency_ms.{k}"), s.p50);
     }
-    out.insert("init_ms".into(), r.init_ms);
-    if let Some(v) = r.memory.peak_rss_bytes {
-        out.insert("memory.peak_rss_bytes".into(), v as f64);
+    // Init, memory and storage as the run-metric table reads them (its latency rows are
+    // among the stages above).
+    for m in METRICS.iter().filter(|m| !m.key.starts_with("latency_ms.")) {
+        if let Some(v) = m.metric.of(r) {
+            out.insert(m.key.to_string(), v);
+        }
     }
-    if let Some(v) = r.memory.peak_pss_bytes {
-        out.insert("memory.peak_pss_bytes".into(), v as f64);
-    }
-    out.insert("storage.total_bytes".into(), r.storage.total_bytes as f64);
     for (task, q) in &r.quality {
         let psnr = if q.mean.identical { Some(PSNR_CAP_DB) } else { q.mean.psnr_db.map(|p| p.min(PSNR_CAP_DB)) };
         if let Some(p) = psnr {
