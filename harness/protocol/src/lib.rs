@@ -42,6 +42,9 @@ pub const HEARTBEAT_PREFIX: &str = "QB-HEARTBEAT ";
 pub enum Strategy {
     /// One session per stage; adapters loaded from storage and bound as graph inputs.
     Unified,
+    /// The unified graph, each task's adapter an ONNX Runtime `.onnx_adapter` file per stage,
+    /// activated through the run options instead of bound as inputs.
+    UnifiedOrtAdapter,
     /// Every task's merged baseline session created up front.
     SeparateResident,
     /// One baseline session at a time, recreated at each task switch.
@@ -49,11 +52,13 @@ pub enum Strategy {
 }
 
 impl Strategy {
-    pub const ALL: [Strategy; 3] = [Strategy::Unified, Strategy::SeparateResident, Strategy::SeparateReload];
+    pub const ALL: [Strategy; 4] =
+        [Strategy::Unified, Strategy::UnifiedOrtAdapter, Strategy::SeparateResident, Strategy::SeparateReload];
 
     pub fn as_str(self) -> &'static str {
         match self {
             Strategy::Unified => "unified",
+            Strategy::UnifiedOrtAdapter => "unified-ort-adapter",
             Strategy::SeparateResident => "separate-resident",
             Strategy::SeparateReload => "separate-reload",
         }
@@ -65,7 +70,7 @@ impl Strategy {
 
     /// Whether this strategy runs per-task merged baselines (as opposed to adapters as inputs).
     pub fn is_separate(self) -> bool {
-        !matches!(self, Strategy::Unified)
+        !matches!(self, Strategy::Unified | Strategy::UnifiedOrtAdapter)
     }
 }
 
@@ -175,6 +180,11 @@ pub struct PlanTask {
     pub name: String,
     /// Adapter safetensors file (relative to the plan directory).
     pub adapter: String,
+    /// Stage name -> the task's ONNX Runtime adapter (`.onnx_adapter`) for that stage's LoRA
+    /// inputs, in graph layout (strategy `unified-ort-adapter`; written by the host at staging
+    /// time from `adapter`, empty otherwise).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub ort_adapters: BTreeMap<String, String>,
     /// Stage name -> merged baseline graph that replaces that stage for this task.
     pub baselines: BTreeMap<String, String>,
 }
