@@ -211,3 +211,59 @@ fn run_measures_it_beside_unified_and_separate_reload() {
     let md = std::fs::read_to_string(out.join("report.md")).unwrap();
     assert!(md.contains("unified-ort-adapter"), "{md}");
 }
+
+/// On the QNN HTP backend (a plugin EP; simulated on x86_64) the adapter files feed the
+/// compiled EP-context graph like plain inputs do: every graph stays one HTP partition with no
+/// node on the CPU EP, and the outputs are the same images.
+#[test]
+fn qnn_htp_runs_it_fully_offloaded_with_unifieds_outputs() {
+    let d = tempfile::tempdir().unwrap();
+    let device = local_device(d.path());
+    let img = repo().join("golden/inputs/astronaut.png");
+    let sc = d.path().join("npu.yaml");
+    std::fs::write(
+        &sc,
+        format!(
+            "schema: quadbench.scenario/1
+name: npu-ort-adapter
+package:
+  reference: {{tasks: 3, width: 128, resolution: 64, steps: 2, seed: 7}}
+  quantize: {{precision: w8a16, profile: anchor}}
+devices: [{device}]
+backends: [qnn-htp]
+backend_options:
+  qnn-htp: {{ep_context: \"1\"}}
+require_full_offload: true
+precision: w8a16
+strategies: [unified, unified-ort-adapter]
+inputs: [{img}]
+workload: {{order: round-robin, requests_per_visit: 2, warmup_visits: 1, min_samples: 2, min_switches: 3, min_duration_s: 0, max_duration_s: 60}}
+throttle: {{enabled: false}}
+",
+            device = device.display(),
+            img = img.display()
+        ),
+    )
+    .unwrap();
+    let out = d.path().join("out");
+    let o = run(quadbench().arg("run").arg(&sc).arg("--out").arg(&out));
+    assert_eq!(o.status.code(), Some(0));
+    let r = results(&out);
+    let runs = r["runs"].as_array().unwrap();
+    assert_eq!(runs.len(), 2);
+    for x in runs {
+        assert_eq!(x["status"], "ok", "{x}");
+        let compiled = x["compiled"].as_array().unwrap();
+        assert_eq!(compiled.len(), 3, "{x}");
+        for c in compiled {
+            let p = &c["placement"];
+            assert_eq!((p["partitions"].as_u64(), p["fallback_disabled"].as_bool()), (Some(1), Some(true)), "{c}");
+            assert!(p["cpu_nodes"].as_object().is_none_or(|m| m.is_empty()), "{c}");
+        }
+    }
+    let png =
+        |x: &serde_json::Value, i: usize| std::fs::read(out.join(x["outputs"][i]["path"].as_str().unwrap())).unwrap();
+    for i in 0..3 {
+        assert_eq!(png(&runs[0], i), png(&runs[1], i), "output {i}");
+    }
+}

@@ -5,7 +5,6 @@
 //! Measures per-stage latency.
 
 use crate::backend;
-use ort::memory::DeviceType;
 use ort::session::{Adapter, RunOptions, Session, SessionInputValue};
 use ort::value::{DynValue, Tensor};
 use quadbench_protocol::{LoraPart, Plan, PlanLoraSlot, PlanStage, Source, Strategy};
@@ -261,8 +260,11 @@ impl<'p> Executor<'p> {
     }
 
     /// Load the `.onnx_adapter` file of every stage with LoRA inputs and activate each in its own
-    /// run options. On a device allocator (CUDA) the tensors are copied to the device once, here;
-    /// on the CPU and on plugin EPs they stay in host memory.
+    /// run options. ONNX Runtime memory-maps the file (pages are read when the first run touches
+    /// them, so that cost lands in the switch's inference, not in its load). The tensors stay in
+    /// host memory, as plain inputs do: an accelerator EP copies them in at every run. (ONNX
+    /// Runtime can copy them to a device once at load when given a device allocator; the runner
+    /// does not do that yet.)
     fn load_ort_adapters(&self, task: &str) -> Result<ActiveOrtAdapter, Error> {
         let t =
             self.plan.pipeline.tasks.iter().find(|t| t.name == task).ok_or_else(|| format!("unknown task `{task}`"))?;
@@ -275,10 +277,7 @@ impl<'p> Executor<'p> {
                 format!("the plan gives task `{task}` no .onnx_adapter for stage `{}` (strategy unified-ort-adapter); the host writes them at staging time", st.name)
             })?;
             let path = self.dir.join(file);
-            let session = self.shared.get(&st.name).ok_or_else(|| format!("no session for stage `{}`", st.name))?;
-            let alloc = session.allocator();
-            let device = (alloc.memory_info().device_type() != DeviceType::CPU).then_some(alloc);
-            let adapter = Adapter::from_file(&path, device)
+            let adapter = Adapter::from_file(&path, None)
                 .map_err(|e| format!("ONNX Runtime cannot load adapter {}: {e}", package_file(file)))?;
             let mut o = RunOptions::new().map_err(|e| e.to_string())?;
             o.add_adapter(&adapter).map_err(|e| format!("cannot activate adapter {}: {e}", package_file(file)))?;
