@@ -25,7 +25,8 @@ pub mod sample_key {
     pub const E2E: &str = "e2e";
     /// Task switch: from the switch request to the first output of the new task.
     pub const SWITCH: &str = "switch";
-    /// The load part of a switch (adapter load + bind, or session re-creation).
+    /// The load part of a switch (adapter load + bind, `.onnx_adapter` load + activation, or
+    /// session re-creation).
     pub const SWITCH_LOAD: &str = "switch_load";
 }
 
@@ -318,7 +319,8 @@ pub struct SwitchEvent {
     pub at_ms: f64,
     pub from_task: Option<String>,
     pub to_task: String,
-    /// Adapter load+bind (unified) or session (re)creation (separate-reload); 0 for resident.
+    /// Adapter load+bind (unified), `.onnx_adapter` load + activation (unified-ort-adapter) or
+    /// session (re)creation (separate-reload); 0 for resident.
     pub load_ms: f64,
     /// Switch request -> first output of the new task.
     pub latency_ms: f64,
