@@ -25,7 +25,8 @@ pub mod sample_key {
     pub const E2E: &str = "e2e";
     /// Task switch: from the switch request to the first output of the new task.
     pub const SWITCH: &str = "switch";
-    /// The load part of a switch (adapter load + bind, or session re-creation).
+    /// The load part of a switch (adapter load + bind, `.onnx_adapter` load + activation, or
+    /// session re-creation).
     pub const SWITCH_LOAD: &str = "switch_load";
 }
 
@@ -42,6 +43,9 @@ pub const HEARTBEAT_PREFIX: &str = "QB-HEARTBEAT ";
 pub enum Strategy {
     /// One session per stage; adapters loaded from storage and bound as graph inputs.
     Unified,
+    /// The unified graph, each task's adapter an ONNX Runtime `.onnx_adapter` file per stage,
+    /// activated through the run options instead of bound as inputs.
+    UnifiedOrtAdapter,
     /// Every task's merged baseline session created up front.
     SeparateResident,
     /// One baseline session at a time, recreated at each task switch.
@@ -49,11 +53,13 @@ pub enum Strategy {
 }
 
 impl Strategy {
-    pub const ALL: [Strategy; 3] = [Strategy::Unified, Strategy::SeparateResident, Strategy::SeparateReload];
+    pub const ALL: [Strategy; 4] =
+        [Strategy::Unified, Strategy::UnifiedOrtAdapter, Strategy::SeparateResident, Strategy::SeparateReload];
 
     pub fn as_str(self) -> &'static str {
         match self {
             Strategy::Unified => "unified",
+            Strategy::UnifiedOrtAdapter => "unified-ort-adapter",
             Strategy::SeparateResident => "separate-resident",
             Strategy::SeparateReload => "separate-reload",
         }
@@ -65,7 +71,7 @@ impl Strategy {
 
     /// Whether this strategy runs per-task merged baselines (as opposed to adapters as inputs).
     pub fn is_separate(self) -> bool {
-        !matches!(self, Strategy::Unified)
+        !matches!(self, Strategy::Unified | Strategy::UnifiedOrtAdapter)
     }
 }
 
@@ -175,6 +181,11 @@ pub struct PlanTask {
     pub name: String,
     /// Adapter safetensors file (relative to the plan directory).
     pub adapter: String,
+    /// Stage name -> the task's ONNX Runtime adapter (`.onnx_adapter`) for that stage's LoRA
+    /// inputs, in graph layout (strategy `unified-ort-adapter`; written by the host at staging
+    /// time from `adapter`, empty otherwise).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub ort_adapters: BTreeMap<String, String>,
     /// Stage name -> merged baseline graph that replaces that stage for this task.
     pub baselines: BTreeMap<String, String>,
 }
@@ -308,7 +319,8 @@ pub struct SwitchEvent {
     pub at_ms: f64,
     pub from_task: Option<String>,
     pub to_task: String,
-    /// Adapter load+bind (unified) or session (re)creation (separate-reload); 0 for resident.
+    /// Adapter load+bind (unified), `.onnx_adapter` load + activation (unified-ort-adapter) or
+    /// session (re)creation (separate-reload); 0 for resident.
     pub load_ms: f64,
     /// Switch request -> first output of the new task.
     pub latency_ms: f64,

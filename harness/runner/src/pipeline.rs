@@ -1,9 +1,11 @@
 //! Executes the package pipeline for one request: stages in order, repeated stages with their
-//! loop-carried value and schedule, LoRA inputs bound from the active adapter (unified) or the
-//! task's merged baseline session (separate strategies). Measures per-stage latency.
+//! loop-carried value and schedule, LoRA inputs bound from the active adapter (unified),
+//! supplied by ONNX Runtime from the task's activated `.onnx_adapter` files
+//! (unified-ort-adapter), or merged into the task's baseline session (separate strategies).
+//! Measures per-stage latency.
 
 use crate::backend;
-use ort::session::{Session, SessionInputValue};
+use ort::session::{Adapter, RunOptions, Session, SessionInputValue};
 use ort::value::{DynValue, Tensor};
 use quadbench_protocol::{LoraPart, Plan, PlanLoraSlot, PlanStage, Source, Strategy};
 use std::collections::{BTreeMap, HashMap};
@@ -25,12 +27,25 @@ impl BoundAdapter {
     }
 }
 
-/// Read a PEFT safetensors adapter and lay it out for the graph's inputs.
-pub fn load_adapter(path: &Path, task: &str, slots: &[PlanLoraSlot]) -> Result<BoundAdapter, Error> {
+/// One side of a LoRA slot laid out as the graph input wants it: `[in, rank]` for A,
+/// `[rank, out]` for B (scaled by `alpha / rank`).
+pub struct SlotTensor {
+    pub slot: String,
+    pub part: LoraPart,
+    /// The graph input this tensor feeds (`input_a` or `input_b` of the slot).
+    pub input: String,
+    pub shape: [usize; 2],
+    pub data: Vec<f32>,
+}
+
+/// Read a PEFT safetensors adapter and lay every slot out for the graph's inputs. Pure Rust (no
+/// ONNX Runtime): the host writes `.onnx_adapter` files from these same arrays, so both ways of
+/// supplying an adapter feed the graph bit-identical tensors.
+pub fn adapter_arrays(path: &Path, slots: &[PlanLoraSlot]) -> Result<Vec<SlotTensor>, Error> {
     let bytes = std::fs::read(path).map_err(|e| format!("cannot read adapter {}: {e}", path.display()))?;
     let st = safetensors::SafeTensors::deserialize(&bytes)
         .map_err(|e| format!("adapter {} is not valid safetensors: {e}", path.display()))?;
-    let mut tensors = HashMap::new();
+    let mut out = Vec::with_capacity(slots.len() * 2);
     for slot in slots {
         for part in [LoraPart::A, LoraPart::B] {
             let suffix = if part == LoraPart::A { "lora_A.weight" } else { "lora_B.weight" };
@@ -52,18 +67,37 @@ pub fn load_adapter(path: &Path, task: &str, slots: &[PlanLoraSlot]) -> Result<B
             }
             let data = t.data();
             let scale = if part == LoraPart::B { slot.alpha / slot.rank as f32 } else { 1.0 };
-            let mut out = vec![0f32; rows * cols];
+            let mut v = vec![0f32; rows * cols];
             for r in 0..rows {
                 for c in 0..cols {
                     let i = (r * cols + c) * 4;
-                    out[c * rows + r] = f32::from_le_bytes([data[i], data[i + 1], data[i + 2], data[i + 3]]) * scale;
+                    v[c * rows + r] = f32::from_le_bytes([data[i], data[i + 1], data[i + 2], data[i + 3]]) * scale;
                 }
             }
-            let tensor = Tensor::from_array((vec![cols as i64, rows as i64], out)).map_err(|e| e.to_string())?;
-            tensors.insert((slot.name.clone(), part), tensor);
+            let input = if part == LoraPart::A { &slot.input_a } else { &slot.input_b };
+            out.push(SlotTensor { slot: slot.name.clone(), part, input: input.clone(), shape: [cols, rows], data: v });
         }
     }
+    Ok(out)
+}
+
+/// Read a PEFT safetensors adapter and lay it out for the graph's inputs.
+pub fn load_adapter(path: &Path, task: &str, slots: &[PlanLoraSlot]) -> Result<BoundAdapter, Error> {
+    let mut tensors = HashMap::new();
+    for t in adapter_arrays(path, slots)? {
+        let tensor =
+            Tensor::from_array((vec![t.shape[0] as i64, t.shape[1] as i64], t.data)).map_err(|e| e.to_string())?;
+        tensors.insert((t.slot, t.part), tensor);
+    }
     Ok(BoundAdapter { task: task.into(), tensors })
+}
+
+/// The active task's ONNX Runtime adapters (`unified-ort-adapter`): per stage, run options with
+/// that stage's `.onnx_adapter` activated (ONNX Runtime then feeds its tensors as the LoRA
+/// inputs of every run made with them).
+pub struct ActiveOrtAdapter {
+    pub task: String,
+    run_options: HashMap<String, RunOptions>,
 }
 
 /// Per-request timing of stages.
@@ -84,6 +118,7 @@ pub struct Executor<'p> {
     /// (task, stage) -> baseline session (separate strategies).
     baselines: HashMap<(String, String), Session>,
     adapter: Option<BoundAdapter>,
+    ort_adapter: Option<ActiveOrtAdapter>,
     schedules: HashMap<(String, u32), Tensor<f32>>,
     /// Session creations: (name, graph, ms).
     pub created: Vec<(String, String, f64)>,
@@ -115,6 +150,7 @@ impl<'p> Executor<'p> {
             shared: HashMap::new(),
             baselines: HashMap::new(),
             adapter: None,
+            ort_adapter: None,
             schedules,
             created: Vec::new(),
             compiled: HashMap::new(),
@@ -161,7 +197,7 @@ impl<'p> Executor<'p> {
             }
         }
         match self.plan.strategy {
-            Strategy::Unified => {}
+            Strategy::Unified | Strategy::UnifiedOrtAdapter => {}
             Strategy::SeparateResident => {
                 let tasks: Vec<String> = self.plan.pipeline.tasks.iter().map(|t| t.name.clone()).collect();
                 for t in tasks {
@@ -183,8 +219,9 @@ impl<'p> Executor<'p> {
         Ok(())
     }
 
-    /// Make `task` the active one: load and bind its adapter (unified), recreate its baseline
-    /// sessions (separate-reload), or nothing (separate-resident). Returns the time spent, ms.
+    /// Make `task` the active one: load and bind its adapter (unified), load and activate its
+    /// `.onnx_adapter` files (unified-ort-adapter), recreate its baseline sessions
+    /// (separate-reload), or nothing (separate-resident). Returns the time spent, ms.
     pub fn switch_to(&mut self, task: &str) -> Result<f64, Error> {
         let t0 = Instant::now();
         match self.plan.strategy {
@@ -203,6 +240,13 @@ impl<'p> Executor<'p> {
                     .ok_or_else(|| format!("unknown task `{task}`"))?;
                 self.adapter = Some(load_adapter(&self.dir.join(&t.adapter), task, &self.plan.pipeline.lora_slots)?);
             }
+            Strategy::UnifiedOrtAdapter => {
+                if self.ort_adapter.as_ref().is_some_and(|a| a.task == task) {
+                    return Ok(0.0);
+                }
+                self.ort_adapter = None;
+                self.ort_adapter = Some(self.load_ort_adapters(task)?);
+            }
             Strategy::SeparateReload => {
                 if self.baselines.keys().any(|(t, _)| t == task) {
                     return Ok(0.0);
@@ -213,6 +257,33 @@ impl<'p> Executor<'p> {
             Strategy::SeparateResident => {}
         }
         Ok(t0.elapsed().as_secs_f64() * 1e3)
+    }
+
+    /// Load the `.onnx_adapter` file of every stage with LoRA inputs and activate each in its own
+    /// run options. ONNX Runtime memory-maps the file (pages are read when the first run touches
+    /// them, so that cost lands in the switch's inference, not in its load). The tensors stay in
+    /// host memory, as plain inputs do: an accelerator EP copies them in at every run. (ONNX
+    /// Runtime can copy them to a device once at load when given a device allocator; the runner
+    /// does not do that yet.)
+    fn load_ort_adapters(&self, task: &str) -> Result<ActiveOrtAdapter, Error> {
+        let t =
+            self.plan.pipeline.tasks.iter().find(|t| t.name == task).ok_or_else(|| format!("unknown task `{task}`"))?;
+        let mut run_options = HashMap::new();
+        for st in &self.plan.pipeline.stages {
+            if !st.inputs.iter().any(|i| matches!(i.source, Source::Lora { .. })) {
+                continue;
+            }
+            let file = t.ort_adapters.get(&st.name).ok_or_else(|| {
+                format!("the plan gives task `{task}` no .onnx_adapter for stage `{}` (strategy unified-ort-adapter); the host writes them at staging time", st.name)
+            })?;
+            let path = self.dir.join(file);
+            let adapter = Adapter::from_file(&path, None)
+                .map_err(|e| format!("ONNX Runtime cannot load adapter {}: {e}", package_file(file)))?;
+            let mut o = RunOptions::new().map_err(|e| e.to_string())?;
+            o.add_adapter(&adapter).map_err(|e| format!("cannot activate adapter {}: {e}", package_file(file)))?;
+            run_options.insert(st.name.clone(), o);
+        }
+        Ok(ActiveOrtAdapter { task: task.into(), run_options })
     }
 
     /// Run one request of the active task on `image`. Returns the final image tensor.
@@ -231,6 +302,14 @@ impl<'p> Executor<'p> {
                     self.adapter.as_ref().map_or("none", |a| a.task.as_str())
                 ));
             }
+            if plan.strategy == Strategy::UnifiedOrtAdapter && self.ort_adapter.as_ref().is_none_or(|a| a.task != task)
+            {
+                return Err(format!(
+                    "internal: task `{task}` requested but the .onnx_adapter of `{}` is active",
+                    self.ort_adapter.as_ref().map_or("none", |a| a.task.as_str())
+                ));
+            }
+            let run_options = self.ort_adapter.as_ref().and_then(|a| a.run_options.get(&st.name));
             for step in 0..st.repeat {
                 let mut inputs: Vec<(String, SessionInputValue<'_>)> = Vec::with_capacity(st.inputs.len());
                 for i in &st.inputs {
@@ -257,8 +336,8 @@ impl<'p> Executor<'p> {
                             .ok_or("schedule missing")?
                             .into(),
                         Source::Lora { slot, part } => {
-                            if use_baseline {
-                                continue; // merged into the baseline graph
+                            if use_baseline || run_options.is_some() {
+                                continue; // merged into the baseline graph, or fed by ONNX Runtime
                             }
                             self.adapter
                                 .as_ref()
@@ -277,7 +356,11 @@ impl<'p> Executor<'p> {
                     self.shared.get_mut(&st.name).ok_or_else(|| format!("no session for stage `{}`", st.name))?
                 };
                 let t0 = Instant::now();
-                let mut out = session.run(inputs).map_err(|e| format!("stage `{}` step {step}: {e}", st.name))?;
+                let run = match run_options {
+                    Some(o) => session.run_with_options(inputs, o),
+                    None => session.run(inputs),
+                };
+                let mut out = run.map_err(|e| format!("stage `{}` step {step}: {e}", st.name))?;
                 timing.stages_ms.push((st.name.clone(), t0.elapsed().as_secs_f64() * 1e3));
                 let mut fresh = Vec::new();
                 for o in &st.outputs {

@@ -443,7 +443,12 @@ pub fn validate(path: &Path, text: &str, raw: RawManifest) -> Result<Manifest, P
                 ));
             }
         }
-        tasks.push(PlanTask { name: t.name.clone(), adapter: t.adapter.clone(), baselines: t.baselines.clone() });
+        tasks.push(PlanTask {
+            name: t.name.clone(),
+            adapter: t.adapter.clone(),
+            baselines: t.baselines.clone(),
+            ort_adapters: Default::default(),
+        });
     }
     let (os, oo) = raw.output.split_once('.').ok_or_else(|| {
         err("output:", format!("output `{}` must be `<stage>.<output>`", raw.output), "e.g. `output: decoder.image`")

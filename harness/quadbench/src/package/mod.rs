@@ -2,12 +2,14 @@
 //! graphs (`check`), where packages come from (`source`: a directory, the generated reference
 //! package, quantized variants; one file each), the package cache (`cache`), the reference
 //! generator (`reference`, `filters`), the QDQ quantizer (`quantize`, `qprofile`), input images
-//! (`input`) and storage accounting (`storage`).
+//! (`input`), storage accounting (`storage`) and the ONNX Runtime adapter files derived at staging
+//! time (`ort_adapter`).
 
 pub mod cache;
 pub mod filters;
 pub mod input;
 pub mod manifest;
+pub mod ort_adapter;
 pub mod qprofile;
 pub mod quantize;
 pub mod reference;

@@ -2,10 +2,13 @@
 //! count (foundation, adapters, per-task baselines).
 
 use super::Manifest;
+use super::ort_adapter::OrtAdapterFile;
 use quadbench_protocol::{Storage, Strategy};
 
-/// The files `strategy` pushes (relative to the package) and the storage they make up.
-pub fn strategy_files(m: &Manifest, strategy: Strategy) -> (Vec<String>, Storage) {
+/// The package files `strategy` pushes (relative to the package) and the storage they make up.
+/// `unified-ort-adapter` pushes the derived `.onnx_adapter` files `ort` instead of the package's
+/// adapters, and its adapter bytes are theirs.
+pub fn strategy_files(m: &Manifest, strategy: Strategy, ort: &[OrtAdapterFile]) -> (Vec<String>, Storage) {
     let size = |rel: &str| m.raw.files.iter().find(|f| f.path == rel).map_or(0, |f| f.bytes);
     let replaced = |stage: &str| m.pipeline.tasks.iter().any(|t| t.baselines.contains_key(stage));
     let mut files = Vec::new();
@@ -23,6 +26,8 @@ pub fn strategy_files(m: &Manifest, strategy: Strategy) -> (Vec<String>, Storage
                 files.push(g.clone());
                 s.baseline_bytes += size(g);
             }
+        } else if strategy == Strategy::UnifiedOrtAdapter {
+            s.adapter_bytes += ort.iter().filter(|f| f.task == t.name).map(|f| f.bytes).sum::<u64>();
         } else if !m.pipeline.lora_slots.is_empty() {
             files.push(t.adapter.clone());
             s.adapter_bytes += size(&t.adapter);

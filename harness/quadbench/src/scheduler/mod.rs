@@ -165,6 +165,7 @@ pub fn run_scenario(sc: &Scenario, opts: &RunOptions, rep: &mut dyn Reporter) ->
         Default::default()
     };
     let inputs = prepare_inputs(sc, &pkg.manifest, out)?;
+    let ort_adapters = prepare_ort_adapters(sc, &pkg, out)?;
     let header = header(sc, &pkg, devices);
     let specs = crate::plan::runs(sc, &profiles);
     let mut sinks = crate::sink::for_dir(out);
@@ -193,6 +194,7 @@ pub fn run_scenario(sc: &Scenario, opts: &RunOptions, rep: &mut dyn Reporter) ->
         m: &pkg.manifest,
         pkg_dir: &pkg.dir,
         inputs: &inputs,
+        ort_adapters: &ort_adapters,
         out,
         host_output_error: Default::default(),
     };
@@ -282,6 +284,19 @@ fn prepare_inputs(sc: &Scenario, m: &package::Manifest, out: &Path) -> Result<Ve
         inputs.push((name.clone(), dst));
     }
     Ok(inputs)
+}
+
+/// The `.onnx_adapter` files of strategy `unified-ort-adapter`, derived from the checked package
+/// under `<out>/ort-adapters/` when the scenario runs that strategy (see `package::ort_adapter`).
+fn prepare_ort_adapters(
+    sc: &Scenario,
+    pkg: &package::source::Resolved,
+    out: &Path,
+) -> Result<Vec<package::ort_adapter::OrtAdapterFile>, RunError> {
+    if !sc.strategies.contains(&quadbench_protocol::Strategy::UnifiedOrtAdapter) {
+        return Ok(Vec::new());
+    }
+    Ok(package::ort_adapter::write_all(&pkg.manifest, &pkg.dir, &out.join("ort-adapters"))?)
 }
 
 /// The results header: scenario, package, devices; no runs yet.

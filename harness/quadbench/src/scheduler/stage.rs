@@ -8,9 +8,10 @@ use crate::device::{DeviceError, DeviceInfo, ExecLimits, Transport};
 use crate::events::{Event, Reporter};
 use crate::package::Manifest;
 use crate::package::manifest::sha256_file;
+use crate::package::ort_adapter::OrtAdapterFile;
 use crate::plan::{self, RemoteLayout, RunSpec};
 use crate::results::{self, Environment, RunIdentity, RunRecord, RunState};
-use quadbench_protocol::{Heartbeat, PlanInput, RunResult};
+use quadbench_protocol::{Heartbeat, PlanInput, RunResult, Strategy};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -21,6 +22,8 @@ pub struct Shared<'a> {
     pub m: &'a Manifest,
     pub pkg_dir: &'a Path,
     pub inputs: &'a [(String, PathBuf)],
+    /// The `.onnx_adapter` files of strategy `unified-ort-adapter` (empty when no run uses it).
+    pub ort_adapters: &'a [OrtAdapterFile],
     pub out: &'a Path,
     /// Set when a run could not write on this host (disk full): the scheduler stops.
     pub host_output_error: std::sync::Mutex<Option<(String, String)>>,
@@ -35,7 +38,7 @@ pub struct DeviceRun<'a> {
 
 /// A record for a run that produced no result.
 pub fn failed(s: &Shared<'_>, d: &DeviceRun<'_>, spec: &RunSpec, msg: String, tail: String, infra: bool) -> RunRecord {
-    let storage = crate::package::storage::strategy_files(s.m, spec.strategy).1;
+    let storage = crate::package::storage::strategy_files(s.m, spec.strategy, s.ort_adapters).1;
     let run = RunIdentity {
         id: &spec.id,
         device: &d.profile.name,
@@ -183,11 +186,18 @@ fn stage_and_execute(
 ) -> Staged<(RunResult, String)> {
     let infra = |message: String| no_tail(DeviceError::Infra { device: d.profile.name.clone(), message });
     let (ep_libraries, lib_dirs, ort_remote) = stage_runtime(d, ep, t, rep)?;
-    let (files, storage) = crate::package::storage::strategy_files(s.m, spec.strategy);
+    let (files, storage) = crate::package::storage::strategy_files(s.m, spec.strategy, s.ort_adapters);
     let pkg_remote = format!("packages/{}", &s.m.sha256[..16]);
     for rel in &files {
         let f = s.m.raw.files.iter().find(|f| &f.path == rel).expect("listed file");
         t.push(&s.pkg_dir.join(rel), &f.sha256, &format!("{pkg_remote}/{rel}")).map_err(no_tail)?;
+    }
+    // Derived from the package's checked adapters, so they live beside it on the device.
+    let adapters_remote = format!("{pkg_remote}/ort-adapters");
+    if spec.strategy == Strategy::UnifiedOrtAdapter {
+        for f in s.ort_adapters {
+            t.push(&f.path, &f.sha256, &format!("{adapters_remote}/{}", f.rel)).map_err(no_tail)?;
+        }
     }
     let run_remote = format!("runs/{}.{}", spec.id, session_token());
     // A failed earlier attempt may have left a result behind: start from an empty directory.
@@ -199,7 +209,14 @@ fn stage_and_execute(
         plan_inputs.push(PlanInput { name: name.clone(), tensor: format!("inputs/{name}.f32") });
     }
     let remote = RemoteLayout { package: &pkg_remote, ort_library: &ort_remote, ep_libraries, inputs: plan_inputs };
-    let plan = plan::runner_plan(s.sc, s.m, spec, &storage, remote);
+    let mut plan = plan::runner_plan(s.sc, s.m, spec, &storage, remote);
+    if spec.strategy == Strategy::UnifiedOrtAdapter {
+        for task in &mut plan.pipeline.tasks {
+            for f in s.ort_adapters.iter().filter(|f| f.task == task.name) {
+                task.ort_adapters.insert(f.stage.clone(), format!("../../{adapters_remote}/{}", f.rel));
+            }
+        }
+    }
     let local_run = s.out.join("runs").join(&spec.id);
     // Writing the plan on this host is not the device's business: a full disk stops the run.
     let io = |e: std::io::Error| {

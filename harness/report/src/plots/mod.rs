@@ -72,6 +72,7 @@ pub const GREY: RGBColor = RGBColor(90, 90, 90);
 pub fn strategy_colour(s: Strategy) -> RGBColor {
     match s {
         Strategy::Unified => BLUE,
+        Strategy::UnifiedOrtAdapter => SKY,
         Strategy::SeparateResident => ORANGE,
         Strategy::SeparateReload => VERMILLION,
     }
