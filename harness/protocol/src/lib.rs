@@ -249,6 +249,11 @@ pub struct PlanWorkload {
     pub min_duration_ms: u64,
     /// Stop after this long even if the minimums are not met (the run is then invalid).
     pub max_duration_ms: u64,
+    /// Save the output of the first measured request of each task and input
+    /// ([`RunResult::timed_outputs`]), after its timing, for the qualification's TEST01
+    /// check (outputs while timed equal the accuracy pass's). Off in ordinary runs.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub capture_timed_outputs: bool,
 }
 
 /// One input image available to the workload.
@@ -400,6 +405,10 @@ pub struct RunResult {
     pub conditions_before: Conditions,
     pub conditions_after: Conditions,
     pub outputs: Vec<OutputImage>,
+    /// With [`PlanWorkload::capture_timed_outputs`]: outputs of measured requests (paths under
+    /// `<output_dir>/timed/`), one per task and input.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub timed_outputs: Vec<OutputImage>,
     /// Graphs compiled ahead of time into EP-context models before the run (backends that
     /// compile, with the `ep_context` option); empty otherwise.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
