@@ -446,6 +446,13 @@ pub struct CompiledGraph {
     /// Bytes of the context model plus its context binaries.
     pub bytes: u64,
     pub placement: Placement,
+    /// The SoC and HTP architecture the context binary was prepared for, as the binary itself
+    /// records them (QNN: `soc_type=SM8650;arch=75` among its prepare options); absent when the
+    /// binary does not say.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target_soc: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target_arch: Option<String>,
 }
 
 impl RunResult {

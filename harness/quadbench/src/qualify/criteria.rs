@@ -74,10 +74,10 @@ fn worst(vs: &[Verdict]) -> Verdict {
 
 /// Every criterion of the profile over the bundle's evidence (`root`: the bundle).
 pub fn evaluate(p: &Profile, evidence: &[Evidence], root: &Path) -> Vec<CriterionVerdict> {
-    p.criteria.iter().map(|c| criterion(c, evidence, root)).collect()
+    p.criteria.iter().map(|c| criterion(p, c, evidence, root)).collect()
 }
 
-fn criterion(c: &Criterion, evidence: &[Evidence], root: &Path) -> CriterionVerdict {
+fn criterion(p: &Profile, c: &Criterion, evidence: &[Evidence], root: &Path) -> CriterionVerdict {
     let base: Vec<&Evidence> = evidence.iter().filter(|e| e.variant.purpose == Purpose::Base).collect();
     let of = |p: Purpose| evidence.iter().find(|e| e.variant.purpose == p);
     let mut f = Finding::default();
@@ -103,6 +103,7 @@ fn criterion(c: &Criterion, evidence: &[Evidence], root: &Path) -> CriterionVerd
         }
         Kind::ComplianceTest05 => compliance::test05(c, base.first().copied(), of(Purpose::Test05), &mut f),
         Kind::Sustained => compliance::sustained(c, of(Purpose::Sustained), &mut f),
+        Kind::SocTarget => base.iter().for_each(|e| soc_target(p, e, &mut f)),
     }
     if base.is_empty() {
         f.push(Verdict::Missing, "no base results".into());
@@ -320,6 +321,33 @@ fn replicate_cv(c: &Criterion, ev: &Evidence, f: &mut Finding) {
                 let v = if cv <= c.threshold { Verdict::Pass } else { Verdict::Fail };
                 f.push(v, format!("{label}: CV of {} replicate medians {cv:.4}, ceiling {}", ok.len(), c.threshold));
             }
+        }
+    }
+}
+
+/// The `soc_model` a SoC entry of the profile asks for.
+fn requested_soc(p: &Profile, name: &str) -> Option<String> {
+    let soc = p.socs.iter().find(|s| s.name == name)?;
+    soc.backend_options.values().find_map(|o| o.get("soc_model").cloned())
+}
+
+fn soc_target(p: &Profile, ev: &Evidence, f: &mut Finding) {
+    let Some(want) = ev.variant.soc.as_deref().and_then(|s| requested_soc(p, s)) else {
+        return f.push(Verdict::Missing, format!("{}: no SoC with a soc_model in the profile", ev.variant.name));
+    };
+    f.file(ev, "results.json");
+    for r in ev.results.runs.iter().filter(|r| r.status == RunState::Ok) {
+        if r.compiled.is_empty() {
+            f.push(Verdict::Missing, format!("{} {}: no compiled binaries", ev.variant.name, r.id));
+        }
+        for g in &r.compiled {
+            let got = g.target_soc.as_deref().unwrap_or("(not recorded)");
+            let arch = g.target_arch.as_deref().unwrap_or("?");
+            let v = if got.eq_ignore_ascii_case(&want) { Verdict::Pass } else { Verdict::Fail };
+            f.push(
+                v,
+                format!("{} {} {}: compiled for {got} (arch {arch}); asked for {want}", ev.variant.name, r.id, g.graph),
+            );
         }
     }
 }

@@ -101,6 +101,9 @@ pub enum Kind {
     ComplianceTest05,
     /// A long run: the last quarter's median latency at most `threshold` slower than the first's.
     Sustained,
+    /// Compile matrix: every binary of a SoC's runs records the SoC its profile entry asked for
+    /// (`soc_model`); an unrecognised name silently compiles for a default target.
+    SocTarget,
 }
 
 /// A criterion kind: its name and the keys it needs.
@@ -124,6 +127,7 @@ pub const KINDS: &[KindInfo] = &[
     k(Kind::ComplianceTest04, "compliance-test04", None, false, Some(0.10)),
     k(Kind::ComplianceTest05, "compliance-test05", Some("latency"), true, None),
     k(Kind::Sustained, "sustained", None, true, None),
+    k(Kind::SocTarget, "soc-target", None, false, Some(0.0)),
 ];
 
 const fn k(

@@ -21,6 +21,8 @@ pub struct SocRow {
     pub worst_psnr_db: Option<f64>,
     pub worst_ssim: Option<f64>,
     pub e2e_p50_ms: Option<f64>,
+    /// SoC and arch the binaries record (distinct values, joined).
+    pub compiled_for: String,
 }
 
 /// The per-SoC rows: one per run of each base variant compiled for a SoC.
@@ -58,10 +60,21 @@ pub fn soc_rows(evidence: &[Evidence]) -> Vec<SocRow> {
                 worst_psnr_db: worst(|s| s.psnr_db),
                 worst_ssim: worst(|s| s.ssim),
                 e2e_p50_ms: r.latency_ms.get(sample_key::E2E).map(|s| s.p50),
+                compiled_for: compiled_for(&r.compiled),
             });
         }
     }
     rows
+}
+
+fn compiled_for(graphs: &[quadbench_protocol::CompiledGraph]) -> String {
+    let mut v: Vec<String> = graphs
+        .iter()
+        .map(|g| format!("{} v{}", g.target_soc.as_deref().unwrap_or("?"), g.target_arch.as_deref().unwrap_or("?")))
+        .collect();
+    v.sort();
+    v.dedup();
+    if v.is_empty() { "-".into() } else { v.join(", ") }
 }
 
 fn opt(v: Option<f64>, d: usize) -> String {
@@ -120,11 +133,12 @@ pub fn markdown(p: &Predicate, profile_description: &str, evidence: &[Evidence])
     }
     let rows = soc_rows(evidence);
     if !rows.is_empty() {
-        s.push_str(&format!("\n## Per SoC\n\n{SIMULATOR_NOTE}\n\n| SoC | strategy | status | graphs | compile ms | compiled bytes | partitions | fallback nodes | worst PSNR dB | worst SSIM | e2e p50 ms (simulator) |\n|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|\n"));
+        s.push_str(&format!("\n## Per SoC\n\n{SIMULATOR_NOTE}\n\n| SoC | compiled for | strategy | status | graphs | compile ms | compiled bytes | partitions | fallback nodes | worst PSNR dB | worst SSIM | e2e p50 ms (simulator) |\n|---|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|\n"));
         for r in &rows {
             s.push_str(&format!(
-                "| {} | {} | {} | {} | {:.0} | {} | {} | {} | {} | {} | {} |\n",
+                "| {} | {} | {} | {} | {} | {:.0} | {} | {} | {} | {} | {} | {} |\n",
                 r.soc,
+                r.compiled_for,
                 r.strategy,
                 r.status.replace('|', "/"),
                 r.graphs,
@@ -205,11 +219,12 @@ pub fn html(p: &Predicate, profile_description: &str, evidence: &[Evidence]) -> 
     }
     let rows = soc_rows(evidence);
     if !rows.is_empty() {
-        s.push_str(&format!("<h2>Per SoC</h2>\n<p>{SIMULATOR_NOTE}</p>\n<table><tr><th>SoC</th><th>strategy</th><th>status</th><th>graphs</th><th>compile ms</th><th>compiled bytes</th><th>partitions</th><th>fallback nodes</th><th>worst PSNR dB</th><th>worst SSIM</th><th>e2e p50 ms (simulator)</th></tr>\n"));
+        s.push_str(&format!("<h2>Per SoC</h2>\n<p>{SIMULATOR_NOTE}</p>\n<table><tr><th>SoC</th><th>compiled for</th><th>strategy</th><th>status</th><th>graphs</th><th>compile ms</th><th>compiled bytes</th><th>partitions</th><th>fallback nodes</th><th>worst PSNR dB</th><th>worst SSIM</th><th>e2e p50 ms (simulator)</th></tr>\n"));
         for r in &rows {
             s.push_str(&format!(
-                "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{:.0}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>\n",
+                "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{:.0}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>\n",
                 esc(&r.soc),
+                esc(&r.compiled_for),
                 esc(&r.strategy),
                 esc(&r.status),
                 r.graphs,
