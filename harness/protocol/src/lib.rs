@@ -453,6 +453,10 @@ pub struct CompiledGraph {
     pub target_soc: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub target_arch: Option<String>,
+    /// sha256 of each compiled artefact (the context model and its context binaries), by file
+    /// name.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub artefacts_sha256: BTreeMap<String, String>,
 }
 
 impl RunResult {

@@ -55,6 +55,14 @@ struct Inspected {
     placement: Placement,
     bytes: u64,
     target: Option<(String, String)>,
+    sha256: BTreeMap<String, String>,
+}
+
+fn sha256_of(p: &Path) -> Option<(String, String)> {
+    use sha2::Digest;
+    let b = std::fs::read(p).ok()?;
+    let name = p.file_name()?.to_string_lossy().into_owned();
+    Some((name, sha2::Sha256::digest(&b).iter().map(|x| format!("{x:02x}")).collect()))
 }
 
 /// Placement and bytes of a compiled model: EPContext nodes are the compiled partitions, their
@@ -71,6 +79,7 @@ fn inspect(ctx: &Path, source: &Path, ep: &str, fallback_disabled: bool) -> Resu
     };
     let mut bytes = file_len(ctx);
     let mut target = None;
+    let mut sha256: BTreeMap<String, String> = sha256_of(ctx).into_iter().collect();
     for n in &g.node {
         if n.op_type == "EPContext" {
             p.partitions += 1;
@@ -80,12 +89,13 @@ fn inspect(ctx: &Path, source: &Path, ep: &str, fallback_disabled: bool) -> Resu
                 if target.is_none() {
                     target = std::fs::read(&bin).ok().and_then(|b| recorded_target(&b));
                 }
+                sha256.extend(sha256_of(&bin));
             }
         } else {
             *p.cpu_nodes.entry(n.op_type.clone()).or_insert(0) += 1;
         }
     }
-    Ok(Inspected { placement: p, bytes, target })
+    Ok(Inspected { placement: p, bytes, target, sha256 })
 }
 
 /// Compile every graph of the plan. Returns the records and graph -> compiled graph.
@@ -130,6 +140,7 @@ pub fn compile_all(
             placement: i.placement,
             target_soc,
             target_arch,
+            artefacts_sha256: i.sha256,
         });
         map.insert(graph, ctx_rel);
     }

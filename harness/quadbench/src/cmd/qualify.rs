@@ -72,15 +72,7 @@ pub fn qualify(a: QualifyArgs) -> i32 {
         return BAD_INPUT;
     }
     let started = std::time::Instant::now();
-    let setup = std::fs::create_dir_all(root)
-        .map_err(|e| format!("cannot create {}: {e}", root.display()))
-        .and_then(|_| copy(&a.profile, root, bundle::PROFILE))
-        .and_then(|_| copy(&scenario_path, root, bundle::SCENARIO))
-        .and_then(|_| {
-            let text = serde_json::to_string_pretty(&vs).expect("variants serialize") + "\n";
-            std::fs::write(root.join(bundle::VARIANTS), text).map_err(|e| e.to_string())
-        });
-    if let Err(e) = setup {
+    if let Err(e) = start_bundle(root, &a.profile, &scenario_path, &vs) {
         exit::report(&e);
         return INFRA;
     }
@@ -107,7 +99,30 @@ pub fn qualify(a: QualifyArgs) -> i32 {
         Ok(p) => p,
         Err(e) => return exit::fail(&e),
     };
-    for v in &predicate.verdicts {
+    print_verdicts(&predicate.verdicts);
+    println!(
+        "{}: {} in {:.0} s",
+        root.display(),
+        if predicate.qualified { "QUALIFIED" } else { "NOT QUALIFIED" },
+        started.elapsed().as_secs_f64()
+    );
+    println!("report: {}", root.join("report.html").display());
+    if predicate.qualified { OK } else { CLAIMS_FAILED }
+}
+
+/// The bundle directory with what is known before anything runs: the profile, its scenario
+/// and the variants.
+fn start_bundle(root: &Path, profile: &Path, scenario: &Path, vs: &[variant::Variant]) -> Result<(), String> {
+    std::fs::create_dir_all(root).map_err(|e| format!("cannot create {}: {e}", root.display()))?;
+    copy(profile, root, bundle::PROFILE)?;
+    copy(scenario, root, bundle::SCENARIO)?;
+    let text = serde_json::to_string_pretty(vs).expect("variants serialize") + "\n";
+    std::fs::write(root.join(bundle::VARIANTS), text).map_err(|e| format!("cannot write {}: {e}", bundle::VARIANTS))
+}
+
+/// One line per criterion on stdout.
+fn print_verdicts(verdicts: &[qualify::criteria::CriterionVerdict]) {
+    for v in verdicts {
         let value = v.value.map_or(String::new(), |x| format!(" (value {x:.4}, threshold {})", v.threshold));
         println!(
             "{:<24} {:<18} {:<13}{}{}",
@@ -118,14 +133,6 @@ pub fn qualify(a: QualifyArgs) -> i32 {
             value
         );
     }
-    println!(
-        "{}: {} in {:.0} s",
-        root.display(),
-        if predicate.qualified { "QUALIFIED" } else { "NOT QUALIFIED" },
-        started.elapsed().as_secs_f64()
-    );
-    println!("report: {}", root.join("report.html").display());
-    if predicate.qualified { OK } else { CLAIMS_FAILED }
 }
 
 /// The goldens the base runs were scored against, beside them in the bundle, so that quality

@@ -351,3 +351,34 @@ fn soc_target(p: &Profile, ev: &Evidence, f: &mut Finding) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::results::RunIdentity;
+    use quadbench_protocol::{Storage, Strategy};
+
+    fn run(e2e: &[f64]) -> RunRecord {
+        let id = RunIdentity { id: "r", device: "d", backend: "cpu", precision: "fp32", strategy: Strategy::Unified };
+        let mut r = RunRecord::failed(id, Storage::default(), String::new(), String::new(), false);
+        r.samples.insert("e2e".into(), e2e.to_vec());
+        r
+    }
+
+    #[test]
+    fn the_worst_verdict_decides_and_nothing_is_missing() {
+        assert_eq!(worst(&[Verdict::Pass, Verdict::Inconclusive]), Verdict::Inconclusive);
+        assert_eq!(worst(&[Verdict::Pass, Verdict::Missing, Verdict::Inconclusive]), Verdict::Missing);
+        assert_eq!(worst(&[Verdict::Missing, Verdict::Fail, Verdict::Pass]), Verdict::Fail);
+        assert_eq!(worst(&[]), Verdict::Missing, "no evidence is never a pass");
+    }
+
+    #[test]
+    fn cv_is_over_the_replicates_medians() {
+        let (a, b) = (run(&[1.0, 10.0, 10.0]), run(&[12.0, 12.0, 100.0]));
+        // Medians 10 and 12: mean 11, sample std sqrt(2).
+        let cv = cv_of_medians(&[&a, &b], "e2e").unwrap();
+        assert!((cv - 2f64.sqrt() / 11.0).abs() < 1e-12, "{cv}");
+        assert_eq!(cv_of_medians(&[&a], "e2e"), None, "one replicate has no spread");
+    }
+}

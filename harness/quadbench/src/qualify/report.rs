@@ -23,6 +23,9 @@ pub struct SocRow {
     pub e2e_p50_ms: Option<f64>,
     /// SoC and arch the binaries record (distinct values, joined).
     pub compiled_for: String,
+    /// First 12 hex digits of the sha256 over every artefact's name and sha256: equal digests,
+    /// byte-identical binaries.
+    pub binaries_digest: String,
 }
 
 /// The per-SoC rows: one per run of each base variant compiled for a SoC.
@@ -61,10 +64,21 @@ pub fn soc_rows(evidence: &[Evidence]) -> Vec<SocRow> {
                 worst_ssim: worst(|s| s.ssim),
                 e2e_p50_ms: r.latency_ms.get(sample_key::E2E).map(|s| s.p50),
                 compiled_for: compiled_for(&r.compiled),
+                binaries_digest: binaries_digest(&r.compiled),
             });
         }
     }
     rows
+}
+
+fn binaries_digest(graphs: &[quadbench_protocol::CompiledGraph]) -> String {
+    let lines: String =
+        graphs.iter().flat_map(|g| g.artefacts_sha256.iter()).map(|(n, h)| format!("{n}={h}\n")).collect();
+    if lines.is_empty() {
+        "-".into()
+    } else {
+        crate::package::manifest::sha256_bytes(lines.as_bytes())[..12].to_string()
+    }
 }
 
 fn compiled_for(graphs: &[quadbench_protocol::CompiledGraph]) -> String {
@@ -133,10 +147,10 @@ pub fn markdown(p: &Predicate, profile_description: &str, evidence: &[Evidence])
     }
     let rows = soc_rows(evidence);
     if !rows.is_empty() {
-        s.push_str(&format!("\n## Per SoC\n\n{SIMULATOR_NOTE}\n\n| SoC | compiled for | strategy | status | graphs | compile ms | compiled bytes | partitions | fallback nodes | worst PSNR dB | worst SSIM | e2e p50 ms (simulator) |\n|---|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|\n"));
+        s.push_str(&format!("\n## Per SoC\n\n{SIMULATOR_NOTE}\n\n| SoC | compiled for | strategy | status | graphs | compile ms | compiled bytes | partitions | fallback nodes | binaries digest | worst PSNR dB | worst SSIM | e2e p50 ms (simulator) |\n|---|---|---|---|---:|---:|---:|---:|---:|---|---:|---:|---:|\n"));
         for r in &rows {
             s.push_str(&format!(
-                "| {} | {} | {} | {} | {} | {:.0} | {} | {} | {} | {} | {} | {} |\n",
+                "| {} | {} | {} | {} | {} | {:.0} | {} | {} | {} | `{}` | {} | {} | {} |\n",
                 r.soc,
                 r.compiled_for,
                 r.strategy,
@@ -146,6 +160,7 @@ pub fn markdown(p: &Predicate, profile_description: &str, evidence: &[Evidence])
                 r.compiled_bytes,
                 r.partitions,
                 r.fallback_nodes,
+                r.binaries_digest,
                 opt(r.worst_psnr_db, 2),
                 opt(r.worst_ssim, 4),
                 opt(r.e2e_p50_ms, 1)
@@ -217,28 +232,7 @@ pub fn html(p: &Predicate, profile_description: &str, evidence: &[Evidence]) -> 
         }
         s.push_str("</ul>\n");
     }
-    let rows = soc_rows(evidence);
-    if !rows.is_empty() {
-        s.push_str(&format!("<h2>Per SoC</h2>\n<p>{SIMULATOR_NOTE}</p>\n<table><tr><th>SoC</th><th>compiled for</th><th>strategy</th><th>status</th><th>graphs</th><th>compile ms</th><th>compiled bytes</th><th>partitions</th><th>fallback nodes</th><th>worst PSNR dB</th><th>worst SSIM</th><th>e2e p50 ms (simulator)</th></tr>\n"));
-        for r in &rows {
-            s.push_str(&format!(
-                "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{:.0}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>\n",
-                esc(&r.soc),
-                esc(&r.compiled_for),
-                esc(&r.strategy),
-                esc(&r.status),
-                r.graphs,
-                r.compile_ms,
-                r.compiled_bytes,
-                r.partitions,
-                r.fallback_nodes,
-                opt(r.worst_psnr_db, 2),
-                opt(r.worst_ssim, 4),
-                opt(r.e2e_p50_ms, 1)
-            ));
-        }
-        s.push_str("</table>\n");
-    }
+    s.push_str(&html_soc_table(&soc_rows(evidence)));
     s.push_str("<h2>Results directories</h2><ul>\n");
     for ev in evidence {
         s.push_str(&format!(
@@ -249,5 +243,34 @@ pub fn html(p: &Predicate, profile_description: &str, evidence: &[Evidence]) -> 
         ));
     }
     s.push_str("</ul></body></html>\n");
+    s
+}
+
+/// The per-SoC table as HTML (empty without a compile matrix).
+fn html_soc_table(rows: &[SocRow]) -> String {
+    if rows.is_empty() {
+        return String::new();
+    }
+    let mut s = String::new();
+    s.push_str(&format!("<h2>Per SoC</h2>\n<p>{SIMULATOR_NOTE}</p>\n<table><tr><th>SoC</th><th>compiled for</th><th>strategy</th><th>status</th><th>graphs</th><th>compile ms</th><th>compiled bytes</th><th>partitions</th><th>fallback nodes</th><th>binaries digest</th><th>worst PSNR dB</th><th>worst SSIM</th><th>e2e p50 ms (simulator)</th></tr>\n"));
+    for r in rows {
+        s.push_str(&format!(
+                "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{:.0}</td><td>{}</td><td>{}</td><td>{}</td><td><code>{}</code></td><td>{}</td><td>{}</td><td>{}</td></tr>\n",
+                esc(&r.soc),
+                esc(&r.compiled_for),
+                esc(&r.strategy),
+                esc(&r.status),
+                r.graphs,
+                r.compile_ms,
+                r.compiled_bytes,
+                r.partitions,
+                r.fallback_nodes,
+                r.binaries_digest,
+                opt(r.worst_psnr_db, 2),
+                opt(r.worst_ssim, 4),
+                opt(r.e2e_p50_ms, 1)
+            ));
+    }
+    s.push_str("</table>\n");
     s
 }
