@@ -1,8 +1,8 @@
 //! `quadbench keygen --out KEY`: an Ed25519 key pair for signing qualification bundles: KEY
 //! (the secret seed, mode 0600) and KEY.pub, in the text format of [`crate::qualify::sign`].
 
-use super::exit::{self, BAD_INPUT, INFRA, OK};
-use crate::qualify::sign::{self, KeyError};
+use super::exit::{self, OK};
+use crate::qualify::sign;
 use std::path::PathBuf;
 
 #[derive(clap::Args)]
@@ -10,15 +10,6 @@ pub struct KeygenArgs {
     /// Secret key file to write (KEY.pub is written beside it); never overwritten.
     #[arg(long)]
     out: PathBuf,
-}
-
-impl exit::Classify for KeyError {
-    fn exit_code(&self) -> i32 {
-        match self {
-            KeyError::Write { .. } => INFRA,
-            _ => BAD_INPUT,
-        }
-    }
 }
 
 pub fn keygen(a: KeygenArgs) -> i32 {

@@ -8,7 +8,7 @@
 use super::exit::{self, BAD_INPUT, CLAIMS_FAILED, Classify, INFRA, OK};
 use super::run::{package_cache, run_reported};
 use crate::config::Scenario;
-use crate::qualify::{self, BundleError, bundle, profile::Profile, sign, variant};
+use crate::qualify::{self, bundle, profile::Profile, sign, variant};
 use crate::scheduler::RunOptions;
 use std::path::{Path, PathBuf};
 
@@ -25,12 +25,6 @@ pub struct QualifyArgs {
     /// Bundle directory to create; an existing one is never overwritten.
     #[arg(long)]
     out: PathBuf,
-}
-
-impl Classify for BundleError {
-    fn exit_code(&self) -> i32 {
-        INFRA
-    }
 }
 
 fn copy(from: &Path, root: &Path, rel: &str) -> Result<(), String> {
@@ -149,6 +143,13 @@ fn copy_goldens(sc: &Scenario, r: &crate::results::Results, root: &Path) -> Resu
                 copy(src, root, &rel)?;
             }
         }
+    }
+    // The goldens' own manifest (sha256, package, backend, runtime), for comparing the bundled
+    // goldens with a checkout's.
+    let manifest = crate::quality::golden::package_dir(&sc.golden_root, &pkg).join("manifest.json");
+    let rel = format!("{}/{pkg}/manifest.json", qualify::criteria::GOLDENS);
+    if manifest.is_file() && !root.join(&rel).exists() {
+        copy(&manifest, root, &rel)?;
     }
     Ok(())
 }

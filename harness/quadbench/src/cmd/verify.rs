@@ -3,9 +3,9 @@
 //! from the evidence. Exit 0 when all hold; 1 with one line per failed check on stdout; 2 when
 //! the bundle or key cannot be read or the bundle's format is newer than this quadbench.
 
-use super::exit::{self, BAD_INPUT, CLAIMS_FAILED, OK};
+use super::exit::{self, CLAIMS_FAILED, OK};
 use crate::qualify::sign;
-use crate::qualify::verify::{self, VerifyError};
+use crate::qualify::verify;
 use std::path::PathBuf;
 
 #[derive(clap::Args)]
@@ -15,12 +15,6 @@ pub struct VerifyArgs {
     /// The signer's public key (KEY.pub from `quadbench keygen`).
     #[arg(long)]
     public_key: PathBuf,
-}
-
-impl exit::Classify for VerifyError {
-    fn exit_code(&self) -> i32 {
-        BAD_INPUT
-    }
 }
 
 pub fn verify(a: VerifyArgs) -> i32 {
