@@ -146,6 +146,7 @@ mod e2e {
                 min_switches: 3,
                 min_duration_ms: 0,
                 max_duration_ms: 60_000,
+                capture_timed_outputs: false,
             },
             inputs: INPUTS.iter().map(|n| PlanInput { name: n.to_string(), tensor: format!("{n}.f32") }).collect(),
             output_dir: out.into(),

@@ -260,6 +260,11 @@ pub struct PlanWorkload {
     pub min_duration_ms: u64,
     /// Stop after this long even if the minimums are not met (the run is then invalid).
     pub max_duration_ms: u64,
+    /// Save the output of the first measured request of each task and input
+    /// ([`RunResult::timed_outputs`]), after its timing, for the qualification's TEST01
+    /// check (outputs while timed equal the accuracy pass's). Off in ordinary runs.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub capture_timed_outputs: bool,
 }
 
 /// One input image available to the workload.
@@ -412,6 +417,10 @@ pub struct RunResult {
     pub conditions_before: Conditions,
     pub conditions_after: Conditions,
     pub outputs: Vec<OutputImage>,
+    /// With [`PlanWorkload::capture_timed_outputs`]: outputs of measured requests (paths under
+    /// `<output_dir>/timed/`), one per task and input.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub timed_outputs: Vec<OutputImage>,
     /// Graphs compiled ahead of time into EP-context models before the run (backends that
     /// compile, with the `ep_context` option); empty otherwise.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -449,6 +458,17 @@ pub struct CompiledGraph {
     /// Bytes of the context model plus its context binaries.
     pub bytes: u64,
     pub placement: Placement,
+    /// The SoC and HTP architecture the context binary was prepared for, as the binary itself
+    /// records them (QNN: `soc_type=SM8650;arch=75` among its prepare options); absent when the
+    /// binary does not say.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target_soc: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target_arch: Option<String>,
+    /// sha256 of each compiled artefact (the context model and its context binaries), by file
+    /// name.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub artefacts_sha256: BTreeMap<String, String>,
 }
 
 impl RunResult {

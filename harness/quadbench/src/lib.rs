@@ -19,6 +19,8 @@
 //! - `history`: runs recorded night by night in the farm database, read back for regression
 //!   detection and the dashboard;
 //! - `farm`: submissions, the agent and results through the farm database (`quadbench-farm`);
+//! - `qualify`: qualification profiles, verdicts from results directories, signed bundles and
+//!   their verifier;
 //! - `cmd`: the command line, one file per subcommand, one error-to-exit-code mapping.
 
 pub(crate) mod backend;
@@ -33,6 +35,7 @@ pub(crate) mod interrupt;
 pub(crate) mod names;
 pub mod package;
 pub(crate) mod plan;
+pub mod qualify;
 pub(crate) mod quality;
 pub mod scheduler;
 pub(crate) mod sink;

@@ -33,9 +33,41 @@ fn file_len(p: &Path) -> u64 {
     std::fs::metadata(p).map_or(0, |m| m.len())
 }
 
+/// The target a context binary records: QNN writes its prepare options into the binary as text,
+/// `...;soc_type=SM8650;arch=75;...` (`UNKNOWN_SDM` and the default arch when the EP did not
+/// recognise `soc_model`). (soc, arch) of the first occurrence.
+pub fn recorded_target(bin: &[u8]) -> Option<(String, String)> {
+    let key = b"soc_type=";
+    let i = bin.windows(key.len()).position(|w| w == key)? + key.len();
+    let field = |from: usize| -> Option<(String, usize)> {
+        let len = bin[from..].iter().take(64).position(|c| *c == b';')?;
+        let v = std::str::from_utf8(&bin[from..from + len]).ok()?;
+        v.chars().all(|c| c.is_ascii_alphanumeric() || c == '_').then(|| (v.to_string(), from + len + 1))
+    };
+    let (soc, next) = field(i)?;
+    let arch_key = b"arch=";
+    let (arch, _) = if bin[next..].starts_with(arch_key) { field(next + arch_key.len())? } else { return None };
+    Some((soc, arch))
+}
+
+/// What [`inspect`] reads from a compiled model.
+struct Inspected {
+    placement: Placement,
+    bytes: u64,
+    target: Option<(String, String)>,
+    sha256: BTreeMap<String, String>,
+}
+
+fn sha256_of(p: &Path) -> Option<(String, String)> {
+    use sha2::Digest;
+    let b = std::fs::read(p).ok()?;
+    let name = p.file_name()?.to_string_lossy().into_owned();
+    Some((name, sha2::Sha256::digest(&b).iter().map(|x| format!("{x:02x}")).collect()))
+}
+
 /// Placement and bytes of a compiled model: EPContext nodes are the compiled partitions, their
 /// `ep_cache_context` attribute names the context binary (embed mode 0).
-fn inspect(ctx: &Path, source: &Path, ep: &str, fallback_disabled: bool) -> Result<(Placement, u64), String> {
+fn inspect(ctx: &Path, source: &Path, ep: &str, fallback_disabled: bool) -> Result<Inspected, String> {
     let m = quadbench_onnx::read_model(ctx).map_err(|e| e.to_string())?;
     let src = quadbench_onnx::read_model(source).map_err(|e| e.to_string())?;
     let g = m.graph.as_ref().ok_or("compiled model has no graph")?;
@@ -46,18 +78,24 @@ fn inspect(ctx: &Path, source: &Path, ep: &str, fallback_disabled: bool) -> Resu
         ..Default::default()
     };
     let mut bytes = file_len(ctx);
+    let mut target = None;
+    let mut sha256: BTreeMap<String, String> = sha256_of(ctx).into_iter().collect();
     for n in &g.node {
         if n.op_type == "EPContext" {
             p.partitions += 1;
             if let Some(a) = n.attribute.iter().find(|a| a.name == "ep_cache_context") {
                 let bin = ctx.parent().unwrap_or(Path::new(".")).join(String::from_utf8_lossy(&a.s).as_ref());
                 bytes += file_len(&bin);
+                if target.is_none() {
+                    target = std::fs::read(&bin).ok().and_then(|b| recorded_target(&b));
+                }
+                sha256.extend(sha256_of(&bin));
             }
         } else {
             *p.cpu_nodes.entry(n.op_type.clone()).or_insert(0) += 1;
         }
     }
-    Ok((p, bytes))
+    Ok(Inspected { placement: p, bytes, target, sha256 })
 }
 
 /// Compile every graph of the plan. Returns the records and graph -> compiled graph.
@@ -92,13 +130,17 @@ pub fn compile_all(
             .map_err(|e| unsupported_ops_hint(&format!("cannot compile {}: {e}", src.display())))?;
         drop(session);
         let compile_ms = t0.elapsed().as_secs_f64() * 1e3;
-        let (placement, bytes) = inspect(&ctx, &src, b.execution_provider(), plan.backend.require_full_offload)?;
+        let i = inspect(&ctx, &src, b.execution_provider(), plan.backend.require_full_offload)?;
+        let (target_soc, target_arch) = i.target.map_or((None, None), |(s, a)| (Some(s), Some(a)));
         records.push(CompiledGraph {
             graph: graph.clone(),
             context_graph: ctx_rel.clone(),
             compile_ms,
-            bytes,
-            placement,
+            bytes: i.bytes,
+            placement: i.placement,
+            target_soc,
+            target_arch,
+            artefacts_sha256: i.sha256,
         });
         map.insert(graph, ctx_rel);
     }
@@ -124,4 +166,16 @@ pub fn unsupported_ops_hint(msg: &str) -> String {
     format!(
         "{msg}\n  hint: the accelerator needs QDQ graphs its EP supports entirely (HTP: uint8/uint16 activations, int8 weights): quantize with `quadbench package quantize`, or set require_full_offload: false to let unsupported operators fall back to the CPU EP"
     )
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_recorded_soc_and_arch_are_read_from_the_prepare_options() {
+        let bin = b"\x00\x01op=2;arch=99;soc_type=SM8650;arch=75;num_nsps=1;soc_type=X;arch=1;";
+        assert_eq!(super::recorded_target(bin), Some(("SM8650".into(), "75".into())));
+        assert_eq!(super::recorded_target(b"soc_type=UNKNOWN_SDM;arch=68;"), Some(("UNKNOWN_SDM".into(), "68".into())));
+        assert_eq!(super::recorded_target(b"soc_type=SM8650;num=1"), None);
+        assert_eq!(super::recorded_target(b"nothing here"), None);
+    }
 }

@@ -95,6 +95,7 @@ pub fn execute(plan: &Plan, dir: &Path) -> RunResult {
         conditions_before: sysinfo::conditions(),
         conditions_after: Conditions::default(),
         outputs: Vec::new(),
+        timed_outputs: Vec::new(),
         compiled: Vec::new(),
         storage_basis: None,
     };
@@ -249,6 +250,7 @@ fn run_phases(plan: &Plan, dir: &Path, m: &Monitor, r: &mut RunResult) -> Result
     let mut req_no = 0usize;
     let mut measured_start: Option<Instant> = None;
     let (mut e2e_n, mut sw_n) = (0u32, 0u32);
+    let mut captured = std::collections::HashSet::new();
     let abort_at = abort_after(plan.strategy);
     // The cap counts warm-up too: a long warm-up ends the run (invalid) instead of running on.
     let steady_start = Instant::now();
@@ -269,12 +271,20 @@ fn run_phases(plan: &Plan, dir: &Path, m: &Monitor, r: &mut RunResult) -> Result
         }
         let task = tasks[order[visit % order.len()]].clone();
         for k in 0..per_visit {
-            let input = &inputs[req_no % inputs.len()].1;
+            let input_no = req_no % inputs.len();
+            let input = &inputs[input_no].1;
             req_no += 1;
             let t_sw = Instant::now();
             let load_ms = if k == 0 { ex.switch_to(&task)? } else { 0.0 };
             let mut timing = RequestTiming::default();
-            ex.run(&task, input, &mut timing)?;
+            let img = ex.run(&task, input, &mut timing)?;
+            let latency = t_sw.elapsed().as_secs_f64() * 1e3;
+            // After the request's timing: what this request computed, kept for TEST01.
+            if w.capture_timed_outputs && !warmup && captured.insert((task.clone(), input_no)) {
+                let rel = format!("{}/timed/{task}__{}.png", plan.output_dir, inputs[input_no].0);
+                pipeline::write_png(&img, &dir.join(&rel))?;
+                r.timed_outputs.push(OutputImage { task: task.clone(), input: inputs[input_no].0.clone(), path: rel });
+            }
             let done = m.requests.fetch_add(1, Ordering::Relaxed) + 1;
             if abort_at.is_some_and(|n| done > n) {
                 eprintln!(
@@ -284,7 +294,6 @@ fn run_phases(plan: &Plan, dir: &Path, m: &Monitor, r: &mut RunResult) -> Result
                 std::process::abort();
             }
             if k == 0 {
-                let latency = t_sw.elapsed().as_secs_f64() * 1e3;
                 let switched = task != current;
                 if switched {
                     r.switches.push(SwitchEvent {

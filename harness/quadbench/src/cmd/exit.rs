@@ -67,6 +67,26 @@ impl Classify for crate::device::DeviceError {
     }
 }
 
+impl Classify for crate::qualify::sign::KeyError {
+    fn exit_code(&self) -> i32 {
+        // A key that cannot be written is the disk's fault; a missing or wrong key is input.
+        if matches!(self, crate::qualify::sign::KeyError::Write { .. }) { INFRA } else { BAD_INPUT }
+    }
+}
+
+impl Classify for crate::qualify::verify::VerifyError {
+    fn exit_code(&self) -> i32 {
+        // An unreadable or newer bundle: nothing could be checked (a failed check is exit 1).
+        BAD_INPUT
+    }
+}
+
+impl Classify for crate::qualify::BundleError {
+    fn exit_code(&self) -> i32 {
+        INFRA
+    }
+}
+
 /// A message for people, on stderr.
 pub fn report(e: &dyn std::fmt::Display) {
     eprintln!("error: {e}");

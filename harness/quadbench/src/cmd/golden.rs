@@ -85,6 +85,7 @@ pub fn bless(scenario: &Path, force: bool) -> i32 {
         min_switches: 0,
         min_duration_ms: 0,
         max_duration_ms: 60_000,
+        capture_timed_outputs: false,
     };
     let tmp = match tempfile::tempdir() {
         Ok(t) => t,

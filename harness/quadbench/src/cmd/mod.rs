@@ -13,12 +13,15 @@ pub mod farm;
 pub mod farm_status;
 pub mod golden;
 pub mod history;
+pub mod keygen;
 pub mod package;
 pub mod progress;
+pub mod qualify;
 pub mod regressions;
 pub mod report;
 pub mod run;
 pub mod runtime;
+pub mod verify;
 
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
@@ -76,6 +79,12 @@ enum Command {
     Regressions(regressions::RegressionsArgs),
     /// The history's trend dashboard: a self-contained index.html.
     Dashboard(dashboard::DashboardArgs),
+    /// Run a qualification profile and write a signed evidence bundle.
+    Qualify(qualify::QualifyArgs),
+    /// Check a qualification bundle offline: signature, file hashes, run rules, verdicts.
+    Verify(verify::VerifyArgs),
+    /// Make an Ed25519 key pair for signing bundles (KEY and KEY.pub).
+    Keygen(keygen::KeygenArgs),
 }
 
 /// Parse the command line, run the command, return the exit code.
@@ -97,5 +106,8 @@ pub fn main() -> i32 {
         Command::History(c) => history::history(c),
         Command::Regressions(a) => regressions::regressions(a),
         Command::Dashboard(a) => dashboard::dashboard(a),
+        Command::Qualify(a) => qualify::qualify(a),
+        Command::Verify(a) => verify::verify(a),
+        Command::Keygen(a) => keygen::keygen(a),
     }
 }

@@ -149,6 +149,9 @@ pub struct RawWorkload {
     pub min_switches: u32,
     pub min_duration_s: f64,
     pub max_duration_s: f64,
+    /// Keep the output of the first measured request per task and input (qualification TEST01).
+    #[serde(default)]
+    pub capture_timed_outputs: bool,
 }
 
 fn default_order() -> String {
@@ -499,6 +502,7 @@ fn workload(cx: &Ctx<'_>, w: &RawWorkload) -> Result<PlanWorkload, YamlError> {
         min_switches: cx.range("min_switches", w.min_switches, limits::MIN_SWITCHES)?,
         min_duration_ms: (w.min_duration_s * 1e3) as u64,
         max_duration_ms: (max_s * 1e3) as u64,
+        capture_timed_outputs: w.capture_timed_outputs,
     })
 }
 

@@ -291,7 +291,8 @@ fn pull(
         };
         return Err((DeviceError::Test(why), tail));
     };
-    for o in &result.outputs {
+    let timed = result.timed_outputs.iter().map(|o| (o, "timed/"));
+    for (o, sub) in result.outputs.iter().map(|o| (o, "")).chain(timed) {
         // Names come from the device: they must not steer where we write on the host.
         if !(crate::safe_name(&o.task) && crate::safe_name(&o.input) && crate::safe_relative_path(&o.path)) {
             return Err((
@@ -302,7 +303,7 @@ fn pull(
                 tail,
             ));
         }
-        let dst = s.out.join("outputs").join(&spec.id).join(format!("{}__{}.png", o.task, o.input));
+        let dst = s.out.join("outputs").join(&spec.id).join(format!("{sub}{}__{}.png", o.task, o.input));
         t.pull(&format!("{run_remote}/{}", o.path), &dst).map_err(|e| (e, tail.clone()))?;
     }
     Ok((result, tail))
