@@ -36,6 +36,7 @@ fn plan(m: &package::Manifest, strategy: Strategy) -> Plan {
             min_switches: 0,
             min_duration_ms: 0,
             max_duration_ms: 0,
+            capture_timed_outputs: false,
         },
         inputs: vec![],
         output_dir: "outputs".into(),
