@@ -32,34 +32,41 @@ pub fn load_adapter(path: &Path, task: &str, slots: &[PlanLoraSlot]) -> Result<B
         .map_err(|e| format!("adapter {} is not valid safetensors: {e}", path.display()))?;
     let mut tensors = HashMap::new();
     for slot in slots {
-        for part in [LoraPart::A, LoraPart::B] {
+        let [shape_a, shape_b] = slot.adapter_shapes();
+        for (part, want) in [(LoraPart::A, shape_a), (LoraPart::B, shape_b)] {
             let suffix = if part == LoraPart::A { "lora_A.weight" } else { "lora_B.weight" };
             let names = [format!("base_model.model.{}.{suffix}", slot.module), format!("{}.{suffix}", slot.module)];
             let t = names.iter().find_map(|n| st.tensor(n).ok()).ok_or_else(|| {
                 format!("adapter {} lacks tensor `{}` (slot `{}`)", path.display(), names[0], slot.name)
             })?;
-            // PEFT: A is [r, in], B is [out, r]; the graph wants A^T [in, r] and B^T [r, out].
-            let (rows, cols) =
-                if part == LoraPart::A { (slot.rank, slot.in_features) } else { (slot.out_features, slot.rank) };
-            if t.shape() != [rows, cols] || t.dtype() != safetensors::Dtype::F32 {
+            if t.shape() != want || t.dtype() != safetensors::Dtype::F32 {
                 return Err(format!(
-                    "adapter {} tensor for slot `{}` {suffix} is {:?} {:?}, expected F32 [{rows}, {cols}]",
+                    "adapter {} tensor for slot `{}` {suffix} is {:?} {:?}, expected F32 {want:?}",
                     path.display(),
                     slot.name,
                     t.dtype(),
                     t.shape()
                 ));
             }
-            let data = t.data();
+            let data: Vec<f32> =
+                t.data().chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect();
             let scale = if part == LoraPart::B { slot.alpha / slot.rank as f32 } else { 1.0 };
-            let mut out = vec![0f32; rows * cols];
-            for r in 0..rows {
-                for c in 0..cols {
-                    let i = (r * cols + c) * 4;
-                    out[c * rows + r] = f32::from_le_bytes([data[i], data[i + 1], data[i + 2], data[i + 3]]) * scale;
+            let shape = slot.input_shapes()[if part == LoraPart::A { 0 } else { 1 }].clone();
+            let out = if slot.kernel.is_some() {
+                // Convolution slots take PEFT's layout as it is.
+                data.iter().map(|v| v * scale).collect()
+            } else {
+                // PEFT: A is [r, in], B is [out, r]; the graph wants A^T [in, r] and B^T [r, out].
+                let (rows, cols) = (want[0], want[1]);
+                let mut out = vec![0f32; rows * cols];
+                for r in 0..rows {
+                    for c in 0..cols {
+                        out[c * rows + r] = data[r * cols + c] * scale;
+                    }
                 }
-            }
-            let tensor = Tensor::from_array((vec![cols as i64, rows as i64], out)).map_err(|e| e.to_string())?;
+                out
+            };
+            let tensor = Tensor::from_array((shape, out)).map_err(|e| e.to_string())?;
             tensors.insert((slot.name.clone(), part), tensor);
         }
     }
@@ -218,6 +225,21 @@ impl<'p> Executor<'p> {
     /// Run one request of the active task on `image`. Returns the final image tensor.
     pub fn run(&mut self, task: &str, image: &Tensor<f32>, timing: &mut RequestTiming) -> Result<DynValue, Error> {
         let t_req = Instant::now();
+        let mut values = self.run_values(task, image, timing)?;
+        let r = &self.plan.pipeline.image_output;
+        let img = values.remove(&(r.stage.clone(), r.output.clone())).ok_or("final image missing")?;
+        timing.e2e_ms = t_req.elapsed().as_secs_f64() * 1e3;
+        Ok(img)
+    }
+
+    /// Run one request of the active task on `image`. Returns every stage output of the request
+    /// by (stage, output); of a repeated stage, its last step's.
+    pub fn run_values(
+        &mut self,
+        task: &str,
+        image: &Tensor<f32>,
+        timing: &mut RequestTiming,
+    ) -> Result<HashMap<(String, String), DynValue>, Error> {
         let plan = self.plan;
         let mut values: HashMap<(String, String), DynValue> = HashMap::new();
         for st in &plan.pipeline.stages {
@@ -290,10 +312,7 @@ impl<'p> Executor<'p> {
                 values.extend(fresh);
             }
         }
-        let r = &plan.pipeline.image_output;
-        let img = values.remove(&(r.stage.clone(), r.output.clone())).ok_or("final image missing")?;
-        timing.e2e_ms = t_req.elapsed().as_secs_f64() * 1e3;
-        Ok(img)
+        Ok(values)
     }
 
     /// Sessions currently held, for reporting.

@@ -87,6 +87,26 @@ pub struct RawSlot {
     pub alpha: f32,
     pub in_features: usize,
     pub out_features: usize,
+    /// `[kh, kw]` of a convolution slot (PEFT LoCon; A and B bound in PEFT's layout).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kernel: Option<[usize; 2]>,
+}
+
+impl RawSlot {
+    fn plan(&self, input_a: String, input_b: String) -> PlanLoraSlot {
+        PlanLoraSlot {
+            name: self.name.clone(),
+            stage: self.stage.clone(),
+            module: self.module.clone(),
+            input_a,
+            input_b,
+            in_features: self.in_features,
+            out_features: self.out_features,
+            rank: self.rank,
+            alpha: self.alpha,
+            kernel: self.kernel,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -355,10 +375,8 @@ pub fn validate(path: &Path, text: &str, raw: RawManifest) -> Result<Manifest, P
                             &fix,
                         ));
                     };
-                    let want = match part {
-                        LoraPart::A => vec![sl.in_features as i64, sl.rank as i64],
-                        LoraPart::B => vec![sl.rank as i64, sl.out_features as i64],
-                    };
+                    let [a, b] = sl.plan(String::new(), String::new()).input_shapes();
+                    let want = if part == LoraPart::A { a } else { b };
                     if i.shape != want || sl.stage != st.name {
                         return Err(err(
                             &here,
@@ -366,7 +384,7 @@ pub fn validate(path: &Path, text: &str, raw: RawManifest) -> Result<Manifest, P
                                 "stage `{}` input `{}`: lora slot `{slot}` needs shape {want:?} on stage `{}`, found {:?}",
                                 st.name, i.name, sl.stage, i.shape
                             ),
-                            "A is [in_features, rank], B is [rank, out_features]",
+                            "A is [in_features, rank], B is [rank, out_features]; with `kernel`, A is [rank, in_features, kh, kw] and B [out_features, rank, 1, 1]",
                         ));
                     }
                     Source::Lora { slot, part }
@@ -411,17 +429,7 @@ pub fn validate(path: &Path, text: &str, raw: RawManifest) -> Result<Manifest, P
                 "",
             ));
         }
-        lora_slots.push(PlanLoraSlot {
-            name: sl.name.clone(),
-            stage: sl.stage.clone(),
-            module: sl.module.clone(),
-            input_a: a,
-            input_b: b,
-            in_features: sl.in_features,
-            out_features: sl.out_features,
-            rank: sl.rank,
-            alpha: sl.alpha,
-        });
+        lora_slots.push(sl.plan(a, b));
     }
     let mut tasks = Vec::new();
     let mut seen = std::collections::HashSet::new();
