@@ -87,17 +87,19 @@ fn imported_tasks_equal_torch_peft_unified_and_separate() {
 
 #[test]
 fn scenario_measures_the_imported_package() {
+    // The scenario imports the fixture itself (`package: {import: ...}`, cached by content).
     let d = tempfile::tempdir().unwrap();
-    let pkg = d.path().join("pkg");
-    assert_eq!(import(&pkg).status.code(), Some(0));
+    let f = fixture();
     let device = local_device(d.path());
     let sc = d.path().join("imported.yaml");
     std::fs::write(
         &sc,
         format!(
-            "schema: quadbench.scenario/1\nname: imported\npackage: {{path: pkg}}\ndevices: [{}]\nbackends: [cpu]\nstrategies: [unified, separate-reload]\ninputs: [{}]\nworkload: {{order: round-robin, requests_per_visit: 2, warmup_visits: 1, min_samples: 4, min_switches: 3, min_duration_s: 0, max_duration_s: 30}}\nquality: {{golden_dir: golden, thresholds: {{psnr_db: \">= 40\"}}}}\n",
+            "schema: quadbench.scenario/1\nname: imported\npackage: {{import: {{model: {m}, adapters: {{sharpen: {a}/sharpen, warm: {a}/warm, cool: {a}/cool}}}}}}\ndevices: [{}]\nbackends: [cpu]\nstrategies: [unified, separate-reload]\ninputs: [{}]\nworkload: {{order: round-robin, requests_per_visit: 2, warmup_visits: 1, min_samples: 4, min_switches: 3, min_duration_s: 0, max_duration_s: 30}}\nquality: {{golden_dir: golden, thresholds: {{psnr_db: \">= 40\"}}}}\n",
             device.display(),
-            repo().join("golden/inputs/astronaut.png").display()
+            repo().join("golden/inputs/astronaut.png").display(),
+            m = f.join("model.onnx").display(),
+            a = f.join("adapters").display(),
         ),
     )
     .unwrap();
@@ -107,7 +109,9 @@ fn scenario_measures_the_imported_package() {
     let o = run(quadbench().arg("run").arg(&sc).arg("--out").arg(&out));
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     let r = results(&out);
+    let pkg = std::path::PathBuf::from(r["package"]["dir"].as_str().unwrap());
     let m = quadbench::package::load(&pkg).unwrap();
+    assert_eq!(m.pipeline.lora_slots.len(), 9);
     let size = |rel: &str| m.raw.files.iter().find(|f| f.path == rel).unwrap().bytes;
     let adapters: u64 = m.pipeline.tasks.iter().map(|t| size(&t.adapter)).sum();
     let baselines: u64 = m.pipeline.tasks.iter().map(|t| size(&t.baselines["model"])).sum();
@@ -173,7 +177,7 @@ fn bad_adapters_and_models_exit_2_naming_the_problem() {
     let (code, err) = import_one(d.path(), &model, &unmatched);
     assert_eq!(code, Some(2), "{err}");
     for p in
-        ["1 adapter key match no", "down_blocks.0.attentions.0.to_qz", "nearest: `down_blocks.0.attentions.0.to_q`"]
+        ["1 adapter key matches no", "down_blocks.0.attentions.0.to_qz", "nearest: `down_blocks.0.attentions.0.to_q`"]
     {
         assert!(err.contains(p), "missing `{p}` in: {err}");
     }

@@ -202,9 +202,9 @@ fn match_all<'a>(layers: &'a [Layer], adapters: &[Adapter]) -> Result<Vec<Vec<&'
     }
     if !unmatched.is_empty() {
         return Err(params(format!(
-            "{} adapter key{} match no MatMul, Gemm or Conv layer of the model:\n  {}\n  hint: keys are module paths (`base_model.model.`, `unet.` and kohya's `lora_unet_` are understood); pass --prefix if the graph's names carry a wrapper prefix",
+            "{} adapter key{} no MatMul, Gemm or Conv layer of the model:\n  {}\n  hint: keys are module paths (`base_model.model.`, `unet.` and kohya's `lora_unet_` are understood); pass --prefix if the graph's names carry a wrapper prefix",
             unmatched.len(),
-            if unmatched.len() == 1 { "" } else { "s" },
+            if unmatched.len() == 1 { " matches" } else { "s match" },
             unmatched.join("\n  ")
         )));
     }
