@@ -204,3 +204,64 @@ fn bad_adapters_and_models_exit_2_naming_the_problem() {
     assert_eq!(o.status.code(), Some(2));
     assert!(stderr(&o).contains("above --max-rank 2"), "{}", stderr(&o));
 }
+
+#[test]
+fn a_second_model_input_becomes_a_per_request_tensor() {
+    let d = tempfile::tempdir().unwrap();
+    let f = fixture();
+    let pkg = d.path().join("pkg");
+    let o = run(quadbench()
+        .args(["package", "import", "--model"])
+        .arg(f.join("model_cond.onnx"))
+        .arg("--adapter")
+        .arg(format!("sharpen={}", f.join("adapters/sharpen").display()))
+        .arg("--out")
+        .arg(&pkg));
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let yaml = std::fs::read_to_string(pkg.join("package.yaml")).unwrap();
+    assert!(yaml.contains("name: cond") && yaml.contains("source: tensor"), "{yaml}");
+    let expected = quadbench::npy::read(&f.join("expected_cond.npz")).unwrap();
+    assert!(max_abs(&expected["sharpen"].data, &expected["base"].data) > 0.05);
+    for strategy in ["unified", "separate-reload"] {
+        let out = d.path().join(format!("{strategy}.npz"));
+        let o = run(quadbench()
+            .arg("infer")
+            .arg(&pkg)
+            .args(["--task", "sharpen", "--strategy", strategy, "--inputs"])
+            .arg(f.join("inputs_cond.npz"))
+            .arg("--out")
+            .arg(&out));
+        assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+        let diff = max_abs(&quadbench::npy::read(&out).unwrap()["out"].data, &expected["sharpen"].data);
+        eprintln!("max |infer - torch| cond sharpen {strategy}: {diff:e}");
+        assert!(diff < TOLERANCE, "{strategy}: {diff}");
+    }
+    // Without the tensor the request is refused before anything runs, naming it.
+    let o = run(quadbench()
+        .arg("infer")
+        .arg(&pkg)
+        .args(["--task", "sharpen", "--inputs"])
+        .arg(f.join("inputs.npz"))
+        .args(["--out", "-"]));
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("no array `cond`"), "{}", stderr(&o));
+    // The same input as seeded noise (`source: noise:<seed>:<std>`): the image alone suffices,
+    // and the noise is the same on every request.
+    std::fs::write(pkg.join("package.yaml"), yaml.replace("source: tensor", "source: noise:3:0.5")).unwrap();
+    let noisy: Vec<Vec<f32>> = (0..2)
+        .map(|i| {
+            let out = d.path().join(format!("noise{i}.npz"));
+            let o = run(quadbench()
+                .arg("infer")
+                .arg(&pkg)
+                .args(["--task", "sharpen", "--inputs"])
+                .arg(f.join("inputs.npz"))
+                .arg("--out")
+                .arg(&out));
+            assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+            quadbench::npy::read(&out).unwrap()["out"].data.clone()
+        })
+        .collect();
+    assert_eq!(noisy[0], noisy[1]);
+    assert!(max_abs(&noisy[0], &expected["sharpen"].data) > 1e-3, "the noise input had no effect");
+}

@@ -127,6 +127,12 @@ pub enum Source {
     Schedule { values: Vec<f32> },
     /// One side of a LoRA slot (`a` or `b`), bound from the active task's adapter.
     Lora { slot: String, part: LoraPart },
+    /// A tensor given with each request under the stage input's name (`quadbench infer --inputs
+    /// FILE.npz`); scenarios do not feed these yet.
+    Tensor,
+    /// Seeded Gaussian noise `N(0, std^2)` of the input's shape, the same for every request (a
+    /// sampler's initial latent): `rng::SplitMix64::derive(seed, "<stage>/<input>")`.
+    Noise { seed: u64, std: f32 },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]

@@ -92,6 +92,10 @@ pub struct Executor<'p> {
     baselines: HashMap<(String, String), Session>,
     adapter: Option<BoundAdapter>,
     schedules: HashMap<(String, u32), Tensor<f32>>,
+    /// `<stage>/<input>` -> seeded noise (made once).
+    noise: HashMap<String, Tensor<f32>>,
+    /// Per-request tensors by stage input name (`Source::Tensor`).
+    request: HashMap<String, Tensor<f32>>,
     /// Session creations: (name, graph, ms).
     pub created: Vec<(String, String, f64)>,
     /// Graph -> compiled EP-context graph loaded in its place (see `compile`).
@@ -101,8 +105,17 @@ pub struct Executor<'p> {
 impl<'p> Executor<'p> {
     pub fn new(plan: &'p Plan, dir: &Path, env: &'p ort::environment::Environment) -> Result<Self, Error> {
         let mut schedules = HashMap::new();
+        let mut noise = HashMap::new();
         for st in &plan.pipeline.stages {
             for i in &st.inputs {
+                if let Source::Noise { seed, std } = &i.source {
+                    let mut rng =
+                        quadbench_protocol::rng::SplitMix64::derive(*seed, &format!("{}/{}", st.name, i.tensor.name));
+                    let n = i.tensor.shape.iter().product::<i64>().max(1) as usize;
+                    let data: Vec<f32> = (0..n).map(|_| (rng.normal() * *std as f64) as f32).collect();
+                    let t = Tensor::from_array((i.tensor.shape.clone(), data)).map_err(|e| e.to_string())?;
+                    noise.insert(format!("{}/{}", st.name, i.tensor.name), t);
+                }
                 if let Source::Schedule { values } = &i.source {
                     for (step, v) in values.iter().enumerate() {
                         let t = Tensor::from_array((
@@ -123,6 +136,8 @@ impl<'p> Executor<'p> {
             baselines: HashMap::new(),
             adapter: None,
             schedules,
+            noise,
+            request: HashMap::new(),
             created: Vec::new(),
             compiled: HashMap::new(),
         })
@@ -222,6 +237,11 @@ impl<'p> Executor<'p> {
         Ok(t0.elapsed().as_secs_f64() * 1e3)
     }
 
+    /// The tensors the next requests feed to `Source::Tensor` inputs, by input name.
+    pub fn set_request_tensors(&mut self, tensors: HashMap<String, Tensor<f32>>) {
+        self.request = tensors;
+    }
+
     /// Run one request of the active task on `image`. Returns the final image tensor.
     pub fn run(&mut self, task: &str, image: &Tensor<f32>, timing: &mut RequestTiming) -> Result<DynValue, Error> {
         let t_req = Instant::now();
@@ -273,6 +293,21 @@ impl<'p> Executor<'p> {
                                 .ok_or_else(|| format!("stage `{}`: carried value missing", st.name))?
                                 .into()
                         }
+                        Source::Tensor => self
+                            .request
+                            .get(&i.tensor.name)
+                            .ok_or_else(|| {
+                                format!(
+                                    "stage `{}` input `{}` is a per-request tensor and this request has none (scenarios feed images only; use `quadbench infer --inputs FILE.npz`)",
+                                    st.name, i.tensor.name
+                                )
+                            })?
+                            .into(),
+                        Source::Noise { .. } => self
+                            .noise
+                            .get(&format!("{}/{}", st.name, i.tensor.name))
+                            .ok_or("noise missing")?
+                            .into(),
                         Source::Schedule { .. } => self
                             .schedules
                             .get(&(format!("{}/{}", st.name, i.tensor.name), step))

@@ -1,7 +1,7 @@
 //! `quadbench infer PACKAGE --task NAME --inputs FILE.npz [--strategy S] [--backend cpu] --out OUT.npz`:
 //! one request of one task through the runner's pipeline executor (`quadbench_runner::pipeline`,
-//! the code a device runs) on this host's ONNX Runtime. Inputs are read by graph input name from
-//! the `.npz`; every stage output is written by name (`<output>`, or `<stage>.<output>` where two
+//! the code a device runs) on this host's ONNX Runtime. The image and every per-request tensor
+//! input (`source: tensor`) are read by graph input name from the `.npz`; every stage output is written by name (`<output>`, or `<stage>.<output>` where two
 //! stages share a name). With `--expect FILE.npz --expect-key KEY`, tensor quality metrics of the
 //! image output against that array are printed as JSON on stdout.
 
@@ -151,10 +151,32 @@ fn run(a: &InferArgs) -> Result<(), InferError> {
             arr.shape
         )));
     }
+    // Per-request tensor inputs (`source: tensor`) by their names.
+    let mut request = BTreeMap::new();
+    for i in m.pipeline.stages.iter().flat_map(|s| &s.inputs).filter(|i| i.source == Source::Tensor) {
+        let want: Vec<usize> = i.tensor.shape.iter().map(|&d| d as usize).collect();
+        let t = arrays.get(&i.tensor.name).ok_or_else(|| {
+            InferError::Input(format!(
+                "{}: no array `{}` (a per-request tensor input of the package); arrays: {}",
+                a.inputs.display(),
+                i.tensor.name,
+                arrays.keys().cloned().collect::<Vec<_>>().join(", ")
+            ))
+        })?;
+        if t.shape != want {
+            return Err(InferError::Input(format!(
+                "{}: `{}` has shape {:?}, the package needs {want:?}",
+                a.inputs.display(),
+                i.tensor.name,
+                t.shape
+            )));
+        }
+        request.insert(i.tensor.name.clone(), t.clone());
+    }
     // The host's own ONNX Runtime (a runtime that cannot load is an infrastructure error).
     let env = crate::package::source::quantized::host_env()?;
     let p = plan(&m, strategy, "(the host's ONNX Runtime)".into());
-    let outputs = execute(&p, &a.package, env, &task.name, arr).map_err(InferError::Run)?;
+    let outputs = execute(&p, &a.package, env, &task.name, arr, &request).map_err(InferError::Run)?;
     if a.out.as_os_str() != "-" {
         npy::write(&a.out, &outputs)?;
         eprintln!("wrote {} output{} to {}", outputs.len(), if outputs.len() == 1 { "" } else { "s" }, a.out.display());
@@ -191,12 +213,17 @@ fn execute(
     env: &ort::environment::Environment,
     task: &str,
     input: &Array,
+    request: &BTreeMap<String, Array>,
 ) -> Result<BTreeMap<String, Array>, String> {
+    let tensor = |a: &Array| {
+        let shape: Vec<i64> = a.shape.iter().map(|&d| d as i64).collect();
+        ort::value::Tensor::from_array((shape, a.data.clone())).map_err(|e| e.to_string())
+    };
     let mut ex = quadbench_runner::pipeline::Executor::new(p, dir, env)?;
+    ex.set_request_tensors(request.iter().map(|(k, v)| Ok((k.clone(), tensor(v)?))).collect::<Result<_, String>>()?);
     ex.init(task)?;
     let switch_ms = ex.switch_to(task)?;
-    let shape: Vec<i64> = input.shape.iter().map(|&d| d as i64).collect();
-    let image = ort::value::Tensor::from_array((shape, input.data.clone())).map_err(|e| e.to_string())?;
+    let image = tensor(input)?;
     let mut timing = quadbench_runner::pipeline::RequestTiming::default();
     let t0 = std::time::Instant::now();
     let values = ex.run_values(task, &image, &mut timing)?;

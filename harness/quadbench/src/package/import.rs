@@ -52,6 +52,12 @@ impl std::fmt::Display for ImportReport {
         for (t, fmt, n, ranks, scales) in &self.adapters {
             writeln!(f, "task {t}: {fmt}, {n} layers, rank {ranks}, scale {scales}")?;
         }
+        if let Some(n) = self.slots_per_op.get("Conv") {
+            writeln!(
+                f,
+                "note: {n} Conv slot(s) feed convolution weights as graph inputs, which the QNN HTP backend does not run (session creation fails; shared/notes/runtime.md): unified runs of this package need the CPU EP, or LoRA on MatMul layers only"
+            )?;
+        }
         Ok(())
     }
 }
@@ -114,9 +120,9 @@ fn shape_problem(l: &Layer, x: &LayerLora) -> Option<String> {
     })
 }
 
-/// The model's single image input `[1, C, H, H]` and its static outputs, or an error asking
-/// for what is missing.
-fn check_model(path: &Path, model: &ModelProto) -> Result<(quadbench_onnx::Signature, i64), PackageError> {
+/// The model's signature, its image input's name and side (`[1, C, H, H]`), or an error asking
+/// for what is missing. Inputs other than the image become per-request tensors (`source: tensor`).
+fn check_model(path: &Path, model: &ModelProto) -> Result<(quadbench_onnx::Signature, String, i64), PackageError> {
     let g = model.graph.as_ref().expect("read_model checks the graph");
     if let Some(t) = g.initializer.iter().find(|t| t.data_location == 1 || !t.external_data.is_empty()) {
         return Err(params(format!(
@@ -136,24 +142,34 @@ fn check_model(path: &Path, model: &ModelProto) -> Result<(quadbench_onnx::Signa
             )));
         }
     }
-    let [input] = &sig.inputs[..] else {
+    let dims = |v: &quadbench_onnx::ValueSig| v.dims.iter().map(|d| d.unwrap_or(0)).collect::<Vec<i64>>();
+    let image_like = |d: &[i64]| d.len() == 4 && d[0] == 1 && (d[1] == 3 || d[1] == 1) && d[2] == d[3];
+    let float = quadbench_onnx::proto::data_type::FLOAT;
+    // The image is the first f32 [1, 3, H, H] input; any other input is a per-request tensor.
+    let Some(input) = sig.inputs.iter().find(|v| v.elem_type == float && image_like(&dims(v))) else {
         return Err(params(format!(
-            "{} has {} inputs ({}); importing handles image-to-image models with one [1, 3, H, W] image input",
+            "{} has no image input (inputs: {}); the package's image input is f32 [1, 3, H, H] (a square RGB image in [0, 1])",
             path.display(),
-            sig.inputs.len(),
-            sig.inputs.iter().map(|i| i.name.as_str()).collect::<Vec<_>>().join(", ")
+            sig.inputs
+                .iter()
+                .map(|i| format!(
+                    "`{}` {} {}",
+                    i.name,
+                    quadbench_onnx::elem_type_name(i.elem_type),
+                    super::dims_str(&i.dims)
+                ))
+                .collect::<Vec<_>>()
+                .join(", ")
         )));
     };
-    let dims: Vec<i64> = input.dims.iter().map(|d| d.unwrap_or(0)).collect();
-    let image_like = |d: &[i64]| d.len() == 4 && d[0] == 1 && (d[1] == 3 || d[1] == 1) && d[2] == d[3];
-    if !image_like(&dims) || input.elem_type != quadbench_onnx::proto::data_type::FLOAT {
+    if let Some(v) = sig.inputs.iter().find(|v| v.elem_type != float) {
         return Err(params(format!(
-            "input `{}` is {} {}; the package's image input is f32 [1, 3, H, H] (a square RGB image in [0, 1])",
-            input.name,
-            quadbench_onnx::elem_type_name(input.elem_type),
-            super::dims_str(&input.dims)
+            "input `{}` is {}: per-request tensor inputs are f32; cast it inside the model (e.g. a float timestep)",
+            v.name,
+            quadbench_onnx::elem_type_name(v.elem_type)
         )));
     }
+    let dims = dims(input);
     let out = &sig.outputs[0];
     let odims: Vec<i64> = out.dims.iter().map(|d| d.unwrap_or(0)).collect();
     if !(odims.len() == 4 && odims[0] == 1 && (odims[1] == 3 || odims[1] == 1)) {
@@ -163,7 +179,7 @@ fn check_model(path: &Path, model: &ModelProto) -> Result<(quadbench_onnx::Signa
             super::dims_str(&out.dims)
         )));
     }
-    Ok((sig.clone(), dims[2]))
+    Ok((sig.clone(), input.name.clone(), dims[2]))
 }
 
 /// A slot: the layer and its rank (the largest of the adapters that adapt it).
@@ -300,7 +316,7 @@ pub fn import(o: &ImportOptions, out: &Path) -> Result<(Manifest, ImportReport),
         return Err(params("no adapters; pass --adapter NAME=PATH once per task"));
     }
     let model = quadbench_onnx::read_model(&o.model).map_err(|e| params(format!("{e}")))?;
-    let (sig, side) = check_model(&o.model, &model)?;
+    let (sig, image_name, side) = check_model(&o.model, &model)?;
     let layers = graft::layers(&model, o.prefix.as_deref());
     let adapters: Vec<Adapter> = o.adapters.iter().map(|(n, p)| adapters::read(n, p)).collect::<Result<_, _>>()?;
     let matched = match_all(&layers, &adapters)?;
@@ -362,10 +378,14 @@ pub fn import(o: &ImportOptions, out: &Path) -> Result<(Manifest, ImportReport),
         });
     }
     let dims = |v: &quadbench_onnx::ValueSig| v.dims.iter().map(|d| d.unwrap_or(0)).collect::<Vec<i64>>();
-    let mut inputs = vec![RawTensor {
-        range: Some([0.0, 1.0]),
-        ..tensor(&sig.inputs[0].name, &dims(&sig.inputs[0]), Some("image".into()))
-    }];
+    let mut inputs: Vec<RawTensor> = sig
+        .inputs
+        .iter()
+        .map(|v| match v.name == image_name {
+            true => RawTensor { range: Some([0.0, 1.0]), ..tensor(&v.name, &dims(v), Some("image".into())) },
+            false => tensor(&v.name, &dims(v), Some("tensor".into())),
+        })
+        .collect();
     let mut raw_slots = Vec::new();
     for s in &slots {
         let l = s.layer;
