@@ -192,6 +192,18 @@ fn bad_adapters_and_models_exit_2_naming_the_problem() {
     let (code, err) = import_one(d.path(), &model, &cfg_dir);
     assert_eq!(code, Some(2), "{err}");
     assert!(err.contains("disagrees with the tensors") && err.contains("rank 8") && err.contains("rank 3"), "{err}");
+    // Weights in external data files (how 2 GB+ exports are saved): a clear refusal.
+    let mut external = quadbench_onnx::read_model(&model).unwrap();
+    let w = external.graph.as_mut().unwrap().initializer.iter_mut().find(|t| t.name == "conv_in.weight").unwrap();
+    w.raw_data.clear();
+    w.data_location = 1;
+    w.external_data =
+        vec![quadbench_onnx::proto::StringStringEntryProto { key: "location".into(), value: "model.onnx.data".into() }];
+    let ext = d.path().join("external.onnx");
+    std::fs::write(&ext, quadbench_onnx::encode(&external)).unwrap();
+    let (code, err) = import_one(d.path(), &ext, &f.join("adapters/cool"));
+    assert_eq!(code, Some(2), "{err}");
+    assert!(err.contains("external data") && err.contains("conv_in.weight"), "{err}");
     // A rank cap below what the adapters need.
     let out = d.path().join("capped");
     let o = run(quadbench()
