@@ -1,4 +1,4 @@
-//! `package: {import: {model: M.onnx, adapters: {NAME: PATH, ...}, max_rank, prefix}}`: a user's
+//! `package: {import: {model: M.onnx, adapters: {NAME: PATH, ...}, max_rank, prefix, name}}`: a user's
 //! exported model and LoRA adapters imported by `crate::package::import` (what `quadbench package
 //! import` does), cached by the sha256 of the model and adapter files, so one scenario measures a
 //! user's model with no other command. Paths are relative to the scenario's folder.
@@ -32,13 +32,16 @@ struct RawImport {
     max_rank: Option<usize>,
     #[serde(default)]
     prefix: Option<String>,
+    /// Package name (default: the model file's stem); goldens are kept under it.
+    #[serde(default)]
+    name: Option<String>,
 }
 
 #[derive(Debug)]
 struct Import(ImportOptions);
 
 fn parse(value: serde_json::Value, base: &Path) -> Result<Arc<dyn PackageSource>, KeyError> {
-    let fix = "e.g. `import: {model: unet.onnx, adapters: {sketch: lora/sketch, ink: ink.safetensors}}` (optional: max_rank, prefix)";
+    let fix = "e.g. `import: {model: unet.onnx, adapters: {sketch: lora/sketch, ink: ink.safetensors}}` (optional: max_rank, prefix, name)";
     let r: RawImport =
         serde_json::from_value(value).map_err(|e| KeyError::new("import", format!("import parameters: {e}"), fix))?;
     let mut adapters = Vec::new();
@@ -51,7 +54,8 @@ fn parse(value: serde_json::Value, base: &Path) -> Result<Arc<dyn PackageSource>
     if adapters.is_empty() {
         return Err(KeyError::new("import", "`adapters` is empty: a package needs at least one task", fix));
     }
-    let o = ImportOptions { model: base.join(&r.model), adapters, name: None, max_rank: r.max_rank, prefix: r.prefix };
+    let o =
+        ImportOptions { model: base.join(&r.model), adapters, name: r.name, max_rank: r.max_rank, prefix: r.prefix };
     Ok(Arc::new(Import(o)))
 }
 
@@ -84,10 +88,11 @@ impl Import {
             }
         }
         let rest = format!(
-            "{IMPORT_REVISION}|{:?}|{:?}|{:?}",
+            "{IMPORT_REVISION}|{:?}|{:?}|{:?}|{:?}",
             o.adapters.iter().map(|a| &a.0).collect::<Vec<_>>(),
             o.max_rank,
-            o.prefix
+            o.prefix,
+            o.name
         );
         h.update(rest.as_bytes());
         let digest: String = h.finalize().iter().take(8).map(|b| format!("{b:02x}")).collect();
