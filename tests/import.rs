@@ -277,3 +277,30 @@ fn a_second_model_input_becomes_a_per_request_tensor() {
     assert_eq!(noisy[0], noisy[1]);
     assert!(max_abs(&noisy[0], &expected["sharpen"].data) > 1e-3, "the noise input had no effect");
 }
+
+/// On the QNN HTP backend (simulated here) the unified strategy of a package with convolution
+/// slots is reported unsupported with the reason, not run into a failure.
+#[test]
+fn conv_slots_on_htp_are_unsupported_with_the_reason() {
+    let d = tempfile::tempdir().unwrap();
+    let f = fixture();
+    let sc = d.path().join("htp.yaml");
+    std::fs::write(
+        &sc,
+        format!(
+            "schema: quadbench.scenario/1\nname: htp\npackage: {{import: {{model: {m}, adapters: {{cool: {a}}}}}}}\ndevices: [{dev}]\nbackends: [qnn-htp]\nstrategies: [unified]\ninputs: [{img}]\nworkload: {{min_samples: 1, min_switches: 0, min_duration_s: 0, max_duration_s: 10}}\nthrottle: {{enabled: false}}\n",
+            m = f.join("model.onnx").display(),
+            a = f.join("adapters/cool").display(),
+            dev = local_device(d.path()).display(),
+            img = repo().join("golden/inputs/astronaut.png").display()
+        ),
+    )
+    .unwrap();
+    let out = d.path().join("out");
+    let o = run(quadbench().arg("run").arg(&sc).arg("--out").arg(&out));
+    let r = results(&out);
+    let run0 = &r["runs"][0];
+    assert_eq!(run0["status"], "unsupported", "{run0}\n{}", stderr(&o));
+    let why = run0.to_string();
+    assert!(why.contains("convolution LoRA slot") && why.contains("QNN HTP"), "{why}");
+}
