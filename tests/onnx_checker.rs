@@ -1,6 +1,7 @@
 //! The reference package's graphs are standard ONNX: the official `onnx.checker` (full check,
 //! with shape inference) accepts every graph. The checker runs from a private virtual environment
 //! in the quadbench cache (`pip install onnx==1.23.2`, once), the same way the runtime is fetched.
+//! The same holds for the graphs `package import` writes from the torch fixture.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -52,4 +53,35 @@ fn onnx_checker_accepts_every_reference_graph() {
         graphs.len(),
         "{stdout}"
     );
+}
+
+/// `package import`'s unified graph (LoRA branches on MatMul, Gemm and Conv with A and B as
+/// inputs) and merged baselines of the torch fixture are standard ONNX too.
+#[test]
+fn onnx_checker_accepts_every_imported_graph() {
+    let d = tempfile::tempdir().unwrap();
+    let f = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/import");
+    let o = quadbench::package::import::ImportOptions {
+        model: f.join("model.onnx"),
+        adapters: ["sharpen", "warm", "cool"].map(|t| (t.to_string(), f.join("adapters").join(t))).to_vec(),
+        name: None,
+        max_rank: None,
+        prefix: None,
+    };
+    let (m, _) = quadbench::package::import::import(&o, d.path()).unwrap();
+    let graphs: Vec<String> = m
+        .raw
+        .files
+        .iter()
+        .filter(|f| f.path.ends_with(".onnx"))
+        .map(|f| d.path().join(&f.path).display().to_string())
+        .collect();
+    assert_eq!(graphs.len(), 1 + 3);
+    let script = "import sys, onnx\nfor p in sys.argv[1:]:\n    m = onnx.load(p)\n    onnx.checker.check_model(m, full_check=True)\n    print('ok', p, len(m.graph.input))\n";
+    let out = Command::new(checker_python()).arg("-c").arg(script).args(&graphs).output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "onnx.checker rejected a graph:\n{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    // The unified graph takes the image and A, B of 9 slots; each baseline the image alone.
+    assert_eq!(stdout.lines().filter(|l| l.ends_with(" 19")).count(), 1, "{stdout}");
+    assert_eq!(stdout.lines().filter(|l| l.ends_with(" 1")).count(), 3, "{stdout}");
 }

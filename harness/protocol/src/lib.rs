@@ -133,6 +133,12 @@ pub enum Source {
     Schedule { values: Vec<f32> },
     /// One side of a LoRA slot (`a` or `b`), bound from the active task's adapter.
     Lora { slot: String, part: LoraPart },
+    /// A tensor given with each request under the stage input's name (`quadbench infer --inputs
+    /// FILE.npz`); scenarios do not feed these yet.
+    Tensor,
+    /// Seeded Gaussian noise `N(0, std^2)` of the input's shape, the same for every request (a
+    /// sampler's initial latent): `rng::SplitMix64::derive(seed, "<stage>/<input>")`.
+    Noise { seed: u64, std: f32 },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -163,6 +169,8 @@ pub struct PlanStage {
 /// A LoRA slot: graph inputs `input_a` `[in, rank]` and `input_b` `[rank, out]` of `stage`,
 /// bound from the PEFT tensors `<module>.lora_A.weight` `[rank, in]` and
 /// `<module>.lora_B.weight` `[out, rank]` of the adapter file, scaled by `alpha / rank`.
+/// A convolution slot (`kernel` set, PEFT LoCon) binds the tensors in PEFT's own layout:
+/// A `[rank, in, kh, kw]` (a conv with the layer's stride and padding), B `[out, rank, 1, 1]`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct PlanLoraSlot {
     pub name: String,
@@ -174,6 +182,29 @@ pub struct PlanLoraSlot {
     pub out_features: usize,
     pub rank: usize,
     pub alpha: f32,
+    /// `[kh, kw]` of a convolution slot; absent for a MatMul/Gemm slot.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kernel: Option<[usize; 2]>,
+}
+
+impl PlanLoraSlot {
+    /// Shapes of the graph inputs A and B.
+    pub fn input_shapes(&self) -> [Vec<i64>; 2] {
+        let (i, o, r) = (self.in_features as i64, self.out_features as i64, self.rank as i64);
+        match self.kernel {
+            Some([kh, kw]) => [vec![r, i, kh as i64, kw as i64], vec![o, r, 1, 1]],
+            None => [vec![i, r], vec![r, o]],
+        }
+    }
+
+    /// Shapes of the adapter file's `lora_A.weight` and `lora_B.weight` (PEFT layout).
+    pub fn adapter_shapes(&self) -> [Vec<usize>; 2] {
+        let (i, o, r) = (self.in_features, self.out_features, self.rank);
+        match self.kernel {
+            Some([kh, kw]) => [vec![r, i, kh, kw], vec![o, r, 1, 1]],
+            None => [vec![r, i], vec![o, r]],
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

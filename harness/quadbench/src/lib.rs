@@ -4,7 +4,8 @@
 //! The host crate, along the data flow (each module depends only on those listed before it;
 //! docs/ARCHITECTURE.md draws it):
 //!
-//! - `names`, `yaml`, `time`: validation of names, located YAML errors, UTC timestamps;
+//! - `names`, `yaml`, `time`, `npy`: validation of names, located YAML errors, UTC timestamps,
+//!   NumPy `.npy`/`.npz` tensors;
 //! - `results`, `metric` (from `quadbench-schema`), `stats`, `claims`, `report` (from
 //!   `quadbench-report`): re-exported, so the host and its tests use one path for each;
 //! - `package`: manifests, checks, the package cache and the package sources (`package::source`);
@@ -33,6 +34,7 @@ pub mod farm;
 pub mod history;
 pub(crate) mod interrupt;
 pub(crate) mod names;
+pub mod npy;
 pub mod package;
 pub(crate) mod plan;
 pub mod qualify;

@@ -161,6 +161,20 @@ fn abort_after(strategy: Strategy) -> Option<u64> {
     it.next()?.parse().ok()
 }
 
+/// A Conv whose weight is a graph input (a convolution LoRA slot fed as inputs) does not run on
+/// the QNN HTP backend: session creation fails in its NHWC layout transformer
+/// (shared/notes/runtime.md). Said as "unsupported" up front instead of a failed run.
+fn conv_slots_supported(plan: &Plan) -> Result<(), String> {
+    let conv = plan.pipeline.lora_slots.iter().filter(|s| s.kernel.is_some()).count();
+    if conv > 0 && !plan.strategy.is_separate() && plan.backend.name == Backend::QnnHtp.as_str() {
+        return Err(backend::BackendError::Unsupported(format!(
+            "{conv} convolution LoRA slot(s) feed conv weights as graph inputs, which the QNN HTP backend does not run (its layout transformer rejects a Conv whose weight is not a constant); run the unified strategies on cpu (separate strategies on qnn-htp need a quantized package, which `package quantize` cannot yet make of an imported graph)"
+        ))
+        .to_string());
+    }
+    Ok(())
+}
+
 fn push(samples: &mut Samples, key: &str, v: f64) {
     samples.entry(key.to_string()).or_default().push(v);
 }
@@ -198,6 +212,7 @@ fn run_phases(plan: &Plan, dir: &Path, m: &Monitor, r: &mut RunResult) -> Result
     // ONNX Runtime's own version string: its build-info string does not carry the version.
     r.environment = environment(quadbench_native::ort::version(&lib).ok());
     let be = backend::prepare(&env, &plan.backend, &plan.runtime, dir).map_err(|e| e.to_string())?;
+    conv_slots_supported(plan)?;
     r.environment.execution_providers = vec![be.execution_provider().to_string()];
     // Compile phase (EP-context models), before init so that neither init nor switches pay it.
     let mut compiled = std::collections::HashMap::new();

@@ -28,13 +28,14 @@ impl BoundAdapter {
 }
 
 /// One side of a LoRA slot laid out as the graph input wants it: `[in, rank]` for A,
-/// `[rank, out]` for B (scaled by `alpha / rank`).
+/// `[rank, out]` for B (scaled by `alpha / rank`); a convolution slot keeps PEFT's layout
+/// (`[rank, in, kh, kw]`, `[out, rank, 1, 1]`).
 pub struct SlotTensor {
     pub slot: String,
     pub part: LoraPart,
     /// The graph input this tensor feeds (`input_a` or `input_b` of the slot).
     pub input: String,
-    pub shape: [usize; 2],
+    pub shape: Vec<usize>,
     pub data: Vec<f32>,
 }
 
@@ -47,35 +48,43 @@ pub fn adapter_arrays(path: &Path, slots: &[PlanLoraSlot]) -> Result<Vec<SlotTen
         .map_err(|e| format!("adapter {} is not valid safetensors: {e}", path.display()))?;
     let mut out = Vec::with_capacity(slots.len() * 2);
     for slot in slots {
-        for part in [LoraPart::A, LoraPart::B] {
+        let [shape_a, shape_b] = slot.adapter_shapes();
+        for (part, want) in [(LoraPart::A, shape_a), (LoraPart::B, shape_b)] {
             let suffix = if part == LoraPart::A { "lora_A.weight" } else { "lora_B.weight" };
             let names = [format!("base_model.model.{}.{suffix}", slot.module), format!("{}.{suffix}", slot.module)];
             let t = names.iter().find_map(|n| st.tensor(n).ok()).ok_or_else(|| {
                 format!("adapter {} lacks tensor `{}` (slot `{}`)", path.display(), names[0], slot.name)
             })?;
-            // PEFT: A is [r, in], B is [out, r]; the graph wants A^T [in, r] and B^T [r, out].
-            let (rows, cols) =
-                if part == LoraPart::A { (slot.rank, slot.in_features) } else { (slot.out_features, slot.rank) };
-            if t.shape() != [rows, cols] || t.dtype() != safetensors::Dtype::F32 {
+            if t.shape() != want || t.dtype() != safetensors::Dtype::F32 {
                 return Err(format!(
-                    "adapter {} tensor for slot `{}` {suffix} is {:?} {:?}, expected F32 [{rows}, {cols}]",
+                    "adapter {} tensor for slot `{}` {suffix} is {:?} {:?}, expected F32 {want:?}",
                     path.display(),
                     slot.name,
                     t.dtype(),
                     t.shape()
                 ));
             }
-            let data = t.data();
+            let data: Vec<f32> =
+                t.data().chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect();
             let scale = if part == LoraPart::B { slot.alpha / slot.rank as f32 } else { 1.0 };
-            let mut v = vec![0f32; rows * cols];
-            for r in 0..rows {
-                for c in 0..cols {
-                    let i = (r * cols + c) * 4;
-                    v[c * rows + r] = f32::from_le_bytes([data[i], data[i + 1], data[i + 2], data[i + 3]]) * scale;
+            let shape: Vec<usize> =
+                slot.input_shapes()[if part == LoraPart::A { 0 } else { 1 }].iter().map(|&d| d as usize).collect();
+            let v = if slot.kernel.is_some() {
+                // Convolution slots take PEFT's layout as it is.
+                data.iter().map(|v| v * scale).collect()
+            } else {
+                // PEFT: A is [r, in], B is [out, r]; the graph wants A^T [in, r] and B^T [r, out].
+                let (rows, cols) = (want[0], want[1]);
+                let mut v = vec![0f32; rows * cols];
+                for r in 0..rows {
+                    for c in 0..cols {
+                        v[c * rows + r] = data[r * cols + c] * scale;
+                    }
                 }
-            }
+                v
+            };
             let input = if part == LoraPart::A { &slot.input_a } else { &slot.input_b };
-            out.push(SlotTensor { slot: slot.name.clone(), part, input: input.clone(), shape: [cols, rows], data: v });
+            out.push(SlotTensor { slot: slot.name.clone(), part, input: input.clone(), shape, data: v });
         }
     }
     Ok(out)
@@ -85,8 +94,8 @@ pub fn adapter_arrays(path: &Path, slots: &[PlanLoraSlot]) -> Result<Vec<SlotTen
 pub fn load_adapter(path: &Path, task: &str, slots: &[PlanLoraSlot]) -> Result<BoundAdapter, Error> {
     let mut tensors = HashMap::new();
     for t in adapter_arrays(path, slots)? {
-        let tensor =
-            Tensor::from_array((vec![t.shape[0] as i64, t.shape[1] as i64], t.data)).map_err(|e| e.to_string())?;
+        let tensor = Tensor::from_array((t.shape.iter().map(|&d| d as i64).collect::<Vec<_>>(), t.data))
+            .map_err(|e| e.to_string())?;
         tensors.insert((t.slot, t.part), tensor);
     }
     Ok(BoundAdapter { task: task.into(), tensors })
@@ -120,6 +129,10 @@ pub struct Executor<'p> {
     adapter: Option<BoundAdapter>,
     ort_adapter: Option<ActiveOrtAdapter>,
     schedules: HashMap<(String, u32), Tensor<f32>>,
+    /// `<stage>/<input>` -> seeded noise (made once).
+    noise: HashMap<String, Tensor<f32>>,
+    /// Per-request tensors by stage input name (`Source::Tensor`).
+    request: HashMap<String, Tensor<f32>>,
     /// Session creations: (name, graph, ms).
     pub created: Vec<(String, String, f64)>,
     /// Graph -> compiled EP-context graph loaded in its place (see `compile`).
@@ -129,8 +142,17 @@ pub struct Executor<'p> {
 impl<'p> Executor<'p> {
     pub fn new(plan: &'p Plan, dir: &Path, env: &'p ort::environment::Environment) -> Result<Self, Error> {
         let mut schedules = HashMap::new();
+        let mut noise = HashMap::new();
         for st in &plan.pipeline.stages {
             for i in &st.inputs {
+                if let Source::Noise { seed, std } = &i.source {
+                    let mut rng =
+                        quadbench_protocol::rng::SplitMix64::derive(*seed, &format!("{}/{}", st.name, i.tensor.name));
+                    let n = i.tensor.shape.iter().product::<i64>().max(1) as usize;
+                    let data: Vec<f32> = (0..n).map(|_| (rng.normal() * *std as f64) as f32).collect();
+                    let t = Tensor::from_array((i.tensor.shape.clone(), data)).map_err(|e| e.to_string())?;
+                    noise.insert(format!("{}/{}", st.name, i.tensor.name), t);
+                }
                 if let Source::Schedule { values } = &i.source {
                     for (step, v) in values.iter().enumerate() {
                         let t = Tensor::from_array((
@@ -152,6 +174,8 @@ impl<'p> Executor<'p> {
             adapter: None,
             ort_adapter: None,
             schedules,
+            noise,
+            request: HashMap::new(),
             created: Vec::new(),
             compiled: HashMap::new(),
         })
@@ -286,9 +310,29 @@ impl<'p> Executor<'p> {
         Ok(ActiveOrtAdapter { task: task.into(), run_options })
     }
 
+    /// The tensors the next requests feed to `Source::Tensor` inputs, by input name.
+    pub fn set_request_tensors(&mut self, tensors: HashMap<String, Tensor<f32>>) {
+        self.request = tensors;
+    }
+
     /// Run one request of the active task on `image`. Returns the final image tensor.
     pub fn run(&mut self, task: &str, image: &Tensor<f32>, timing: &mut RequestTiming) -> Result<DynValue, Error> {
         let t_req = Instant::now();
+        let mut values = self.run_values(task, image, timing)?;
+        let r = &self.plan.pipeline.image_output;
+        let img = values.remove(&(r.stage.clone(), r.output.clone())).ok_or("final image missing")?;
+        timing.e2e_ms = t_req.elapsed().as_secs_f64() * 1e3;
+        Ok(img)
+    }
+
+    /// Run one request of the active task on `image`. Returns every stage output of the request
+    /// by (stage, output); of a repeated stage, its last step's.
+    pub fn run_values(
+        &mut self,
+        task: &str,
+        image: &Tensor<f32>,
+        timing: &mut RequestTiming,
+    ) -> Result<HashMap<(String, String), DynValue>, Error> {
         let plan = self.plan;
         let mut values: HashMap<(String, String), DynValue> = HashMap::new();
         for st in &plan.pipeline.stages {
@@ -330,6 +374,21 @@ impl<'p> Executor<'p> {
                                 .ok_or_else(|| format!("stage `{}`: carried value missing", st.name))?
                                 .into()
                         }
+                        Source::Tensor => self
+                            .request
+                            .get(&i.tensor.name)
+                            .ok_or_else(|| {
+                                format!(
+                                    "stage `{}` input `{}` is a per-request tensor and this request has none (scenarios feed images only; use `quadbench infer --inputs FILE.npz`)",
+                                    st.name, i.tensor.name
+                                )
+                            })?
+                            .into(),
+                        Source::Noise { .. } => self
+                            .noise
+                            .get(&format!("{}/{}", st.name, i.tensor.name))
+                            .ok_or("noise missing")?
+                            .into(),
                         Source::Schedule { .. } => self
                             .schedules
                             .get(&(format!("{}/{}", st.name, i.tensor.name), step))
@@ -373,10 +432,7 @@ impl<'p> Executor<'p> {
                 values.extend(fresh);
             }
         }
-        let r = &plan.pipeline.image_output;
-        let img = values.remove(&(r.stage.clone(), r.output.clone())).ok_or("final image missing")?;
-        timing.e2e_ms = t_req.elapsed().as_secs_f64() * 1e3;
-        Ok(img)
+        Ok(values)
     }
 
     /// Sessions currently held, for reporting.

@@ -13,6 +13,8 @@ pub mod farm;
 pub mod farm_status;
 pub mod golden;
 pub mod history;
+pub mod import;
+pub mod infer;
 pub mod keygen;
 pub mod package;
 pub mod progress;
@@ -56,7 +58,10 @@ enum Command {
     /// Mixed-precision ablation: run a quantized scenario once per W8A8:W8A16 layer ratio and
     /// tabulate quality (vs FP32 goldens) and latency per ratio.
     Ablation(ablation::AblationArgs),
-    /// Model packages: generate the reference package, quantize, check a package.
+    /// One request of a package's task through the runner on this host: inputs from a .npz,
+    /// every output written by name to a .npz.
+    Infer(infer::InferArgs),
+    /// Model packages: generate the reference package, import a model, quantize, check a package.
     #[command(subcommand)]
     Package(package::PackageCmd),
     /// ONNX Runtime artefacts pinned in runtime.lock.toml.
@@ -97,6 +102,7 @@ pub fn main() -> i32 {
         Command::LoopbackDevice(a) => devices::loopback(a),
         Command::Report(a) => report::report(a),
         Command::Ablation(a) => ablation::ablation(a),
+        Command::Infer(a) => infer::infer(a),
         Command::Package(c) => package::package(c),
         Command::Runtime(c) => runtime::runtime(c),
         Command::Compare(a) => compare::compare(a),

@@ -1,4 +1,4 @@
-//! `quadbench package reference|quantize|check`.
+//! `quadbench package reference|quantize|check` (and `import`, in `cmd/import.rs`).
 
 use super::exit::{self, Classify};
 use crate::package::qprofile::{self, Quantize};
@@ -14,6 +14,9 @@ pub enum PackageCmd {
     /// Quantize a package to QDQ (W8A16 or W8A8) calibrated on images: per-task profiles for the
     /// merged baselines, one shared profile (QUAD anchor rule, or merged ranges) for the unified graph.
     Quantize(QuantizeArgs),
+    /// Import an exported ONNX model and LoRA adapters (PEFT directories, PEFT or kohya
+    /// .safetensors): unified graph with LoRA inputs, padded adapters, merged baselines.
+    Import(super::import::ImportArgs),
     /// Validate a package against its manifest and its ONNX graphs.
     Check {
         /// Package directory (holding package.yaml).
@@ -71,6 +74,7 @@ pub fn package(c: PackageCmd) -> i32 {
     match c {
         PackageCmd::Reference(a) => reference(a),
         PackageCmd::Quantize(a) => quantize(a),
+        PackageCmd::Import(a) => super::import::import(a),
         PackageCmd::Check { dir } => match package::check(&dir) {
             Ok(m) => {
                 println!(

@@ -58,8 +58,9 @@ fn one() -> u32 {
 }
 
 /// A graph input or output. Inputs name where their value comes from: `source` (`image`,
-/// `<stage>.<output>`, `lora:<slot>.a|b`), optionally `carry: <own output>` on a repeated stage,
-/// or `schedule: [one value per step]`.
+/// `tensor` (given with each request by this name), `noise:<seed>[:<std>]`, `<stage>.<output>`,
+/// `lora:<slot>.a|b`), optionally `carry: <own output>` on a repeated stage, or
+/// `schedule: [one value per step]`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawTensor {
@@ -87,6 +88,26 @@ pub struct RawSlot {
     pub alpha: f32,
     pub in_features: usize,
     pub out_features: usize,
+    /// `[kh, kw]` of a convolution slot (PEFT LoCon; A and B bound in PEFT's layout).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kernel: Option<[usize; 2]>,
+}
+
+impl RawSlot {
+    fn plan(&self, input_a: String, input_b: String) -> PlanLoraSlot {
+        PlanLoraSlot {
+            name: self.name.clone(),
+            stage: self.stage.clone(),
+            module: self.module.clone(),
+            input_a,
+            input_b,
+            in_features: self.in_features,
+            out_features: self.out_features,
+            rank: self.rank,
+            alpha: self.alpha,
+            kernel: self.kernel,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -181,6 +202,16 @@ fn parse_source(s: &str) -> Result<Source, String> {
     if s == "image" {
         return Ok(Source::Image);
     }
+    if s == "tensor" {
+        return Ok(Source::Tensor);
+    }
+    if let Some(rest) = s.strip_prefix("noise:") {
+        let (seed, std) = rest.split_once(':').unwrap_or((rest, "1"));
+        return match (seed.parse::<u64>(), std.parse::<f32>()) {
+            (Ok(seed), Ok(std)) if std.is_finite() && std >= 0.0 => Ok(Source::Noise { seed, std }),
+            _ => Err(format!("`{s}`: expected `noise:<seed>` or `noise:<seed>:<std>` (an integer seed, std >= 0)")),
+        };
+    }
     if let Some(rest) = s.strip_prefix("lora:") {
         let (slot, part) =
             rest.rsplit_once('.').ok_or_else(|| format!("`{s}`: expected `lora:<slot>.a` or `lora:<slot>.b`"))?;
@@ -191,8 +222,9 @@ fn parse_source(s: &str) -> Result<Source, String> {
         };
         return Ok(Source::Lora { slot: slot.into(), part });
     }
-    let (stage, output) =
-        s.split_once('.').ok_or_else(|| format!("`{s}`: expected `image`, `<stage>.<output>` or `lora:<slot>.a|b`"))?;
+    let (stage, output) = s.split_once('.').ok_or_else(|| {
+        format!("`{s}`: expected `image`, `tensor`, `noise:<seed>`, `<stage>.<output>` or `lora:<slot>.a|b`")
+    })?;
     Ok(Source::Stage { stage: stage.into(), output: output.into() })
 }
 
@@ -355,10 +387,8 @@ pub fn validate(path: &Path, text: &str, raw: RawManifest) -> Result<Manifest, P
                             &fix,
                         ));
                     };
-                    let want = match part {
-                        LoraPart::A => vec![sl.in_features as i64, sl.rank as i64],
-                        LoraPart::B => vec![sl.rank as i64, sl.out_features as i64],
-                    };
+                    let [a, b] = sl.plan(String::new(), String::new()).input_shapes();
+                    let want = if part == LoraPart::A { a } else { b };
                     if i.shape != want || sl.stage != st.name {
                         return Err(err(
                             &here,
@@ -366,7 +396,7 @@ pub fn validate(path: &Path, text: &str, raw: RawManifest) -> Result<Manifest, P
                                 "stage `{}` input `{}`: lora slot `{slot}` needs shape {want:?} on stage `{}`, found {:?}",
                                 st.name, i.name, sl.stage, i.shape
                             ),
-                            "A is [in_features, rank], B is [rank, out_features]",
+                            "A is [in_features, rank], B is [rank, out_features]; with `kernel`, A is [rank, in_features, kh, kw] and B [out_features, rank, 1, 1]",
                         ));
                     }
                     Source::Lora { slot, part }
@@ -411,17 +441,7 @@ pub fn validate(path: &Path, text: &str, raw: RawManifest) -> Result<Manifest, P
                 "",
             ));
         }
-        lora_slots.push(PlanLoraSlot {
-            name: sl.name.clone(),
-            stage: sl.stage.clone(),
-            module: sl.module.clone(),
-            input_a: a,
-            input_b: b,
-            in_features: sl.in_features,
-            out_features: sl.out_features,
-            rank: sl.rank,
-            alpha: sl.alpha,
-        });
+        lora_slots.push(sl.plan(a, b));
     }
     let mut tasks = Vec::new();
     let mut seen = std::collections::HashSet::new();
@@ -482,4 +502,19 @@ pub fn validate(path: &Path, text: &str, raw: RawManifest) -> Result<Manifest, P
         image_width: raw.image.width,
     };
     Ok(Manifest { sha256: sha256_bytes(text.as_bytes()), raw, pipeline })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tensor_and_noise_sources_parse_and_bad_ones_say_the_form() {
+        assert_eq!(parse_source("tensor"), Ok(Source::Tensor));
+        assert_eq!(parse_source("noise:7"), Ok(Source::Noise { seed: 7, std: 1.0 }));
+        assert_eq!(parse_source("noise:7:0.5"), Ok(Source::Noise { seed: 7, std: 0.5 }));
+        for bad in ["noise:x", "noise:1:-2", "noise:1:nan"] {
+            assert!(parse_source(bad).unwrap_err().contains("noise:<seed>:<std>"), "{bad}");
+        }
+    }
 }

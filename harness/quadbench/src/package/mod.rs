@@ -1,12 +1,16 @@
 //! Model packages: the manifest format (`manifest`), checking a package against its files and
 //! graphs (`check`), where packages come from (`source`: a directory, the generated reference
 //! package, quantized variants; one file each), the package cache (`cache`), the reference
-//! generator (`reference`, `filters`), the QDQ quantizer (`quantize`, `qprofile`), input images
-//! (`input`), storage accounting (`storage`) and the ONNX Runtime adapter files derived at staging
-//! time (`ort_adapter`).
+//! generator (`reference`, `filters`), the importer of users' models and LoRA adapters
+//! (`import`, with `adapters` and `graft`), the QDQ quantizer (`quantize`, `qprofile`), input
+//! images (`input`), storage accounting (`storage`) and the ONNX Runtime adapter files derived
+//! at staging time (`ort_adapter`).
 
+pub mod adapters;
 pub mod cache;
 pub mod filters;
+pub mod graft;
+pub mod import;
 pub mod input;
 pub mod manifest;
 pub mod ort_adapter;
@@ -33,6 +37,9 @@ pub enum PackageError {
     Missing { path: String, fix: String },
     #[error("invalid package parameters: {0}")]
     Params(String),
+    /// `package import`: the model or adapters cannot be imported as given (bad input).
+    #[error("cannot import: {0}")]
+    Import(String),
     #[error("adapter {path}: {message}")]
     Adapter { path: String, message: String },
     /// ONNX Runtime could not be loaded on the host (calibration): an infrastructure error.
@@ -111,15 +118,14 @@ pub fn check_adapter(path: &Path, rel: &str, slots: &[PlanLoraSlot], problems: &
         Err(e) => return problems.push(format!("{rel}: not a valid safetensors file ({e})")),
     };
     for slot in slots {
-        for (part, want) in
-            [(LoraPart::A, [slot.rank, slot.in_features]), (LoraPart::B, [slot.out_features, slot.rank])]
-        {
+        let [shape_a, shape_b] = slot.adapter_shapes();
+        for (part, want) in [(LoraPart::A, shape_a), (LoraPart::B, shape_b)] {
             let names = adapter_tensor_names(slot, part);
             match names.iter().find_map(|n| st.tensor(n).ok().map(|t| (n, t))) {
                 None => problems.push(format!("{rel}: missing tensor `{}` for lora slot `{}`", names[0], slot.name)),
                 Some((n, t)) => {
                     if t.shape() != want || t.dtype() != safetensors::Dtype::F32 {
-                        problems.push(format!("{rel}: tensor `{n}` is {:?} {:?}, slot `{}` needs F32 {want:?} (PEFT layout: lora_A [rank, in], lora_B [out, rank])", t.dtype(), t.shape(), slot.name));
+                        problems.push(format!("{rel}: tensor `{n}` is {:?} {:?}, slot `{}` needs F32 {want:?} (PEFT layout: lora_A [rank, in], lora_B [out, rank]; conv: [rank, in, kh, kw], [out, rank, 1, 1])", t.dtype(), t.shape(), slot.name));
                     }
                 }
             }

@@ -236,6 +236,12 @@ impl<'a> Runner<'a> {
                 for i in &st.inputs {
                     match &i.source {
                         Source::Image => inputs.push((i.tensor.name.clone(), image.into())),
+                        Source::Tensor | Source::Noise { .. } => {
+                            return Err(err(format!(
+                                "stage {} input {}: tensor and noise inputs cannot be calibrated yet; quantize a package whose stages take images, stage outputs and schedules",
+                                st.name, i.tensor.name
+                            )));
+                        }
                         Source::Stage { stage, output } => inputs.push((
                             i.tensor.name.clone(),
                             values
@@ -315,6 +321,7 @@ impl<'a> Runner<'a> {
                                 values.get(&key).and_then(|v| v.try_extract_tensor::<f32>().ok()).map(|x| x.1.to_vec())
                             }
                             Source::Schedule { values: v } => Some(vec![v[step as usize]]),
+                            Source::Tensor | Source::Noise { .. } => None,
                             Source::Lora { slot, part } => adapter
                                 .and_then(|a| a.tensor(slot, *part))
                                 .and_then(|t| t.try_extract_tensor::<f32>().ok())

@@ -491,7 +491,7 @@ pub fn generate(out: &Path, p: &ReferenceParams) -> Result<Manifest, PackageErro
         ],
         lora_slots: slots(p)
             .into_iter()
-            .map(|(name, module, _, _, fin, fout, rank)| RawSlot { name: name.into(), stage: "denoiser".into(), module: module.into(), rank, alpha: rank as f32, in_features: fin, out_features: fout })
+            .map(|(name, module, _, _, fin, fout, rank)| RawSlot { name: name.into(), stage: "denoiser".into(), module: module.into(), rank, alpha: rank as f32, in_features: fin, out_features: fout, kernel: None })
             .collect(),
         tasks,
         output: "decoder.image".into(),

@@ -1,8 +1,10 @@
 //! Scoring a run's output images against goldens: PSNR, SSIM, MS-SSIM and the perceptual proxy
 //! per task and input, means per task, scenario thresholds, and an image grid per task
-//! (input | golden | output | error heatmap) for reports. Goldens themselves: [`golden`].
+//! (input | golden | output | error heatmap) for reports. Goldens themselves: [`golden`];
+//! tensor outputs against golden tensors: [`tensor`].
 
 pub mod golden;
+pub mod tensor;
 
 use crate::results::{RunRecord, Scores, TaskQuality};
 use quadbench_metrics::{CompareOptions, Metric};

@@ -5,6 +5,7 @@
 //! and one test.
 
 pub mod dir;
+pub mod import;
 pub mod quantized;
 pub mod reference;
 
@@ -37,7 +38,7 @@ pub struct SourceKind {
 }
 
 /// Every package source.
-pub const SOURCES: &[SourceKind] = &[dir::KIND, reference::KIND];
+pub const SOURCES: &[SourceKind] = &[dir::KIND, reference::KIND, import::KIND];
 
 /// The package a scenario runs: a source, optionally quantized.
 #[derive(Debug, Clone)]

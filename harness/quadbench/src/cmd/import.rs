@@ -1,0 +1,81 @@
+//! `quadbench package import --model M.onnx --adapter NAME=PATH ... --out DIR`: a user's model
+//! and adapters become a package (`package::import`); the import report goes to stderr, the
+//! manifest's path to stdout.
+
+use super::exit::{self, Classify};
+use crate::package::MANIFEST_FILE;
+use crate::package::import::{self, ImportOptions};
+use crate::package::storage::strategy_files;
+use clap::Args;
+use quadbench_protocol::Strategy;
+use std::path::PathBuf;
+
+#[derive(Args)]
+pub struct ImportArgs {
+    /// The exported ONNX model (static shapes, one [1, 3, H, H] image input).
+    #[arg(long)]
+    model: PathBuf,
+    /// A task: NAME=PATH, PATH a PEFT adapter directory or a PEFT/kohya .safetensors file.
+    #[arg(long = "adapter", value_name = "NAME=PATH", required = true)]
+    adapters: Vec<String>,
+    /// Output package directory (must not exist or be empty).
+    #[arg(long)]
+    out: PathBuf,
+    /// Package name (default: the model file's stem).
+    #[arg(long)]
+    name: Option<String>,
+    /// Refuse when a layer would need a rank above this.
+    #[arg(long)]
+    max_rank: Option<usize>,
+    /// Module-path prefix of the graph's names that the adapters' keys lack (e.g. `model.`).
+    #[arg(long)]
+    prefix: Option<String>,
+}
+
+pub fn import(a: ImportArgs) -> i32 {
+    let mut adapters = Vec::new();
+    for spec in &a.adapters {
+        let Some((name, path)) = spec.split_once('=').filter(|(n, p)| !n.is_empty() && !p.is_empty()) else {
+            exit::report(&format!("--adapter `{spec}`: expected NAME=PATH, e.g. --adapter sharpen=adapters/sharpen"));
+            return exit::BAD_INPUT;
+        };
+        if adapters.iter().any(|(n, _): &(String, PathBuf)| n == name) {
+            exit::report(&format!("--adapter: task `{name}` is given twice; give every adapter its own name"));
+            return exit::BAD_INPUT;
+        }
+        adapters.push((name.to_string(), PathBuf::from(path)));
+    }
+    if a.out.read_dir().is_ok_and(|mut d| d.next().is_some()) {
+        exit::report(&format!(
+            "--out {}: the directory exists and is not empty; choose a new directory",
+            a.out.display()
+        ));
+        return exit::BAD_INPUT;
+    }
+    let o = ImportOptions { model: a.model, adapters, name: a.name, max_rank: a.max_rank, prefix: a.prefix };
+    match import::import(&o, &a.out) {
+        Ok((m, rep)) => {
+            eprint!("{rep}");
+            for s in [Strategy::Unified, Strategy::SeparateReload] {
+                let (_, st) = strategy_files(&m, s, &[]);
+                eprintln!(
+                    "storage {}: {} bytes (foundation {}, adapters {}, baselines {})",
+                    s.as_str(),
+                    st.total_bytes,
+                    st.foundation_bytes,
+                    st.adapter_bytes,
+                    st.baseline_bytes
+                );
+            }
+            eprintln!("wrote package `{}` ({} tasks) to {}", m.raw.name, m.pipeline.tasks.len(), a.out.display());
+            println!("{}", a.out.join(MANIFEST_FILE).display());
+            exit::OK
+        }
+        Err(e) => {
+            // A half-written package must not look usable.
+            let _ = std::fs::remove_file(a.out.join(MANIFEST_FILE));
+            exit::report(&e);
+            e.exit_code()
+        }
+    }
+}
