@@ -2,14 +2,17 @@
 //! strategy uses becomes `X_ctx.onnx` plus the EP's context binary, so "separate binaries" are
 //! literally N compiled binaries and "unified" is one. Compile time, artefact bytes and node
 //! placement (read from the compiled model) are recorded; the sessions then load the compiled
-//! models, and storage is measured on them.
+//! models, and storage is measured on them. `separate-shared-weights` compiles all of them as
+//! one weight-sharing group (`ep.share_ep_contexts=1` on each session, `ep.stop_share_ep_contexts=1`
+//! on the last): the QNN EP then writes one context binary holding every graph, identical
+//! weight tensors stored once, and every `_ctx.onnx` points to it.
 
 use crate::backend::{self, Backend};
 use ort::environment::Environment;
 use ort::session::Session;
-use quadbench_protocol::{CompiledGraph, Placement, Plan, Storage};
-use std::collections::{BTreeMap, HashMap};
-use std::path::Path;
+use quadbench_protocol::{CompiledGraph, Placement, Plan, Storage, Strategy};
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 /// Graphs the plan's strategy loads: (graph, is a per-task baseline).
@@ -25,17 +28,46 @@ fn graphs(plan: &Plan) -> Vec<(String, bool)> {
     out
 }
 
-fn context_name(graph: &str) -> String {
-    format!("{}_ctx.onnx", graph.strip_suffix(".onnx").unwrap_or(graph))
+/// Where graph's EP-context model goes. A sharing group's models all go in one folder,
+/// `shared-weights/` beside the package's files: the QNN EP writes the one context binary next to
+/// the last model compiled (named after the first), and every model refers to it by file name
+/// alone, relative to itself.
+fn context_name(plan: &Plan, graph: &str) -> String {
+    let stem = graph.strip_suffix(".onnx").unwrap_or(graph);
+    if plan.strategy != Strategy::SeparateSharedWeights {
+        return format!("{stem}_ctx.onnx");
+    }
+    let in_package = crate::pipeline::package_file(stem);
+    let package_dir = &stem[..stem.len() - in_package.len()];
+    format!("{package_dir}shared-weights/{}_ctx.onnx", in_package.replace('/', "__"))
 }
 
 fn file_len(p: &Path) -> u64 {
     std::fs::metadata(p).map_or(0, |m| m.len())
 }
 
+/// Session config of graph `i` of `n` in a weight-sharing group (empty when not sharing).
+pub fn share_config(plan: &Plan, i: usize, n: usize) -> Vec<(&'static str, &'static str)> {
+    if plan.strategy != Strategy::SeparateSharedWeights {
+        return Vec::new();
+    }
+    let mut c = vec![("ep.share_ep_contexts", "1")];
+    if i + 1 == n {
+        c.push(("ep.stop_share_ep_contexts", "1"));
+    }
+    c
+}
+
 /// Placement and bytes of a compiled model: EPContext nodes are the compiled partitions, their
-/// `ep_cache_context` attribute names the context binary (embed mode 0).
-fn inspect(ctx: &Path, source: &Path, ep: &str, fallback_disabled: bool) -> Result<(Placement, u64), String> {
+/// `ep_cache_context` attribute names the context binary (embed mode 0). A binary already in
+/// `counted` (shared with an earlier graph) adds no bytes.
+fn inspect(
+    ctx: &Path,
+    source: &Path,
+    ep: &str,
+    fallback_disabled: bool,
+    counted: &mut HashSet<PathBuf>,
+) -> Result<(Placement, u64), String> {
     let m = quadbench_onnx::read_model(ctx).map_err(|e| e.to_string())?;
     let src = quadbench_onnx::read_model(source).map_err(|e| e.to_string())?;
     let g = m.graph.as_ref().ok_or("compiled model has no graph")?;
@@ -51,7 +83,9 @@ fn inspect(ctx: &Path, source: &Path, ep: &str, fallback_disabled: bool) -> Resu
             p.partitions += 1;
             if let Some(a) = n.attribute.iter().find(|a| a.name == "ep_cache_context") {
                 let bin = ctx.parent().unwrap_or(Path::new(".")).join(String::from_utf8_lossy(&a.s).as_ref());
-                bytes += file_len(&bin);
+                if counted.insert(bin.clone()) {
+                    bytes += file_len(&bin);
+                }
             }
         } else {
             *p.cpu_nodes.entry(n.op_type.clone()).or_insert(0) += 1;
@@ -69,12 +103,25 @@ pub fn compile_all(
 ) -> Result<(Vec<CompiledGraph>, HashMap<String, String>), String> {
     let mut records = Vec::new();
     let mut map = HashMap::new();
-    for (graph, _) in graphs(plan) {
-        if map.contains_key(&graph) {
-            continue;
+    let mut counted = HashSet::new();
+    let mut unique: Vec<(String, bool)> = Vec::new();
+    for (g, baseline) in graphs(plan) {
+        if !unique.iter().any(|(u, _)| *u == g) {
+            unique.push((g, baseline));
         }
-        let ctx_rel = context_name(&graph);
+    }
+    let n = unique.len();
+    let mut done = Vec::with_capacity(n);
+    for (i, (graph, baseline)) in unique.into_iter().enumerate() {
+        let ctx_rel = context_name(plan, &graph);
         let (src, ctx) = (dir.join(&graph), dir.join(&ctx_rel));
+        if let Some(parent) = ctx.parent() {
+            if i == 0 && plan.strategy == Strategy::SeparateSharedWeights {
+                // A stale shared binary from an earlier run must not be counted or loaded.
+                let _ = std::fs::remove_dir_all(parent);
+            }
+            std::fs::create_dir_all(parent).map_err(|e| format!("cannot create {}: {e}", parent.display()))?;
+        }
         // A stale artefact would make ORT refuse to write; compile time must be measured fresh.
         let _ = std::fs::remove_file(&ctx);
         let t0 = Instant::now();
@@ -82,7 +129,9 @@ pub fn compile_all(
         if plan.backend.require_full_offload {
             sb = sb.with_config_entry("session.disable_cpu_ep_fallback", "1").map_err(|e| e.to_string())?;
         }
-        for (k, v) in [("ep.context_enable", "1"), ("ep.context_embed_mode", "0")] {
+        for (k, v) in
+            [("ep.context_enable", "1"), ("ep.context_embed_mode", "0")].into_iter().chain(share_config(plan, i, n))
+        {
             sb = sb.with_config_entry(k, v).map_err(|e| e.to_string())?;
         }
         sb = sb.with_config_entry("ep.context_file_path", ctx.to_string_lossy()).map_err(|e| e.to_string())?;
@@ -92,7 +141,20 @@ pub fn compile_all(
             .map_err(|e| unsupported_ops_hint(&format!("cannot compile {}: {e}", src.display())))?;
         drop(session);
         let compile_ms = t0.elapsed().as_secs_f64() * 1e3;
-        let (placement, bytes) = inspect(&ctx, &src, b.execution_provider(), plan.backend.require_full_offload)?;
+        done.push((graph, baseline, ctx_rel, src, ctx, compile_ms));
+    }
+    // Inspected once all are written: a sharing group's binary appears with its last graph.
+    // Baselines first, so that a binary shared by all graphs counts as baseline bytes.
+    let mut order: Vec<usize> = (0..done.len()).collect();
+    order.sort_by_key(|&i| !done[i].1);
+    let mut inspected = HashMap::new();
+    for i in order {
+        let (_, _, _, src, ctx, _) = &done[i];
+        let r = inspect(ctx, src, b.execution_provider(), plan.backend.require_full_offload, &mut counted)?;
+        inspected.insert(i, r);
+    }
+    for (i, (graph, _, ctx_rel, _, _, compile_ms)) in done.into_iter().enumerate() {
+        let (placement, bytes) = inspected.remove(&i).ok_or("internal: compiled graph not inspected")?;
         records.push(CompiledGraph {
             graph: graph.clone(),
             context_graph: ctx_rel.clone(),
