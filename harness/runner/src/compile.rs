@@ -32,9 +32,9 @@ fn graphs(plan: &Plan) -> Vec<(String, bool)> {
 /// `shared-weights/` beside the package's files: the QNN EP writes the one context binary next to
 /// the last model compiled (named after the first), and every model refers to it by file name
 /// alone, relative to itself.
-fn context_name(plan: &Plan, graph: &str) -> String {
+fn context_name(strategy: Strategy, graph: &str) -> String {
     let stem = graph.strip_suffix(".onnx").unwrap_or(graph);
-    if plan.strategy != Strategy::SeparateSharedWeights {
+    if strategy != Strategy::SeparateSharedWeights {
         return format!("{stem}_ctx.onnx");
     }
     let in_package = crate::pipeline::package_file(stem);
@@ -47,8 +47,8 @@ fn file_len(p: &Path) -> u64 {
 }
 
 /// Session config of graph `i` of `n` in a weight-sharing group (empty when not sharing).
-pub fn share_config(plan: &Plan, i: usize, n: usize) -> Vec<(&'static str, &'static str)> {
-    if plan.strategy != Strategy::SeparateSharedWeights {
+pub fn share_config(strategy: Strategy, i: usize, n: usize) -> Vec<(&'static str, &'static str)> {
+    if strategy != Strategy::SeparateSharedWeights {
         return Vec::new();
     }
     let mut c = vec![("ep.share_ep_contexts", "1")];
@@ -113,7 +113,7 @@ pub fn compile_all(
     let n = unique.len();
     let mut done = Vec::with_capacity(n);
     for (i, (graph, baseline)) in unique.into_iter().enumerate() {
-        let ctx_rel = context_name(plan, &graph);
+        let ctx_rel = context_name(plan.strategy, &graph);
         let (src, ctx) = (dir.join(&graph), dir.join(&ctx_rel));
         if let Some(parent) = ctx.parent() {
             if i == 0 && plan.strategy == Strategy::SeparateSharedWeights {
@@ -129,9 +129,11 @@ pub fn compile_all(
         if plan.backend.require_full_offload {
             sb = sb.with_config_entry("session.disable_cpu_ep_fallback", "1").map_err(|e| e.to_string())?;
         }
-        for (k, v) in
-            [("ep.context_enable", "1"), ("ep.context_embed_mode", "0")].into_iter().chain(share_config(plan, i, n))
-        {
+        for (k, v) in [("ep.context_enable", "1"), ("ep.context_embed_mode", "0")].into_iter().chain(share_config(
+            plan.strategy,
+            i,
+            n,
+        )) {
             sb = sb.with_config_entry(k, v).map_err(|e| e.to_string())?;
         }
         sb = sb.with_config_entry("ep.context_file_path", ctx.to_string_lossy()).map_err(|e| e.to_string())?;
@@ -186,4 +188,29 @@ pub fn unsupported_ops_hint(msg: &str) -> String {
     format!(
         "{msg}\n  hint: the accelerator needs QDQ graphs its EP supports entirely (HTP: uint8/uint16 activations, int8 weights): quantize with `quadbench package quantize`, or set require_full_offload: false to let unsupported operators fall back to the CPU EP"
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_sharing_group_compiles_into_one_folder_and_stops_on_its_last_graph() {
+        let g = "../../packages/0123/baselines/blur/denoiser.onnx";
+        assert_eq!(context_name(Strategy::SeparateReload, g), "../../packages/0123/baselines/blur/denoiser_ctx.onnx");
+        assert_eq!(
+            context_name(Strategy::SeparateSharedWeights, g),
+            "../../packages/0123/shared-weights/baselines__blur__denoiser_ctx.onnx"
+        );
+        assert_eq!(
+            context_name(Strategy::SeparateSharedWeights, "../../packages/0123/encoder.onnx"),
+            "../../packages/0123/shared-weights/encoder_ctx.onnx"
+        );
+        assert!(share_config(Strategy::SeparateResident, 2, 3).is_empty());
+        assert_eq!(share_config(Strategy::SeparateSharedWeights, 0, 3), [("ep.share_ep_contexts", "1")]);
+        assert_eq!(
+            share_config(Strategy::SeparateSharedWeights, 2, 3),
+            [("ep.share_ep_contexts", "1"), ("ep.stop_share_ep_contexts", "1")]
+        );
+    }
 }

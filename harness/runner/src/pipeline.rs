@@ -242,7 +242,7 @@ impl<'p> Executor<'p> {
         }
         let n = todo.len();
         for (i, (task, stage, graph)) in todo.into_iter().enumerate() {
-            let config = crate::compile::share_config(plan, i, n);
+            let config = crate::compile::share_config(plan.strategy, i, n);
             let name = task.as_ref().map_or_else(|| stage.clone(), |t| format!("{stage}/{t}"));
             let s = self.create_with(&name, &graph, &config).map_err(shared_context_refused)?;
             match task {
