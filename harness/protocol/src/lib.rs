@@ -50,11 +50,20 @@ pub enum Strategy {
     SeparateResident,
     /// One baseline session at a time, recreated at each task switch.
     SeparateReload,
+    /// Every task's merged baseline compiled into one shared EP context (QNN HTP only: the QNN
+    /// EP's `ep.share_ep_contexts`, identical weights stored once), all sessions created up
+    /// front from it; a switch changes the session used.
+    SeparateSharedWeights,
 }
 
 impl Strategy {
-    pub const ALL: [Strategy; 4] =
-        [Strategy::Unified, Strategy::UnifiedOrtAdapter, Strategy::SeparateResident, Strategy::SeparateReload];
+    pub const ALL: [Strategy; 5] = [
+        Strategy::Unified,
+        Strategy::UnifiedOrtAdapter,
+        Strategy::SeparateResident,
+        Strategy::SeparateReload,
+        Strategy::SeparateSharedWeights,
+    ];
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -62,6 +71,7 @@ impl Strategy {
             Strategy::UnifiedOrtAdapter => "unified-ort-adapter",
             Strategy::SeparateResident => "separate-resident",
             Strategy::SeparateReload => "separate-reload",
+            Strategy::SeparateSharedWeights => "separate-shared-weights",
         }
     }
 
@@ -72,6 +82,18 @@ impl Strategy {
     /// Whether this strategy runs per-task merged baselines (as opposed to adapters as inputs).
     pub fn is_separate(self) -> bool {
         !matches!(self, Strategy::Unified | Strategy::UnifiedOrtAdapter)
+    }
+
+    /// The only backend this strategy runs on, if it is tied to one (`separate-shared-weights`
+    /// needs the QNN EP's shared EP contexts), with the reason.
+    pub fn only_backend(self) -> Option<(Backend, &'static str)> {
+        match self {
+            Strategy::SeparateSharedWeights => Some((
+                Backend::QnnHtp,
+                "it compiles the baselines into one shared QNN context (ep.share_ep_contexts), which only the QNN EP offers",
+            )),
+            _ => None,
+        }
     }
 }
 
@@ -486,7 +508,8 @@ pub struct CompiledGraph {
     /// The EP-context model the sessions load instead (relative to the plan directory).
     pub context_graph: String,
     pub compile_ms: f64,
-    /// Bytes of the context model plus its context binaries.
+    /// Bytes of the context model plus its context binaries; a binary shared with a graph
+    /// listed before this one (`separate-shared-weights`) counts once, with that graph.
     pub bytes: u64,
     pub placement: Placement,
     /// The SoC and HTP architecture the context binary was prepared for, as the binary itself

@@ -562,7 +562,7 @@ fn ratios(r: &Results) -> Table {
         if unified.is_empty() {
             continue;
         }
-        for other in [Strategy::SeparateResident, Strategy::SeparateReload] {
+        for other in [Strategy::SeparateResident, Strategy::SeparateReload, Strategy::SeparateSharedWeights] {
             let o = groups::ok_runs(&r.runs, group, other);
             if o.is_empty() {
                 continue;

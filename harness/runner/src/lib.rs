@@ -216,7 +216,15 @@ fn run_phases(plan: &Plan, dir: &Path, m: &Monitor, r: &mut RunResult) -> Result
     r.environment.execution_providers = vec![be.execution_provider().to_string()];
     // Compile phase (EP-context models), before init so that neither init nor switches pay it.
     let mut compiled = std::collections::HashMap::new();
-    if be.compiles() && plan.backend.options.get(backend::OPT_EP_CONTEXT).is_some_and(|v| v == "1") {
+    let compile = be.compiles() && plan.backend.options.get(backend::OPT_EP_CONTEXT).is_some_and(|v| v == "1");
+    if plan.strategy == quadbench_protocol::Strategy::SeparateSharedWeights && !compile {
+        // The host refuses such scenarios at load; a hand-made plan gets the same answer.
+        return Err(format!(
+            "strategy {} needs backend qnn-htp with option ep_context=1 (its shared EP context is made in the compile phase); this plan has backend {}",
+            plan.strategy, plan.backend.name
+        ));
+    }
+    if compile {
         let (records, map) = compile::compile_all(plan, dir, &env, be)?;
         r.storage = compile::compiled_storage(plan, &records);
         r.storage_basis = Some("compiled ep-context artefacts".into());

@@ -1,7 +1,8 @@
 //! Executes the package pipeline for one request: stages in order, repeated stages with their
 //! loop-carried value and schedule, LoRA inputs bound from the active adapter (unified),
 //! supplied by ONNX Runtime from the task's activated `.onnx_adapter` files
-//! (unified-ort-adapter), or merged into the task's baseline session (separate strategies).
+//! (unified-ort-adapter), or merged into the task's baseline session (separate strategies;
+//! separate-shared-weights creates those sessions from one shared EP context).
 //! Measures per-stage latency.
 
 use crate::backend;
@@ -182,8 +183,16 @@ impl<'p> Executor<'p> {
     }
 
     fn create(&mut self, name: &str, graph: &str) -> Result<Session, Error> {
+        self.create_with(name, graph, &[])
+    }
+
+    /// Create a session with extra session config entries (`config`).
+    fn create_with(&mut self, name: &str, graph: &str, config: &[(&str, &str)]) -> Result<Session, Error> {
         let t0 = Instant::now();
         let mut b = Session::builder(self.env).map_err(|e| e.to_string())?;
+        for (k, v) in config {
+            b = b.with_config_entry(*k, *v).map_err(|e| e.to_string())?;
+        }
         // Threads come from the environment's global pool (see `execute`).
         if self.plan.backend.require_full_offload {
             b = b.with_config_entry("session.disable_cpu_ep_fallback", "1").map_err(|e| e.to_string())?;
@@ -213,6 +222,9 @@ impl<'p> Executor<'p> {
 
     /// Create the sessions the strategy keeps from the start.
     pub fn init(&mut self, first_task: &str) -> Result<(), Error> {
+        if self.plan.strategy == Strategy::SeparateSharedWeights {
+            return self.init_shared();
+        }
         let stages: Vec<PlanStage> = self.plan.pipeline.stages.clone();
         for st in &stages {
             if !self.has_baseline(&st.name) {
@@ -229,6 +241,38 @@ impl<'p> Executor<'p> {
                 }
             }
             Strategy::SeparateReload => self.create_baselines(first_task)?,
+            Strategy::SeparateSharedWeights => unreachable!("handled by init_shared"),
+        }
+        Ok(())
+    }
+
+    /// `separate-shared-weights`: every session (shared stages, then each task's baselines) is
+    /// created from the one shared EP context, as one sharing group (`compile::share_config`):
+    /// the QNN EP loads the context binary once and each session takes its graph from it.
+    fn init_shared(&mut self) -> Result<(), Error> {
+        let plan = self.plan;
+        let mut todo: Vec<(Option<String>, String, String)> = Vec::new(); // (task, stage, graph)
+        for st in &plan.pipeline.stages {
+            if !self.has_baseline(&st.name) {
+                todo.push((None, st.name.clone(), st.graph.clone()));
+            }
+        }
+        for t in &plan.pipeline.tasks {
+            for st in &plan.pipeline.stages {
+                if let Some(g) = t.baselines.get(&st.name) {
+                    todo.push((Some(t.name.clone()), st.name.clone(), g.clone()));
+                }
+            }
+        }
+        let n = todo.len();
+        for (i, (task, stage, graph)) in todo.into_iter().enumerate() {
+            let config = crate::compile::share_config(plan.strategy, i, n);
+            let name = task.as_ref().map_or_else(|| stage.clone(), |t| format!("{stage}/{t}"));
+            let s = self.create_with(&name, &graph, &config).map_err(shared_context_refused)?;
+            match task {
+                None => self.shared.insert(stage, s),
+                Some(task) => self.baselines.insert((task, stage), s),
+            };
         }
         Ok(())
     }
@@ -278,7 +322,8 @@ impl<'p> Executor<'p> {
                 self.baselines.clear();
                 self.create_baselines(task)?;
             }
-            Strategy::SeparateResident => {}
+            // Every task's session is resident: a switch only changes the session `run` uses.
+            Strategy::SeparateResident | Strategy::SeparateSharedWeights => {}
         }
         Ok(t0.elapsed().as_secs_f64() * 1e3)
     }
@@ -438,6 +483,23 @@ impl<'p> Executor<'p> {
     /// Sessions currently held, for reporting.
     pub fn session_count(&self) -> usize {
         self.shared.len() + self.baselines.len()
+    }
+}
+
+/// A QNN backend that compiles a weight-shared context but cannot load one answers
+/// `QNN_COMMON_ERROR_NOT_SUPPORTED` from `contextCreateFromBinary` (seen with QNN EP 2.7.0,
+/// QAIRT 2.51, on the x86_64 HTP simulator): the strategy is unsupported there, not failed, and
+/// the run keeps the compiled storage it measured.
+fn shared_context_refused(e: Error) -> Error {
+    if e.contains("QNN_COMMON_ERROR_NOT_SUPPORTED") {
+        // The generic hint (quantize, allow fallback) does not apply: the graphs compiled.
+        let e = e.split("\n  hint:").next().unwrap_or(&e);
+        format!(
+            "{}strategy separate-shared-weights: the QNN EP compiled the shared EP context (one context binary for every graph) but cannot load it here: {e}",
+            crate::backend::UNSUPPORTED_PREFIX
+        )
+    } else {
+        e
     }
 }
 

@@ -138,7 +138,12 @@ pub fn summary_table(r: &Results) -> String {
         };
         let u = get(Strategy::Unified);
         if !u.is_empty() {
-            for other in [Strategy::UnifiedOrtAdapter, Strategy::SeparateResident, Strategy::SeparateReload] {
+            for other in [
+                Strategy::UnifiedOrtAdapter,
+                Strategy::SeparateResident,
+                Strategy::SeparateReload,
+                Strategy::SeparateSharedWeights,
+            ] {
                 let o = get(other);
                 if o.is_empty() {
                     continue;

@@ -312,6 +312,7 @@ impl Scenario {
                 &format!("choose from {}", names.join(", ")),
             ));
         }
+        strategy_backends(&cx, &strategies, &backends, &backend_options)?;
         if raw.devices.is_empty() || raw.devices.len() > limits::DEVICES {
             return Err(cx.err(
                 "devices:",
@@ -410,6 +411,34 @@ fn backends(cx: &Ctx<'_>, raw: &RawScenario) -> Result<(Vec<Backend>, BackendOpt
         options.insert(b, opts.clone());
     }
     Ok((backends, options))
+}
+
+/// Strategies tied to one backend (`Strategy::only_backend`) refuse the others, with the reason;
+/// `separate-shared-weights` also needs the compile phase, where the shared context is made.
+fn strategy_backends(
+    cx: &Ctx<'_>,
+    strategies: &[Strategy],
+    backends: &[Backend],
+    options: &BackendOptions,
+) -> Result<(), YamlError> {
+    for s in strategies {
+        let Some((only, why)) = s.only_backend() else { continue };
+        if let Some(other) = backends.iter().find(|b| **b != only) {
+            return Err(cx.err(
+                "strategies:",
+                format!("strategy `{s}` does not run on backend `{other}`: {why}"),
+                &format!("run `{s}` in a scenario whose `backends` is [{only}], or remove it from `strategies`"),
+            ));
+        }
+        if options.get(&only).and_then(|o| o.get("ep_context")).is_none_or(|v| v != "1") {
+            return Err(cx.err(
+                "strategies:",
+                format!("strategy `{s}` needs the compile phase, where its shared EP context is made"),
+                &format!("set `backend_options: {{{only}: {{ep_context: \"1\"}}}}`"),
+            ));
+        }
+    }
+    Ok(())
 }
 
 fn inputs(cx: &Ctx<'_>, raw: &[String], base: &Path) -> Result<Vec<(String, PathBuf)>, YamlError> {

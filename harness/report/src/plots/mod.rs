@@ -65,6 +65,8 @@ pub const GREEN: RGBColor = RGBColor(0, 158, 115);
 pub const VERMILLION: RGBColor = RGBColor(213, 94, 0);
 /// Okabe-Ito sky blue.
 pub const SKY: RGBColor = RGBColor(86, 180, 233);
+/// Okabe-Ito reddish purple.
+pub const PURPLE: RGBColor = RGBColor(204, 121, 167);
 /// Text and axes grey.
 pub const GREY: RGBColor = RGBColor(90, 90, 90);
 
@@ -75,6 +77,7 @@ pub fn strategy_colour(s: Strategy) -> RGBColor {
         Strategy::UnifiedOrtAdapter => SKY,
         Strategy::SeparateResident => ORANGE,
         Strategy::SeparateReload => VERMILLION,
+        Strategy::SeparateSharedWeights => PURPLE,
     }
 }
 

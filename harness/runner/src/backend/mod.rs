@@ -13,6 +13,10 @@ use ort::session::builder::SessionBuilder;
 use quadbench_protocol::{PlanBackend, PlanRuntime};
 use std::path::Path;
 
+/// How an error that means "this device cannot serve it" starts: the host records such runs as
+/// unsupported (`RunState::Unsupported`), not failed.
+pub const UNSUPPORTED_PREFIX: &str = "backend unsupported on this device: ";
+
 #[derive(Debug)]
 pub enum BackendError {
     /// Not available on this device (reason given); the run is skipped.
@@ -24,7 +28,7 @@ pub enum BackendError {
 impl std::fmt::Display for BackendError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            BackendError::Unsupported(r) => write!(f, "backend unsupported on this device: {r}"),
+            BackendError::Unsupported(r) => write!(f, "{UNSUPPORTED_PREFIX}{r}"),
             BackendError::Failed(r) => write!(f, "backend configuration failed: {r}"),
         }
     }
