@@ -36,6 +36,7 @@ pub(crate) mod plan;
 pub(crate) mod quality;
 pub mod scheduler;
 pub(crate) mod sink;
+pub mod sweep;
 pub(crate) mod time;
 pub mod yaml;
 
