@@ -277,6 +277,7 @@ fn crossover_table(s: &Sweep, curves: &[Curve]) -> Table {
             Cell::num(Some(c.threshold), 1),
             Cell::num(x.lower.x(), 0),
             Cell::num(foundation_mb(s, &c.axis, x.lower), 1),
+            Cell::num(x.holds_until.and_then(|h| h.0.x()), 0),
             text(x.upper.text()),
             text(x.point.text()),
             text(x.lower.text()),
@@ -293,6 +294,7 @@ fn crossover_table(s: &Sweep, curves: &[Curve]) -> Table {
             col("threshold", "threshold", true),
             col("crossover", "crossover", true),
             col("crossover_foundation_mb", "crossover, foundation MB", true),
+            col("holds_up_to", "holds up to", true),
             col("upper_crosses", "CI upper bound crosses", false),
             col("ratio_crosses", "ratio crosses", false),
             col("lower_crosses", "CI lower bound crosses", false),
@@ -300,7 +302,7 @@ fn crossover_table(s: &Sweep, curves: &[Curve]) -> Table {
         ],
         rows,
         notes: vec![
-            "Crossover: the smallest axis value from which the claim's whole 95% interval is at or above the threshold at every larger grid point, interpolated between the two grid points around it, linearly in log(x) (linearly in x when an axis value is 0). Its uncertainty runs from where the interval's upper bound crosses to where its lower bound crosses; the ratio's own crossing lies between. On the width axis the crossover is also given as the foundation's (denoiser's) float32 weight MB, interpolated the same way.".into(),
+            "Crossover: the smallest axis value from which the claim's whole 95% interval is at or above the threshold at every larger grid point, interpolated between the two grid points around it, linearly in log(x) (linearly in x when an axis value is 0). Its uncertainty runs from where the interval's upper bound crosses to where its lower bound crosses; the ratio's own crossing lies between. On the width axis the crossover is also given as the foundation's (denoiser's) float32 weight MB, interpolated the same way. A claim that holds at the low end and stops holding (a falling curve) gets \"holds up to\": where its lower bound first falls below the threshold, interpolated the same way.".into(),
         ],
     }
 }

@@ -81,6 +81,11 @@ pub struct Crossover {
     pub upper: Crossing,
     /// Interpolated in log(x).
     pub log_x: bool,
+    /// For a claim that holds at the smallest swept value and stops holding later (a falling
+    /// curve, e.g. against the adapters' rank): where the interval's lower bound first falls
+    /// below the threshold, interpolated, and where the upper bound does (`None`: never within
+    /// the range).
+    pub holds_until: Option<(Crossing, Option<Crossing>)>,
 }
 
 impl Crossover {
@@ -96,6 +101,17 @@ impl Crossover {
                 up.text(),
                 self.point.text()
             ),
+            (Crossing::NotReached, _) if self.holds_until.is_some() => {
+                let (lo, hi) = self.holds_until.expect("checked");
+                format!(
+                    "holds at the low end, up to {} (where the interval's lower bound falls below the threshold; its upper bound {})",
+                    lo.text(),
+                    hi.map_or("stays above within the swept range".to_string(), |h| format!(
+                        "falls below at {}",
+                        h.text()
+                    ))
+                )
+            }
             (Crossing::NotReached, Crossing::NotReached) => {
                 format!("not reached within the swept range {span}: even the interval's upper bound stays below")
             }
@@ -129,6 +145,21 @@ fn crossing(xs: &[f64], ys: &[f64], threshold: f64, log_x: bool) -> Crossing {
     Crossing::At { x, between: (xs[i], xs[j]) }
 }
 
+/// Where `y`, at or above `threshold` at the smallest x, first falls below it, interpolated
+/// (`None`: below already at the smallest x, or never below).
+fn falls_below(xs: &[f64], ys: &[f64], threshold: f64, log_x: bool) -> Option<Crossing> {
+    let below = |y: f64| y.partial_cmp(&threshold).is_none_or(|o| o == std::cmp::Ordering::Less);
+    let k = ys.iter().position(|&y| below(y))?;
+    if k == 0 {
+        return None;
+    }
+    let (y0, y1) = (ys[k - 1], ys[k]);
+    let t = if y0 > y1 && y1.is_finite() { ((y0 - threshold) / (y0 - y1)).clamp(0.0, 1.0) } else { 1.0 };
+    let (a, b) = (xs[k - 1], xs[k]);
+    let x = if log_x { (a.ln() + t * (b.ln() - a.ln())).exp() } else { a + t * (b - a) };
+    Some(Crossing::At { x, between: (a, b) })
+}
+
 /// The crossover of a claim's curve (points in any order; sorted by x here).
 pub fn crossover(points: &[CurvePoint], threshold: f64) -> Crossover {
     let mut p = points.to_vec();
@@ -136,12 +167,15 @@ pub fn crossover(points: &[CurvePoint], threshold: f64) -> Crossover {
     let xs: Vec<f64> = p.iter().map(|c| c.x).collect();
     let log_x = xs.iter().all(|&x| x > 0.0);
     let of = |f: fn(&CurvePoint) -> f64| -> Vec<f64> { p.iter().map(f).collect() };
+    let (lo, hi) = (of(|c| c.lo), of(|c| c.hi));
+    let holds_until = falls_below(&xs, &lo, threshold, log_x).map(|l| (l, falls_below(&xs, &hi, threshold, log_x)));
     Crossover {
         threshold,
-        lower: crossing(&xs, &of(|c| c.lo), threshold, log_x),
+        lower: crossing(&xs, &lo, threshold, log_x),
         point: crossing(&xs, &of(|c| c.ratio), threshold, log_x),
-        upper: crossing(&xs, &of(|c| c.hi), threshold, log_x),
+        upper: crossing(&xs, &hi, threshold, log_x),
         log_x,
+        holds_until,
     }
 }
 
@@ -246,6 +280,22 @@ mod tests {
         // Only the upper bound gets there: the reading says it may hold beyond the range.
         let maybe = crossover(&curve(&[1.0, 2.0], &[3.0, 3.6], 0.5), 4.0);
         assert!(maybe.reading((1.0, 2.0)).contains("may hold beyond"), "{}", maybe.reading((1.0, 2.0)));
+    }
+
+    #[test]
+    fn a_falling_curve_holds_up_to_where_its_lower_bound_drops() {
+        // Ratio 8, 6, 4, 2 at x = 4, 8, 16, 32 (like storage against rank), intervals +-0.5.
+        let c = crossover(&curve(&[4.0, 8.0, 16.0, 32.0], &[8.0, 6.0, 4.0, 2.0], 0.5), 5.0);
+        assert_eq!(c.lower, Crossing::NotReached);
+        let (Crossing::At { x: lo, between }, Some(Crossing::At { x: hi, .. })) = c.holds_until.unwrap() else {
+            panic!("{c:?}")
+        };
+        // Lower bound 5.5 at 8, 3.5 at 16: falls to 5 a quarter of the log step after 8.
+        assert!((lo - 8.0 * 2f64.powf(0.25)).abs() < 1e-9 && between == (8.0, 16.0), "{lo}");
+        assert!(hi > lo, "{hi}");
+        assert!(c.reading((4.0, 32.0)).starts_with("holds at the low end, up to ~9.51"), "{}", c.reading((4.0, 32.0)));
+        // A rising curve has no such end.
+        assert!(crossover(&curve(&[1.0, 2.0], &[1.0, 9.0], 0.5), 4.0).holds_until.is_none());
     }
 
     #[test]

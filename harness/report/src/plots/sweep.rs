@@ -1,7 +1,8 @@
 //! A claim's ratio against one sweep axis: per series a line through the grid points with its
 //! 95% interval as a shaded band, the claim's threshold as a dashed line, and the crossover
 //! (where the interval's lower bound reaches the threshold for good) as a vertical marker with
-//! its uncertainty (from the upper bound's crossing) shaded. A log x axis when the values span
+//! its uncertainty (from the upper bound's crossing) shaded; for a claim that holds only at the
+//! low end, the marker is where its lower bound falls below. A log x axis when the values span
 //! 8x or more. Drawn from a sweep directory (`crate::sweep`), not from one results directory,
 //! so it is not in [`PLOTS`](super::PLOTS).
 
@@ -96,6 +97,9 @@ where
                 let shade = vec![(tx(from), y0), (tx(from), y1), (tx(x), y1), (tx(x), y0)];
                 chart.draw_series([Polygon::new(shade, c.mix(0.08).filled())])?;
             }
+            let marker = [(tx(x), y0), (tx(x), y1)];
+            chart.draw_series(DashedLineSeries::new(marker, 4, 4, c.stroke_width(1)))?;
+        } else if let Some(x) = xo.holds_until.and_then(|h| h.0.x()) {
             let marker = [(tx(x), y0), (tx(x), y1)];
             chart.draw_series(DashedLineSeries::new(marker, 4, 4, c.stroke_width(1)))?;
         }
