@@ -445,6 +445,11 @@ pub const RUNTIME_OVERHEAD_BYTES: u64 = 110_000_000;
 /// separate-reload 1.27). With 1.2, the first calibration, unified at width 8192 measured 1%
 /// above its estimate; hence 1.35.
 pub const SESSION_BYTES_PER_WEIGHT_BYTE: f64 = 1.35;
+/// Resident bytes per session besides its weights (graph, arena): the task-count sweep's
+/// separate-resident peak grew 16.1 MB per task with 9.05 MB of weights, 3.9 MB above 1.35x the
+/// weights (the rank sweep's ten sessions: 1.8 MB each); without it, separate-resident with 32
+/// tasks measured 5% above its estimate. Rounded up.
+pub const SESSION_OVERHEAD_BYTES: u64 = 8_000_000;
 /// Bytes the host needs per byte of denoiser weights to generate a package: the float64
 /// foundation (2x) and one encoded graph with its builder (2x).
 pub const GENERATOR_BYTES_PER_WEIGHT_BYTE: u64 = 4;
@@ -475,6 +480,7 @@ pub fn estimate(sc: &Scenario) -> Option<Vec<MemoryEstimate>> {
                 let n = sessions(s, p.tasks);
                 let adapters = if s == Strategy::Unified { 2 * p.adapter_weight_bytes() } else { 0 };
                 let peak = RUNTIME_OVERHEAD_BYTES
+                    + n * SESSION_OVERHEAD_BYTES
                     + (n as f64 * weights * SESSION_BYTES_PER_WEIGHT_BYTE) as u64
                     + adapters
                     + activations;

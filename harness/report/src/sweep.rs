@@ -22,8 +22,10 @@ pub const INDEX_FILE: &str = SWEEP_INDEX_FILE;
 pub const EXTRAPOLATE_BYTES: [f64; 2] = [1e9, 2e9];
 /// Metrics fitted per strategy.
 const FIT_METRICS: [Metric; 4] = [Metric::Switch, Metric::E2e, Metric::PeakRss, Metric::StorageTotal];
-/// R² below which a straight line is reported as not describing the data.
+/// R² below which a straight line is reported as not describing the data...
 pub const GOOD_FIT_R2: f64 = 0.9;
+/// ...unless its RMSE is within this fraction of the mean |y|: then y is flat in x.
+pub const FLAT_RMSE: f64 = 0.05;
 
 /// A sweep directory loaded: its index and each finished point's results (recomputed from the
 /// raw samples, as `quadbench report` does).
@@ -368,8 +370,14 @@ fn fits_table(models: &[CostModel]) -> Table {
             Cell::ci(Some(m.fit.predict(x)), Some(m.fit.prediction_interval(x)), 1)
         };
         let rmse = (m.fit.residuals.iter().map(|r| r * r).sum::<f64>() / m.fit.n as f64).sqrt();
+        let mean_abs = m.ys.iter().map(|y| y.abs()).sum::<f64>() / m.ys.len() as f64;
         let mut note = if m.fit.r2 >= GOOD_FIT_R2 {
             "fits".to_string()
+        } else if rmse <= FLAT_RMSE * mean_abs {
+            format!(
+                "flat: y hardly depends on x (RMSE within {:.0}% of its mean; R² is low because there is little variation to explain)",
+                FLAT_RMSE * 100.0
+            )
         } else {
             format!("poor fit (R² < {GOOD_FIT_R2}): a straight line does not describe it")
         };
