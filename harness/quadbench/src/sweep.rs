@@ -450,6 +450,10 @@ pub const SESSION_BYTES_PER_WEIGHT_BYTE: f64 = 1.35;
 /// weights (the rank sweep's ten sessions: 1.8 MB each); without it, separate-resident with 32
 /// tasks measured 5% above its estimate. Rounded up.
 pub const SESSION_OVERHEAD_BYTES: u64 = 8_000_000;
+/// Extra resident bytes when a point runs on a plugin EP (its library and, for QNN, the HTP
+/// libraries): the QNN sweep of README.md measured peaks of 202-213 MB against 121-126 MB
+/// estimated without it (84-87 MB more). Measured on qnn-htp only; applied to every plugin EP.
+pub const PLUGIN_EP_OVERHEAD_BYTES: u64 = 100_000_000;
 /// Bytes the host needs per byte of denoiser weights to generate a package: the float64
 /// foundation (2x) and one encoded graph with its builder (2x).
 pub const GENERATOR_BYTES_PER_WEIGHT_BYTE: u64 = 4;
@@ -473,6 +477,7 @@ pub fn estimate(sc: &Scenario) -> Option<Vec<MemoryEstimate>> {
     // Activations: a handful of token tensors of the encoder's width per request.
     let tokens = ((p.resolution / 4) * (p.resolution / 4)) as u64;
     let activations = 8 * tokens * (crate::package::filters::TOKEN_DIM as u64 + 64) * 4;
+    let plugin = if sc.backends.iter().any(|b| *b != Backend::Cpu) { PLUGIN_EP_OVERHEAD_BYTES } else { 0 };
     Some(
         sc.strategies
             .iter()
@@ -480,6 +485,7 @@ pub fn estimate(sc: &Scenario) -> Option<Vec<MemoryEstimate>> {
                 let n = sessions(s, p.tasks);
                 let adapters = if s == Strategy::Unified { 2 * p.adapter_weight_bytes() } else { 0 };
                 let peak = RUNTIME_OVERHEAD_BYTES
+                    + plugin
                     + n * SESSION_OVERHEAD_BYTES
                     + (n as f64 * weights * SESSION_BYTES_PER_WEIGHT_BYTE) as u64
                     + adapters
