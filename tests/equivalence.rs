@@ -57,7 +57,7 @@ fn unified_equals_merged_and_the_analytic_edit() {
     let res = 64;
     let m = package::reference::generate(
         dir.path(),
-        &ReferenceParams { tasks: 10, width: 128, resolution: res, steps: 3, seed: 5 },
+        &ReferenceParams { tasks: 10, width: 128, resolution: res, steps: 3, seed: 5, ..Default::default() },
     )
     .unwrap();
     let input_file = dir.path().join("astronaut.f32");

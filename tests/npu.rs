@@ -228,7 +228,7 @@ mod e2e {
         let tmp = tempfile::tempdir().unwrap();
         let m = package::reference::generate(
             tmp.path(),
-            &ReferenceParams { tasks: 2, width: 128, resolution: 64, steps: 1, seed: 7 },
+            &ReferenceParams { tasks: 2, width: 128, resolution: 64, steps: 1, seed: 7, ..Default::default() },
         )
         .unwrap();
         let r = run_raw(&m, tmp.path(), Strategy::Unified, "qnn-htp", "o1");
@@ -253,7 +253,7 @@ mod e2e {
         let (fp_dir, q_dir) = (tmp.path().join("fp32"), tmp.path().join("w8a16"));
         let m = package::reference::generate(
             &fp_dir,
-            &ReferenceParams { tasks: 3, width: 128, resolution: 64, steps: 2, seed: 7 },
+            &ReferenceParams { tasks: 3, width: 128, resolution: 64, steps: 2, seed: 7, ..Default::default() },
         )
         .unwrap();
         let t0 = std::time::Instant::now();

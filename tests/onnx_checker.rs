@@ -33,7 +33,14 @@ fn onnx_checker_accepts_every_reference_graph() {
     let d = tempfile::tempdir().unwrap();
     let m = quadbench::package::reference::generate(
         d.path(),
-        &quadbench::package::reference::ReferenceParams { tasks: 3, width: 64, resolution: 64, steps: 2, seed: 1 },
+        &quadbench::package::reference::ReferenceParams {
+            tasks: 3,
+            width: 64,
+            resolution: 64,
+            steps: 2,
+            seed: 1,
+            ..Default::default()
+        },
     )
     .unwrap();
     let graphs: Vec<String> = m

@@ -46,8 +46,11 @@ fn plan(m: &package::Manifest, strategy: Strategy) -> Plan {
 }
 
 fn small_package(dir: &Path) -> package::Manifest {
-    package::reference::generate(dir, &ReferenceParams { tasks: 3, width: 64, resolution: 64, steps: 2, seed: 5 })
-        .unwrap()
+    package::reference::generate(
+        dir,
+        &ReferenceParams { tasks: 3, width: 64, resolution: 64, steps: 2, seed: 5, ..Default::default() },
+    )
+    .unwrap()
 }
 
 fn output(ex: &mut Executor<'_>, task: &str, image: &ort::value::Tensor<f32>) -> Vec<f32> {

@@ -6,7 +6,11 @@ use common::*;
 use quadbench::package::{self, reference::ReferenceParams};
 
 fn small(dir: &std::path::Path, seed: u64) -> package::Manifest {
-    package::reference::generate(dir, &ReferenceParams { tasks: 3, width: 64, resolution: 64, steps: 2, seed }).unwrap()
+    package::reference::generate(
+        dir,
+        &ReferenceParams { tasks: 3, width: 64, resolution: 64, steps: 2, seed, ..Default::default() },
+    )
+    .unwrap()
 }
 
 #[test]
@@ -87,7 +91,7 @@ fn adapter_with_wrong_shapes_is_rejected() {
     // An adapter made for another package width has wrong deep-slot shapes.
     let m2 = package::reference::generate(
         other.path(),
-        &ReferenceParams { tasks: 3, width: 32, resolution: 64, steps: 2, seed: 1 },
+        &ReferenceParams { tasks: 3, width: 32, resolution: 64, steps: 2, seed: 1, ..Default::default() },
     )
     .unwrap();
     std::fs::copy(other.path().join(&m2.pipeline.tasks[0].adapter), d.path().join(&m.pipeline.tasks[0].adapter))

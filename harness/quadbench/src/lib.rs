@@ -41,6 +41,7 @@ pub mod qualify;
 pub(crate) mod quality;
 pub mod scheduler;
 pub(crate) mod sink;
+pub mod sweep;
 pub(crate) mod time;
 pub mod yaml;
 

@@ -1,6 +1,7 @@
 //! Reports regenerated from a results directory alone (`results.json` + `samples/*.csv`, plus
 //! `inputs/` and `outputs/` images for the HTML gallery when present): tables in Markdown,
 //! LaTeX (booktabs) and CSV, plots (SVG + PNG), JSON, JUnit XML and a self-contained HTML page.
+//! From a sweep directory: claims against each axis, crossovers and cost models ([`sweep`]).
 //! From the history across nights (a [`history::RegressionReport`]): the trend dashboard
 //! ([`dashboard`]) and the PyTorch/ExecuTorch benchmark v3 records ([`export_v3`]).
 //!
@@ -26,6 +27,8 @@ pub mod plots;
 pub mod regress;
 pub mod regress_out;
 pub mod stats;
+pub mod sweep;
+pub mod sweep_fit;
 pub mod tables;
 
 /// The history types the dashboard and the v3 export render.
@@ -93,6 +96,14 @@ pub enum ReportError {
         /// Which artefact.
         what: String,
         /// What went wrong.
+        message: String,
+    },
+    /// A sweep directory's index cannot be read.
+    #[error("{path}: {message}\n  hint: pass the directory of a `quadbench sweep` (it holds sweep.json)")]
+    Sweep {
+        /// The index file.
+        path: String,
+        /// What is wrong.
         message: String,
     },
     /// An artefact cannot be written.

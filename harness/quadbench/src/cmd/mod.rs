@@ -23,6 +23,7 @@ pub mod regressions;
 pub mod report;
 pub mod run;
 pub mod runtime;
+pub mod sweep;
 pub mod verify;
 
 use clap::{Parser, Subcommand};
@@ -55,6 +56,9 @@ enum Command {
     /// Regenerate tables, plots, JUnit XML and report.html from a results directory (results.json
     /// and samples/ alone); byte-identical for the same inputs.
     Report(report::ReportArgs),
+    /// Run a base scenario once per point of a sweep (package parameters, backend, precision,
+    /// strategies) and draw each claim against each axis, its crossover point and cost models.
+    Sweep(sweep::SweepArgs),
     /// Mixed-precision ablation: run a quantized scenario once per W8A8:W8A16 layer ratio and
     /// tabulate quality (vs FP32 goldens) and latency per ratio.
     Ablation(ablation::AblationArgs),
@@ -103,6 +107,7 @@ pub fn main() -> i32 {
         Command::Report(a) => report::report(a),
         Command::Ablation(a) => ablation::ablation(a),
         Command::Infer(a) => infer::infer(a),
+        Command::Sweep(a) => sweep::sweep(a),
         Command::Package(c) => package::package(c),
         Command::Runtime(c) => runtime::runtime(c),
         Command::Compare(a) => compare::compare(a),

@@ -44,6 +44,9 @@ pub struct ReferenceArgs {
     /// Seed of all generated weights.
     #[arg(long, default_value_t = ReferenceParams::default().seed)]
     seed: u64,
+    /// Rank of the deep-branch LoRA slots.
+    #[arg(long, default_value_t = ReferenceParams::default().rank)]
+    rank: usize,
 }
 
 #[derive(Args)]
@@ -93,7 +96,14 @@ pub fn package(c: PackageCmd) -> i32 {
 }
 
 fn reference(a: ReferenceArgs) -> i32 {
-    let p = ReferenceParams { tasks: a.tasks, width: a.width, resolution: a.resolution, steps: a.steps, seed: a.seed };
+    let p = ReferenceParams {
+        tasks: a.tasks,
+        width: a.width,
+        resolution: a.resolution,
+        steps: a.steps,
+        seed: a.seed,
+        rank: a.rank,
+    };
     match package::reference::generate(&a.out, &p) {
         Ok(m) => {
             println!("{}", a.out.join(MANIFEST_FILE).display());

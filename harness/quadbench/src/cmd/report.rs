@@ -1,4 +1,5 @@
-//! `quadbench report DIR`: regenerate every report artefact from a results directory.
+//! `quadbench report DIR`: regenerate every report artefact from a results directory (or, for a
+//! sweep directory, the sweep's tables and plots).
 
 use super::exit::{self, Classify};
 use std::path::{Path, PathBuf};
@@ -17,7 +18,13 @@ pub struct ReportArgs {
 
 pub fn report(a: ReportArgs) -> i32 {
     use crate::report;
-    let artefacts = match report::Report::load(&a.dir).and_then(|r| report::render(&r, &a.format)) {
+    // A sweep directory regenerates the sweep's own tables and plots.
+    let artefacts = if a.dir.join(report::sweep::INDEX_FILE).is_file() {
+        report::sweep::render(&a.dir)
+    } else {
+        report::Report::load(&a.dir).and_then(|r| report::render(&r, &a.format))
+    };
+    let artefacts = match artefacts {
         Ok(x) => x,
         Err(e) => return exit::fail(&e),
     };

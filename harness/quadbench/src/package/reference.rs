@@ -31,8 +31,10 @@ pub const LATENT_DIM: usize = 64;
 const DEEP_BLOCK: usize = 8;
 /// Rank of the edit slot (covers any 48-output patch map).
 const COND_RANK: usize = PATCH_DIM;
-/// Rank of the deep-branch slots.
-const DEEP_RANK: usize = 8;
+/// Default rank of the deep-branch slots ([`ReferenceParams::rank`]).
+pub const DEEP_RANK: usize = 8;
+/// Largest deep-branch rank: an adapter of rank 512 at width 8192 is already 30 MB per slot.
+pub const MAX_RANK: usize = 512;
 /// Scale of the deep branch's output projection (see module docs).
 const DEEP_OUT_SCALE: f64 = 0.003;
 
@@ -48,6 +50,15 @@ pub struct ReferenceParams {
     pub resolution: usize,
     pub steps: usize,
     pub seed: u64,
+    /// Rank of the deep-branch LoRA slots (`deep.down`, `deep.up`); the edit slot's rank is fixed
+    /// by the edit. Left out of the manifest and the cache key at its default ([`DEEP_RANK`]),
+    /// so packages made before it existed keep their bytes and names.
+    #[serde(skip_serializing_if = "is_default_rank")]
+    pub rank: usize,
+}
+
+fn is_default_rank(r: &usize) -> bool {
+    *r == DEEP_RANK
 }
 
 /// Largest image side of the reference package: a 4096 px square is 200 MB of f32 activations
@@ -57,7 +68,7 @@ pub const MAX_RESOLUTION: usize = 4096;
 
 impl Default for ReferenceParams {
     fn default() -> Self {
-        ReferenceParams { tasks: 10, width: 1024, resolution: 256, steps: 4, seed: 7 }
+        ReferenceParams { tasks: 10, width: 1024, resolution: 256, steps: 4, seed: 7, rank: DEEP_RANK }
     }
 }
 
@@ -84,15 +95,35 @@ impl ReferenceParams {
         if self.width < 16 || self.width > 8192 {
             return bad(format!("width {} must be between 16 and 8192", self.width));
         }
+        if self.rank == 0 || self.rank > MAX_RANK {
+            return bad(format!("rank {} must be between 1 and {MAX_RANK}; the default is {DEEP_RANK}", self.rank));
+        }
         Ok(())
     }
 
-    /// Stable short key for caching.
+    /// Stable short key for caching (`-rk<rank>` only when the rank is not the default, so
+    /// existing keys and package names stay as they were).
     pub fn cache_key(&self) -> String {
+        let rank = if is_default_rank(&self.rank) { String::new() } else { format!("-rk{}", self.rank) };
         format!(
-            "ref{GENERATOR_REVISION}-t{}-w{}-r{}-s{}-seed{}",
+            "ref{GENERATOR_REVISION}-t{}-w{}-r{}-s{}-seed{}{rank}",
             self.tasks, self.width, self.resolution, self.steps, self.seed
         )
+    }
+
+    /// Bytes of the float32 weights of the unified denoiser (foundation only, no adapter): the
+    /// deep branch's four layers with their biases and the edit projection. Known before the
+    /// package is generated, so a sweep can guard memory without making it.
+    pub fn denoiser_weight_bytes(&self) -> u64 {
+        let (deep_in, w) = ((LATENT_DIM * DEEP_BLOCK * DEEP_BLOCK) as u64, self.width as u64);
+        let deep = deep_in * w + 2 * w * w + w * deep_in + 3 * w + deep_in;
+        4 * (deep + (TOKEN_DIM * LATENT_DIM) as u64)
+    }
+
+    /// Bytes of one task's adapter tensors (float32): the edit slot and the two deep slots.
+    pub fn adapter_weight_bytes(&self) -> u64 {
+        let (deep_in, w, r) = ((LATENT_DIM * DEEP_BLOCK * DEEP_BLOCK) as u64, self.width as u64, self.rank as u64);
+        4 * ((TOKEN_DIM + LATENT_DIM) as u64 * COND_RANK as u64 + (deep_in + w) * r * 2)
     }
 }
 
@@ -221,12 +252,12 @@ fn adapter(p: &ReferenceParams, f: &Foundation, edit: &Edit, index: usize) -> BT
     let cond = Lora { a: delta.mul(&m.t()), b: m.mul(&f.basis) };
     let deep_in = LATENT_DIM * DEEP_BLOCK * DEEP_BLOCK;
     let down = Lora {
-        a: Mat::random(deep_in, DEEP_RANK, 1.0 / (deep_in as f64).sqrt(), &mut rng),
-        b: Mat::random(DEEP_RANK, p.width, 0.05, &mut rng),
+        a: Mat::random(deep_in, p.rank, 1.0 / (deep_in as f64).sqrt(), &mut rng),
+        b: Mat::random(p.rank, p.width, 0.05, &mut rng),
     };
     let up = Lora {
-        a: Mat::random(p.width, DEEP_RANK, 1.0 / (p.width as f64).sqrt(), &mut rng),
-        b: Mat::random(DEEP_RANK, deep_in, DEEP_OUT_SCALE * 0.3 / (DEEP_RANK as f64).sqrt(), &mut rng),
+        a: Mat::random(p.width, p.rank, 1.0 / (p.width as f64).sqrt(), &mut rng),
+        b: Mat::random(p.rank, deep_in, DEEP_OUT_SCALE * 0.3 / (p.rank as f64).sqrt(), &mut rng),
     };
     BTreeMap::from([("cond_proj", cond), ("deep.down", down), ("deep.up", up)])
 }
@@ -236,8 +267,8 @@ fn slots(p: &ReferenceParams) -> Vec<(&'static str, &'static str, &'static str, 
     let deep_in = LATENT_DIM * DEEP_BLOCK * DEEP_BLOCK;
     vec![
         ("cond_proj", "denoiser.cond_proj", "lora_cond_proj_a", "lora_cond_proj_b", TOKEN_DIM, LATENT_DIM, COND_RANK),
-        ("deep.down", "denoiser.deep.down", "lora_deep_down_a", "lora_deep_down_b", deep_in, p.width, DEEP_RANK),
-        ("deep.up", "denoiser.deep.up", "lora_deep_up_a", "lora_deep_up_b", p.width, deep_in, DEEP_RANK),
+        ("deep.down", "denoiser.deep.down", "lora_deep_down_a", "lora_deep_down_b", deep_in, p.width, p.rank),
+        ("deep.up", "denoiser.deep.up", "lora_deep_up_a", "lora_deep_up_b", p.width, deep_in, p.rank),
     ]
 }
 
@@ -502,4 +533,41 @@ pub fn generate(out: &Path, p: &ReferenceParams) -> Result<Manifest, PackageErro
         ])),
     };
     manifest::finalize_and_write(out, raw)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_rank_keys_the_package_only_when_it_is_not_the_default() {
+        let d = ReferenceParams::default();
+        assert_eq!(d.cache_key(), "ref2-t10-w1024-r256-s4-seed7", "existing keys and package names unchanged");
+        assert!(!serde_json::to_string(&d).unwrap().contains("rank"), "nor the manifest's generator params");
+        let r = ReferenceParams { rank: 32, ..d.clone() };
+        assert_eq!(r.cache_key(), "ref2-t10-w1024-r256-s4-seed7-rk32");
+        assert!(serde_json::to_string(&r).unwrap().contains("\"rank\":32"));
+        assert!(r.adapter_weight_bytes() > d.adapter_weight_bytes());
+        assert_eq!(r.denoiser_weight_bytes(), d.denoiser_weight_bytes(), "the rank is the adapters' only");
+        assert!(ReferenceParams { rank: 0, ..d.clone() }.validate().is_err());
+        assert!(ReferenceParams { rank: MAX_RANK + 1, ..d }.validate().is_err());
+    }
+
+    #[test]
+    fn a_generated_package_has_deep_slots_of_the_rank_and_adapters_of_the_computed_size() {
+        let t = tempfile::tempdir().unwrap();
+        let p = ReferenceParams { tasks: 2, width: 32, resolution: 64, steps: 1, seed: 1, rank: 4 };
+        let m = generate(t.path(), &p).unwrap();
+        let ranks: Vec<(&str, usize)> = m.raw.lora_slots.iter().map(|s| (s.name.as_str(), s.rank)).collect();
+        assert_eq!(ranks, [("cond_proj", COND_RANK), ("deep.down", 4), ("deep.up", 4)]);
+        let adapter = m.raw.files.iter().find(|f| f.path.starts_with("adapters/")).unwrap();
+        // The safetensors file is its tensors plus a small JSON header.
+        let tensors = p.adapter_weight_bytes();
+        assert!(adapter.bytes > tensors && adapter.bytes < tensors + 2048, "{} vs {tensors}", adapter.bytes);
+        assert!(m.raw.name.ends_with("-rk4"));
+        // The unified denoiser graph is its weights plus graph structure and small constants.
+        let den = m.raw.files.iter().find(|f| f.path == "denoiser.onnx").unwrap();
+        let weights = p.denoiser_weight_bytes();
+        assert!(den.bytes > weights && den.bytes < weights + 16_384, "{} vs {weights}", den.bytes);
+    }
 }

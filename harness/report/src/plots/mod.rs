@@ -1,12 +1,14 @@
 //! Plots, one file each, registered in [`PLOTS`]; each is drawn once per backend (SVG and PNG)
 //! by the same generic function. Text uses the bundled DejaVu Sans (no system fonts), colours
 //! the Okabe-Ito colour-blind-safe palette. [`trend`] draws the dashboard's small multiples from
-//! the history (SVG only), not from a results directory, so it is not in [`PLOTS`].
+//! the history (SVG only), not from a results directory, so it is not in [`PLOTS`]; nor is
+//! [`sweep`], a claim against a sweep axis, drawn from a sweep directory.
 
 mod latency;
 mod memory;
 mod quality;
 mod storage;
+pub mod sweep;
 mod timeline;
 pub mod trend;
 
@@ -126,19 +128,29 @@ where
     S: FnOnce(&DrawingArea<SVGBackend<'_>, Shift>) -> DrawResult,
     P: FnOnce(&DrawingArea<BitMapBackend<'_>, Shift>) -> DrawResult,
 {
-    let err = |e: Box<dyn std::error::Error>| ReportError::Plot { plot: name.into(), message: e.to_string() };
     let svg_text = render_svg(name, (w, h), svg)?;
+    let png_bytes = render_png(name, (w, h), png)?;
+    Ok(Some(Rendered { name, title: title.into(), svg: svg_text, png: png_bytes }))
+}
+
+/// Draw a plot as PNG (on a white background).
+pub fn render_png<P>(name: &str, (w, h): (u32, u32), draw: P) -> Result<Vec<u8>, ReportError>
+where
+    P: FnOnce(&DrawingArea<BitMapBackend<'_>, Shift>) -> DrawResult,
+{
+    ensure_font();
+    let err = |e: Box<dyn std::error::Error>| ReportError::Plot { plot: name.into(), message: e.to_string() };
     let mut buf = vec![0u8; (w * h * 3) as usize];
     {
         let root = BitMapBackend::with_buffer(&mut buf, (w, h)).into_drawing_area();
         root.fill(&WHITE).map_err(|e| err(e.into()))?;
-        png(&root).map_err(err)?;
+        draw(&root).map_err(err)?;
         root.present().map_err(|e| err(e.into()))?;
     }
     let mut png_bytes = Vec::new();
     let img = image::RgbImage::from_raw(w, h, buf).ok_or_else(|| err("bitmap size mismatch".into()))?;
     img.write_to(&mut std::io::Cursor::new(&mut png_bytes), image::ImageFormat::Png).map_err(|e| err(e.into()))?;
-    Ok(Some(Rendered { name, title: title.into(), svg: svg_text, png: png_bytes }))
+    Ok(png_bytes)
 }
 
 /// Draw a plot as SVG only (on a white background).

@@ -22,6 +22,11 @@ pub trait PackageSource: std::fmt::Debug + Send + Sync {
     fn resolve(&self, cache: &Path, rep: &mut dyn Reporter) -> Result<PathBuf, PackageError>;
     /// One line for people: what this source is.
     fn describe(&self) -> String;
+    /// The generator parameters when this is the generated reference package (what a sweep's
+    /// package axes vary); `None` for a package made elsewhere.
+    fn reference(&self) -> Option<&super::reference::ReferenceParams> {
+        None
+    }
 }
 
 /// Validates a source's scenario section into the source.

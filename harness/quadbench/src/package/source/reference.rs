@@ -1,4 +1,4 @@
-//! `package: {reference: {tasks, width, resolution, steps, seed}}`: the generated reference
+//! `package: {reference: {tasks, width, resolution, steps, seed, rank}}`: the generated reference
 //! package (`crate::package::reference`), cached by its parameters.
 
 use super::{PackageSource, SourceKind};
@@ -25,6 +25,8 @@ struct RawReference {
     steps: Option<usize>,
     #[serde(default)]
     seed: Option<u64>,
+    #[serde(default)]
+    rank: Option<usize>,
 }
 
 /// The reference package with these parameters.
@@ -37,7 +39,7 @@ fn parse(value: serde_json::Value, _base: &Path) -> Result<Arc<dyn PackageSource
         KeyError::new(
             "reference",
             format!("reference package parameters: {e}"),
-            "keys: tasks, width, resolution, steps, seed (all optional), e.g. `reference: {tasks: 10}`",
+            "keys: tasks, width, resolution, steps, seed, rank (all optional), e.g. `reference: {tasks: 10}`",
         )
     })?;
     let d = ReferenceParams::default();
@@ -47,6 +49,7 @@ fn parse(value: serde_json::Value, _base: &Path) -> Result<Arc<dyn PackageSource
         resolution: r.resolution.unwrap_or(d.resolution),
         steps: r.steps.unwrap_or(d.steps),
         seed: r.seed.unwrap_or(d.seed),
+        rank: r.rank.unwrap_or(d.rank),
     };
     p.validate().map_err(|e| KeyError::new("reference", e.to_string(), ""))?;
     Ok(Arc::new(Reference(p)))
@@ -69,5 +72,9 @@ impl PackageSource for Reference {
 
     fn describe(&self) -> String {
         format!("reference package {}", self.0.cache_key())
+    }
+
+    fn reference(&self) -> Option<&ReferenceParams> {
+        Some(&self.0)
     }
 }
