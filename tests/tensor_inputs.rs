@@ -152,11 +152,15 @@ fn bad_tensor_inputs_exit_2_naming_the_line() {
     npy::write(&d.path().join("renamed.npz"), &BTreeMap::from([("cnd".to_string(), cond.clone())])).unwrap();
     let short = Array { shape: vec![cond.data.len() - 1], data: cond.data[1..].to_vec() };
     npy::write(&d.path().join("short.npz"), &BTreeMap::from([("cond".to_string(), short)])).unwrap();
+    let mut nan = cond.clone();
+    nan.data[0] = f32::NAN;
+    npy::write(&d.path().join("nan.npz"), &BTreeMap::from([("cond".to_string(), nan)])).unwrap();
     let cases = [
         ("tensor_inputs: [missing.npz]\n", "tensor input file `missing.npz` not found"),
         ("tensor_inputs: [cond_a.npz, cond_b.npz, cond_a.npz]\n", "3 tensor input files listed for 2 input images"),
         ("tensor_inputs: [renamed.npz]\n", "no array `cond`"),
         ("tensor_inputs: [short.npz]\n", "the package needs"),
+        ("tensor_inputs: [nan.npz]\n", "NaN or infinite"),
         ("", "the scenario feeds none"),
     ];
     for (extra, want) in cases {

@@ -62,7 +62,7 @@ pub fn load(
 }
 
 /// Each file against the package's `source: tensor` inputs: every one present (by graph input
-/// name) with the package's shape. A package with such inputs and a scenario without files is
+/// name) with the package's shape and finite values. A package with such inputs and a scenario without files is
 /// refused here too, naming the input (the runner would fail every run on it).
 pub fn check(sc_path: &Path, files: &[TensorInputFile], m: &Manifest) -> Result<(), YamlError> {
     let text = std::fs::read_to_string(sc_path).unwrap_or_default();
@@ -111,6 +111,15 @@ pub fn check(sc_path: &Path, files: &[TensorInputFile], m: &Manifest) -> Result<
                     &f.written,
                     format!("{}: `{name}` has shape {:?}, the package needs {shape:?}", f.path.display(), a.shape),
                     &format!("save `{name}` with shape {shape:?}"),
+                ));
+            }
+            if a.data.iter().any(|v| !v.is_finite()) {
+                return Err(YamlError::at(
+                    sc_path,
+                    &text,
+                    &f.written,
+                    format!("{}: `{name}` holds NaN or infinite values", f.path.display()),
+                    "feed finite values (the runner refuses them too)",
                 ));
             }
         }
