@@ -148,7 +148,10 @@ mod e2e {
                 max_duration_ms: 60_000,
                 capture_timed_outputs: false,
             },
-            inputs: INPUTS.iter().map(|n| PlanInput { name: n.to_string(), tensor: format!("{n}.f32") }).collect(),
+            inputs: INPUTS
+                .iter()
+                .map(|n| PlanInput { name: n.to_string(), tensor: format!("{n}.f32"), tensors: Default::default() })
+                .collect(),
             output_dir: out.into(),
             heartbeat_ms: 1000,
             storage: Storage::default(),

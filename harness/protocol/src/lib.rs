@@ -156,7 +156,7 @@ pub enum Source {
     /// One side of a LoRA slot (`a` or `b`), bound from the active task's adapter.
     Lora { slot: String, part: LoraPart },
     /// A tensor given with each request under the stage input's name (`quadbench infer --inputs
-    /// FILE.npz`); scenarios do not feed these yet.
+    /// FILE.npz`; in scenario runs `tensor_inputs`, carried by [`PlanInput::tensors`]).
     Tensor,
     /// Seeded Gaussian noise `N(0, std^2)` of the input's shape, the same for every request (a
     /// sampler's initial latent): `rng::SplitMix64::derive(seed, "<stage>/<input>")`.
@@ -326,6 +326,10 @@ pub struct PlanInput {
     pub name: String,
     /// Raw f32 NCHW file (little endian) of the expected image size, relative to the plan dir.
     pub tensor: String,
+    /// Values of the `source: tensor` stage inputs for requests on this input: graph input
+    /// name -> raw little-endian f32 file of that input's shape, relative to the plan dir.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub tensors: BTreeMap<String, String>,
 }
 
 /// Storage a strategy needs on the device, measured by the host on the files it pushed.

@@ -12,6 +12,7 @@ pub mod sysinfo;
 
 use pipeline::{Executor, RequestTiming, Samples};
 use quadbench_protocol::*;
+use std::collections::HashMap;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -175,6 +176,36 @@ fn conv_slots_supported(plan: &Plan) -> Result<(), String> {
     Ok(())
 }
 
+/// Each plan input's per-request tensors (`PlanInput::tensors`), loaded once, by stage input
+/// name, each with the shape its `source: tensor` stage input declares.
+fn request_tensors(plan: &Plan, dir: &Path) -> Result<Vec<HashMap<String, ort::value::Tensor<f32>>>, String> {
+    let declared: HashMap<&str, &[i64]> = plan
+        .pipeline
+        .stages
+        .iter()
+        .flat_map(|s| &s.inputs)
+        .filter(|i| i.source == Source::Tensor)
+        .map(|i| (i.tensor.name.as_str(), i.tensor.shape.as_slice()))
+        .collect();
+    plan.inputs
+        .iter()
+        .map(|pi| {
+            pi.tensors
+                .iter()
+                .map(|(name, file)| {
+                    let shape = declared.get(name.as_str()).ok_or_else(|| {
+                        format!(
+                            "plan input `{}` carries tensor `{name}`, which no stage input takes as `source: tensor`",
+                            pi.name
+                        )
+                    })?;
+                    Ok((name.clone(), pipeline::load_input(&dir.join(file), shape)?))
+                })
+                .collect()
+        })
+        .collect()
+}
+
 fn push(samples: &mut Samples, key: &str, v: f64) {
     samples.entry(key.to_string()).or_default().push(v);
 }
@@ -244,8 +275,10 @@ fn run_phases(plan: &Plan, dir: &Path, m: &Monitor, r: &mut RunResult) -> Result
         .iter()
         .map(|i| Ok((i.name.clone(), pipeline::load_input(&dir.join(&i.tensor), &shape)?)))
         .collect::<Result<Vec<_>, String>>()?;
+    let request_sets = request_tensors(plan, dir)?;
     let tasks: Vec<String> = plan.pipeline.tasks.iter().map(|t| t.name.clone()).collect();
     let mut ex = Executor::new(plan, dir, &env)?;
+    ex.set_request_sets(request_sets);
     ex.compiled = compiled;
     ex.init(&tasks[0])?;
     r.sessions =
@@ -258,6 +291,7 @@ fn run_phases(plan: &Plan, dir: &Path, m: &Monitor, r: &mut RunResult) -> Result
     let t0 = Instant::now();
     ex.switch_to(&tasks[0])?;
     let mut timing = RequestTiming::default();
+    ex.use_request(0);
     ex.run(&tasks[0], &inputs[0].1, &mut timing)?;
     r.first_inference_ms = t0.elapsed().as_secs_f64() * 1e3;
     m.requests.fetch_add(1, Ordering::Relaxed);
@@ -300,6 +334,7 @@ fn run_phases(plan: &Plan, dir: &Path, m: &Monitor, r: &mut RunResult) -> Result
             let t_sw = Instant::now();
             let load_ms = if k == 0 { ex.switch_to(&task)? } else { 0.0 };
             let mut timing = RequestTiming::default();
+            ex.use_request(input_no);
             let img = ex.run(&task, input, &mut timing)?;
             let latency = t_sw.elapsed().as_secs_f64() * 1e3;
             // After the request's timing: what this request computed, kept for TEST01.
@@ -369,8 +404,9 @@ fn run_phases(plan: &Plan, dir: &Path, m: &Monitor, r: &mut RunResult) -> Result
     let reset = begin_phase(m, "outputs");
     for t in &tasks {
         ex.switch_to(t)?;
-        for (name, input) in &inputs {
+        for (k, (name, input)) in inputs.iter().enumerate() {
             let mut timing = RequestTiming::default();
+            ex.use_request(k);
             let img = ex.run(t, input, &mut timing)?;
             let rel = format!("{}/{t}__{name}.png", plan.output_dir);
             pipeline::write_png(&img, &dir.join(&rel))?;

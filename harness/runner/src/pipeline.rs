@@ -132,8 +132,10 @@ pub struct Executor<'p> {
     schedules: HashMap<(String, u32), Tensor<f32>>,
     /// `<stage>/<input>` -> seeded noise (made once).
     noise: HashMap<String, Tensor<f32>>,
-    /// Per-request tensors by stage input name (`Source::Tensor`).
-    request: HashMap<String, Tensor<f32>>,
+    /// Per-request tensor sets (`Source::Tensor`), one per request input, by stage input name.
+    request: Vec<HashMap<String, Tensor<f32>>>,
+    /// The set the next requests use.
+    request_no: usize,
     /// Session creations: (name, graph, ms).
     pub created: Vec<(String, String, f64)>,
     /// Graph -> compiled EP-context graph loaded in its place (see `compile`).
@@ -176,7 +178,8 @@ impl<'p> Executor<'p> {
             ort_adapter: None,
             schedules,
             noise,
-            request: HashMap::new(),
+            request: Vec::new(),
+            request_no: 0,
             created: Vec::new(),
             compiled: HashMap::new(),
         })
@@ -357,7 +360,19 @@ impl<'p> Executor<'p> {
 
     /// The tensors the next requests feed to `Source::Tensor` inputs, by input name.
     pub fn set_request_tensors(&mut self, tensors: HashMap<String, Tensor<f32>>) {
-        self.request = tensors;
+        self.request = vec![tensors];
+        self.request_no = 0;
+    }
+
+    /// The tensor sets of the plan's inputs (in order); [`Self::use_request`] picks one.
+    pub fn set_request_sets(&mut self, sets: Vec<HashMap<String, Tensor<f32>>>) {
+        self.request = sets;
+        self.request_no = 0;
+    }
+
+    /// Feed the next requests the tensors of input `k` (no copy: the sets are loaded once).
+    pub fn use_request(&mut self, k: usize) {
+        self.request_no = k;
     }
 
     /// Run one request of the active task on `image`. Returns the final image tensor.
@@ -421,10 +436,11 @@ impl<'p> Executor<'p> {
                         }
                         Source::Tensor => self
                             .request
-                            .get(&i.tensor.name)
+                            .get(self.request_no)
+                            .and_then(|m| m.get(&i.tensor.name))
                             .ok_or_else(|| {
                                 format!(
-                                    "stage `{}` input `{}` is a per-request tensor and this request has none (scenarios feed images only; use `quadbench infer --inputs FILE.npz`)",
+                                    "stage `{}` input `{}` is a per-request tensor and this request has none (give it in the scenario's `tensor_inputs` or `quadbench infer --inputs FILE.npz`)",
                                     st.name, i.tensor.name
                                 )
                             })?

@@ -5,6 +5,7 @@
 pub mod checkout;
 pub mod device;
 pub mod scenario;
+pub mod tensor_inputs;
 
 pub use device::DeviceProfile;
 pub use scenario::{Scenario, ThrottleConfig};

@@ -51,6 +51,9 @@ pub struct RawScenario {
     /// Input image names (bundled examples, or files of the checkout's `golden/inputs/`) or
     /// paths relative to the scenario.
     pub inputs: Vec<String>,
+    /// Per-request tensor inputs: `.npz` files relative to the scenario (see `tensor_inputs`).
+    #[serde(default)]
+    pub tensor_inputs: Vec<String>,
     pub workload: RawWorkload,
     #[serde(default)]
     pub threads: usize,
@@ -202,6 +205,8 @@ pub struct Scenario {
     pub precision: String,
     pub strategies: Vec<Strategy>,
     pub inputs: Vec<(String, PathBuf)>,
+    /// Values of the package's `source: tensor` inputs: none, one for every image, or one per image.
+    pub tensor_inputs: Vec<super::tensor_inputs::TensorInputFile>,
     pub workload: PlanWorkload,
     pub threads: usize,
     pub backend_options: BTreeMap<Backend, BTreeMap<String, String>>,
@@ -322,6 +327,7 @@ impl Scenario {
         }
         let devices = raw.devices.iter().map(|d| base.join(d)).collect();
         let inputs = inputs(&cx, &raw.inputs, base)?;
+        let tensor_inputs = super::tensor_inputs::load(path, text, &raw.tensor_inputs, base, inputs.len())?;
         let workload = workload(&cx, &raw.workload)?;
         let claims = claims(&cx, &raw.claims, &parse_strategy)?;
         let golden_root = match raw.quality.as_ref().and_then(|q| q.golden_dir.as_ref()) {
@@ -347,6 +353,7 @@ impl Scenario {
             precision: raw.precision,
             strategies,
             inputs,
+            tensor_inputs,
             workload,
             threads: cx.range("threads", raw.threads, limits::THREADS)?,
             replicates: cx.range("replicates", raw.replicates, limits::REPLICATES)?,

@@ -151,6 +151,7 @@ pub fn run_scenario(sc: &Scenario, opts: &RunOptions, rep: &mut dyn Reporter) ->
         }
     }
     let pkg = sc.package.resolve(&opts.package_cache, &sc.inputs, rep)?;
+    crate::config::tensor_inputs::check(&sc.path, &sc.tensor_inputs, &pkg.manifest)?;
     rep.event(&Event::Step { message: "locating ONNX Runtime".into() });
     let ort = quadbench_runtime::ensure_onnxruntime()?;
     std::fs::create_dir_all(out).map_err(out_err)?;
@@ -165,6 +166,9 @@ pub fn run_scenario(sc: &Scenario, opts: &RunOptions, rep: &mut dyn Reporter) ->
         Default::default()
     };
     let inputs = prepare_inputs(sc, &pkg.manifest, out)?;
+    let request_tensors =
+        crate::config::tensor_inputs::stage(&sc.tensor_inputs, &pkg.manifest, &inputs, &out.join("inputs"))
+            .map_err(|e| RunError::Output { path: out.join("inputs").display().to_string(), source: e })?;
     let ort_adapters = prepare_ort_adapters(sc, &pkg, out)?;
     let header = header(sc, &pkg, devices);
     let specs = crate::plan::runs(sc, &profiles);
@@ -194,6 +198,7 @@ pub fn run_scenario(sc: &Scenario, opts: &RunOptions, rep: &mut dyn Reporter) ->
         m: &pkg.manifest,
         pkg_dir: &pkg.dir,
         inputs: &inputs,
+        request_tensors: &request_tensors,
         ort_adapters: &ort_adapters,
         out,
         host_output_error: Default::default(),

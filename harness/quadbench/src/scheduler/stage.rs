@@ -22,6 +22,8 @@ pub struct Shared<'a> {
     pub m: &'a Manifest,
     pub pkg_dir: &'a Path,
     pub inputs: &'a [(String, PathBuf)],
+    /// Per input (same order): graph input name -> its staged per-request tensor (raw f32).
+    pub request_tensors: &'a [std::collections::BTreeMap<String, PathBuf>],
     /// The `.onnx_adapter` files of strategy `unified-ort-adapter` (empty when no run uses it).
     pub ort_adapters: &'a [OrtAdapterFile],
     pub out: &'a Path,
@@ -203,10 +205,17 @@ fn stage_and_execute(
     // A failed earlier attempt may have left a result behind: start from an empty directory.
     t.remove_dir(&run_remote).map_err(no_tail)?;
     let mut plan_inputs = Vec::new();
-    for (name, local) in s.inputs {
+    for (k, (name, local)) in s.inputs.iter().enumerate() {
         let sha = sha256_file(local).map_err(|e| infra(format!("cannot hash {}: {e}", local.display())))?;
         t.push(local, &sha, &format!("{run_remote}/inputs/{name}.f32")).map_err(no_tail)?;
-        plan_inputs.push(PlanInput { name: name.clone(), tensor: format!("inputs/{name}.f32") });
+        let mut tensors = std::collections::BTreeMap::new();
+        for (input, local) in s.request_tensors.get(k).into_iter().flatten() {
+            let file = local.file_name().map(|f| f.to_string_lossy().into_owned()).unwrap_or_default();
+            let sha = sha256_file(local).map_err(|e| infra(format!("cannot hash {}: {e}", local.display())))?;
+            t.push(local, &sha, &format!("{run_remote}/inputs/{file}")).map_err(no_tail)?;
+            tensors.insert(input.clone(), format!("inputs/{file}"));
+        }
+        plan_inputs.push(PlanInput { name: name.clone(), tensor: format!("inputs/{name}.f32"), tensors });
     }
     let remote = RemoteLayout { package: &pkg_remote, ort_library: &ort_remote, ep_libraries, inputs: plan_inputs };
     let mut plan = plan::runner_plan(s.sc, s.m, spec, &storage, remote);

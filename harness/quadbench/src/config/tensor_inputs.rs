@@ -1,0 +1,165 @@
+//! A scenario's per-request tensor inputs (`tensor_inputs: [FILE.npz, ...]`): the values of the
+//! package's `source: tensor` stage inputs, one `.npz` per request input, arrays named by graph
+//! input. Files are read and counted at scenario load; checked against the package's inputs
+//! (every `source: tensor` input present with its shape) once the package is resolved, before
+//! any device is touched; staged as the raw little-endian f32 files the runner reads, as images are.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use quadbench_protocol::Source;
+
+use crate::npy::{self, Array};
+use crate::package::Manifest;
+use crate::yaml::YamlError;
+
+/// One `.npz` of `tensor_inputs`, read.
+#[derive(Debug, Clone)]
+pub struct TensorInputFile {
+    /// As written in the scenario (locates errors).
+    pub written: String,
+    pub path: PathBuf,
+    pub arrays: BTreeMap<String, Array>,
+}
+
+/// Read `tensor_inputs` (paths relative to the scenario). There is either one file (fed with
+/// every input image) or one per image, in the order of `inputs` (the k-th file goes with the
+/// k-th image, so each request input, and each output scored, is one image with its tensors).
+pub fn load(
+    path: &Path,
+    text: &str,
+    raw: &[String],
+    base: &Path,
+    images: usize,
+) -> Result<Vec<TensorInputFile>, YamlError> {
+    if !raw.is_empty() && raw.len() != 1 && raw.len() != images {
+        return Err(YamlError::at(
+            path,
+            text,
+            "tensor_inputs:",
+            format!("{} tensor input files listed for {images} input images", raw.len()),
+            "list one .npz (fed with every image) or one per entry of `inputs`, in the same order",
+        ));
+    }
+    raw.iter()
+        .map(|w| {
+            let p = base.join(w);
+            if !p.is_file() {
+                return Err(YamlError::at(
+                    path,
+                    text,
+                    w,
+                    format!("tensor input file `{w}` not found ({})", p.display()),
+                    "give a .npz path relative to the scenario file",
+                ));
+            }
+            let arrays = npy::read(&p).map_err(|e| {
+                YamlError::at(path, text, w, format!("cannot read tensor input file: {e}"), "write it with numpy.savez")
+            })?;
+            Ok(TensorInputFile { written: w.clone(), path: p, arrays })
+        })
+        .collect()
+}
+
+/// Each file against the package's `source: tensor` inputs: every one present (by graph input
+/// name) with the package's shape and finite values. A package with such inputs and a scenario without files is
+/// refused here too, naming the input (the runner would fail every run on it).
+pub fn check(sc_path: &Path, files: &[TensorInputFile], m: &Manifest) -> Result<(), YamlError> {
+    let text = std::fs::read_to_string(sc_path).unwrap_or_default();
+    let wanted = tensor_inputs(m);
+    if files.is_empty() {
+        if let Some((name, _)) = wanted.first() {
+            return Err(YamlError::at(
+                sc_path,
+                &text,
+                "inputs:",
+                format!(
+                    "the package's stage input `{name}` is a per-request tensor (`source: tensor`) and the scenario feeds none"
+                ),
+                &format!("add `tensor_inputs: [FILE.npz]` with an array named `{name}`"),
+            ));
+        }
+        return Ok(());
+    }
+    if wanted.is_empty() {
+        return Err(YamlError::at(
+            sc_path,
+            &text,
+            "tensor_inputs:",
+            "the package has no per-request tensor input (`source: tensor`) to feed".into(),
+            "remove `tensor_inputs`",
+        ));
+    }
+    for f in files {
+        for (name, shape) in &wanted {
+            let a = f.arrays.get(name).ok_or_else(|| {
+                let known: Vec<&str> = f.arrays.keys().map(String::as_str).collect();
+                YamlError::at(
+                    sc_path,
+                    &text,
+                    &f.written,
+                    format!("{}: no array `{name}` (a per-request tensor input of the package)", f.path.display()),
+                    &crate::yaml::nearest(name, known.iter().copied())
+                        .map(|n| format!("rename array `{n}` to `{name}`?"))
+                        .unwrap_or_else(|| format!("add an array `{name}`; arrays: {}", known.join(", "))),
+                )
+            })?;
+            if &a.shape != shape {
+                return Err(YamlError::at(
+                    sc_path,
+                    &text,
+                    &f.written,
+                    format!("{}: `{name}` has shape {:?}, the package needs {shape:?}", f.path.display(), a.shape),
+                    &format!("save `{name}` with shape {shape:?}"),
+                ));
+            }
+            if a.data.iter().any(|v| !v.is_finite()) {
+                return Err(YamlError::at(
+                    sc_path,
+                    &text,
+                    &f.written,
+                    format!("{}: `{name}` holds NaN or infinite values", f.path.display()),
+                    "feed finite values (the runner refuses them too)",
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The package's `source: tensor` inputs: (graph input name, shape), each name once.
+fn tensor_inputs(m: &Manifest) -> Vec<(String, Vec<usize>)> {
+    let mut out: Vec<(String, Vec<usize>)> = Vec::new();
+    for i in m.pipeline.stages.iter().flat_map(|s| &s.inputs).filter(|i| i.source == Source::Tensor) {
+        if !out.iter().any(|(n, _)| n == &i.tensor.name) {
+            out.push((i.tensor.name.clone(), i.tensor.shape.iter().map(|&d| d as usize).collect()));
+        }
+    }
+    out
+}
+
+/// Write, per input image (`images` in scenario order), its tensors as raw little-endian f32
+/// files `<dir>/<image>.t<j>.f32`: graph input name -> file. Empty maps when the scenario has none.
+pub fn stage(
+    files: &[TensorInputFile],
+    m: &Manifest,
+    images: &[(String, PathBuf)],
+    dir: &Path,
+) -> std::io::Result<Vec<BTreeMap<String, PathBuf>>> {
+    let wanted = tensor_inputs(m);
+    let mut out = Vec::new();
+    for (k, (image, _)) in images.iter().enumerate() {
+        let mut set = BTreeMap::new();
+        if let Some(f) = (!files.is_empty()).then(|| &files[k % files.len()]) {
+            for (j, (name, _)) in wanted.iter().enumerate() {
+                let a = &f.arrays[name];
+                let dst = dir.join(format!("{image}.t{j}.f32"));
+                let bytes: Vec<u8> = a.data.iter().flat_map(|v| v.to_le_bytes()).collect();
+                std::fs::write(&dst, bytes)?;
+                set.insert(name.clone(), dst);
+            }
+        }
+        out.push(set);
+    }
+    Ok(out)
+}
