@@ -304,3 +304,54 @@ fn conv_slots_on_htp_are_unsupported_with_the_reason() {
     let why = run0.to_string();
     assert!(why.contains("convolution LoRA slot") && why.contains("QNN HTP"), "{why}");
 }
+
+/// `--target REGEX`: only layers whose module path matches get slots; the adapters' other layers
+/// are left out of the unified graph and the merged baselines alike (the two still agree), and
+/// a pattern that leaves a task nothing, or is no regular expression, exits 2 naming it.
+#[test]
+fn target_keeps_only_matching_layers() {
+    let d = tempfile::tempdir().unwrap();
+    let f = fixture();
+    let target = |out: &Path, pattern: &str| {
+        run(quadbench()
+            .args(["package", "import", "--target", pattern, "--model"])
+            .arg(f.join("model.onnx"))
+            .arg("--adapter")
+            .arg(format!("warm={}", f.join("adapters/warm").display()))
+            .arg("--out")
+            .arg(out))
+    };
+    let pkg = d.path().join("pkg");
+    let o = target(&pkg, r"attentions\.0\.to_");
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let err = stderr(&o);
+    assert!(err.contains("lora slots: 2 (2 MatMul)") && err.contains("task warm: peft, 2 layers"), "{err}");
+    let outs: Vec<Vec<f32>> = ["unified", "separate-reload"]
+        .iter()
+        .map(|s| {
+            let out = d.path().join(format!("{s}.npz"));
+            let o = run(quadbench()
+                .arg("infer")
+                .arg(&pkg)
+                .args(["--task", "warm", "--strategy", s, "--inputs"])
+                .arg(f.join("inputs.npz"))
+                .arg("--out")
+                .arg(&out));
+            assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+            quadbench::npy::read(&out).unwrap()["out"].data.clone()
+        })
+        .collect();
+    assert!(max_abs(&outs[0], &outs[1]) < TOLERANCE);
+    let expected = quadbench::npy::read(&fixture().join("expected.npz")).unwrap();
+    // Without its conv layers the task is not torch's full `warm` (0.39 apart), and its attention
+    // layers still act (9.1e-4 from the base model, 90x the tolerance).
+    assert!(max_abs(&outs[0], &expected["warm"].data) > 0.05);
+    assert!(max_abs(&outs[0], &expected["base"].data) > 10.0 * TOLERANCE);
+    for (pattern, want) in
+        [("nothing", "no layer it adapts matches --target `nothing`"), ("(", "not a regular expression")]
+    {
+        let o = target(&d.path().join(format!("bad-{}", pattern.len())), pattern);
+        assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+        assert!(stderr(&o).contains(want), "{}", stderr(&o));
+    }
+}

@@ -74,6 +74,7 @@ fn onnx_checker_accepts_every_imported_graph() {
         name: None,
         max_rank: None,
         prefix: None,
+        target: None,
     };
     let (m, _) = quadbench::package::import::import(&o, d.path()).unwrap();
     let graphs: Vec<String> = m

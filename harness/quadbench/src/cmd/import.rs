@@ -30,6 +30,9 @@ pub struct ImportArgs {
     /// Module-path prefix of the graph's names that the adapters' keys lack (e.g. `model.`).
     #[arg(long)]
     prefix: Option<String>,
+    /// Regular expression over module paths: only matching layers get LoRA slots (e.g. `attentions`).
+    #[arg(long)]
+    target: Option<String>,
 }
 
 pub fn import(a: ImportArgs) -> i32 {
@@ -52,7 +55,14 @@ pub fn import(a: ImportArgs) -> i32 {
         ));
         return exit::BAD_INPUT;
     }
-    let o = ImportOptions { model: a.model, adapters, name: a.name, max_rank: a.max_rank, prefix: a.prefix };
+    let o = ImportOptions {
+        model: a.model,
+        adapters,
+        name: a.name,
+        max_rank: a.max_rank,
+        prefix: a.prefix,
+        target: a.target,
+    };
     match import::import(&o, &a.out) {
         Ok((m, rep)) => {
             eprint!("{rep}");

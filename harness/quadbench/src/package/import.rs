@@ -29,6 +29,9 @@ pub struct ImportOptions {
     pub max_rank: Option<usize>,
     /// A module-path prefix the graph's names carry and the adapters' keys do not (`model.`).
     pub prefix: Option<String>,
+    /// A regular expression over module paths: only matching layers get slots; the adapters'
+    /// other layers are left out of the unified graph and the merged baselines alike.
+    pub target: Option<String>,
 }
 
 /// Layers matched, per op type and per adapter, for people.
@@ -300,6 +303,29 @@ fn tensor(name: &str, dims: &[i64], source: Option<String>) -> RawTensor {
     }
 }
 
+/// Only the layers whose module path matches `pattern` stay in each adapter (`--target`); a task
+/// left with none is refused, naming the layers it adapts.
+fn keep_targets(pattern: &str, adapters: &mut [Adapter], matched: &mut [Vec<&Layer>]) -> Result<(), PackageError> {
+    let re = regex::Regex::new(pattern)
+        .map_err(|e| params(format!("--target `{pattern}` is not a regular expression: {e}")))?;
+    for (a, ls) in adapters.iter_mut().zip(matched.iter_mut()) {
+        let keep: Vec<bool> = ls.iter().map(|l| re.is_match(&l.module)).collect();
+        if !keep.contains(&true) {
+            let all: Vec<&str> = ls.iter().map(|l| l.module.as_str()).collect();
+            return Err(params(format!(
+                "task `{}`: no layer it adapts matches --target `{pattern}`; its layers: {}",
+                a.name,
+                all.join(", ")
+            )));
+        }
+        let mut it = keep.iter();
+        a.layers.retain(|_| *it.next().expect("one flag per layer"));
+        let mut it = keep.iter();
+        ls.retain(|_| *it.next().expect("one flag per layer"));
+    }
+    Ok(())
+}
+
 /// Import `o` into `out`. Returns the manifest and what was matched.
 pub fn import(o: &ImportOptions, out: &Path) -> Result<(Manifest, ImportReport), PackageError> {
     let name = match &o.name {
@@ -318,8 +344,11 @@ pub fn import(o: &ImportOptions, out: &Path) -> Result<(Manifest, ImportReport),
     let model = quadbench_onnx::read_model(&o.model).map_err(|e| params(format!("{e}")))?;
     let (sig, image_name, side) = check_model(&o.model, &model)?;
     let layers = graft::layers(&model, o.prefix.as_deref());
-    let adapters: Vec<Adapter> = o.adapters.iter().map(|(n, p)| adapters::read(n, p)).collect::<Result<_, _>>()?;
-    let matched = match_all(&layers, &adapters)?;
+    let mut adapters: Vec<Adapter> = o.adapters.iter().map(|(n, p)| adapters::read(n, p)).collect::<Result<_, _>>()?;
+    let mut matched = match_all(&layers, &adapters)?;
+    if let Some(t) = &o.target {
+        keep_targets(t, &mut adapters, &mut matched)?;
+    }
     // One slot per adapted layer, in graph order, with the largest rank any task gives it.
     let mut slot_rank: BTreeMap<usize, usize> = BTreeMap::new();
     for (a, ls) in adapters.iter().zip(&matched) {

@@ -9,6 +9,7 @@
 pub mod adapters;
 pub mod cache;
 pub mod filters;
+pub mod fold;
 pub mod graft;
 pub mod import;
 pub mod input;

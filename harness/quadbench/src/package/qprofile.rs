@@ -392,7 +392,15 @@ pub fn quantize_package(
     if images.is_empty() {
         return Err(err("no calibration inputs; pass golden/inputs/*.png"));
     }
-    let read = |rel: &str| quadbench_onnx::read_model(&src.join(rel)).map_err(err);
+    // Constant subgraphs (torch's run-time reshape targets, Constant nodes) folded first: the
+    // quantizer then sees only float activations, and HTP gets static shapes (`fold`); and
+    // reductions keep their dimensions, the form HTP runs.
+    let read = |rel: &str| {
+        let mut g = quadbench_onnx::read_model(&src.join(rel)).map_err(err)?;
+        super::fold::fold(env, &mut g).map_err(|e| err(format!("{rel}: {e}")))?;
+        quantize::keep_reduced_dims(&mut g);
+        Ok::<_, PackageError>(g)
+    };
     let fp: BTreeMap<String, ModelProto> =
         p.stages.iter().map(|s| Ok((s.name.clone(), read(&s.graph)?))).collect::<Result<_, PackageError>>()?;
     let aug: BTreeMap<String, ModelProto> = fp.iter().map(|(k, v)| (k.clone(), augment(v))).collect();

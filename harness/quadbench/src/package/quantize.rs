@@ -24,7 +24,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 
 /// Revision of the QDQ rewrite: part of cached quantized packages' keys, so that a change of
 /// the rewrite never reuses graphs made by an older one.
-pub const QDQ_REVISION: u32 = 2;
+pub const QDQ_REVISION: u32 = 3;
 
 /// Calibrated value range per tensor name: (min, max) over all calibration runs.
 pub type Ranges = BTreeMap<String, (f32, f32)>;
@@ -79,7 +79,7 @@ pub const SHARED_ENCODING_OPS: &[&str] =
 
 /// Inputs that must stay plain float constants (QNN reads them as attributes): `op` -> input indices.
 fn float_param(op: &str, idx: usize) -> bool {
-    matches!((op, idx), ("Clip", 1) | ("Clip", 2))
+    matches!((op, idx), ("Clip", 1) | ("Clip", 2) | ("Resize", 1) | ("Resize", 2))
 }
 
 /// uint encoding covering `[min, max]` (widened to include 0, as ONNX asymmetric quantization requires).
@@ -160,18 +160,55 @@ pub fn share_encodings(model: &ModelProto, ranges: &mut Ranges) {
     }
 }
 
-/// Float tensors whose encodings the rewrite needs (what calibration must record).
+/// ONNX `TensorProto.DataType.BOOL`.
+const ONNX_BOOL: i32 = 9;
+
+/// Element type of every tensor of the graph: declared types (inputs, outputs, value_info,
+/// initializers, `Constant` values), then per node from its inputs in graph order (`Shape` and
+/// friends give int64, `Cast` its `to`, comparisons bool, others their first typed input).
+pub fn elem_types(model: &ModelProto) -> HashMap<String, i32> {
+    let Some(g) = model.graph.as_ref() else { return HashMap::new() };
+    let mut ty: HashMap<String, i32> = HashMap::new();
+    for v in g.input.iter().chain(&g.output).chain(&g.value_info) {
+        if let Some(t) = v.r#type.as_ref().and_then(|t| t.tensor_type.as_ref()).filter(|t| t.elem_type != 0) {
+            ty.insert(v.name.clone(), t.elem_type);
+        }
+    }
+    for t in &g.initializer {
+        ty.insert(t.name.clone(), t.data_type);
+    }
+    for n in &g.node {
+        let first = || n.input.iter().find_map(|i| ty.get(i).copied());
+        let attr = |k: &str| n.attribute.iter().find(|a| a.name == k);
+        let out = match n.op_type.as_str() {
+            "Shape" | "Size" | "NonZero" | "ArgMax" | "ArgMin" => Some(data_type::INT64),
+            "Cast" => attr("to").map(|a| a.i as i32),
+            "CastLike" => n.input.get(1).and_then(|i| ty.get(i).copied()),
+            "Equal" | "Less" | "Greater" | "LessOrEqual" | "GreaterOrEqual" | "Not" | "And" | "Or" | "Xor"
+            | "IsNaN" | "IsInf" => Some(ONNX_BOOL),
+            "Constant" => attr("value").and_then(|a| a.t.as_ref()).map(|t| t.data_type),
+            "Where" => n.input.get(1).and_then(|i| ty.get(i).copied()),
+            "QuantizeLinear" => n.input.get(2).and_then(|i| ty.get(i).copied()).or(Some(data_type::UINT8)),
+            "DequantizeLinear" => Some(data_type::FLOAT),
+            _ => first(),
+        };
+        for o in n.output.iter().filter(|o| !o.is_empty()) {
+            if let Some(t) = ty.get(o).copied().or(out) {
+                ty.insert(o.clone(), t);
+            }
+        }
+    }
+    ty
+}
+
+/// Float tensors whose encodings the rewrite needs (what calibration must record): float graph
+/// inputs and float node outputs. Int64 shape arithmetic, indices and masks are left alone.
 pub fn activation_tensors(model: &ModelProto) -> Vec<String> {
     let Some(g) = model.graph.as_ref() else { return Vec::new() };
+    let ty = elem_types(model);
+    let is_float = |t: &str| ty.get(t) == Some(&data_type::FLOAT);
     let inits: HashSet<&str> = g.initializer.iter().map(|t| t.name.as_str()).collect();
-    let float_inputs: HashSet<&str> = g
-        .input
-        .iter()
-        .filter(|v| {
-            v.r#type.as_ref().and_then(|t| t.tensor_type.as_ref()).is_some_and(|t| t.elem_type == data_type::FLOAT)
-        })
-        .map(|v| v.name.as_str())
-        .collect();
+    let graph_inputs: HashSet<&str> = g.input.iter().map(|v| v.name.as_str()).collect();
     let mut out = Vec::new();
     let mut seen = HashSet::new();
     for n in &g.node {
@@ -179,16 +216,90 @@ pub fn activation_tensors(model: &ModelProto) -> Vec<String> {
             continue;
         }
         for t in n.input.iter().chain(&n.output) {
-            if !inits.contains(t.as_str())
-                && (float_inputs.contains(t.as_str()) || n.output.contains(t))
+            if !t.is_empty()
+                && !inits.contains(t.as_str())
+                && is_float(t)
+                && (graph_inputs.contains(t.as_str()) || n.output.contains(t))
                 && seen.insert(t.clone())
             {
                 out.push(t.clone());
             }
         }
     }
-    // Int64 outputs (Shape etc.) do not occur in our graphs; every node output here is float.
     out
+}
+
+/// Reductions whose `axes` moved from an attribute to an input in opset 18 (ReduceSum did so in
+/// 13): a graph raised from an older opset to 21 gets its axes as an int64 initializer.
+const AXES_INPUT_SINCE_18: &[&str] = &[
+    "ReduceMean",
+    "ReduceMax",
+    "ReduceMin",
+    "ReduceProd",
+    "ReduceL1",
+    "ReduceL2",
+    "ReduceLogSum",
+    "ReduceLogSumExp",
+    "ReduceSumSquare",
+];
+
+fn reduce_axes_to_inputs(g: &mut quadbench_onnx::proto::GraphProto) {
+    let mut new_inits = Vec::new();
+    for n in g.node.iter_mut().filter(|n| n.domain.is_empty() && AXES_INPUT_SINCE_18.contains(&n.op_type.as_str())) {
+        let Some(pos) = n.attribute.iter().position(|a| a.name == "axes") else { continue };
+        let axes = n.attribute.remove(pos).ints;
+        let name = format!("{}_axes", n.output[0]);
+        new_inits.push(TensorProto {
+            name: name.clone(),
+            dims: vec![axes.len() as i64],
+            data_type: data_type::INT64,
+            raw_data: axes.iter().flat_map(|a| a.to_le_bytes()).collect(),
+            ..Default::default()
+        });
+        n.input.truncate(1);
+        n.input.push(name);
+    }
+    g.initializer.extend(new_inits);
+}
+
+/// Reductions with `keepdims=0` become `keepdims=1` followed by a Squeeze of the reduced axes:
+/// QNN HTP (QAIRT 2.51) refuses a ReduceMean that drops dimensions (op validation error 3110 on
+/// torch's `x.mean(dim=(2, 3))`) but runs the kept-dims form, and Squeeze shares its input's
+/// encoding, so the graph computes the same values. Returns how many nodes were rewritten.
+pub fn keep_reduced_dims(model: &mut ModelProto) -> usize {
+    let Some(g) = model.graph.as_mut() else { return 0 };
+    let reductions: Vec<&str> = AXES_INPUT_SINCE_18.iter().copied().chain(["ReduceSum"]).collect();
+    let mut nodes = Vec::with_capacity(g.node.len());
+    let mut count = 0;
+    for mut n in std::mem::take(&mut g.node) {
+        let keep = n.attribute.iter().position(|a| a.name == "keepdims");
+        let axes = n.attribute.iter().find(|a| a.name == "axes").map(|a| a.ints.clone());
+        let dropping = keep.is_some_and(|k| n.attribute[k].i == 0);
+        let (Some(k), Some(axes), true, true) =
+            (keep, axes, dropping, n.domain.is_empty() && reductions.contains(&n.op_type.as_str()))
+        else {
+            nodes.push(n);
+            continue;
+        };
+        n.attribute[k].i = 1;
+        let out = n.output[0].clone();
+        let kept = format!("{out}_keepdims");
+        let axes_name = format!("{out}_squeeze_axes");
+        g.initializer.push(TensorProto {
+            name: axes_name.clone(),
+            dims: vec![axes.len() as i64],
+            data_type: data_type::INT64,
+            raw_data: axes.iter().flat_map(|a| a.to_le_bytes()).collect(),
+            ..Default::default()
+        });
+        n.output[0] = kept.clone();
+        let squeeze = node("Squeeze", format!("{}/squeeze", n.name), vec![kept, axes_name], out, vec![]);
+        nodes.push(n);
+        nodes.push(squeeze);
+        count += 1;
+    }
+    g.node = nodes;
+    count
 }
 
 /// Rewrite `model` into a QDQ graph using `ranges` for activations.
@@ -198,6 +309,8 @@ pub fn to_qdq(model: &ModelProto, ranges: &Ranges, cfg: &QdqConfig) -> Result<Mo
     let inits: HashMap<String, TensorProto> = g.initializer.iter().map(|t| (t.name.clone(), t.clone())).collect();
     let old_nodes = std::mem::take(&mut g.node);
     let graph_outputs: HashSet<String> = g.output.iter().map(|o| o.name.clone()).collect();
+    let ty = elem_types(model);
+    let is_float = |t: &str| ty.get(t) == Some(&data_type::FLOAT);
     // Bits per tensor: A8 wins when any consumer or producer MatMul asks for it.
     let mut bits_of: HashMap<String, ActBits> = HashMap::new();
     for n in &old_nodes {
@@ -370,12 +483,11 @@ pub fn to_qdq(model: &ModelProto, ranges: &Ranges, cfg: &QdqConfig) -> Result<Mo
                 *t = d.clone();
             }
         }
-        let outs = n.output.clone();
+        // Only float outputs are encoded: int64 shapes, indices and masks pass through as they are.
+        let outs: Vec<String> = n.output.iter().filter(|o| is_float(o)).cloned().collect();
         let is_graph_out: Vec<bool> = outs.iter().map(|o| graph_outputs.contains(o)).collect();
-        for (o, go) in n.output.iter_mut().zip(&is_graph_out) {
-            if *go {
-                *o = format!("{o}_float");
-            }
+        for o in n.output.iter_mut().filter(|o| is_float(o) && graph_outputs.contains(o.as_str())) {
+            *o = format!("{o}_float");
         }
         nodes.push(n);
         for (o, go) in outs.iter().zip(is_graph_out) {
@@ -389,6 +501,10 @@ pub fn to_qdq(model: &ModelProto, ranges: &Ranges, cfg: &QdqConfig) -> Result<Mo
     g.node = nodes;
     g.initializer.extend(new_inits);
     // Opset 21 admits uint16 Quantize/DequantizeLinear.
+    let from = out.opset_import.iter().find(|o| o.domain.is_empty()).map_or(21, |o| o.version);
+    if from < 18 {
+        reduce_axes_to_inputs(g);
+    }
     for o in out.opset_import.iter_mut().filter(|o| o.domain.is_empty()) {
         o.version = o.version.max(21);
     }
@@ -444,5 +560,56 @@ mod tests {
             (zp_type("x"), zp_type(&down), zp_type("y")),
             (data_type::UINT16, data_type::UINT16, data_type::UINT16)
         );
+    }
+
+    /// torch's run-time reshape target (Shape -> Reshape) is int64: it is neither calibrated nor
+    /// wrapped in Q/DQ, and the Reshape still reads it unchanged.
+    #[test]
+    fn int64_shape_values_are_left_alone() {
+        use quadbench_onnx::{GraphBuilder, proto::data_type::FLOAT};
+        let mut g = GraphBuilder::new("t");
+        let x = g.input("x", FLOAT, &[1, 4, 2, 2]);
+        let r = g.node("Relu", &[&x], vec![]);
+        let s = g.node("Shape", &[&r], vec![]);
+        let cast = g.node("Cast", &[&s], vec![quadbench_onnx::attr_int("to", data_type::FLOAT as i64)]);
+        let y = g.node_to("Reshape", &[&r, &s], vec![], "y");
+        g.output(&y, FLOAT, &[1, 4, 2, 2]);
+        g.output(&cast, FLOAT, &[4]);
+        let m = g.finish("t", &[]);
+        let acts = activation_tensors(&m);
+        assert_eq!(acts, vec![x.clone(), r.clone(), cast.clone(), y.clone()]);
+        let ranges: Ranges = acts.into_iter().map(|t| (t, (-1.0, 1.0))).collect();
+        let q = to_qdq(&m, &ranges, &QdqConfig { act: ActBits::U16, a8_nodes: HashSet::new(), per_channel: false })
+            .unwrap();
+        let nodes = &q.graph.as_ref().unwrap().node;
+        assert!(nodes.iter().filter(|n| n.op_type == "QuantizeLinear").all(|n| n.input[0] != s));
+        let reshape = nodes.iter().find(|n| n.op_type == "Reshape").unwrap();
+        assert_eq!(reshape.input, vec![format!("{r}_dequantized"), s.clone()]);
+        assert_eq!(elem_types(&q)[&s], data_type::INT64);
+    }
+
+    /// A reduction that drops dimensions becomes keepdims=1 + Squeeze of the same axes; and at
+    /// opset 21 its axes are an input.
+    #[test]
+    fn reductions_keep_their_dims_and_take_axes_as_input() {
+        use quadbench_onnx::{GraphBuilder, attr_int, attr_ints, proto::data_type::FLOAT};
+        let mut g = GraphBuilder::new("t");
+        let x = g.input("x", FLOAT, &[1, 4, 2, 2]);
+        let y = g.node_to("ReduceMean", &[&x], vec![attr_ints("axes", &[2, 3]), attr_int("keepdims", 0)], "y");
+        g.output(&y, FLOAT, &[1, 4]);
+        let mut m = g.finish("t", &[]);
+        m.opset_import.iter_mut().for_each(|o| o.version = 17);
+        assert_eq!(keep_reduced_dims(&mut m), 1);
+        let gr = m.graph.as_ref().unwrap();
+        let ops: Vec<&str> = gr.node.iter().map(|n| n.op_type.as_str()).collect();
+        assert_eq!(ops, ["ReduceMean", "Squeeze"]);
+        assert_eq!(gr.node[1].output, vec!["y".to_string()]);
+        let axes = gr.initializer.iter().find(|t| t.name == gr.node[1].input[1]).unwrap();
+        assert_eq!(axes.raw_data, [2i64, 3].iter().flat_map(|a| a.to_le_bytes()).collect::<Vec<u8>>());
+        let ranges: Ranges = activation_tensors(&m).into_iter().map(|t| (t, (-1.0, 1.0))).collect();
+        let q = to_qdq(&m, &ranges, &QdqConfig { act: ActBits::U16, a8_nodes: HashSet::new(), per_channel: false })
+            .unwrap();
+        let rm = q.graph.as_ref().unwrap().node.iter().find(|n| n.op_type == "ReduceMean").unwrap();
+        assert!(rm.attribute.iter().all(|a| a.name != "axes") && rm.input.len() == 2, "{rm:?}");
     }
 }

@@ -54,8 +54,15 @@ fn parse(value: serde_json::Value, base: &Path) -> Result<Arc<dyn PackageSource>
     if adapters.is_empty() {
         return Err(KeyError::new("import", "`adapters` is empty: a package needs at least one task", fix));
     }
-    let o =
-        ImportOptions { model: base.join(&r.model), adapters, name: r.name, max_rank: r.max_rank, prefix: r.prefix };
+    // `--target` is the command's only: the scenario form's cache key covers the files alone.
+    let o = ImportOptions {
+        model: base.join(&r.model),
+        adapters,
+        name: r.name,
+        max_rank: r.max_rank,
+        prefix: r.prefix,
+        target: None,
+    };
     Ok(Arc::new(Import(o)))
 }
 
