@@ -2,46 +2,16 @@
 //! and both equal the task's analytic image edit; the ten default edits differ visibly on a real
 //! photograph. Runs the real runner pipeline in process with the real ONNX Runtime.
 
+mod common;
+
+use common::cpu_plan as plan;
 use quadbench::package::{self, filters, reference::ReferenceParams};
 use quadbench_protocol::*;
 use quadbench_runner::pipeline::{Executor, RequestTiming, load_input};
-use std::collections::BTreeMap;
 use std::path::Path;
 
 fn repo() -> std::path::PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).ancestors().find(|d| d.join("golden/inputs").is_dir()).unwrap().to_path_buf()
-}
-
-fn plan(m: &package::Manifest, strategy: Strategy) -> Plan {
-    Plan {
-        schema: PLAN_SCHEMA.into(),
-        run_id: "t".into(),
-        strategy,
-        precision: "fp32".into(),
-        backend: PlanBackend {
-            name: "cpu".into(),
-            options: BTreeMap::new(),
-            require_full_offload: false,
-            intra_threads: 0,
-        },
-        runtime: PlanRuntime { ort_library: String::new(), ep_libraries: BTreeMap::new() },
-        pipeline: m.pipeline.clone(),
-        workload: PlanWorkload {
-            order: TaskOrder::RoundRobin,
-            seed: 0,
-            requests_per_visit: 1,
-            warmup_visits: 0,
-            min_samples: 0,
-            min_switches: 0,
-            min_duration_ms: 0,
-            max_duration_ms: 0,
-            capture_timed_outputs: false,
-        },
-        inputs: vec![],
-        output_dir: "outputs".into(),
-        heartbeat_ms: 1000,
-        storage: Storage::default(),
-    }
 }
 
 fn psnr(a: &[f32], b: &[f32]) -> f64 {

@@ -5,45 +5,13 @@
 //! `separate-reload`.
 
 mod common;
+use common::cpu_plan as plan;
 use common::*;
 use quadbench::package::{self, ort_adapter, reference::ReferenceParams};
 use quadbench_protocol::*;
 use quadbench_runner::pipeline::{Executor, RequestTiming, load_input};
-use std::collections::BTreeMap;
 use std::path::Path;
 use std::process::Command;
-
-fn plan(m: &package::Manifest, strategy: Strategy) -> Plan {
-    Plan {
-        schema: PLAN_SCHEMA.into(),
-        run_id: "t".into(),
-        strategy,
-        precision: "fp32".into(),
-        backend: PlanBackend {
-            name: "cpu".into(),
-            options: BTreeMap::new(),
-            require_full_offload: false,
-            intra_threads: 0,
-        },
-        runtime: PlanRuntime { ort_library: String::new(), ep_libraries: BTreeMap::new() },
-        pipeline: m.pipeline.clone(),
-        workload: PlanWorkload {
-            order: TaskOrder::RoundRobin,
-            seed: 0,
-            requests_per_visit: 1,
-            warmup_visits: 0,
-            min_samples: 0,
-            min_switches: 0,
-            min_duration_ms: 0,
-            max_duration_ms: 0,
-            capture_timed_outputs: false,
-        },
-        inputs: vec![],
-        output_dir: "outputs".into(),
-        heartbeat_ms: 1000,
-        storage: Storage::default(),
-    }
-}
 
 fn small_package(dir: &Path) -> package::Manifest {
     package::reference::generate(
