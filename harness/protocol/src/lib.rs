@@ -12,6 +12,7 @@
 //! version, anything else bumps it.
 
 pub mod backend;
+pub mod npy;
 pub mod rng;
 
 pub use backend::{BACKENDS, Backend, BackendInfo};
