@@ -75,6 +75,8 @@ fn onnx_checker_accepts_every_imported_graph() {
         max_rank: None,
         prefix: None,
         target: None,
+        input_sources: Vec::new(),
+        task_inputs: Vec::new(),
     };
     let (m, _) = quadbench::package::import::import(&o, d.path()).unwrap();
     let graphs: Vec<String> = m

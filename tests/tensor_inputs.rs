@@ -119,7 +119,7 @@ fn scenario_feeds_each_image_its_own_tensor_inputs() {
         );
         let id = run["id"].as_str().unwrap();
         let plan = std::fs::read_to_string(out.join(format!("runs/{id}/plan.json"))).unwrap();
-        assert!(plan.contains("\"tensors\"") && plan.contains("astronaut.t0.f32"), "{plan}");
+        assert!(plan.contains("\"tensors\"") && plan.contains("astronaut.t0.npy"), "{plan}");
         assert_output_equals_infer(&out, run, &pkg, "astronaut", &a);
         assert_output_equals_infer(&out, run, &pkg, "coffee", &b);
     }

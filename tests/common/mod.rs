@@ -189,38 +189,8 @@ impl<F: FnMut(&quadbench::events::Event)> quadbench::events::Reporter for Record
     }
 }
 
-/// A plan for running a package in process on the CPU EP (the runner's `Executor`), as the
-/// equivalence tests use it: no workload limits, default threads.
+/// A plan for running a package in process on the CPU EP (the runner's `Executor`), as `quadbench
+/// infer` makes it.
 pub fn cpu_plan(m: &quadbench::package::Manifest, strategy: quadbench_protocol::Strategy) -> quadbench_protocol::Plan {
-    use quadbench_protocol::*;
-    use std::collections::BTreeMap;
-    Plan {
-        schema: PLAN_SCHEMA.into(),
-        run_id: "t".into(),
-        strategy,
-        precision: "fp32".into(),
-        backend: PlanBackend {
-            name: "cpu".into(),
-            options: BTreeMap::new(),
-            require_full_offload: false,
-            intra_threads: 0,
-        },
-        runtime: PlanRuntime { ort_library: String::new(), ep_libraries: BTreeMap::new() },
-        pipeline: m.pipeline.clone(),
-        workload: PlanWorkload {
-            order: TaskOrder::RoundRobin,
-            seed: 0,
-            requests_per_visit: 1,
-            warmup_visits: 0,
-            min_samples: 0,
-            min_switches: 0,
-            min_duration_ms: 0,
-            max_duration_ms: 0,
-            capture_timed_outputs: false,
-        },
-        inputs: vec![],
-        output_dir: "outputs".into(),
-        heartbeat_ms: 1000,
-        storage: Storage::default(),
-    }
+    quadbench::plan::in_process(m, strategy, String::new())
 }

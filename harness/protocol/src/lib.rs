@@ -119,6 +119,14 @@ pub enum DType {
 }
 
 impl DType {
+    pub const ALL: [DType; 8] =
+        [DType::F32, DType::F16, DType::U8, DType::I8, DType::U16, DType::I16, DType::I32, DType::I64];
+
+    /// The type named as in manifests (`f32`, `i64`, ...).
+    pub fn parse(s: &str) -> Option<DType> {
+        DType::ALL.into_iter().find(|d| d.as_str() == s)
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             DType::F32 => "f32",
@@ -157,8 +165,16 @@ pub enum Source {
     /// One side of a LoRA slot (`a` or `b`), bound from the active task's adapter.
     Lora { slot: String, part: LoraPart },
     /// A tensor given with each request under the stage input's name (`quadbench infer --inputs
-    /// FILE.npz`; in scenario runs `tensor_inputs`, carried by [`PlanInput::tensors`]).
+    /// FILE.npz`; in scenario runs `tensor_inputs`, carried by [`PlanInput::tensors`]), of the
+    /// input's dtype.
     Tensor,
+    /// A mask image given with each request, f32 `[1, 1, H, W]` in `[0, 1]` (white = 1): the
+    /// scenario's `masks`, staged by the host as a tensor of [`PlanInput::tensors`] under the
+    /// stage input's name.
+    Mask,
+    /// A per-task constant (e.g. a task's prompt embedding): the active task's
+    /// [`PlanTask::inputs`] file for this stage input, loaded when the task becomes active.
+    Task,
     /// Seeded Gaussian noise `N(0, std^2)` of the input's shape, the same for every request (a
     /// sampler's initial latent): `rng::SplitMix64::derive(seed, "<stage>/<input>")`.
     Noise { seed: u64, std: f32 },
@@ -242,6 +258,10 @@ pub struct PlanTask {
     pub ort_adapters: BTreeMap<String, String>,
     /// Stage name -> merged baseline graph that replaces that stage for this task.
     pub baselines: BTreeMap<String, String>,
+    /// Stage input name -> `.npy` file (relative to the plan directory) of that `source: task`
+    /// input's value for this task.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub inputs: BTreeMap<String, String>,
 }
 
 /// The pipeline as the runner needs it: stages, slots, tasks, and where the image goes in and out.
@@ -327,8 +347,9 @@ pub struct PlanInput {
     pub name: String,
     /// Raw f32 NCHW file (little endian) of the expected image size, relative to the plan dir.
     pub tensor: String,
-    /// Values of the `source: tensor` stage inputs for requests on this input: graph input
-    /// name -> raw little-endian f32 file of that input's shape, relative to the plan dir.
+    /// Values of the `source: tensor` and `source: mask` stage inputs for requests on this
+    /// input: graph input name -> `.npy` file of that input's shape and dtype (or, as written
+    /// before typed inputs, a raw little-endian f32 file), relative to the plan dir.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub tensors: BTreeMap<String, String>,
 }

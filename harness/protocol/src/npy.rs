@@ -41,12 +41,24 @@ impl DType {
         }
     }
 
+    /// NumPy's name of this element type (`x.astype(np.<name>)`).
+    pub fn numpy_name(self) -> &'static str {
+        match self {
+            DType::F32 => "float32",
+            DType::F16 => "float16",
+            DType::U8 => "uint8",
+            DType::I8 => "int8",
+            DType::U16 => "uint16",
+            DType::I16 => "int16",
+            DType::I32 => "int32",
+            DType::I64 => "int64",
+        }
+    }
+
     /// The element type of a NumPy type string (`<` or `|` byte order; `=` taken as little-endian).
     pub fn from_npy_descr(descr: &str) -> Option<DType> {
         let d = descr.replacen('=', "<", 1);
-        [DType::F32, DType::F16, DType::U8, DType::I8, DType::U16, DType::I16, DType::I32, DType::I64]
-            .into_iter()
-            .find(|t| t.npy_descr() == d || (t.size_bytes() == 1 && t.npy_descr()[1..] == d[1..]))
+        DType::ALL.into_iter().find(|t| t.npy_descr() == d || (t.size_bytes() == 1 && t.npy_descr()[1..] == d[1..]))
     }
 }
 

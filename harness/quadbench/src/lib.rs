@@ -36,7 +36,7 @@ pub(crate) mod interrupt;
 pub(crate) mod names;
 pub mod npy;
 pub mod package;
-pub(crate) mod plan;
+pub mod plan;
 pub mod qualify;
 pub(crate) mod quality;
 pub mod scheduler;

@@ -91,6 +91,54 @@ fn read_with<T>(path: &Path, parse: fn(&[u8], &Path) -> Result<T, NpyError>) -> 
     Ok(out)
 }
 
+/// Read a tensor file by its extension: `.safetensors` (every tensor, by name; `BF16` and `F64`
+/// converted to f32) or NumPy's `.npy`/`.npz` ([`read_typed`]).
+pub fn read_tensor_file(path: &Path) -> Result<BTreeMap<String, NpyArray>, NpyError> {
+    if path.extension().is_none_or(|e| e != "safetensors") {
+        return read_typed(path);
+    }
+    let bytes = std::fs::read(path).map_err(|e| err(path, format!("cannot read: {e}")))?;
+    let st = safetensors::SafeTensors::deserialize(&bytes).map_err(|e| err(path, format!("not safetensors: {e}")))?;
+    let mut out = BTreeMap::new();
+    for (name, t) in st.tensors() {
+        use quadbench_protocol::DType;
+        use safetensors::Dtype as S;
+        let shape = t.shape().to_vec();
+        let d = t.data();
+        let typed = |dtype| NpyArray { dtype, shape: shape.clone(), data: d.to_vec() };
+        let a = match t.dtype() {
+            S::F32 => typed(DType::F32),
+            S::F16 => typed(DType::F16),
+            S::U8 => typed(DType::U8),
+            S::I8 => typed(DType::I8),
+            S::U16 => typed(DType::U16),
+            S::I16 => typed(DType::I16),
+            S::I32 => typed(DType::I32),
+            S::I64 => typed(DType::I64),
+            S::BF16 => NpyArray::from_f32(
+                shape.clone(),
+                &d.chunks_exact(2)
+                    .map(|c| f32::from_bits((u16::from_le_bytes([c[0], c[1]]) as u32) << 16))
+                    .collect::<Vec<_>>(),
+            ),
+            S::F64 => NpyArray::from_f32(
+                shape.clone(),
+                &d.chunks_exact(8)
+                    .map(|c| f64::from_le_bytes(c.try_into().expect("8 bytes")) as f32)
+                    .collect::<Vec<_>>(),
+            ),
+            other => {
+                return Err(err(
+                    path,
+                    format!("tensor `{name}` is {other:?}, not a tensor type of the package format"),
+                ));
+            }
+        };
+        out.insert(name, a);
+    }
+    Ok(out)
+}
+
 /// Write arrays as a `.npz` archive (stored members, as `numpy.savez`), or one array as `.npy`
 /// when `path` ends in `.npy`.
 pub fn write(path: &Path, arrays: &BTreeMap<String, Array>) -> Result<(), NpyError> {

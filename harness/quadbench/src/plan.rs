@@ -6,7 +6,9 @@
 
 use crate::config::{DeviceProfile, Scenario};
 use crate::package::Manifest;
-use quadbench_protocol::{Backend, PLAN_SCHEMA, Plan, PlanBackend, PlanInput, PlanRuntime, Storage, Strategy};
+use quadbench_protocol::{
+    Backend, PLAN_SCHEMA, Plan, PlanBackend, PlanInput, PlanRuntime, PlanWorkload, Storage, Strategy, TaskOrder,
+};
 use std::collections::BTreeMap;
 
 /// One run of a scenario.
@@ -80,7 +82,7 @@ pub fn runner_plan(sc: &Scenario, m: &Manifest, spec: &RunSpec, storage: &Storag
     }
     for task in &mut pipeline.tasks {
         task.adapter = format!("{up}/{}/{}", remote.package, task.adapter);
-        for g in task.baselines.values_mut() {
+        for g in task.baselines.values_mut().chain(task.inputs.values_mut()) {
             *g = format!("{up}/{}/{g}", remote.package);
         }
     }
@@ -105,6 +107,40 @@ pub fn runner_plan(sc: &Scenario, m: &Manifest, spec: &RunSpec, storage: &Storag
         output_dir: "outputs".into(),
         heartbeat_ms: 500,
         storage: storage.clone(),
+    }
+}
+
+/// A plan that runs a package in process on the CPU EP through the runner's `Executor` (no
+/// device, no workload limits, default threads): `quadbench infer` and the equivalence tests.
+pub fn in_process(m: &Manifest, strategy: Strategy, ort_library: String) -> Plan {
+    Plan {
+        schema: PLAN_SCHEMA.into(),
+        run_id: "infer".into(),
+        strategy,
+        precision: "as-packaged".into(),
+        backend: PlanBackend {
+            name: Backend::Cpu.as_str().into(),
+            options: BTreeMap::new(),
+            require_full_offload: false,
+            intra_threads: 0,
+        },
+        runtime: PlanRuntime { ort_library, ep_libraries: BTreeMap::new() },
+        pipeline: m.pipeline.clone(),
+        workload: PlanWorkload {
+            order: TaskOrder::RoundRobin,
+            seed: 0,
+            requests_per_visit: 1,
+            warmup_visits: 0,
+            min_samples: 1,
+            min_switches: 0,
+            min_duration_ms: 0,
+            max_duration_ms: 0,
+            capture_timed_outputs: false,
+        },
+        inputs: Vec::new(),
+        output_dir: String::new(),
+        heartbeat_ms: 0,
+        storage: Storage::default(),
     }
 }
 

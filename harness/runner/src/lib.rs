@@ -178,14 +178,14 @@ fn conv_slots_supported(plan: &Plan) -> Result<(), String> {
 
 /// Each plan input's per-request tensors (`PlanInput::tensors`), loaded once, by stage input
 /// name, each with the shape its `source: tensor` stage input declares.
-fn request_tensors(plan: &Plan, dir: &Path) -> Result<Vec<HashMap<String, ort::value::Tensor<f32>>>, String> {
-    let declared: HashMap<&str, &[i64]> = plan
+fn request_tensors(plan: &Plan, dir: &Path) -> Result<Vec<HashMap<String, ort::value::DynValue>>, String> {
+    let declared: HashMap<&str, &quadbench_protocol::TensorSpec> = plan
         .pipeline
         .stages
         .iter()
         .flat_map(|s| &s.inputs)
-        .filter(|i| i.source == Source::Tensor)
-        .map(|i| (i.tensor.name.as_str(), i.tensor.shape.as_slice()))
+        .filter(|i| matches!(i.source, Source::Tensor | Source::Mask))
+        .map(|i| (i.tensor.name.as_str(), &i.tensor))
         .collect();
     plan.inputs
         .iter()
@@ -193,13 +193,13 @@ fn request_tensors(plan: &Plan, dir: &Path) -> Result<Vec<HashMap<String, ort::v
             pi.tensors
                 .iter()
                 .map(|(name, file)| {
-                    let shape = declared.get(name.as_str()).ok_or_else(|| {
+                    let spec = declared.get(name.as_str()).ok_or_else(|| {
                         format!(
-                            "plan input `{}` carries tensor `{name}`, which no stage input takes as `source: tensor`",
+                            "plan input `{}` carries tensor `{name}`, which no stage input takes as `source: tensor` or `source: mask`",
                             pi.name
                         )
                     })?;
-                    Ok((name.clone(), pipeline::load_input(&dir.join(file), shape)?))
+                    Ok((name.clone(), pipeline::load_tensor(&dir.join(file), spec)?))
                 })
                 .collect()
         })

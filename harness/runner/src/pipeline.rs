@@ -8,7 +8,7 @@
 use crate::backend;
 use ort::session::{Adapter, RunOptions, Session, SessionInputValue};
 use ort::value::{DynValue, Tensor};
-use quadbench_protocol::{LoraPart, Plan, PlanLoraSlot, PlanStage, Source, Strategy};
+use quadbench_protocol::{DType, LoraPart, Plan, PlanLoraSlot, PlanStage, Source, Strategy, TensorSpec};
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -129,11 +129,15 @@ pub struct Executor<'p> {
     baselines: HashMap<(String, String), Session>,
     adapter: Option<BoundAdapter>,
     ort_adapter: Option<ActiveOrtAdapter>,
-    schedules: HashMap<(String, u32), Tensor<f32>>,
+    schedules: HashMap<(String, u32), DynValue>,
     /// `<stage>/<input>` -> seeded noise (made once).
     noise: HashMap<String, Tensor<f32>>,
-    /// Per-request tensor sets (`Source::Tensor`), one per request input, by stage input name.
-    request: Vec<HashMap<String, Tensor<f32>>>,
+    /// Per-request tensor sets (`Source::Tensor`, `Source::Mask`), one per request input, by
+    /// stage input name.
+    request: Vec<HashMap<String, DynValue>>,
+    /// Task -> its `source: task` constants by stage input name: the active task's only, or
+    /// every task's for the strategies that keep every task resident.
+    task_inputs: HashMap<String, HashMap<String, DynValue>>,
     /// The set the next requests use.
     request_no: usize,
     /// Session creations: (name, graph, ms).
@@ -158,11 +162,7 @@ impl<'p> Executor<'p> {
                 }
                 if let Source::Schedule { values } = &i.source {
                     for (step, v) in values.iter().enumerate() {
-                        let t = Tensor::from_array((
-                            i.tensor.shape.clone(),
-                            vec![*v; i.tensor.shape.iter().product::<i64>().max(1) as usize],
-                        ))
-                        .map_err(|e| e.to_string())?;
+                        let t = filled(&i.tensor, *v)?;
                         schedules.insert((format!("{}/{}", st.name, i.tensor.name), step as u32), t);
                     }
                 }
@@ -180,6 +180,7 @@ impl<'p> Executor<'p> {
             noise,
             request: Vec::new(),
             request_no: 0,
+            task_inputs: HashMap::new(),
             created: Vec::new(),
             compiled: HashMap::new(),
         })
@@ -225,6 +226,12 @@ impl<'p> Executor<'p> {
 
     /// Create the sessions the strategy keeps from the start.
     pub fn init(&mut self, first_task: &str) -> Result<(), Error> {
+        if self.every_task_resident() {
+            for t in &self.plan.pipeline.tasks {
+                let v = self.load_task_inputs(&t.name)?;
+                self.task_inputs.insert(t.name.clone(), v);
+            }
+        }
         if self.plan.strategy == Strategy::SeparateSharedWeights {
             return self.init_shared();
         }
@@ -290,11 +297,43 @@ impl<'p> Executor<'p> {
         Ok(())
     }
 
+    /// `task`'s `source: task` constants, by stage input name (its `inputs` files).
+    fn load_task_inputs(&self, task: &str) -> Result<HashMap<String, DynValue>, Error> {
+        let t =
+            self.plan.pipeline.tasks.iter().find(|t| t.name == task).ok_or_else(|| format!("unknown task `{task}`"))?;
+        let mut out = HashMap::new();
+        for i in self.plan.pipeline.stages.iter().flat_map(|s| &s.inputs).filter(|i| i.source == Source::Task) {
+            if out.contains_key(&i.tensor.name) {
+                continue;
+            }
+            let file = t.inputs.get(&i.tensor.name).ok_or_else(|| {
+                format!(
+                    "task `{task}` gives no value for the per-task input `{}` (package.yaml: the task's `inputs`)",
+                    i.tensor.name
+                )
+            })?;
+            out.insert(i.tensor.name.clone(), load_tensor(&self.dir.join(file), &i.tensor)?);
+        }
+        Ok(out)
+    }
+
+    /// Whether the strategy keeps every task ready (their per-task constants loaded up front).
+    fn every_task_resident(&self) -> bool {
+        matches!(self.plan.strategy, Strategy::SeparateResident | Strategy::SeparateSharedWeights)
+    }
+
     /// Make `task` the active one: load and bind its adapter (unified), load and activate its
     /// `.onnx_adapter` files (unified-ort-adapter), recreate its baseline sessions
-    /// (separate-reload), or nothing (separate-resident). Returns the time spent, ms.
+    /// (separate-reload), or nothing (separate-resident); and, but for the resident strategies,
+    /// load its per-task constants. Returns the time spent, ms.
     pub fn switch_to(&mut self, task: &str) -> Result<f64, Error> {
         let t0 = Instant::now();
+        if !self.every_task_resident() && !self.task_inputs.contains_key(task) {
+            // One task's constants in memory at a time, as its adapter.
+            self.task_inputs.clear();
+            let v = self.load_task_inputs(task)?;
+            self.task_inputs.insert(task.to_string(), v);
+        }
         match self.plan.strategy {
             Strategy::Unified => {
                 if self.adapter.as_ref().is_some_and(|a| a.task == task) {
@@ -358,14 +397,15 @@ impl<'p> Executor<'p> {
         Ok(ActiveOrtAdapter { task: task.into(), run_options })
     }
 
-    /// The tensors the next requests feed to `Source::Tensor` inputs, by input name.
-    pub fn set_request_tensors(&mut self, tensors: HashMap<String, Tensor<f32>>) {
+    /// The tensors the next requests feed to `Source::Tensor` and `Source::Mask` inputs, by
+    /// input name.
+    pub fn set_request_tensors(&mut self, tensors: HashMap<String, DynValue>) {
         self.request = vec![tensors];
         self.request_no = 0;
     }
 
     /// The tensor sets of the plan's inputs (in order); [`Self::use_request`] picks one.
-    pub fn set_request_sets(&mut self, sets: Vec<HashMap<String, Tensor<f32>>>) {
+    pub fn set_request_sets(&mut self, sets: Vec<HashMap<String, DynValue>>) {
         self.request = sets;
         self.request_no = 0;
     }
@@ -434,16 +474,25 @@ impl<'p> Executor<'p> {
                                 .ok_or_else(|| format!("stage `{}`: carried value missing", st.name))?
                                 .into()
                         }
-                        Source::Tensor => self
+                        Source::Tensor | Source::Mask => self
                             .request
                             .get(self.request_no)
                             .and_then(|m| m.get(&i.tensor.name))
                             .ok_or_else(|| {
                                 format!(
-                                    "stage `{}` input `{}` is a per-request tensor and this request has none (give it in the scenario's `tensor_inputs` or `quadbench infer --inputs FILE.npz`)",
-                                    st.name, i.tensor.name
+                                    "stage `{}` input `{}` is a per-request {} and this request has none (give it in the scenario's `{}` or `quadbench infer --inputs FILE.npz`)",
+                                    st.name,
+                                    i.tensor.name,
+                                    if i.source == Source::Mask { "mask" } else { "tensor" },
+                                    if i.source == Source::Mask { "masks" } else { "tensor_inputs" },
                                 )
                             })?
+                            .into(),
+                        Source::Task => self
+                            .task_inputs
+                            .get(task)
+                            .and_then(|m| m.get(&i.tensor.name))
+                            .ok_or_else(|| format!("stage `{}` input `{}`: task `{task}`'s constant is not loaded", st.name, i.tensor.name))?
                             .into(),
                         Source::Noise { .. } => self
                             .noise
@@ -541,9 +590,94 @@ pub fn write_png(v: &DynValue, path: &Path) -> Result<(), Error> {
         .map_err(|e| format!("cannot write {}: {e}", path.display()))
 }
 
+/// A tensor of `spec`'s shape and dtype with every element `v`: a schedule's value for one step,
+/// cast for integer inputs (a diffusion timestep is i64).
+fn filled(spec: &TensorSpec, v: f32) -> Result<DynValue, Error> {
+    let n = spec.shape.iter().product::<i64>().max(1) as usize;
+    let shape = spec.shape.clone();
+    let e = |e: ort::Error| e.to_string();
+    Ok(match spec.dtype {
+        DType::F32 => Tensor::from_array((shape, vec![v; n])).map_err(e)?.into_dyn(),
+        DType::I64 => Tensor::from_array((shape, vec![v as i64; n])).map_err(e)?.into_dyn(),
+        DType::I32 => Tensor::from_array((shape, vec![v as i32; n])).map_err(e)?.into_dyn(),
+        other => {
+            return Err(format!(
+                "schedule input `{}` is {}: schedules feed f32, i64 or i32 inputs",
+                spec.name,
+                other.as_str()
+            ));
+        }
+    })
+}
+
+/// A tensor input file, checked against the stage input `spec`: a `.npy` of its dtype and shape,
+/// or (as the host wrote before typed inputs) raw little-endian f32.
+pub fn load_tensor(path: &Path, spec: &TensorSpec) -> Result<DynValue, Error> {
+    let b = std::fs::read(path).map_err(|e| format!("cannot read input {}: {e}", path.display()))?;
+    if !b.starts_with(b"\x93NUMPY") {
+        if spec.dtype != DType::F32 {
+            return Err(format!(
+                "input {} is not a .npy file; input `{}` is {}",
+                path.display(),
+                spec.name,
+                spec.dtype.as_str()
+            ));
+        }
+        return Ok(raw_f32(&b, path, &spec.shape)?.into_dyn());
+    }
+    let a = quadbench_protocol::npy::parse(&b).map_err(|e| format!("input {}: {e}", path.display()))?;
+    let want: Vec<usize> = spec.shape.iter().map(|&d| d as usize).collect();
+    if a.shape != want || a.dtype != spec.dtype {
+        return Err(format!(
+            "input {} holds {} {:?}; stage input `{}` takes {} {want:?}",
+            path.display(),
+            a.dtype.as_str(),
+            a.shape,
+            spec.name,
+            spec.dtype.as_str()
+        ));
+    }
+    npy_value(&a).map_err(|e| format!("input {}: {e}", path.display()))
+}
+
+/// A typed array as an ONNX Runtime value (f32 must be finite).
+pub fn npy_value(a: &quadbench_protocol::npy::NpyArray) -> Result<DynValue, Error> {
+    fn le<T, const N: usize>(d: &[u8], f: fn([u8; N]) -> T) -> Vec<T> {
+        d.chunks_exact(N).map(|c| f(c.try_into().expect("chunk of N bytes"))).collect()
+    }
+    let shape: Vec<i64> = a.shape.iter().map(|&d| d as i64).collect();
+    let e = |e: ort::Error| e.to_string();
+    Ok(match a.dtype {
+        DType::F32 => {
+            let d = le(&a.data, f32::from_le_bytes);
+            if d.iter().any(|v| !v.is_finite()) {
+                return Err("holds NaN or infinite values".into());
+            }
+            Tensor::from_array((shape, d)).map_err(e)?.into_dyn()
+        }
+        DType::I64 => Tensor::from_array((shape, le(&a.data, i64::from_le_bytes))).map_err(e)?.into_dyn(),
+        DType::I32 => Tensor::from_array((shape, le(&a.data, i32::from_le_bytes))).map_err(e)?.into_dyn(),
+        DType::I16 => Tensor::from_array((shape, le(&a.data, i16::from_le_bytes))).map_err(e)?.into_dyn(),
+        DType::U16 => Tensor::from_array((shape, le(&a.data, u16::from_le_bytes))).map_err(e)?.into_dyn(),
+        DType::I8 => Tensor::from_array((shape, le(&a.data, i8::from_le_bytes))).map_err(e)?.into_dyn(),
+        DType::U8 => Tensor::from_array((shape, a.data.clone())).map_err(e)?.into_dyn(),
+        DType::F16 => {
+            let d = le(&a.data, |b: [u8; 2]| half::f16::from_bits(u16::from_le_bytes(b)));
+            if d.iter().any(|v| !v.is_finite()) {
+                return Err("holds NaN or infinite values".into());
+            }
+            Tensor::from_array((shape, d)).map_err(e)?.into_dyn()
+        }
+    })
+}
+
 /// Raw little-endian f32 NCHW file -> tensor of `shape`.
 pub fn load_input(path: &Path, shape: &[i64]) -> Result<Tensor<f32>, Error> {
     let b = std::fs::read(path).map_err(|e| format!("cannot read input {}: {e}", path.display()))?;
+    raw_f32(&b, path, shape)
+}
+
+fn raw_f32(b: &[u8], path: &Path, shape: &[i64]) -> Result<Tensor<f32>, Error> {
     let n: i64 = shape.iter().product();
     if b.len() != n as usize * 4 {
         return Err(format!("input {} has {} bytes, expected {} for shape {shape:?}", path.display(), b.len(), n * 4));

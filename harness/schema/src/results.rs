@@ -492,6 +492,11 @@ pub struct ScenarioInfo {
     pub path: String,
     /// sha256 of the scenario file's bytes.
     pub sha256: String,
+    /// sha256 over the sha256 of every file of the scenario's `tensor_inputs` and `masks`, in
+    /// order (the scenario names them; `--resume` compares their contents too); absent when
+    /// there are none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request_files_sha256: Option<String>,
 }
 
 /// The package the runs used.

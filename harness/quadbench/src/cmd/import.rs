@@ -33,6 +33,14 @@ pub struct ImportArgs {
     /// Regular expression over module paths: only matching layers get LoRA slots (e.g. `attentions`).
     #[arg(long)]
     target: Option<String>,
+    /// Where a model input other than the image gets its value: NAME=SOURCE, SOURCE one of
+    /// `tensor` (given with each request; the default), `mask` (a mask image with each request),
+    /// `task` (a per-task constant, see --task-input) or `noise:<seed>[:<std>]`.
+    #[arg(long = "input", value_name = "NAME=SOURCE")]
+    inputs: Vec<String>,
+    /// A task's value of a `task` input: TASK:NAME=FILE.npy (e.g. the task's prompt embedding).
+    #[arg(long = "task-input", value_name = "TASK:NAME=FILE")]
+    task_inputs: Vec<String>,
 }
 
 pub fn import(a: ImportArgs) -> i32 {
@@ -48,6 +56,26 @@ pub fn import(a: ImportArgs) -> i32 {
         }
         adapters.push((name.to_string(), PathBuf::from(path)));
     }
+    let mut input_sources = Vec::new();
+    for spec in &a.inputs {
+        let Some((name, source)) = spec.split_once('=').filter(|(n, s)| !n.is_empty() && !s.is_empty()) else {
+            exit::report(&format!("--input `{spec}`: expected NAME=SOURCE, e.g. --input mask=mask"));
+            return exit::BAD_INPUT;
+        };
+        input_sources.push((name.to_string(), source.to_string()));
+    }
+    let mut task_inputs = Vec::new();
+    for spec in &a.task_inputs {
+        let parsed = spec.split_once('=').and_then(|(k, f)| k.split_once(':').map(|(t, n)| (t, n, f)));
+        let Some((task, name, file)) = parsed.filter(|(t, n, f)| !t.is_empty() && !n.is_empty() && !f.is_empty())
+        else {
+            exit::report(&format!(
+                "--task-input `{spec}`: expected TASK:NAME=FILE, e.g. --task-input remove:prompt=prompts/remove.npy"
+            ));
+            return exit::BAD_INPUT;
+        };
+        task_inputs.push((task.to_string(), name.to_string(), PathBuf::from(file)));
+    }
     if a.out.read_dir().is_ok_and(|mut d| d.next().is_some()) {
         exit::report(&format!(
             "--out {}: the directory exists and is not empty; choose a new directory",
@@ -62,6 +90,8 @@ pub fn import(a: ImportArgs) -> i32 {
         max_rank: a.max_rank,
         prefix: a.prefix,
         target: a.target,
+        input_sources,
+        task_inputs,
     };
     match import::import(&o, &a.out) {
         Ok((m, rep)) => {

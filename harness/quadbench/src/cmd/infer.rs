@@ -10,9 +10,8 @@ use crate::npy::{self, Array};
 use crate::package::{self, PackageError};
 use crate::quality::tensor::TensorScores;
 use clap::Args;
-use quadbench_protocol::{
-    Backend, PLAN_SCHEMA, Plan, PlanBackend, PlanRuntime, PlanWorkload, Source, Storage, Strategy, TaskOrder,
-};
+use quadbench_protocol::npy::NpyArray;
+use quadbench_protocol::{Backend, Plan, Source, Strategy};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
@@ -76,38 +75,6 @@ pub fn infer(a: InferArgs) -> i32 {
     }
 }
 
-fn plan(m: &package::Manifest, strategy: Strategy, ort_library: String) -> Plan {
-    Plan {
-        schema: PLAN_SCHEMA.into(),
-        run_id: "infer".into(),
-        strategy,
-        precision: "as-packaged".into(),
-        backend: PlanBackend {
-            name: Backend::Cpu.as_str().into(),
-            options: BTreeMap::new(),
-            require_full_offload: false,
-            intra_threads: 0,
-        },
-        runtime: PlanRuntime { ort_library, ep_libraries: BTreeMap::new() },
-        pipeline: m.pipeline.clone(),
-        workload: PlanWorkload {
-            order: TaskOrder::RoundRobin,
-            seed: 0,
-            requests_per_visit: 1,
-            warmup_visits: 0,
-            min_samples: 1,
-            min_switches: 0,
-            min_duration_ms: 0,
-            max_duration_ms: 0,
-            capture_timed_outputs: false,
-        },
-        inputs: Vec::new(),
-        output_dir: String::new(),
-        heartbeat_ms: 0,
-        storage: Storage::default(),
-    }
-}
-
 fn run(a: &InferArgs) -> Result<(), InferError> {
     let strategy = Strategy::parse(&a.strategy).ok_or_else(|| {
         let names: Vec<&str> = Strategy::ALL.iter().map(|s| s.as_str()).collect();
@@ -126,7 +93,13 @@ fn run(a: &InferArgs) -> Result<(), InferError> {
             .map_or_else(|| format!("tasks: {}", names.join(", ")), |n| format!("did you mean `{n}`?"));
         InferError::Input(format!("--task `{}` is not a task of {}; {hint}", a.task, m.raw.name))
     })?;
-    let arrays = npy::read(&a.inputs)?;
+    let typed = npy::read_tensor_file(&a.inputs)?;
+    let arrays: BTreeMap<String, Array> = typed
+        .iter()
+        .map(|(k, t)| {
+            (k.clone(), Array { shape: t.shape.clone(), data: t.to_f64().into_iter().map(|v| v as f32).collect() })
+        })
+        .collect();
     let image = m
         .pipeline
         .stages
@@ -152,31 +125,45 @@ fn run(a: &InferArgs) -> Result<(), InferError> {
             arr.shape
         )));
     }
-    // Per-request tensor inputs (`source: tensor`) by their names.
+    // Per-request tensor and mask inputs (`source: tensor`, `source: mask`) by their names.
     let mut request = BTreeMap::new();
-    for i in m.pipeline.stages.iter().flat_map(|s| &s.inputs).filter(|i| i.source == Source::Tensor) {
+    for i in
+        m.pipeline.stages.iter().flat_map(|s| &s.inputs).filter(|i| matches!(i.source, Source::Tensor | Source::Mask))
+    {
         let want: Vec<usize> = i.tensor.shape.iter().map(|&d| d as usize).collect();
-        let t = arrays.get(&i.tensor.name).ok_or_else(|| {
+        let t = typed.get(&i.tensor.name).ok_or_else(|| {
             InferError::Input(format!(
-                "{}: no array `{}` (a per-request tensor input of the package); arrays: {}",
+                "{}: no array `{}` (a per-request input of the package); arrays: {}",
                 a.inputs.display(),
                 i.tensor.name,
                 arrays.keys().cloned().collect::<Vec<_>>().join(", ")
             ))
         })?;
-        if t.shape != want {
+        if t.shape != want || t.dtype != i.tensor.dtype {
             return Err(InferError::Input(format!(
-                "{}: `{}` has shape {:?}, the package needs {want:?}",
+                "{}: `{}` is {} {:?}, the package needs {} {want:?} (numpy: x.astype(np.{}))",
                 a.inputs.display(),
                 i.tensor.name,
-                t.shape
+                t.dtype.as_str(),
+                t.shape,
+                i.tensor.dtype.as_str(),
+                i.tensor.dtype.numpy_name()
             )));
         }
         request.insert(i.tensor.name.clone(), t.clone());
     }
     // The host's own ONNX Runtime (a runtime that cannot load is an infrastructure error).
     let env = crate::package::source::quantized::host_env()?;
-    let p = plan(&m, strategy, "(the host's ONNX Runtime)".into());
+    let mut p = crate::plan::in_process(&m, strategy, "(the host's ONNX Runtime)".into());
+    // `.onnx_adapter` files are derived at staging time; infer derives them into a scratch dir.
+    let scratch =
+        tempfile::tempdir().map_err(|e| InferError::Run(format!("cannot create a scratch directory: {e}")))?;
+    if strategy == Strategy::UnifiedOrtAdapter {
+        for f in package::ort_adapter::write_all(&m, &a.package, scratch.path())? {
+            let t = p.pipeline.tasks.iter_mut().find(|t| t.name == f.task).expect("written for a package task");
+            t.ort_adapters.insert(f.stage, f.path.display().to_string());
+        }
+    }
     let outputs = execute(&p, &a.package, env, &task.name, arr, &request).map_err(InferError::Run)?;
     if a.out.as_os_str() != "-" {
         npy::write(&a.out, &outputs)?;
@@ -214,14 +201,19 @@ fn execute(
     env: &ort::environment::Environment,
     task: &str,
     input: &Array,
-    request: &BTreeMap<String, Array>,
+    request: &BTreeMap<String, NpyArray>,
 ) -> Result<BTreeMap<String, Array>, String> {
     let tensor = |a: &Array| {
         let shape: Vec<i64> = a.shape.iter().map(|&d| d as i64).collect();
         ort::value::Tensor::from_array((shape, a.data.clone())).map_err(|e| e.to_string())
     };
     let mut ex = quadbench_runner::pipeline::Executor::new(p, dir, env)?;
-    ex.set_request_tensors(request.iter().map(|(k, v)| Ok((k.clone(), tensor(v)?))).collect::<Result<_, String>>()?);
+    ex.set_request_tensors(
+        request
+            .iter()
+            .map(|(k, v)| Ok((k.clone(), quadbench_runner::pipeline::npy_value(v).map_err(|e| format!("`{k}`: {e}"))?)))
+            .collect::<Result<_, String>>()?,
+    );
     ex.init(task)?;
     let switch_ms = ex.switch_to(task)?;
     let image = tensor(input)?;

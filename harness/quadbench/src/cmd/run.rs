@@ -221,7 +221,12 @@ mod tests {
         Results {
             schema: crate::results::RESULTS_SCHEMA.into(),
             quadbench_version: String::new(),
-            scenario: ScenarioInfo { name: "s".into(), path: "s.yaml".into(), sha256: String::new() },
+            scenario: ScenarioInfo {
+                name: "s".into(),
+                path: "s.yaml".into(),
+                sha256: String::new(),
+                request_files_sha256: None,
+            },
             package: PackageInfo {
                 name: "p".into(),
                 sha256: String::new(),

@@ -4,6 +4,7 @@
 
 pub mod checkout;
 pub mod device;
+pub mod masks;
 pub mod scenario;
 pub mod tensor_inputs;
 

@@ -54,6 +54,9 @@ pub struct RawScenario {
     /// Per-request tensor inputs: `.npz` files relative to the scenario (see `tensor_inputs`).
     #[serde(default)]
     pub tensor_inputs: Vec<String>,
+    /// Mask images for `source: mask` inputs, relative to the scenario (see `masks`).
+    #[serde(default)]
+    pub masks: Vec<String>,
     pub workload: RawWorkload,
     #[serde(default)]
     pub threads: usize,
@@ -187,6 +190,20 @@ pub struct ThrottleConfig {
     pub cooldown_s: f64,
 }
 
+impl Scenario {
+    /// sha256 over the sha256 of each `tensor_inputs` and `masks` file, in order; `None` when
+    /// the scenario names none (then the scenario's own sha256 says it all).
+    pub fn request_files_sha256(&self) -> Option<String> {
+        let shas: Vec<&str> = self
+            .tensor_inputs
+            .iter()
+            .map(|f| f.sha256.as_str())
+            .chain(self.masks.iter().map(|m| m.sha256.as_str()))
+            .collect();
+        (!shas.is_empty()).then(|| crate::package::manifest::sha256_bytes(shas.join("\n").as_bytes()))
+    }
+}
+
 impl Default for ThrottleConfig {
     fn default() -> ThrottleConfig {
         ThrottleConfig { enabled: true, max_slowdown: 0.10, retries: 2, cooldown_s: 5.0 }
@@ -207,6 +224,8 @@ pub struct Scenario {
     pub inputs: Vec<(String, PathBuf)>,
     /// Values of the package's `source: tensor` inputs: none, one for every image, or one per image.
     pub tensor_inputs: Vec<super::tensor_inputs::TensorInputFile>,
+    /// Masks of the package's `source: mask` inputs: none, one for every image, or one per image.
+    pub masks: Vec<super::masks::MaskFile>,
     pub workload: PlanWorkload,
     pub threads: usize,
     pub backend_options: BTreeMap<Backend, BTreeMap<String, String>>,
@@ -328,6 +347,7 @@ impl Scenario {
         let devices = raw.devices.iter().map(|d| base.join(d)).collect();
         let inputs = inputs(&cx, &raw.inputs, base)?;
         let tensor_inputs = super::tensor_inputs::load(path, text, &raw.tensor_inputs, base, inputs.len())?;
+        let masks = super::masks::load(path, text, &raw.masks, base, inputs.len())?;
         let workload = workload(&cx, &raw.workload)?;
         let claims = claims(&cx, &raw.claims, &parse_strategy)?;
         let golden_root = match raw.quality.as_ref().and_then(|q| q.golden_dir.as_ref()) {
@@ -354,6 +374,7 @@ impl Scenario {
             strategies,
             inputs,
             tensor_inputs,
+            masks,
             workload,
             threads: cx.range("threads", raw.threads, limits::THREADS)?,
             replicates: cx.range("replicates", raw.replicates, limits::REPLICATES)?,

@@ -1,17 +1,19 @@
-//! A scenario's per-request tensor inputs (`tensor_inputs: [FILE.npz, ...]`): the values of the
-//! package's `source: tensor` stage inputs, one `.npz` per request input, arrays named by graph
-//! input. Files are read and counted at scenario load; checked against the package's inputs
-//! (every `source: tensor` input present with its shape) once the package is resolved, before
-//! any device is touched; staged as the raw little-endian f32 files the runner reads, as images are.
+//! A scenario's per-request tensor inputs (`tensor_inputs: [FILE, ...]`): the values of the
+//! package's `source: tensor` stage inputs, one `.npz`, `.npy` or `.safetensors` per request
+//! input, arrays named by graph input. Files are read and counted at scenario load; checked
+//! against the package's inputs (every `source: tensor` input present with its shape and dtype)
+//! once the package is resolved, before any device is touched; staged as the typed `.npy` files
+//! the runner reads.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use quadbench_protocol::Source;
 
-use crate::npy::{self, Array};
+use crate::npy;
 use crate::package::Manifest;
 use crate::yaml::YamlError;
+use quadbench_protocol::npy::NpyArray;
 
 /// One `.npz` of `tensor_inputs`, read.
 #[derive(Debug, Clone)]
@@ -19,7 +21,9 @@ pub struct TensorInputFile {
     /// As written in the scenario (locates errors).
     pub written: String,
     pub path: PathBuf,
-    pub arrays: BTreeMap<String, Array>,
+    pub arrays: BTreeMap<String, NpyArray>,
+    /// sha256 of the file (resume compares it).
+    pub sha256: String,
 }
 
 /// Read `tensor_inputs` (paths relative to the scenario). There is either one file (fed with
@@ -53,10 +57,25 @@ pub fn load(
                     "give a .npz path relative to the scenario file",
                 ));
             }
-            let arrays = npy::read(&p).map_err(|e| {
-                YamlError::at(path, text, w, format!("cannot read tensor input file: {e}"), "write it with numpy.savez")
+            let arrays = npy::read_tensor_file(&p).map_err(|e| {
+                YamlError::at(
+                    path,
+                    text,
+                    w,
+                    format!("cannot read tensor input file: {e}"),
+                    "write it with numpy.savez, numpy.save or safetensors.numpy.save_file",
+                )
             })?;
-            Ok(TensorInputFile { written: w.clone(), path: p, arrays })
+            let sha256 = crate::package::manifest::sha256_file(&p).map_err(|e| {
+                YamlError::at(
+                    path,
+                    text,
+                    w,
+                    format!("cannot read tensor input file: {e}"),
+                    "check the file's permissions",
+                )
+            })?;
+            Ok(TensorInputFile { written: w.clone(), path: p, arrays, sha256 })
         })
         .collect()
 }
@@ -68,7 +87,7 @@ pub fn check(sc_path: &Path, files: &[TensorInputFile], m: &Manifest) -> Result<
     let text = std::fs::read_to_string(sc_path).unwrap_or_default();
     let wanted = tensor_inputs(m);
     if files.is_empty() {
-        if let Some((name, _)) = wanted.first() {
+        if let Some((name, ..)) = wanted.first() {
             return Err(YamlError::at(
                 sc_path,
                 &text,
@@ -91,7 +110,7 @@ pub fn check(sc_path: &Path, files: &[TensorInputFile], m: &Manifest) -> Result<
         ));
     }
     for f in files {
-        for (name, shape) in &wanted {
+        for (name, shape, dtype) in &wanted {
             let a = f.arrays.get(name).ok_or_else(|| {
                 let known: Vec<&str> = f.arrays.keys().map(String::as_str).collect();
                 YamlError::at(
@@ -104,16 +123,22 @@ pub fn check(sc_path: &Path, files: &[TensorInputFile], m: &Manifest) -> Result<
                         .unwrap_or_else(|| format!("add an array `{name}`; arrays: {}", known.join(", "))),
                 )
             })?;
-            if &a.shape != shape {
+            if &a.shape != shape || a.dtype != *dtype {
                 return Err(YamlError::at(
                     sc_path,
                     &text,
                     &f.written,
-                    format!("{}: `{name}` has shape {:?}, the package needs {shape:?}", f.path.display(), a.shape),
-                    &format!("save `{name}` with shape {shape:?}"),
+                    format!(
+                        "{}: `{name}` is {} {:?}, the package needs {} {shape:?}",
+                        f.path.display(),
+                        a.dtype.as_str(),
+                        a.shape,
+                        dtype.as_str()
+                    ),
+                    &format!("save `{name}` as x.reshape({shape:?}).astype(np.{})", dtype.numpy_name()),
                 ));
             }
-            if a.data.iter().any(|v| !v.is_finite()) {
+            if a.to_f64().iter().any(|v| !v.is_finite()) {
                 return Err(YamlError::at(
                     sc_path,
                     &text,
@@ -127,19 +152,19 @@ pub fn check(sc_path: &Path, files: &[TensorInputFile], m: &Manifest) -> Result<
     Ok(())
 }
 
-/// The package's `source: tensor` inputs: (graph input name, shape), each name once.
-fn tensor_inputs(m: &Manifest) -> Vec<(String, Vec<usize>)> {
-    let mut out: Vec<(String, Vec<usize>)> = Vec::new();
+/// The package's `source: tensor` inputs: (graph input name, shape, dtype), each name once.
+fn tensor_inputs(m: &Manifest) -> Vec<(String, Vec<usize>, quadbench_protocol::DType)> {
+    let mut out: Vec<(String, Vec<usize>, quadbench_protocol::DType)> = Vec::new();
     for i in m.pipeline.stages.iter().flat_map(|s| &s.inputs).filter(|i| i.source == Source::Tensor) {
-        if !out.iter().any(|(n, _)| n == &i.tensor.name) {
-            out.push((i.tensor.name.clone(), i.tensor.shape.iter().map(|&d| d as usize).collect()));
+        if !out.iter().any(|(n, ..)| n == &i.tensor.name) {
+            out.push((i.tensor.name.clone(), i.tensor.shape.iter().map(|&d| d as usize).collect(), i.tensor.dtype));
         }
     }
     out
 }
 
-/// Write, per input image (`images` in scenario order), its tensors as raw little-endian f32
-/// files `<dir>/<image>.t<j>.f32`: graph input name -> file. Empty maps when the scenario has none.
+/// Write, per input image (`images` in scenario order), its tensors as `.npy` files
+/// `<dir>/<image>.t<j>.npy`: graph input name -> file. Empty maps when the scenario has none.
 pub fn stage(
     files: &[TensorInputFile],
     m: &Manifest,
@@ -151,11 +176,9 @@ pub fn stage(
     for (k, (image, _)) in images.iter().enumerate() {
         let mut set = BTreeMap::new();
         if let Some(f) = (!files.is_empty()).then(|| &files[k % files.len()]) {
-            for (j, (name, _)) in wanted.iter().enumerate() {
-                let a = &f.arrays[name];
-                let dst = dir.join(format!("{image}.t{j}.f32"));
-                let bytes: Vec<u8> = a.data.iter().flat_map(|v| v.to_le_bytes()).collect();
-                std::fs::write(&dst, bytes)?;
+            for (j, (name, ..)) in wanted.iter().enumerate() {
+                let dst = dir.join(format!("{image}.t{j}.npy"));
+                std::fs::write(&dst, f.arrays[name].to_bytes())?;
                 set.insert(name.clone(), dst);
             }
         }

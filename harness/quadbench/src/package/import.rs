@@ -32,6 +32,11 @@ pub struct ImportOptions {
     /// A regular expression over module paths: only matching layers get slots; the adapters'
     /// other layers are left out of the unified graph and the merged baselines alike.
     pub target: Option<String>,
+    /// Where inputs other than the image get their values: (input, `tensor` (the default, given
+    /// with each request), `mask`, `task` or `noise:<seed>[:<std>]`).
+    pub input_sources: Vec<(String, String)>,
+    /// (task, input, `.npy` file): each task's value of every `task` input.
+    pub task_inputs: Vec<(String, String, PathBuf)>,
 }
 
 /// Layers matched, per op type and per adapter, for people.
@@ -165,11 +170,10 @@ fn check_model(path: &Path, model: &ModelProto) -> Result<(quadbench_onnx::Signa
                 .join(", ")
         )));
     };
-    if let Some(v) = sig.inputs.iter().find(|v| v.elem_type != float) {
+    if let Some(v) = sig.inputs.iter().find(|v| DType::parse(quadbench_onnx::elem_type_name(v.elem_type)).is_none()) {
         return Err(params(format!(
-            "input `{}` is {}: per-request tensor inputs are f32; cast it inside the model (e.g. a float timestep)",
-            v.name,
-            quadbench_onnx::elem_type_name(v.elem_type)
+            "input `{}` has ONNX element type {}, which packages do not feed (f32, f16, u8, i8, u16, i16, i32, i64); cast it inside the model",
+            v.name, v.elem_type
         )));
     }
     let dims = dims(input);
@@ -291,6 +295,92 @@ fn merged(model: &ModelProto, adapter: &Adapter, matched: &[&Layer]) -> Result<M
     Ok(m)
 }
 
+/// The graph's own inputs as the stage declares them: the image, then every other input with
+/// its source (`--input NAME=SOURCE`, `tensor` by default) and its element type.
+fn input_tensors(
+    o: &ImportOptions,
+    sig: &quadbench_onnx::Signature,
+    image: &str,
+) -> Result<Vec<RawTensor>, PackageError> {
+    let names: Vec<&str> = sig.inputs.iter().map(|v| v.name.as_str()).filter(|n| *n != image).collect();
+    for (name, source) in &o.input_sources {
+        if !names.contains(&name.as_str()) {
+            let hint = crate::yaml::nearest(name, names.iter().copied()).map_or_else(
+                || format!("inputs besides the image: {}", names.join(", ")),
+                |n| format!("did you mean `{n}`?"),
+            );
+            return Err(params(format!("--input `{name}`: the model has no such input besides the image; {hint}")));
+        }
+        let ok = matches!(source.as_str(), "tensor" | "mask" | "task") || source.starts_with("noise:");
+        if !ok {
+            return Err(params(format!(
+                "--input {name}={source}: the source is one of `tensor` (with each request), `mask` (a mask image with each request), `task` (a per-task constant, --task-input) or `noise:<seed>[:<std>]`"
+            )));
+        }
+    }
+    let dims = |v: &quadbench_onnx::ValueSig| v.dims.iter().map(|d| d.unwrap_or(0)).collect::<Vec<i64>>();
+    Ok(sig
+        .inputs
+        .iter()
+        .map(|v| {
+            let dtype =
+                DType::parse(quadbench_onnx::elem_type_name(v.elem_type)).expect("check_model checked the types");
+            if v.name == image {
+                return RawTensor { range: Some([0.0, 1.0]), ..tensor(&v.name, &dims(v), Some("image".into())) };
+            }
+            let source = o.input_sources.iter().find(|(n, _)| n == &v.name).map_or("tensor", |(_, s)| s.as_str());
+            RawTensor { dtype, ..tensor(&v.name, &dims(v), Some(source.to_string())) }
+        })
+        .collect())
+}
+
+/// Copy each task's `--task-input` files into the package (`tasks/<task>/<input>.npy`), checked
+/// against the input's shape and dtype; every task needs one for every `source: task` input.
+fn copy_task_inputs(
+    o: &ImportOptions,
+    inputs: &[RawTensor],
+    tasks: &mut [RawTask],
+    out: &Path,
+) -> Result<(), PackageError> {
+    let wanted: Vec<&RawTensor> = inputs.iter().filter(|i| i.source.as_deref() == Some("task")).collect();
+    for (task, input, _) in &o.task_inputs {
+        if !tasks.iter().any(|t| &t.name == task) || !wanted.iter().any(|w| &w.name == input) {
+            return Err(params(format!(
+                "--task-input {task}:{input}=...: `{task}` must be a task (--adapter) and `{input}` an input given `--input {input}=task`"
+            )));
+        }
+    }
+    for t in tasks.iter_mut() {
+        for w in &wanted {
+            let Some((_, _, path)) = o.task_inputs.iter().find(|(tk, i, _)| tk == &t.name && i == &w.name) else {
+                return Err(params(format!(
+                    "task `{}` has no value for the per-task input `{}`; pass --task-input {}:{}=FILE.npy",
+                    t.name, w.name, t.name, w.name
+                )));
+            };
+            let arrays = crate::npy::read_typed(path).map_err(|e| params(e.to_string()))?;
+            let want: Vec<usize> = w.shape.iter().map(|&d| d as usize).collect();
+            let a = match arrays.values().collect::<Vec<_>>()[..] {
+                [a] if a.shape == want && a.dtype == w.dtype => a,
+                _ => {
+                    return Err(params(format!(
+                        "--task-input {}:{}={}: expected one {} array of shape {want:?} (numpy: np.save(path, x.astype(np.{})))",
+                        t.name,
+                        w.name,
+                        path.display(),
+                        w.dtype.as_str(),
+                        w.dtype.numpy_name()
+                    )));
+                }
+            };
+            let rel = format!("tasks/{}/{}.npy", t.name, w.name);
+            manifest::write_file(&out.join(&rel), &a.to_bytes())?;
+            t.inputs.insert(w.name.clone(), rel);
+        }
+    }
+    Ok(())
+}
+
 fn tensor(name: &str, dims: &[i64], source: Option<String>) -> RawTensor {
     RawTensor {
         name: name.into(),
@@ -404,17 +494,12 @@ pub fn import(o: &ImportOptions, out: &Path) -> Result<(Manifest, ImportReport),
             description: format!("imported from {} ({})", a.path.display(), a.format),
             adapter: adapter_rel,
             baselines: BTreeMap::from([(STAGE.to_string(), base_rel)]),
+            inputs: Default::default(),
         });
     }
     let dims = |v: &quadbench_onnx::ValueSig| v.dims.iter().map(|d| d.unwrap_or(0)).collect::<Vec<i64>>();
-    let mut inputs: Vec<RawTensor> = sig
-        .inputs
-        .iter()
-        .map(|v| match v.name == image_name {
-            true => RawTensor { range: Some([0.0, 1.0]), ..tensor(&v.name, &dims(v), Some("image".into())) },
-            false => tensor(&v.name, &dims(v), Some("tensor".into())),
-        })
-        .collect();
+    let mut inputs = input_tensors(o, &sig, &image_name)?;
+    copy_task_inputs(o, &inputs, &mut tasks, out)?;
     let mut raw_slots = Vec::new();
     for s in &slots {
         let l = s.layer;

@@ -41,3 +41,26 @@ pub fn prepare_input(src: &Path, size: u32, dst: &Path) -> Result<(), InputError
     });
     png.save(dst.with_extension("png")).map_err(|e| err(format!("cannot write preview: {e}")))
 }
+
+/// Load a mask image, take its luminance, centre-crop to square, resize to `size` with the
+/// nearest neighbour (a binary mask stays binary) and write it as a `.npy` f32 `[1, 1, H, W]` in
+/// `[0, 1]` to `dst`, with a PNG preview beside it.
+pub fn prepare_mask(src: &Path, size: u32, dst: &Path) -> Result<(), InputError> {
+    let err = |m: String| InputError { path: src.display().to_string(), message: m };
+    let limits = quadbench_metrics::ImageLimits::from_env().map_err(|e| err(e.to_string()))?;
+    let img = quadbench_metrics::open_image(src, &limits).map_err(|e| err(e.to_string()))?.to_luma32f();
+    let (w, h) = img.dimensions();
+    if w == 0 || h == 0 {
+        return Err(err("mask is empty".into()));
+    }
+    let side = w.min(h);
+    let cropped = image::imageops::crop_imm(&img, (w - side) / 2, (h - side) / 2, side, side).to_image();
+    let resized = image::imageops::resize(&cropped, size, size, image::imageops::FilterType::Nearest);
+    let data: Vec<f32> = resized.pixels().map(|p| p.0[0].clamp(0.0, 1.0)).collect();
+    let a = quadbench_protocol::npy::NpyArray::from_f32(vec![1, 1, size as usize, size as usize], &data);
+    std::fs::write(dst, a.to_bytes()).map_err(|e| err(format!("cannot write {}: {e}", dst.display())))?;
+    let png = image::GrayImage::from_fn(size, size, |x, y| {
+        image::Luma([(data[(y * size + x) as usize] * 255.0 + 0.5) as u8])
+    });
+    png.save(dst.with_extension("png")).map_err(|e| err(format!("cannot write preview: {e}")))
+}

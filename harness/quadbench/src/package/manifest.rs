@@ -58,9 +58,10 @@ fn one() -> u32 {
 }
 
 /// A graph input or output. Inputs name where their value comes from: `source` (`image`,
-/// `tensor` (given with each request by this name), `noise:<seed>[:<std>]`, `<stage>.<output>`,
-/// `lora:<slot>.a|b`), optionally `carry: <own output>` on a repeated stage, or
-/// `schedule: [one value per step]`.
+/// `tensor` (given with each request by this name), `mask` (a mask image with each request),
+/// `task` (a per-task constant: each task's `inputs` file), `noise:<seed>[:<std>]`,
+/// `<stage>.<output>`, `lora:<slot>.a|b`), optionally `carry: <own output>` on a repeated
+/// stage, or `schedule: [one value per step]`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawTensor {
@@ -119,6 +120,9 @@ pub struct RawTask {
     pub adapter: String,
     /// Stage name -> merged baseline graph replacing that stage for this task.
     pub baselines: BTreeMap<String, String>,
+    /// Stage input name -> `.npy` file: this task's value of each `source: task` input.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub inputs: BTreeMap<String, String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -163,6 +167,7 @@ pub fn referenced_files(raw: &RawManifest) -> Vec<String> {
     for t in &raw.tasks {
         out.push(t.adapter.clone());
         out.extend(t.baselines.values().cloned());
+        out.extend(t.inputs.values().cloned());
     }
     let mut seen = std::collections::HashSet::new();
     out.retain(|p| seen.insert(p.clone()));
@@ -205,6 +210,12 @@ fn parse_source(s: &str) -> Result<Source, String> {
     if s == "tensor" {
         return Ok(Source::Tensor);
     }
+    if s == "mask" {
+        return Ok(Source::Mask);
+    }
+    if s == "task" {
+        return Ok(Source::Task);
+    }
     if let Some(rest) = s.strip_prefix("noise:") {
         let (seed, std) = rest.split_once(':').unwrap_or((rest, "1"));
         return match (seed.parse::<u64>(), std.parse::<f32>()) {
@@ -223,9 +234,56 @@ fn parse_source(s: &str) -> Result<Source, String> {
         return Ok(Source::Lora { slot: slot.into(), part });
     }
     let (stage, output) = s.split_once('.').ok_or_else(|| {
-        format!("`{s}`: expected `image`, `tensor`, `noise:<seed>`, `<stage>.<output>` or `lora:<slot>.a|b`")
+        format!(
+            "`{s}`: expected `image`, `tensor`, `mask`, `task`, `noise:<seed>`, `<stage>.<output>` or `lora:<slot>.a|b`"
+        )
     })?;
     Ok(Source::Stage { stage: stage.into(), output: output.into() })
+}
+
+/// What is wrong with an input's dtype or shape for its source, if anything: noise and masks are
+/// f32 (a mask `[1, 1, H, W]`), schedules f32, i64 or i32.
+fn dtype_problem(source: &Source, i: &RawTensor) -> Option<String> {
+    match source {
+        Source::Noise { .. } if i.dtype != DType::F32 => {
+            Some(format!("noise is f32, the input is {}", i.dtype.as_str()))
+        }
+        Source::Mask if i.dtype != DType::F32 || i.shape.len() != 4 || i.shape[..2] != [1, 1] => Some(format!(
+            "a mask input is f32 [1, 1, H, W] (one channel in [0, 1]); this one is {} {:?}",
+            i.dtype.as_str(),
+            i.shape
+        )),
+        Source::Schedule { .. } if !matches!(i.dtype, DType::F32 | DType::I64 | DType::I32) => {
+            Some(format!("a schedule feeds f32, i64 or i32 inputs; this one is {}", i.dtype.as_str()))
+        }
+        _ => None,
+    }
+}
+
+/// A task's `inputs` against the stages' `source: task` inputs: one `.npy` for each, none else.
+fn check_task_inputs(t: &RawTask, stages: &[PlanStage]) -> Result<(), (String, String)> {
+    let wanted: Vec<&str> = stages
+        .iter()
+        .flat_map(|s| &s.inputs)
+        .filter(|i| i.source == Source::Task)
+        .map(|i| i.tensor.name.as_str())
+        .collect();
+    if let Some(missing) = wanted.iter().find(|w| !t.inputs.contains_key(**w)) {
+        return Err((
+            format!("task `{}` gives no value for the per-task input `{missing}` (`source: task`)", t.name),
+            format!("add `inputs: {{{missing}: tasks/{}/{missing}.npy}}` to the task", t.name),
+        ));
+    }
+    if let Some(extra) = t.inputs.keys().find(|k| !wanted.contains(&k.as_str())) {
+        let fix = yaml::nearest(extra, wanted.iter().copied())
+            .map(|n| format!("did you mean `{n}`?"))
+            .unwrap_or_else(|| "only stage inputs with `source: task` take per-task values".into());
+        return Err((
+            format!("task `{}`: `inputs` names `{extra}`, which no stage takes as `source: task`", t.name),
+            fix,
+        ));
+    }
+    Ok(())
 }
 
 fn spec(t: &RawTensor) -> TensorSpec {
@@ -403,6 +461,9 @@ pub fn validate(path: &Path, text: &str, raw: RawManifest) -> Result<Manifest, P
                 }
                 other => other,
             };
+            if let Some(fix) = dtype_problem(&source, i) {
+                return Err(err(&here, format!("stage `{}` input `{}`: {fix}", st.name, i.name), ""));
+            }
             inputs.push(StageInput { tensor: spec(i), source });
         }
         outputs_so_far.insert(st.name.clone(), st.outputs.iter().map(spec).collect());
@@ -463,11 +524,13 @@ pub fn validate(path: &Path, text: &str, raw: RawManifest) -> Result<Manifest, P
                 ));
             }
         }
+        check_task_inputs(t, &stages).map_err(|(m, fix)| err(&here, m, &fix))?;
         tasks.push(PlanTask {
             name: t.name.clone(),
             adapter: t.adapter.clone(),
             baselines: t.baselines.clone(),
             ort_adapters: Default::default(),
+            inputs: t.inputs.clone(),
         });
     }
     let (os, oo) = raw.output.split_once('.').ok_or_else(|| {
@@ -511,6 +574,8 @@ mod tests {
     #[test]
     fn tensor_and_noise_sources_parse_and_bad_ones_say_the_form() {
         assert_eq!(parse_source("tensor"), Ok(Source::Tensor));
+        assert_eq!(parse_source("mask"), Ok(Source::Mask));
+        assert_eq!(parse_source("task"), Ok(Source::Task));
         assert_eq!(parse_source("noise:7"), Ok(Source::Noise { seed: 7, std: 1.0 }));
         assert_eq!(parse_source("noise:7:0.5"), Ok(Source::Noise { seed: 7, std: 0.5 }));
         for bad in ["noise:x", "noise:1:-2", "noise:1:nan"] {

@@ -134,6 +134,28 @@ pub fn check_adapter(path: &Path, rel: &str, slots: &[PlanLoraSlot], problems: &
     }
 }
 
+/// Check a task's per-task constants (`.npy` files) against their `source: task` inputs; push
+/// problems.
+fn check_task_inputs(dir: &Path, m: &Manifest, t: &quadbench_protocol::PlanTask, problems: &mut Vec<String>) {
+    for (name, rel) in &t.inputs {
+        let Some(spec) = m.pipeline.stages.iter().flat_map(|s| &s.inputs).find(|i| &i.tensor.name == name) else {
+            continue; // the manifest's validation names it
+        };
+        let want: Vec<usize> = spec.tensor.shape.iter().map(|&d| d as usize).collect();
+        match std::fs::read(dir.join(rel)).map_err(|e| e.to_string()).and_then(|b| quadbench_protocol::npy::parse(&b)) {
+            Err(e) => problems.push(format!("{rel}: {e}")),
+            Ok(a) if a.shape != want || a.dtype != spec.tensor.dtype => problems.push(format!(
+                "{rel}: task `{}` input `{name}` is {} {:?}, the stage input takes {} {want:?}",
+                t.name,
+                a.dtype.as_str(),
+                a.shape,
+                spec.tensor.dtype.as_str()
+            )),
+            Ok(_) => {}
+        }
+    }
+}
+
 /// Validate a package against its manifest and its ONNX graphs. Returns the manifest.
 pub fn check(dir: &Path) -> Result<Manifest, PackageError> {
     let m = load(dir)?;
@@ -178,6 +200,7 @@ pub fn check(dir: &Path) -> Result<Manifest, PackageError> {
         }
         for t in &m.pipeline.tasks {
             check_adapter(&dir.join(&t.adapter), &t.adapter, &m.pipeline.lora_slots, &mut problems);
+            check_task_inputs(dir, &m, t, &mut problems);
         }
     }
     if problems.is_empty() { Ok(m) } else { Err(PackageError::Check { dir: dir.display().to_string(), problems }) }

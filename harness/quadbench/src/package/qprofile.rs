@@ -236,9 +236,9 @@ impl<'a> Runner<'a> {
                 for i in &st.inputs {
                     match &i.source {
                         Source::Image => inputs.push((i.tensor.name.clone(), image.into())),
-                        Source::Tensor | Source::Noise { .. } => {
+                        Source::Tensor | Source::Mask | Source::Task | Source::Noise { .. } => {
                             return Err(err(format!(
-                                "stage {} input {}: tensor and noise inputs cannot be calibrated yet; quantize a package whose stages take images, stage outputs and schedules",
+                                "stage {} input {}: tensor, mask, per-task and noise inputs cannot be calibrated yet; quantize a package whose stages take images, stage outputs and schedules",
                                 st.name, i.tensor.name
                             )));
                         }
@@ -321,7 +321,7 @@ impl<'a> Runner<'a> {
                                 values.get(&key).and_then(|v| v.try_extract_tensor::<f32>().ok()).map(|x| x.1.to_vec())
                             }
                             Source::Schedule { values: v } => Some(vec![v[step as usize]]),
-                            Source::Tensor | Source::Noise { .. } => None,
+                            Source::Tensor | Source::Mask | Source::Task | Source::Noise { .. } => None,
                             Source::Lora { slot, part } => adapter
                                 .and_then(|a| a.tensor(slot, *part))
                                 .and_then(|t| t.try_extract_tensor::<f32>().ok())

@@ -473,6 +473,7 @@ pub fn generate(out: &Path, p: &ReferenceParams) -> Result<Manifest, PackageErro
             description: e.description.clone(),
             adapter: adapter_rel,
             baselines: BTreeMap::from([("denoiser".to_string(), base_rel)]),
+            inputs: Default::default(),
         });
     }
     let r = p.resolution as i64;

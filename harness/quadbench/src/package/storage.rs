@@ -1,5 +1,6 @@
 //! Storage accounting: which package files a strategy needs on the device, and how their bytes
-//! count (foundation, adapters, per-task baselines).
+//! count (foundation, adapters, per-task baselines; per-task constants with each strategy's
+//! per-task files).
 
 use super::Manifest;
 use super::ort_adapter::OrtAdapterFile;
@@ -31,6 +32,12 @@ pub fn strategy_files(m: &Manifest, strategy: Strategy, ort: &[OrtAdapterFile]) 
         } else if !m.pipeline.lora_slots.is_empty() {
             files.push(t.adapter.clone());
             s.adapter_bytes += size(&t.adapter);
+        }
+        // Per-task constants (`source: task`) go with every strategy and count with its
+        // per-task files: the adapters of a unified strategy, the baselines of a separate one.
+        for f in t.inputs.values() {
+            files.push(f.clone());
+            *(if strategy.is_separate() { &mut s.baseline_bytes } else { &mut s.adapter_bytes }) += size(f);
         }
     }
     s.total_bytes = s.foundation_bytes + s.adapter_bytes + s.baseline_bytes;

@@ -152,6 +152,7 @@ pub fn run_scenario(sc: &Scenario, opts: &RunOptions, rep: &mut dyn Reporter) ->
     }
     let pkg = sc.package.resolve(&opts.package_cache, &sc.inputs, rep)?;
     crate::config::tensor_inputs::check(&sc.path, &sc.tensor_inputs, &pkg.manifest)?;
+    crate::config::masks::check(&sc.path, &sc.masks, &pkg.manifest)?;
     rep.event(&Event::Step { message: "locating ONNX Runtime".into() });
     let ort = quadbench_runtime::ensure_onnxruntime()?;
     std::fs::create_dir_all(out).map_err(out_err)?;
@@ -159,16 +160,21 @@ pub fn run_scenario(sc: &Scenario, opts: &RunOptions, rep: &mut dyn Reporter) ->
     refuse_existing()?;
     let devices = device_refs(&profiles);
     let mut resume = if opts.resume {
-        let setup =
-            resume::Setup { scenario_sha256: &sc.sha256, package_sha256: &pkg.manifest.sha256, devices: &devices };
+        let setup = resume::Setup {
+            scenario_sha256: &sc.sha256,
+            request_files_sha256: sc.request_files_sha256(),
+            package_sha256: &pkg.manifest.sha256,
+            devices: &devices,
+        };
         resume::Resume::load(out, &setup).map_err(RunError::Resume)?
     } else {
         Default::default()
     };
     let inputs = prepare_inputs(sc, &pkg.manifest, out)?;
-    let request_tensors =
+    let mut request_tensors =
         crate::config::tensor_inputs::stage(&sc.tensor_inputs, &pkg.manifest, &inputs, &out.join("inputs"))
             .map_err(|e| RunError::Output { path: out.join("inputs").display().to_string(), source: e })?;
+    crate::config::masks::stage(&sc.masks, &pkg.manifest, &inputs, &out.join("inputs"), &mut request_tensors)?;
     let ort_adapters = prepare_ort_adapters(sc, &pkg, out)?;
     let header = header(sc, &pkg, devices);
     let specs = crate::plan::runs(sc, &profiles);
@@ -315,6 +321,7 @@ fn header(sc: &Scenario, pkg: &package::source::Resolved, devices: Vec<DeviceRef
             name: sc.name.clone(),
             path: sc.path.display().to_string(),
             sha256: sc.sha256.clone(),
+            request_files_sha256: sc.request_files_sha256(),
         },
         package: PackageInfo {
             name: m.raw.name.clone(),

@@ -17,6 +17,8 @@ pub struct Resume {
 /// What this invocation runs, to compare with the earlier one.
 pub struct Setup<'a> {
     pub scenario_sha256: &'a str,
+    /// [`crate::config::scenario::Scenario::request_files_sha256`].
+    pub request_files_sha256: Option<String>,
     pub package_sha256: &'a str,
     pub devices: &'a [DeviceRef],
 }
@@ -41,6 +43,9 @@ impl Resume {
                 short(&old.scenario.sha256),
                 short(now.scenario_sha256)
             ));
+        }
+        if old.scenario.request_files_sha256 != now.request_files_sha256 {
+            differs.push("the scenario's tensor input or mask files differ (same names, other contents)".into());
         }
         if old.package.sha256 != now.package_sha256 {
             differs.push(format!(

@@ -1,4 +1,5 @@
-//! `package: {import: {model: M.onnx, adapters: {NAME: PATH, ...}, max_rank, prefix, name}}`: a user's
+//! `package: {import: {model: M.onnx, adapters: {NAME: PATH, ...}, max_rank, prefix, name, inputs,
+//! task_inputs}}`: a user's
 //! exported model and LoRA adapters imported by `crate::package::import` (what `quadbench package
 //! import` does), cached by the sha256 of the model and adapter files, so one scenario measures a
 //! user's model with no other command. Paths are relative to the scenario's folder.
@@ -35,13 +36,19 @@ struct RawImport {
     /// Package name (default: the model file's stem); goldens are kept under it.
     #[serde(default)]
     name: Option<String>,
+    /// Model input -> source (`tensor`, `mask`, `task`, `noise:<seed>[:<std>]`), as `--input`.
+    #[serde(default)]
+    inputs: std::collections::BTreeMap<String, String>,
+    /// Task -> {input -> `.npy` file}: each task's value of every `task` input, as `--task-input`.
+    #[serde(default)]
+    task_inputs: std::collections::BTreeMap<String, std::collections::BTreeMap<String, String>>,
 }
 
 #[derive(Debug)]
 struct Import(ImportOptions);
 
 fn parse(value: serde_json::Value, base: &Path) -> Result<Arc<dyn PackageSource>, KeyError> {
-    let fix = "e.g. `import: {model: unet.onnx, adapters: {sketch: lora/sketch, ink: ink.safetensors}}` (optional: max_rank, prefix, name)";
+    let fix = "e.g. `import: {model: unet.onnx, adapters: {sketch: lora/sketch, ink: ink.safetensors}}` (optional: max_rank, prefix, name, inputs: {mask: mask}, task_inputs: {sketch: {prompt: sketch.npy}})";
     let r: RawImport =
         serde_json::from_value(value).map_err(|e| KeyError::new("import", format!("import parameters: {e}"), fix))?;
     let mut adapters = Vec::new();
@@ -62,6 +69,12 @@ fn parse(value: serde_json::Value, base: &Path) -> Result<Arc<dyn PackageSource>
         max_rank: r.max_rank,
         prefix: r.prefix,
         target: None,
+        input_sources: r.inputs.into_iter().collect(),
+        task_inputs: r
+            .task_inputs
+            .into_iter()
+            .flat_map(|(t, m)| m.into_iter().map(move |(i, f)| (t.clone(), i, base.join(f))))
+            .collect(),
     };
     Ok(Arc::new(Import(o)))
 }
@@ -94,13 +107,21 @@ impl Import {
                 hash(&f)?;
             }
         }
-        let rest = format!(
+        for (_, _, f) in &o.task_inputs {
+            hash(f)?;
+        }
+        let mut rest = format!(
             "{IMPORT_REVISION}|{:?}|{:?}|{:?}|{:?}",
             o.adapters.iter().map(|a| &a.0).collect::<Vec<_>>(),
             o.max_rank,
             o.prefix,
             o.name
         );
+        // Only when given, so the keys of earlier imports stay valid.
+        if !o.input_sources.is_empty() || !o.task_inputs.is_empty() {
+            let tasks: Vec<(&String, &String)> = o.task_inputs.iter().map(|(t, i, _)| (t, i)).collect();
+            rest.push_str(&format!("|{:?}|{tasks:?}", o.input_sources));
+        }
         h.update(rest.as_bytes());
         let digest: String = h.finalize().iter().take(8).map(|b| format!("{b:02x}")).collect();
         let stem = o.model.file_stem().map_or("model".into(), |s| s.to_string_lossy().into_owned());
