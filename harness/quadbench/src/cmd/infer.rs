@@ -100,31 +100,12 @@ fn run(a: &InferArgs) -> Result<(), InferError> {
             (k.clone(), Array { shape: t.shape.clone(), data: t.to_f64().into_iter().map(|v| v as f32).collect() })
         })
         .collect();
-    let image = m
-        .pipeline
-        .stages
-        .iter()
-        .flat_map(|s| &s.inputs)
-        .find(|i| i.source == Source::Image)
-        .ok_or_else(|| InferError::Input("the package has no image input".into()))?;
-    let want: Vec<usize> = image.tensor.shape.iter().map(|&d| d as usize).collect();
-    let arr = arrays.get(&image.tensor.name).or(if arrays.len() == 1 { arrays.values().next() } else { None });
-    let arr = arr.ok_or_else(|| {
-        InferError::Input(format!(
-            "{}: no array `{}` (the package's image input); arrays: {}",
-            a.inputs.display(),
-            image.tensor.name,
-            arrays.keys().cloned().collect::<Vec<_>>().join(", ")
-        ))
-    })?;
-    if arr.shape != want {
-        return Err(InferError::Input(format!(
-            "{}: `{}` has shape {:?}, the package needs {want:?}",
-            a.inputs.display(),
-            image.tensor.name,
-            arr.shape
-        )));
-    }
+    // The request image, when the package takes one (a package without, e.g. a UNet, has none).
+    let image = m.pipeline.stages.iter().flat_map(|s| &s.inputs).find(|i| i.source == Source::Image);
+    let arr = match image {
+        None => Array { shape: vec![1], data: vec![0.0] }, // unused: no stage takes it
+        Some(image) => image_array(&arrays, image, a)?,
+    };
     // Per-request tensor and mask inputs (`source: tensor`, `source: mask`) by their names.
     let mut request = BTreeMap::new();
     for i in
@@ -164,7 +145,7 @@ fn run(a: &InferArgs) -> Result<(), InferError> {
             t.ort_adapters.insert(f.stage, f.path.display().to_string());
         }
     }
-    let outputs = execute(&p, &a.package, env, &task.name, arr, &request).map_err(InferError::Run)?;
+    let outputs = execute(&p, &a.package, env, &task.name, &arr, &request).map_err(InferError::Run)?;
     if a.out.as_os_str() != "-" {
         npy::write(&a.out, &outputs)?;
         eprintln!("wrote {} output{} to {}", outputs.len(), if outputs.len() == 1 { "" } else { "s" }, a.out.display());
@@ -237,4 +218,31 @@ fn execute(
         out.insert(key, Array { shape: shape.iter().map(|&d| d as usize).collect(), data: data.to_vec() });
     }
     Ok(out)
+}
+
+/// The `.npz` array of the package's image input, checked against its shape.
+fn image_array(
+    arrays: &BTreeMap<String, Array>,
+    image: &quadbench_protocol::StageInput,
+    a: &InferArgs,
+) -> Result<Array, InferError> {
+    let want: Vec<usize> = image.tensor.shape.iter().map(|&d| d as usize).collect();
+    let arr = arrays.get(&image.tensor.name).or(if arrays.len() == 1 { arrays.values().next() } else { None });
+    let arr = arr.ok_or_else(|| {
+        InferError::Input(format!(
+            "{}: no array `{}` (the package's image input); arrays: {}",
+            a.inputs.display(),
+            image.tensor.name,
+            arrays.keys().cloned().collect::<Vec<_>>().join(", ")
+        ))
+    })?;
+    if arr.shape != want {
+        return Err(InferError::Input(format!(
+            "{}: `{}` has shape {:?}, the package needs {want:?}",
+            a.inputs.display(),
+            image.tensor.name,
+            arr.shape
+        )));
+    }
+    Ok(arr.clone())
 }

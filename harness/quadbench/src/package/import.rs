@@ -48,6 +48,8 @@ pub struct ImportReport {
     pub adapters: Vec<(String, &'static str, usize, String, String)>,
     /// (slot, op, rank).
     pub slots: Vec<(String, &'static str, usize)>,
+    /// The model has no image input: the package runs through `quadbench infer` only.
+    pub image_less: bool,
 }
 
 impl std::fmt::Display for ImportReport {
@@ -64,6 +66,12 @@ impl std::fmt::Display for ImportReport {
             writeln!(
                 f,
                 "note: {n} Conv slot(s) feed convolution weights as graph inputs, which the QNN HTP backend does not run (session creation fails; shared/notes/runtime.md): unified runs of this package need the CPU EP, or LoRA on MatMul layers only"
+            )?;
+        }
+        if self.image_less {
+            writeln!(
+                f,
+                "note: the model has no image input [1, 3, H, H]: the package runs through `quadbench infer` (scenario runs feed an image per request and refuse it)"
             )?;
         }
         Ok(())
@@ -128,9 +136,12 @@ fn shape_problem(l: &Layer, x: &LayerLora) -> Option<String> {
     })
 }
 
-/// The model's signature, its image input's name and side (`[1, C, H, H]`), or an error asking
-/// for what is missing. Inputs other than the image become per-request tensors (`source: tensor`).
-fn check_model(path: &Path, model: &ModelProto) -> Result<(quadbench_onnx::Signature, String, i64), PackageError> {
+/// The model's signature and its image input's name and side (`[1, C, H, H]`; `None` for a model
+/// without one), or an error asking for what is missing. Inputs other than the image become
+/// per-request tensors (`source: tensor`) unless `--input` says otherwise.
+type ModelCheck = (quadbench_onnx::Signature, Option<(String, i64)>);
+
+fn check_model(path: &Path, model: &ModelProto) -> Result<ModelCheck, PackageError> {
     let g = model.graph.as_ref().expect("read_model checks the graph");
     if let Some(t) = g.initializer.iter().find(|t| t.data_location == 1 || !t.external_data.is_empty()) {
         return Err(params(format!(
@@ -153,30 +164,16 @@ fn check_model(path: &Path, model: &ModelProto) -> Result<(quadbench_onnx::Signa
     let dims = |v: &quadbench_onnx::ValueSig| v.dims.iter().map(|d| d.unwrap_or(0)).collect::<Vec<i64>>();
     let image_like = |d: &[i64]| d.len() == 4 && d[0] == 1 && (d[1] == 3 || d[1] == 1) && d[2] == d[3];
     let float = quadbench_onnx::proto::data_type::FLOAT;
-    // The image is the first f32 [1, 3, H, H] input; any other input is a per-request tensor.
-    let Some(input) = sig.inputs.iter().find(|v| v.elem_type == float && image_like(&dims(v))) else {
-        return Err(params(format!(
-            "{} has no image input (inputs: {}); the package's image input is f32 [1, 3, H, H] (a square RGB image in [0, 1])",
-            path.display(),
-            sig.inputs
-                .iter()
-                .map(|i| format!(
-                    "`{}` {} {}",
-                    i.name,
-                    quadbench_onnx::elem_type_name(i.elem_type),
-                    super::dims_str(&i.dims)
-                ))
-                .collect::<Vec<_>>()
-                .join(", ")
-        )));
-    };
+    // The image is the first f32 [1, 3, H, H] input; any other input is a per-request tensor. A
+    // model without one (a diffusion UNet) makes a package without an image.
+    let input = sig.inputs.iter().find(|v| v.elem_type == float && image_like(&dims(v)));
     if let Some(v) = sig.inputs.iter().find(|v| DType::parse(quadbench_onnx::elem_type_name(v.elem_type)).is_none()) {
         return Err(params(format!(
             "input `{}` has ONNX element type {}, which packages do not feed (f32, f16, u8, i8, u16, i16, i32, i64); cast it inside the model",
             v.name, v.elem_type
         )));
     }
-    let dims = dims(input);
+    let Some(input) = input else { return Ok((sig.clone(), None)) };
     let out = &sig.outputs[0];
     let odims: Vec<i64> = out.dims.iter().map(|d| d.unwrap_or(0)).collect();
     if !(odims.len() == 4 && odims[0] == 1 && (odims[1] == 3 || odims[1] == 1)) {
@@ -186,7 +183,7 @@ fn check_model(path: &Path, model: &ModelProto) -> Result<(quadbench_onnx::Signa
             super::dims_str(&out.dims)
         )));
     }
-    Ok((sig.clone(), input.name.clone(), dims[2]))
+    Ok((sig.clone(), Some((input.name.clone(), dims(input)[2]))))
 }
 
 /// A slot: the layer and its rank (the largest of the adapters that adapt it).
@@ -300,9 +297,9 @@ fn merged(model: &ModelProto, adapter: &Adapter, matched: &[&Layer]) -> Result<M
 fn input_tensors(
     o: &ImportOptions,
     sig: &quadbench_onnx::Signature,
-    image: &str,
+    image: Option<&str>,
 ) -> Result<Vec<RawTensor>, PackageError> {
-    let names: Vec<&str> = sig.inputs.iter().map(|v| v.name.as_str()).filter(|n| *n != image).collect();
+    let names: Vec<&str> = sig.inputs.iter().map(|v| v.name.as_str()).filter(|n| Some(*n) != image).collect();
     for (name, source) in &o.input_sources {
         if !names.contains(&name.as_str()) {
             let hint = crate::yaml::nearest(name, names.iter().copied()).map_or_else(
@@ -325,7 +322,7 @@ fn input_tensors(
         .map(|v| {
             let dtype =
                 DType::parse(quadbench_onnx::elem_type_name(v.elem_type)).expect("check_model checked the types");
-            if v.name == image {
+            if Some(v.name.as_str()) == image {
                 return RawTensor { range: Some([0.0, 1.0]), ..tensor(&v.name, &dims(v), Some("image".into())) };
             }
             let source = o.input_sources.iter().find(|(n, _)| n == &v.name).map_or("tensor", |(_, s)| s.as_str());
@@ -432,7 +429,7 @@ pub fn import(o: &ImportOptions, out: &Path) -> Result<(Manifest, ImportReport),
         return Err(params("no adapters; pass --adapter NAME=PATH once per task"));
     }
     let model = quadbench_onnx::read_model(&o.model).map_err(|e| params(format!("{e}")))?;
-    let (sig, image_name, side) = check_model(&o.model, &model)?;
+    let (sig, image) = check_model(&o.model, &model)?;
     let layers = graft::layers(&model, o.prefix.as_deref());
     let mut adapters: Vec<Adapter> = o.adapters.iter().map(|(n, p)| adapters::read(n, p)).collect::<Result<_, _>>()?;
     let mut matched = match_all(&layers, &adapters)?;
@@ -498,7 +495,8 @@ pub fn import(o: &ImportOptions, out: &Path) -> Result<(Manifest, ImportReport),
         });
     }
     let dims = |v: &quadbench_onnx::ValueSig| v.dims.iter().map(|d| d.unwrap_or(0)).collect::<Vec<i64>>();
-    let mut inputs = input_tensors(o, &sig, &image_name)?;
+    let mut inputs = input_tensors(o, &sig, image.as_ref().map(|i| i.0.as_str()))?;
+    report.image_less = image.is_none();
     copy_task_inputs(o, &inputs, &mut tasks, out)?;
     let mut raw_slots = Vec::new();
     for s in &slots {
@@ -533,7 +531,7 @@ pub fn import(o: &ImportOptions, out: &Path) -> Result<(Manifest, ImportReport),
         schema: PACKAGE_SCHEMA.into(),
         name,
         description: format!("imported by quadbench package import from {}", o.model.display()),
-        image: RawImage { height: side as u32, width: side as u32 },
+        image: image.map(|(_, side)| RawImage { height: side as u32, width: side as u32 }),
         stages: vec![RawStage { name: STAGE.into(), graph: graph_rel, repeat: 1, inputs, outputs }],
         lora_slots: raw_slots,
         tasks,

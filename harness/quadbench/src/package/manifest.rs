@@ -23,12 +23,15 @@ pub struct RawManifest {
     pub name: String,
     #[serde(default)]
     pub description: String,
-    pub image: RawImage,
+    /// The request image the graphs take (`source: image`); absent for a package without one
+    /// (e.g. a diffusion UNet: latents, timestep and embeddings in, run by `quadbench infer`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image: Option<RawImage>,
     pub stages: Vec<RawStage>,
     #[serde(default)]
     pub lora_slots: Vec<RawSlot>,
     pub tasks: Vec<RawTask>,
-    /// `stage.output` holding the final image.
+    /// `stage.output` holding the final image (or, in a package without an image, its main output).
     pub output: String,
     pub files: Vec<RawFile>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -461,6 +464,13 @@ pub fn validate(path: &Path, text: &str, raw: RawManifest) -> Result<Manifest, P
                 }
                 other => other,
             };
+            if source == Source::Image && raw.image.is_none() {
+                return Err(err(
+                    &here,
+                    format!("stage `{}` input `{}` takes the image, and the package declares none", st.name, i.name),
+                    "add `image: {height: H, width: W}`",
+                ));
+            }
             if let Some(fix) = dtype_problem(&source, i) {
                 return Err(err(&here, format!("stage `{}` input `{}`: {fix}", st.name, i.name), ""));
             }
@@ -561,8 +571,8 @@ pub fn validate(path: &Path, text: &str, raw: RawManifest) -> Result<Manifest, P
         lora_slots,
         tasks,
         image_output: StageOutputRef { stage: os.into(), output: oo.into() },
-        image_height: raw.image.height,
-        image_width: raw.image.width,
+        image_height: raw.image.as_ref().map_or(0, |i| i.height),
+        image_width: raw.image.as_ref().map_or(0, |i| i.width),
     };
     Ok(Manifest { sha256: sha256_bytes(text.as_bytes()), raw, pipeline })
 }

@@ -503,7 +503,7 @@ pub fn generate(out: &Path, p: &ReferenceParams) -> Result<Manifest, PackageErro
         schema: PACKAGE_SCHEMA.into(),
         name: format!("quadbench-reference-{}", p.cache_key()),
         description: "quadbench reference image-to-image package: encoder -> denoiser x steps -> decoder, one LoRA adapter per image edit".into(),
-        image: RawImage { height: r as u32, width: r as u32 },
+        image: Some(RawImage { height: r as u32, width: r as u32 }),
         stages: vec![
             RawStage {
                 name: "encoder".into(),

@@ -151,6 +151,24 @@ pub fn run_scenario(sc: &Scenario, opts: &RunOptions, rep: &mut dyn Reporter) ->
         }
     }
     let pkg = sc.package.resolve(&opts.package_cache, &sc.inputs, rep)?;
+    if !pkg
+        .manifest
+        .pipeline
+        .stages
+        .iter()
+        .flat_map(|s| &s.inputs)
+        .any(|i| i.source == quadbench_protocol::Source::Image)
+    {
+        let text = std::fs::read_to_string(&sc.path).unwrap_or_default();
+        return Err(crate::yaml::YamlError::at(
+            &sc.path,
+            &text,
+            "package:",
+            format!("package `{}` takes no image (no `source: image` input): scenario runs feed an image per request and score image outputs", pkg.manifest.raw.name),
+            "run it with `quadbench infer PKG --task T --inputs FILE.npz` (scenario runs of packages without an image are not supported yet)",
+        )
+        .into());
+    }
     crate::config::tensor_inputs::check(&sc.path, &sc.tensor_inputs, &pkg.manifest)?;
     crate::config::masks::check(&sc.path, &sc.masks, &pkg.manifest)?;
     rep.event(&Event::Step { message: "locating ONNX Runtime".into() });
