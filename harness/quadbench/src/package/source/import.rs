@@ -1,4 +1,5 @@
-//! `package: {import: {model: M.onnx, adapters: {NAME: PATH, ...}, max_rank, prefix, name}}`: a user's
+//! `package: {import: {model: M.onnx, adapters: {NAME: PATH, ...}, max_rank, prefix, target, opset,
+//! name}}`: a user's
 //! exported model and LoRA adapters imported by `crate::package::import` (what `quadbench package
 //! import` does), cached by the sha256 of the model and adapter files, so one scenario measures a
 //! user's model with no other command. Paths are relative to the scenario's folder.
@@ -20,7 +21,7 @@ pub const KIND: SourceKind = SourceKind {
 };
 
 /// Bump when the importer's output changes for the same inputs (the cache key carries it).
-const IMPORT_REVISION: u32 = 1;
+const IMPORT_REVISION: u32 = 2;
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -32,6 +33,12 @@ struct RawImport {
     max_rank: Option<usize>,
     #[serde(default)]
     prefix: Option<String>,
+    /// A regular expression over module paths: only matching layers get slots (`--target`).
+    #[serde(default)]
+    target: Option<String>,
+    /// The lowest ai.onnx opset to accept (`--opset`).
+    #[serde(default)]
+    opset: Option<i64>,
     /// Package name (default: the model file's stem); goldens are kept under it.
     #[serde(default)]
     name: Option<String>,
@@ -41,7 +48,7 @@ struct RawImport {
 struct Import(ImportOptions);
 
 fn parse(value: serde_json::Value, base: &Path) -> Result<Arc<dyn PackageSource>, KeyError> {
-    let fix = "e.g. `import: {model: unet.onnx, adapters: {sketch: lora/sketch, ink: ink.safetensors}}` (optional: max_rank, prefix, name)";
+    let fix = "e.g. `import: {model: unet.onnx, adapters: {sketch: lora/sketch, ink: ink.safetensors}}` (optional: max_rank, prefix, target, opset, name)";
     let r: RawImport =
         serde_json::from_value(value).map_err(|e| KeyError::new("import", format!("import parameters: {e}"), fix))?;
     let mut adapters = Vec::new();
@@ -54,14 +61,17 @@ fn parse(value: serde_json::Value, base: &Path) -> Result<Arc<dyn PackageSource>
     if adapters.is_empty() {
         return Err(KeyError::new("import", "`adapters` is empty: a package needs at least one task", fix));
     }
-    // `--target` is the command's only: the scenario form's cache key covers the files alone.
+    if let Some(Err(e)) = r.target.as_deref().map(regex::Regex::new) {
+        return Err(KeyError::new("import", format!("`target` is not a regular expression: {e}"), fix));
+    }
     let o = ImportOptions {
         model: base.join(&r.model),
         adapters,
         name: r.name,
         max_rank: r.max_rank,
         prefix: r.prefix,
-        target: None,
+        opset: r.opset,
+        target: r.target,
     };
     Ok(Arc::new(Import(o)))
 }
@@ -95,11 +105,13 @@ impl Import {
             }
         }
         let rest = format!(
-            "{IMPORT_REVISION}|{:?}|{:?}|{:?}|{:?}",
+            "{IMPORT_REVISION}|{:?}|{:?}|{:?}|{:?}|{:?}|{:?}",
             o.adapters.iter().map(|a| &a.0).collect::<Vec<_>>(),
             o.max_rank,
             o.prefix,
-            o.name
+            o.name,
+            o.target,
+            o.opset
         );
         h.update(rest.as_bytes());
         let digest: String = h.finalize().iter().take(8).map(|b| format!("{b:02x}")).collect();
