@@ -208,12 +208,15 @@ fn subgraphs_and_sparse_initializers_are_refused() {
             "model_if.onnx",
             &[
                 "(2 places)",
-                "graph.node[0] /gate/If (If).attribute[0] else_branch: g (a subgraph)",
+                "graph.node[0] /gate/If (If).attribute[0] else_branch: g (a subgraph) (AttributeProto field 6)",
                 "then_branch: g (a subgraph)",
                 "If/Loop/Scan",
             ],
         ),
-        ("model_sparse.onnx", &["(1 place)", "graph: sparse_initializer (field 15)", "densify sparse initializers"]),
+        (
+            "model_sparse.onnx",
+            &["(1 place)", "graph: sparse_initializer (GraphProto field 15)", "densify sparse initializers"],
+        ),
     ];
     for (model, wants) in cases {
         let out = d.path().join(model);

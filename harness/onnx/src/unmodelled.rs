@@ -184,6 +184,23 @@ fn label(m: Msg, bytes: &[u8]) -> String {
     }
 }
 
+fn message_name(m: Msg) -> &'static str {
+    match m {
+        Msg::Model => "ModelProto",
+        Msg::OpsetId => "OperatorSetIdProto",
+        Msg::StringString => "StringStringEntryProto",
+        Msg::Graph => "GraphProto",
+        Msg::Node => "NodeProto",
+        Msg::Attribute => "AttributeProto",
+        Msg::Tensor => "TensorProto",
+        Msg::ValueInfo => "ValueInfoProto",
+        Msg::Type => "TypeProto",
+        Msg::TypeTensor => "TypeProto.Tensor",
+        Msg::Shape => "TensorShapeProto",
+        Msg::Dim => "TensorShapeProto.Dimension",
+    }
+}
+
 fn field_name(m: Msg, tag: u32) -> &'static str {
     use Msg::*;
     match (m, tag) {
@@ -241,7 +258,8 @@ fn walk(m: Msg, b: &[u8], base: usize, loc: &str, out: &mut Vec<Unmodelled>) -> 
             None => {
                 let (name, metadata) = skipped(m, tag);
                 let loc = if loc.is_empty() { "model" } else { loc };
-                out.push(Unmodelled { location: loc.to_string(), field: format!("{name} (field {tag})"), metadata });
+                let field = format!("{name} ({} field {tag})", message_name(m));
+                out.push(Unmodelled { location: loc.to_string(), field, metadata });
             }
         }
         at += len;
@@ -351,7 +369,7 @@ mod tests {
         assert_eq!(found[0].location, "graph.node[0] /gate/If (If).attribute[0] then_branch");
         assert!(found[0].field.starts_with("g (a subgraph)") && !found[0].metadata);
         assert_eq!(found[1].location, "graph");
-        assert_eq!(found[1].field, "sparse_initializer (field 15)");
+        assert_eq!(found[1].field, "sparse_initializer (GraphProto field 15)");
         assert!(unmodelled(&[0x3a, 0x05, 0x00]).is_err());
     }
 }
