@@ -5,6 +5,7 @@
 //! evaluates graphs (ONNX Runtime does that).
 
 pub mod proto;
+pub mod unmodelled;
 
 use proto::*;
 use std::path::Path;

@@ -2,7 +2,8 @@
 //!
 //! Field numbers follow onnx/onnx.proto3 exactly; fields not listed here are skipped when
 //! decoding (prost ignores unknown fields), so any valid ONNX file decodes. Only what the
-//! package builder writes and the package checker reads is modelled.
+//! package builder writes and the package checker reads is modelled; [`crate::unmodelled`] lists
+//! what a decode of a given file skips (a tool that re-encodes a user's model checks it first).
 
 #![allow(clippy::derive_partial_eq_without_eq)]
 
@@ -100,6 +101,10 @@ pub struct NodeProto {
     pub doc_string: String,
     #[prost(string, tag = "7")]
     pub domain: String,
+    /// Exporters' annotations (torch's dynamo exporter keeps the module path here:
+    /// `pkg.torch.onnx.name_scopes`).
+    #[prost(message, repeated, tag = "9")]
+    pub metadata_props: Vec<StringStringEntryProto>,
 }
 
 #[derive(Clone, PartialEq, prost::Message)]

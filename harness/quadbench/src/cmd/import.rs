@@ -27,9 +27,12 @@ pub struct ImportArgs {
     /// Refuse when a layer would need a rank above this.
     #[arg(long)]
     max_rank: Option<usize>,
-    /// Module-path prefix of the graph's names that the adapters' keys lack (e.g. `model.`).
+    /// Wrapper prefix removed from the graph's module paths and the adapters' keys (e.g. `model.`).
     #[arg(long)]
     prefix: Option<String>,
+    /// Lowest ai.onnx opset to accept (the import's own minimum, 13, holds anyway).
+    #[arg(long)]
+    opset: Option<i64>,
     /// Regular expression over module paths: only matching layers get LoRA slots (e.g. `attentions`).
     #[arg(long)]
     target: Option<String>,
@@ -89,6 +92,7 @@ pub fn import(a: ImportArgs) -> i32 {
         name: a.name,
         max_rank: a.max_rank,
         prefix: a.prefix,
+        opset: a.opset,
         target: a.target,
         input_sources,
         task_inputs,

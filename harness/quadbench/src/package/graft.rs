@@ -5,7 +5,9 @@
 //!
 //! Module paths come from node names for TorchScript exports (`/down_blocks.0/attentions.0/to_q/
 //! MatMul` -> `down_blocks.0.attentions.0.to_q`; the weight is then often `onnx::MatMul_N`,
-//! stored transposed `[in, out]`) and from initializer names for dynamo exports (`<path>.weight`).
+//! stored transposed `[in, out]`), from initializer names (`<path>.weight`, e.g. a dynamo export's
+//! Conv and Gemm) and, for dynamo exports whose Linear weights became transposed `val_N`
+//! constants, from the node's `pkg.torch.onnx.name_scopes` metadata (the last module scope).
 
 use super::PackageError;
 use quadbench_onnx::proto::{
@@ -60,6 +62,21 @@ fn module_from_node_name(name: &str) -> Option<String> {
     (parts.len() >= 2).then(|| parts[..parts.len() - 1].join("."))
 }
 
+/// The module path torch's dynamo exporter records on a node: `pkg.torch.onnx.name_scopes` is
+/// `['', 'down_blocks.0', ..., 'down_blocks.0.attentions.0.to_q', 'linear']`, the scopes from the
+/// root module down, then the op; the module is the scope before the op.
+fn module_from_metadata(n: &NodeProto) -> Option<String> {
+    let v = &n.metadata_props.iter().find(|p| p.key == "pkg.torch.onnx.name_scopes")?.value;
+    let scopes: Vec<&str> = v
+        .trim()
+        .strip_prefix('[')?
+        .strip_suffix(']')?
+        .split(',')
+        .map(|s| s.trim().trim_matches(|c| c == '\'' || c == '"'))
+        .collect();
+    (scopes.len() >= 2).then(|| scopes[scopes.len() - 2].to_string()).filter(|m| !m.is_empty())
+}
+
 /// Every MatMul, Gemm and Conv node whose weight is an initializer, named by module path (with
 /// `prefix` removed where a path starts with it).
 pub fn layers(model: &ModelProto, prefix: Option<&str>) -> Vec<Layer> {
@@ -97,6 +114,7 @@ pub fn layers(model: &ModelProto, prefix: Option<&str>) -> Vec<Layer> {
             .name
             .strip_suffix(".weight")
             .map(str::to_string)
+            .or_else(|| module_from_metadata(n))
             .or_else(|| module_from_node_name(&n.name))
             .unwrap_or_else(|| w.name.clone());
         let module = prefix.and_then(|p| module.strip_prefix(p)).map_or(module.clone(), str::to_string);
@@ -260,6 +278,21 @@ mod tests {
         );
         assert_eq!(module_from_node_name("/conv_in/Conv").as_deref(), Some("conv_in"));
         assert_eq!(module_from_node_name("MatMul_3"), None);
+    }
+
+    #[test]
+    fn module_paths_from_dynamo_metadata() {
+        let scopes = "['', 'down_blocks.0', 'down_blocks.0.attentions.0', 'down_blocks.0.attentions.0.to_q', 'linear']";
+        let entry = |v: &str| quadbench_onnx::proto::StringStringEntryProto {
+            key: "pkg.torch.onnx.name_scopes".into(),
+            value: v.into(),
+        };
+        let n = NodeProto { name: "node_linear".into(), metadata_props: vec![entry(scopes)], ..Default::default() };
+        assert_eq!(module_from_metadata(&n).as_deref(), Some("down_blocks.0.attentions.0.to_q"));
+        // An op of the root module has no module path.
+        let root = NodeProto { metadata_props: vec![entry("['', 'linear']")], ..Default::default() };
+        assert_eq!(module_from_metadata(&root), None);
+        assert_eq!(module_from_metadata(&NodeProto::default()), None);
     }
 
     #[test]

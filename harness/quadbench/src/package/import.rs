@@ -17,6 +17,12 @@ use std::path::{Path, PathBuf};
 /// The one stage of an imported package.
 pub const STAGE: &str = "model";
 
+/// The lowest default-domain (`ai.onnx`) opset the import accepts. The graft itself needs only
+/// broadcasting `Add` (opset 7), but below 13 `Squeeze`, `Unsqueeze`, `Split` and `ReduceSum` take
+/// their axes as attributes, and the quantizer raises imported graphs to opset 21 (uint16 QDQ)
+/// rewriting only the Reduce family's axes (`quantize.rs`): such a graph would break there.
+pub const MIN_OPSET: i64 = 13;
+
 /// What to import.
 #[derive(Debug, Clone)]
 pub struct ImportOptions {
@@ -27,8 +33,12 @@ pub struct ImportOptions {
     pub name: Option<String>,
     /// Refuse slots whose rank would exceed this (static shapes on NPUs grow with it).
     pub max_rank: Option<usize>,
-    /// A module-path prefix the graph's names carry and the adapters' keys do not (`model.`).
+    /// A wrapper prefix (`model.`) removed from the graph's module paths and the adapters' keys
+    /// alike, where they start with it.
     pub prefix: Option<String>,
+    /// The lowest default-domain opset the user accepts (`--opset`); the import's own minimum
+    /// ([`MIN_OPSET`]) holds anyway.
+    pub opset: Option<i64>,
     /// A regular expression over module paths: only matching layers get slots; the adapters'
     /// other layers are left out of the unified graph and the merged baselines alike.
     pub target: Option<String>,
@@ -50,11 +60,20 @@ pub struct ImportReport {
     pub slots: Vec<(String, &'static str, usize)>,
     /// The model has no image input: the package runs through `quadbench infer` only.
     pub image_less: bool,
+    /// The model's default-domain opset.
+    pub opset: i64,
+    /// Metadata-only fields the re-encoding drops: (field, count).
+    pub dropped_metadata: BTreeMap<String, usize>,
 }
 
 impl std::fmt::Display for ImportReport {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let ops: Vec<String> = self.slots_per_op.iter().map(|(k, v)| format!("{v} {k}")).collect();
+        writeln!(f, "opset: ai.onnx {}", self.opset)?;
+        if !self.dropped_metadata.is_empty() {
+            let d: Vec<String> = self.dropped_metadata.iter().map(|(k, n)| format!("{n} x {k}")).collect();
+            writeln!(f, "dropped on re-encoding (metadata only, no effect on results): {}", d.join(", "))?;
+        }
         writeln!(f, "lora slots: {} ({})", self.slots.len(), ops.join(", "))?;
         for (s, op, r) in &self.slots {
             writeln!(f, "  {s:<48} {op:<6} rank {r}")?;
@@ -82,26 +101,44 @@ fn params(m: impl Into<String>) -> PackageError {
     PackageError::Import(m.into())
 }
 
-/// Adapter key -> graph layer: exact module path, kohya's underscored path, or a unique suffix
-/// match either way (a wrapper prefix on one side only).
-fn find<'a>(layers: &'a [Layer], key: &ModuleKey) -> Option<&'a Layer> {
+/// `key` with a wrapper prefix removed (`--prefix model.`; for kohya's underscored keys the
+/// prefix's dots are underscores too).
+fn strip_key<'k>(key: &'k ModuleKey, prefix: Option<&str>) -> &'k str {
+    let k = key.as_str();
+    let Some(p) = prefix else { return k };
+    let p = match key {
+        ModuleKey::Underscored(_) => p.replace('.', "_"),
+        ModuleKey::Path(_) => p.to_string(),
+    };
+    k.strip_prefix(p.as_str()).unwrap_or(k)
+}
+
+/// Adapter key -> graph layer: exact module path, kohya's underscored path, or the one graph
+/// path that ends with the key at a module boundary (a wrapper the graph's names carry, as in
+/// `/unet/down_blocks.0/...`). A key longer than every graph path (a wrapper the adapter carries)
+/// needs `--prefix`: a guess there could bind another model's layer of the same name.
+fn find<'a>(layers: &'a [Layer], key: &ModuleKey, prefix: Option<&str>) -> Option<&'a Layer> {
     let norm = |s: &str| match key {
         ModuleKey::Underscored(_) => s.replace('.', "_"),
         ModuleKey::Path(_) => s.to_string(),
     };
-    let k = key.as_str();
+    let k = strip_key(key, prefix);
     let sep = if matches!(key, ModuleKey::Underscored(_)) { "_" } else { "." };
     if let Some(l) = layers.iter().find(|l| norm(&l.module) == k) {
         return Some(l);
     }
-    let hits: Vec<&Layer> = layers
-        .iter()
-        .filter(|l| {
-            let m = norm(&l.module);
-            m.ends_with(&format!("{sep}{k}")) || k.ends_with(&format!("{sep}{m}"))
-        })
-        .collect();
+    let hits: Vec<&Layer> = layers.iter().filter(|l| norm(&l.module).ends_with(&format!("{sep}{k}"))).collect();
     if hits.len() == 1 { Some(hits[0]) } else { None }
+}
+
+/// The `--prefix` that would make `key` match: its leading module names, when the rest matches.
+fn prefix_hint(layers: &[Layer], key: &ModuleKey) -> Option<String> {
+    let k = key.as_str();
+    let sep = if matches!(key, ModuleKey::Underscored(_)) { '_' } else { '.' };
+    k.match_indices(sep).find_map(|(i, _)| {
+        let p = if sep == '_' { k[..=i].replace('_', ".") } else { k[..=i].to_string() };
+        find(layers, key, Some(&p)).map(|l| format!("with --prefix {p} it matches `{}`", l.module))
+    })
 }
 
 fn nearest(layers: &[Layer], key: &str) -> String {
@@ -186,6 +223,58 @@ fn check_model(path: &Path, model: &ModelProto) -> Result<ModelCheck, PackageErr
     Ok((sig.clone(), Some((input.name.clone(), dims(input)[2]))))
 }
 
+/// Refuse a model whose decode through the project's ONNX subset would drop anything that
+/// matters (control-flow subgraphs, sparse initializers, functions, ...), naming each place and
+/// the fix; return the metadata-only fields it drops, counted, for the report.
+fn check_lossless(path: &Path, bytes: &[u8]) -> Result<BTreeMap<String, usize>, PackageError> {
+    let found = quadbench_onnx::unmodelled::unmodelled(bytes)
+        .map_err(|e| params(format!("{} is not a valid onnx model ({e}); re-export it", path.display())))?;
+    let (meta, lost): (Vec<_>, Vec<_>) = found.into_iter().partition(|u| u.metadata);
+    if !lost.is_empty() {
+        let list: Vec<String> = lost.iter().take(8).map(|u| format!("{}: {}", u.location, u.field)).collect();
+        return Err(params(format!(
+            "{} uses ONNX features the importer cannot carry into the package ({} place{}):
+  {}{}
+  the importer rewrites the graph through a subset of onnx.proto without control-flow subgraphs (If/Loop/Scan), sparse initializers or model functions, and refuses rather than drop them; export a graph without them (e.g. torch.onnx.export of a traced model with static control flow, constant-fold with onnxsim, densify sparse initializers with onnx.numpy_helper)",
+            path.display(),
+            lost.len(),
+            if lost.len() == 1 { "" } else { "s" },
+            list.join("\n  "),
+            if lost.len() > 8 { format!("\n  ... and {} more", lost.len() - 8) } else { String::new() }
+        )));
+    }
+    let mut counts = BTreeMap::new();
+    for u in meta {
+        *counts.entry(u.field).or_default() += 1;
+    }
+    Ok(counts)
+}
+
+/// The model's default-domain opset, refused below [`MIN_OPSET`] or the user's `--opset`.
+fn check_opset(path: &Path, model: &ModelProto, want: Option<i64>) -> Result<i64, PackageError> {
+    let have = model.opset_import.iter().find(|o| o.domain.is_empty() || o.domain == "ai.onnx").map(|o| o.version);
+    let Some(have) = have else {
+        return Err(params(format!(
+            "{} imports no default-domain (ai.onnx) opset; re-export it with torch.onnx.export(..., opset_version={MIN_OPSET}) or later",
+            path.display()
+        )));
+    };
+    let min = want.unwrap_or(MIN_OPSET).max(MIN_OPSET);
+    if have < min {
+        let why = match want {
+            Some(w) if w >= MIN_OPSET => format!("--opset {w} asks for at least {w}"),
+            _ => format!(
+                "the import needs at least {MIN_OPSET} (below it Squeeze/Unsqueeze/Split/ReduceSum take axes as attributes, which the quantizer's move to opset 21 does not rewrite)"
+            ),
+        };
+        return Err(params(format!(
+            "{} uses ai.onnx opset {have}; {why}; re-export with torch.onnx.export(..., opset_version={min})",
+            path.display()
+        )));
+    }
+    Ok(have)
+}
+
 /// A slot: the layer and its rank (the largest of the adapters that adapt it).
 struct Slot<'a> {
     layer: &'a Layer,
@@ -195,18 +284,23 @@ struct Slot<'a> {
 }
 
 /// Match every adapter's layers to the graph; every key must match a supported layer.
-fn match_all<'a>(layers: &'a [Layer], adapters: &[Adapter]) -> Result<Vec<Vec<&'a Layer>>, PackageError> {
+fn match_all<'a>(
+    layers: &'a [Layer],
+    adapters: &[Adapter],
+    prefix: Option<&str>,
+) -> Result<Vec<Vec<&'a Layer>>, PackageError> {
     let (mut unmatched, mut bad) = (Vec::new(), Vec::new());
     let mut all = Vec::new();
     for a in adapters {
         let mut found = Vec::new();
         for x in &a.layers {
-            match find(layers, &x.module) {
+            match find(layers, &x.module, prefix) {
                 None => unmatched.push(format!(
-                    "adapter `{}` key `{}`: no graph layer; nearest: {}",
+                    "adapter `{}` key `{}`: no graph layer; {}",
                     a.name,
                     x.key,
-                    nearest(layers, x.module.as_str())
+                    prefix_hint(layers, &x.module)
+                        .unwrap_or_else(|| format!("nearest: {}", nearest(layers, strip_key(&x.module, prefix))))
                 )),
                 Some(l) => {
                     if let Some(why) = &l.unsupported {
@@ -222,7 +316,7 @@ fn match_all<'a>(layers: &'a [Layer], adapters: &[Adapter]) -> Result<Vec<Vec<&'
     }
     if !unmatched.is_empty() {
         return Err(params(format!(
-            "{} adapter key{} no MatMul, Gemm or Conv layer of the model:\n  {}\n  hint: keys are module paths (`base_model.model.`, `unet.` and kohya's `lora_unet_` are understood); pass --prefix if the graph's names carry a wrapper prefix",
+            "{} adapter key{} no MatMul, Gemm or Conv layer of the model:\n  {}\n  hint: keys are module paths (`base_model.model.`, `unet.` and kohya's `lora_unet_` are understood); pass --prefix if the graph's names or the adapter's keys carry a wrapper prefix (`model.`)",
             unmatched.len(),
             if unmatched.len() == 1 { " matches" } else { "s match" },
             unmatched.join("\n  ")
@@ -428,11 +522,14 @@ pub fn import(o: &ImportOptions, out: &Path) -> Result<(Manifest, ImportReport),
     if o.adapters.is_empty() {
         return Err(params("no adapters; pass --adapter NAME=PATH once per task"));
     }
+    let bytes = std::fs::read(&o.model).map_err(|e| PackageError::io(&o.model, e))?;
+    let dropped_metadata = check_lossless(&o.model, &bytes)?;
     let model = quadbench_onnx::read_model(&o.model).map_err(|e| params(format!("{e}")))?;
+    let opset = check_opset(&o.model, &model, o.opset)?;
     let (sig, image) = check_model(&o.model, &model)?;
     let layers = graft::layers(&model, o.prefix.as_deref());
     let mut adapters: Vec<Adapter> = o.adapters.iter().map(|(n, p)| adapters::read(n, p)).collect::<Result<_, _>>()?;
-    let mut matched = match_all(&layers, &adapters)?;
+    let mut matched = match_all(&layers, &adapters, o.prefix.as_deref())?;
     if let Some(t) = &o.target {
         keep_targets(t, &mut adapters, &mut matched)?;
     }
@@ -465,7 +562,7 @@ pub fn import(o: &ImportOptions, out: &Path) -> Result<(Manifest, ImportReport),
     let graph_rel = format!("{STAGE}.onnx");
     manifest::write_file(&out.join(&graph_rel), &quadbench_onnx::encode(&graft::graft(&model, &branches)))?;
     let mut tasks = Vec::new();
-    let mut report = ImportReport::default();
+    let mut report = ImportReport { opset, dropped_metadata, ..Default::default() };
     for (a, ls) in adapters.iter().zip(&matched) {
         if !crate::safe_name(&a.name) {
             return Err(params(format!("task name `{}` is not a safe name ({})", a.name, crate::SAFE_NAME_CHARS)));

@@ -1,8 +1,8 @@
 //! QDQ rewriting of our ONNX graphs for NPUs (QNN HTP needs QuantizeLinear/DequantizeLinear
 //! graphs: uint8/uint16 activations, int8 weights).
 //!
-//! - MatMul weights (float initializers on input 1) become int8 symmetric initializers followed by
-//!   a DequantizeLinear (per tensor, or per output channel).
+//! - MatMul, Conv and Gemm weights (float initializers on input 1) become int8 symmetric
+//!   initializers followed by a DequantizeLinear (per tensor, or per output channel).
 //! - Every other float tensor a node reads or writes (graph inputs such as the LoRA A/B inputs,
 //!   intermediate values, outputs, float constants) gets a QuantizeLinear -> DequantizeLinear
 //!   pair with uint16 (A16) or uint8 (A8) encodings from calibrated ranges ([`Ranges`]).
@@ -24,7 +24,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 
 /// Revision of the QDQ rewrite: part of cached quantized packages' keys, so that a change of
 /// the rewrite never reuses graphs made by an older one.
-pub const QDQ_REVISION: u32 = 3;
+pub const QDQ_REVISION: u32 = 4;
 
 /// Calibrated value range per tensor name: (min, max) over all calibration runs.
 pub type Ranges = BTreeMap<String, (f32, f32)>;
@@ -80,6 +80,26 @@ pub const SHARED_ENCODING_OPS: &[&str] =
 /// Inputs that must stay plain float constants (QNN reads them as attributes): `op` -> input indices.
 fn float_param(op: &str, idx: usize) -> bool {
     matches!((op, idx), ("Clip", 1) | ("Clip", 2) | ("Resize", 1) | ("Resize", 2))
+}
+
+/// Float weight initializers that become int8, with their output-channel axis: a MatMul's
+/// `[in, out]` input 1 (axis 1), a Conv's `[out, in, kh, kw]` input 1 (axis 0), a Gemm's input 1
+/// (`[out, in]` with transB = 1: axis 0; `[in, out]`: axis 1).
+fn weight_axes(nodes: &[NodeProto], inits: &HashMap<String, TensorProto>) -> HashMap<String, usize> {
+    let mut out = HashMap::new();
+    for n in nodes.iter().filter(|n| n.domain.is_empty() && n.input.len() > 1) {
+        let Some(t) = inits.get(&n.input[1]).filter(|t| t.data_type == data_type::FLOAT) else { continue };
+        let trans_b = n.attribute.iter().any(|a| a.name == "transB" && a.i == 1);
+        let axis = match (n.op_type.as_str(), t.dims.len()) {
+            ("MatMul", 2) => 1,
+            ("Conv", 4) => 0,
+            ("Gemm", 2) if trans_b => 0,
+            ("Gemm", 2) => 1,
+            _ => continue,
+        };
+        out.insert(n.input[1].clone(), axis);
+    }
+    out
 }
 
 /// uint encoding covering `[min, max]` (widened to include 0, as ONNX asymmetric quantization requires).
@@ -358,15 +378,7 @@ pub fn to_qdq(model: &ModelProto, ranges: &Ranges, cfg: &QdqConfig) -> Result<Mo
         Ok(())
     };
     // Weights: int8 symmetric + DQ. Other float constants: activation-style encodings of their data.
-    let mut weight_of: HashSet<String> = HashSet::new();
-    for n in &old_nodes {
-        if n.op_type == "MatMul"
-            && n.input.len() > 1
-            && inits.get(&n.input[1]).is_some_and(|t| t.data_type == data_type::FLOAT && t.dims.len() == 2)
-        {
-            weight_of.insert(n.input[1].clone());
-        }
-    }
+    let weight_of = weight_axes(&old_nodes, &inits);
     let mut kept_inits: Vec<TensorProto> = Vec::new();
     let mut float_params: HashSet<String> = HashSet::new();
     for n in &old_nodes {
@@ -382,21 +394,22 @@ pub fn to_qdq(model: &ModelProto, ranges: &Ranges, cfg: &QdqConfig) -> Result<Mo
             continue;
         }
         let data = f32_data(&t);
-        if weight_of.contains(&t.name) {
-            let (k, n) = (t.dims[0] as usize, t.dims[1] as usize);
+        if let Some(&axis) = weight_of.get(&t.name) {
+            // Per channel along `axis` (a MatMul's output column, a Conv's or Gemm's output row).
+            let dims: Vec<usize> = t.dims.iter().map(|&d| d as usize).collect();
+            let n = dims[axis];
+            let inner: usize = dims[axis + 1..].iter().product();
+            let channel = |i: usize| if cfg.per_channel { (i / inner) % n } else { 0 };
             let channels = if cfg.per_channel { n } else { 1 };
             let mut scales = vec![0f32; channels];
             for (i, v) in data.iter().enumerate() {
-                let c = if cfg.per_channel { i % n } else { 0 };
-                scales[c] = scales[c].max(v.abs());
+                scales[channel(i)] = scales[channel(i)].max(v.abs());
             }
             scales.iter_mut().for_each(|s| *s = (*s / 127.0).max(1e-12));
             let q: Vec<u8> = data
                 .iter()
                 .enumerate()
-                .map(|(i, v)| {
-                    (v / scales[if cfg.per_channel { i % n } else { 0 }]).round().clamp(-127.0, 127.0) as i8 as u8
-                })
+                .map(|(i, v)| (v / scales[channel(i)]).round().clamp(-127.0, 127.0) as i8 as u8)
                 .collect();
             let qn = format!("{}_quantized", t.name);
             kept_inits.push(TensorProto {
@@ -422,8 +435,7 @@ pub fn to_qdq(model: &ModelProto, ranges: &Ranges, cfg: &QdqConfig) -> Result<Mo
                 raw_data: vec![0u8; channels],
                 ..Default::default()
             });
-            let attrs = if cfg.per_channel { vec![quadbench_onnx::attr_int("axis", 1)] } else { vec![] };
-            let _ = k;
+            let attrs = if cfg.per_channel { vec![quadbench_onnx::attr_int("axis", axis as i64)] } else { vec![] };
             nodes.push(node(
                 "DequantizeLinear",
                 format!("{}_dq", t.name),
@@ -586,6 +598,46 @@ mod tests {
         let reshape = nodes.iter().find(|n| n.op_type == "Reshape").unwrap();
         assert_eq!(reshape.input, vec![format!("{r}_dequantized"), s.clone()]);
         assert_eq!(elem_types(&q)[&s], data_type::INT64);
+    }
+
+    /// Conv and Gemm weights are int8 like MatMul's, per output channel along the right axis: a
+    /// Conv's `[out, in, kh, kw]` and a transB = 1 Gemm's `[out, in]` on axis 0, a transB = 0
+    /// Gemm's `[in, out]` on axis 1; each channel's largest magnitude maps to 127.
+    #[test]
+    fn conv_and_gemm_weights_are_int8_per_output_channel() {
+        use quadbench_onnx::{GraphBuilder, attr_int, proto::data_type::FLOAT};
+        let mut g = GraphBuilder::new("t");
+        let x = g.input("x", FLOAT, &[1, 2, 1, 1]);
+        let wc = g.init_f32("wc", &[2, 2, 1, 1], &[1.0, -0.5, 0.25, 0.125]);
+        let c = g.node("Conv", &[&x, &wc], vec![]);
+        let f = g.node("Flatten", &[&c], vec![]);
+        let w1 = g.init_f32("w1", &[2, 2], &[2.0, 1.0, -4.0, 1.0]);
+        let y1 = g.node("Gemm", &[&f, &w1], vec![attr_int("transB", 1)]);
+        let w0 = g.init_f32("w0", &[2, 2], &[2.0, 1.0, -4.0, 1.0]);
+        let y = g.node_to("Gemm", &[&y1, &w0], vec![attr_int("transB", 0)], "y");
+        g.output(&y, FLOAT, &[1, 2]);
+        let m = g.finish("t", &[]);
+        let ranges: Ranges = activation_tensors(&m).into_iter().map(|t| (t, (-4.0, 4.0))).collect();
+        let q =
+            to_qdq(&m, &ranges, &QdqConfig { act: ActBits::U16, a8_nodes: HashSet::new(), per_channel: true }).unwrap();
+        let gr = q.graph.as_ref().unwrap();
+        let init = |n: &str| gr.initializer.iter().find(|t| t.name == n).unwrap();
+        let scales = |n: &str| -> Vec<f32> {
+            init(&format!("{n}_scale")).raw_data.chunks(4).map(|c| f32::from_le_bytes(c.try_into().unwrap())).collect()
+        };
+        for (w, axis, want) in [
+            ("wc", 0, [1.0 / 127.0, 0.25 / 127.0]),
+            ("w1", 0, [2.0 / 127.0, 4.0 / 127.0]),
+            ("w0", 1, [4.0 / 127.0, 1.0 / 127.0]),
+        ] {
+            assert_eq!(init(&format!("{w}_quantized")).data_type, data_type::INT8, "{w}");
+            assert_eq!(scales(w), want, "{w}");
+            let dq = gr.node.iter().find(|n| n.name == format!("{w}_dq")).unwrap();
+            assert_eq!(dq.attribute.iter().find(|a| a.name == "axis").map(|a| a.i), Some(axis), "{w}");
+        }
+        let q8 = |w: &str| init(&format!("{w}_quantized")).raw_data.iter().map(|&b| b as i8).collect::<Vec<i8>>();
+        assert_eq!(q8("wc"), vec![127, -64, 127, 64]);
+        assert_eq!(q8("w0"), vec![64, 127, -127, 127]);
     }
 
     /// A reduction that drops dimensions becomes keepdims=1 + Squeeze of the same axes; and at

@@ -1,5 +1,5 @@
-//! `package: {import: {model: M.onnx, adapters: {NAME: PATH, ...}, max_rank, prefix, name, inputs,
-//! task_inputs}}`: a user's
+//! `package: {import: {model: M.onnx, adapters: {NAME: PATH, ...}, max_rank, prefix, target, opset,
+//! name, inputs, task_inputs}}`: a user's
 //! exported model and LoRA adapters imported by `crate::package::import` (what `quadbench package
 //! import` does), cached by the sha256 of the model and adapter files, so one scenario measures a
 //! user's model with no other command. Paths are relative to the scenario's folder.
@@ -21,7 +21,7 @@ pub const KIND: SourceKind = SourceKind {
 };
 
 /// Bump when the importer's output changes for the same inputs (the cache key carries it).
-const IMPORT_REVISION: u32 = 1;
+const IMPORT_REVISION: u32 = 2;
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -33,6 +33,12 @@ struct RawImport {
     max_rank: Option<usize>,
     #[serde(default)]
     prefix: Option<String>,
+    /// A regular expression over module paths: only matching layers get slots (`--target`).
+    #[serde(default)]
+    target: Option<String>,
+    /// The lowest ai.onnx opset to accept (`--opset`).
+    #[serde(default)]
+    opset: Option<i64>,
     /// Package name (default: the model file's stem); goldens are kept under it.
     #[serde(default)]
     name: Option<String>,
@@ -48,7 +54,7 @@ struct RawImport {
 struct Import(ImportOptions);
 
 fn parse(value: serde_json::Value, base: &Path) -> Result<Arc<dyn PackageSource>, KeyError> {
-    let fix = "e.g. `import: {model: unet.onnx, adapters: {sketch: lora/sketch, ink: ink.safetensors}}` (optional: max_rank, prefix, name, inputs: {mask: mask}, task_inputs: {sketch: {prompt: sketch.npy}})";
+    let fix = "e.g. `import: {model: unet.onnx, adapters: {sketch: lora/sketch, ink: ink.safetensors}}` (optional: max_rank, prefix, target, opset, name, inputs: {mask: mask}, task_inputs: {sketch: {prompt: sketch.npy}})";
     let r: RawImport =
         serde_json::from_value(value).map_err(|e| KeyError::new("import", format!("import parameters: {e}"), fix))?;
     let mut adapters = Vec::new();
@@ -61,14 +67,17 @@ fn parse(value: serde_json::Value, base: &Path) -> Result<Arc<dyn PackageSource>
     if adapters.is_empty() {
         return Err(KeyError::new("import", "`adapters` is empty: a package needs at least one task", fix));
     }
-    // `--target` is the command's only: the scenario form's cache key covers the files alone.
+    if let Some(Err(e)) = r.target.as_deref().map(regex::Regex::new) {
+        return Err(KeyError::new("import", format!("`target` is not a regular expression: {e}"), fix));
+    }
     let o = ImportOptions {
         model: base.join(&r.model),
         adapters,
         name: r.name,
         max_rank: r.max_rank,
         prefix: r.prefix,
-        target: None,
+        opset: r.opset,
+        target: r.target,
         input_sources: r.inputs.into_iter().collect(),
         task_inputs: r
             .task_inputs
@@ -110,18 +119,17 @@ impl Import {
         for (_, _, f) in &o.task_inputs {
             hash(f)?;
         }
-        let mut rest = format!(
-            "{IMPORT_REVISION}|{:?}|{:?}|{:?}|{:?}",
+        let tasks: Vec<(&String, &String)> = o.task_inputs.iter().map(|(t, i, _)| (t, i)).collect();
+        let rest = format!(
+            "{IMPORT_REVISION}|{:?}|{:?}|{:?}|{:?}|{:?}|{:?}|{:?}|{tasks:?}",
             o.adapters.iter().map(|a| &a.0).collect::<Vec<_>>(),
             o.max_rank,
             o.prefix,
-            o.name
+            o.name,
+            o.target,
+            o.opset,
+            o.input_sources
         );
-        // Only when given, so the keys of earlier imports stay valid.
-        if !o.input_sources.is_empty() || !o.task_inputs.is_empty() {
-            let tasks: Vec<(&String, &String)> = o.task_inputs.iter().map(|(t, i, _)| (t, i)).collect();
-            rest.push_str(&format!("|{:?}|{tasks:?}", o.input_sources));
-        }
         h.update(rest.as_bytes());
         let digest: String = h.finalize().iter().take(8).map(|b| format!("{b:02x}")).collect();
         let stem = o.model.file_stem().map_or("model".into(), |s| s.to_string_lossy().into_owned());
