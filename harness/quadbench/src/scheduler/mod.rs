@@ -207,6 +207,7 @@ pub fn run_scenario(sc: &Scenario, opts: &RunOptions, rep: &mut dyn Reporter) ->
         golden_root: sc.golden_root.clone(),
         package_name: pkg.fp32.raw.name.clone(),
         thresholds: sc.thresholds.clone(),
+        tensor_ranges: crate::quality::tensor::declared_ranges(&pkg.fp32.raw),
     };
     let stop = std::sync::atomic::AtomicBool::new(false);
     let common = worker::Common {
