@@ -168,4 +168,11 @@ fn bad_tensor_output_names_and_threshold_keys_exit_2_with_the_nearest() {
     let o = run(quadbench().arg("run").arg(&sc).arg("--out").arg(d.path().join("out")));
     assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
     assert!(stderr(&o).contains("did you mean `tensor_rmse`?"), "{}", stderr(&o));
+    // A tensor threshold on a package without tensor outputs would check nothing: refused.
+    std::fs::write(&yaml, std::fs::read_to_string(&yaml).unwrap().replace("tensor_outputs:\n- model.out\n", ""))
+        .unwrap();
+    let sc = scenario(d.path(), &pkg, "unified", "tensor_rmse: \"<= 0.1\"");
+    let o = run(quadbench().arg("run").arg(&sc).arg("--out").arg(d.path().join("out2")));
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(stderr(&o).contains("threshold `tensor_rmse <= 0.1` has nothing to check"), "{}", stderr(&o));
 }

@@ -6,8 +6,10 @@
 pub use crate::results::TensorScores;
 
 use super::{QualityConfig, Threshold, ThresholdMetric, golden};
+use crate::package::Manifest;
 use crate::package::manifest::RawManifest;
 use crate::results::{RunRecord, TaskQuality, TensorMean};
+use crate::yaml::YamlError;
 use std::collections::BTreeMap;
 use std::path::Path;
 
@@ -193,6 +195,27 @@ pub fn declared_ranges(raw: &RawManifest) -> BTreeMap<String, [f32; 2]> {
             Some((t.clone(), st.outputs.iter().find(|o| o.name == output)?.range?))
         })
         .collect()
+}
+
+/// A scenario threshold on a tensor metric needs tensor outputs to check: with a package that
+/// declares none it would check nothing and pass, so it is refused (at its key in the scenario).
+pub fn check_thresholds(sc_path: &Path, thresholds: &[Threshold], m: &Manifest) -> Result<(), YamlError> {
+    let Some(t) = thresholds.iter().find(|t| matches!(t.metric, ThresholdMetric::Tensor(_))) else { return Ok(()) };
+    if !m.pipeline.tensor_outputs.is_empty() {
+        return Ok(());
+    }
+    let text = std::fs::read_to_string(sc_path).unwrap_or_default();
+    Err(YamlError::at(
+        sc_path,
+        &text,
+        &format!("{}:", t.metric.key()),
+        format!(
+            "threshold `{}` has nothing to check: package `{}` declares no `tensor_outputs`",
+            t.label(),
+            m.raw.name
+        ),
+        "add `tensor_outputs: [<stage>.<output>]` to its package.yaml, or remove the threshold",
+    ))
 }
 
 /// `TensorQuality::data_range_from` when the output declares `range:`.

@@ -152,6 +152,7 @@ pub fn run_scenario(sc: &Scenario, opts: &RunOptions, rep: &mut dyn Reporter) ->
     }
     let pkg = sc.package.resolve(&opts.package_cache, &sc.inputs, rep)?;
     crate::config::tensor_inputs::check(&sc.path, &sc.tensor_inputs, &pkg.manifest)?;
+    crate::quality::tensor::check_thresholds(&sc.path, &sc.thresholds, &pkg.manifest)?;
     rep.event(&Event::Step { message: "locating ONNX Runtime".into() });
     let ort = quadbench_runtime::ensure_onnxruntime()?;
     std::fs::create_dir_all(out).map_err(out_err)?;
