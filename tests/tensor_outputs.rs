@@ -38,7 +38,7 @@ fn scenario(dir: &Path, pkg: &Path, strategies: &str, thresholds: &str) -> PathB
     std::fs::write(
         &sc,
         format!(
-            "schema: quadbench.scenario/1\nname: tensors\npackage: {{path: {}}}\ndevices: [{}]\nbackends: [cpu]\nstrategies: [{strategies}]\ninputs: [{}]\nworkload: {{order: round-robin, requests_per_visit: 2, warmup_visits: 1, min_samples: 2, min_switches: 2, min_duration_s: 0, max_duration_s: 30}}\nquality: {{golden_dir: golden, thresholds: {{{thresholds}}}}}\n",
+            "schema: quadbench.scenario/1\nname: tensors\npackage: {{path: {}}}\ndevices: [{}]\nbackends: [cpu]\nstrategies: [{strategies}]\ninputs: [{}]\nworkload: {{order: round-robin, requests_per_visit: 2, warmup_visits: 1, min_samples: 2, min_switches: 2, min_duration_s: 0, max_duration_s: 30, capture_timed_outputs: true}}\nquality: {{golden_dir: golden, thresholds: {{{thresholds}}}}}\n",
             pkg.display(),
             local_device(dir).display(),
             inputs.join(", "),
@@ -119,6 +119,25 @@ fn tensor_outputs_are_written_blessed_scored_and_verified() {
             assert!(labels.iter().any(|l| *l == "model.out: tensor_max_abs <= 0.00001"), "{labels:?}");
         }
     }
+    // Tensor outputs of measured requests (TEST01's capture) equal the accuracy pass's.
+    for run in r["runs"].as_array().unwrap() {
+        let id = run["id"].as_str().unwrap();
+        let res: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(out.join(format!("runs/{id}/result.json"))).unwrap())
+                .unwrap();
+        let timed = res["timed_tensor_outputs"].as_array().unwrap();
+        assert!(!timed.is_empty() && timed.len() == res["timed_outputs"].as_array().unwrap().len(), "{res}");
+        for t in timed {
+            let name = format!(
+                "{}__{}__{}.npy",
+                t["task"].as_str().unwrap(),
+                t["input"].as_str().unwrap(),
+                t["output"].as_str().unwrap()
+            );
+            let timed_bytes = std::fs::read(out.join(format!("outputs/{id}/timed/{name}"))).unwrap();
+            assert_eq!(timed_bytes, std::fs::read(out.join(format!("outputs/{id}/{name}"))).unwrap(), "{id} {name}");
+        }
+    }
     // The report shows the tensor quality table.
     let md = std::fs::read_to_string(out.join("report.md")).unwrap();
     assert!(md.contains("## Tensor quality per task"), "{md}");
@@ -159,7 +178,12 @@ fn bad_tensor_output_names_and_threshold_keys_exit_2_with_the_nearest() {
     let yaml = pkg.join("package.yaml");
     let line = std::fs::read_to_string(&yaml).unwrap().lines().position(|l| l == "tensor_outputs:").unwrap() + 1;
     assert!(err.contains(&format!("package.yaml:{line}:1: tensor output")), "names file and line {line}: {err}");
-    std::fs::write(&yaml, std::fs::read_to_string(&yaml).unwrap().replace("- model.outt", "- modl.out")).unwrap();
+    std::fs::write(&yaml, std::fs::read_to_string(&yaml).unwrap().replace("- model.outt", "- model.out\n- model.out"))
+        .unwrap();
+    let err = stderr(&run(quadbench().args(["package", "check"]).arg(&pkg)));
+    assert!(err.contains("tensor output `model.out` is listed twice"), "{err}");
+    std::fs::write(&yaml, std::fs::read_to_string(&yaml).unwrap().replace("- model.out\n- model.out", "- modl.out"))
+        .unwrap();
     let err = stderr(&run(quadbench().args(["package", "check"]).arg(&pkg)));
     assert!(err.contains("no stage `modl`") && err.contains("did you mean `model.out`?"), "{err}");
 
