@@ -141,6 +141,17 @@ fn tensor_outputs_are_written_blessed_scored_and_verified() {
     // The report shows the tensor quality table.
     let md = std::fs::read_to_string(out.join("report.md")).unwrap();
     assert!(md.contains("## Tensor quality per task"), "{md}");
+    assert!(std::fs::read_to_string(out.join("report.html")).unwrap().contains("<h2 id=\"tensor-quality\">"));
+    let csv = std::fs::read_to_string(out.join("tables/tensor-quality.csv")).unwrap();
+    assert_eq!(csv.lines().count(), 1 + 3 * 2, "a row per task and strategy: {csv}");
+    assert!(
+        csv.contains("warm,model.out,local,cpu,fp32,separate-resident,0.000e0,0.000e0,inf,1,golden max - min"),
+        "{csv}"
+    );
+    // Regenerated from the results directory alone, byte for byte.
+    let again = run(quadbench().arg("report").arg(&out));
+    assert_eq!(again.status.code(), Some(0), "{}", stderr(&again));
+    assert_eq!(std::fs::read_to_string(out.join("report.md")).unwrap(), md);
 
     // A threshold unified cannot meet (exact equality) fails its quality verdict: exit 1.
     let sc = scenario(d.path(), &pkg, "separate-resident, unified", "tensor_max_abs: \"<= 0\"");
