@@ -166,6 +166,22 @@ fn tensor_outputs_are_written_blessed_scored_and_verified() {
         }
     }
 
+    // An output that declares `range:` gets its PSNR over that range instead of the golden's.
+    let yaml = pkg.join("package.yaml");
+    let text = std::fs::read_to_string(&yaml).unwrap();
+    std::fs::write(
+        &yaml,
+        text.replacen("    dtype: f32\nlora_slots:", "    dtype: f32\n    range: [0, 2]\nlora_slots:", 1),
+    )
+    .unwrap();
+    let sc = scenario(d.path(), &pkg, "unified", "");
+    let out3 = d.path().join("out3");
+    let o = run(quadbench().arg("run").arg(&sc).arg("--out").arg(&out3));
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let t = &results(&out3)["runs"][0]["quality"]["warm"]["tensors"]["model.out"];
+    assert_eq!(t["data_range_from"], "package range", "{t}");
+    assert!(t["inputs"].as_object().unwrap().values().all(|s| s["data_range"] == 2.0), "{t}");
+
     // An edited golden tensor is caught, by name.
     let edited =
         std::fs::read_dir(&golden).unwrap().flatten().next().unwrap().path().join("cool__astronaut__model.out.npy");
