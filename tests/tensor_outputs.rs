@@ -192,6 +192,16 @@ fn tensor_outputs_are_written_blessed_scored_and_verified() {
     let verify = run(quadbench().args(["golden", "verify"]).arg(&golden));
     assert_eq!(verify.status.code(), Some(2), "{}", stderr(&verify));
     assert!(stderr(&verify).contains("cool__astronaut__model.out.npy: sha256"), "{}", stderr(&verify));
+    // Blessing again shows the change with its size and needs --force to overwrite it.
+    let bless = run(quadbench().args(["golden", "bless"]).arg(&sc));
+    assert_eq!(bless.status.code(), Some(1), "{}", stderr(&bless));
+    let listed = String::from_utf8_lossy(&bless.stdout).into_owned();
+    assert!(listed.contains("changed   cool__astronaut__model.out.npy (new vs old: max abs "), "{listed}");
+    assert!(listed.contains("unchanged warm__camera__model.out.npy"), "{listed}");
+    let bless = run(quadbench().args(["golden", "bless", "--force"]).arg(&sc));
+    assert_eq!(bless.status.code(), Some(0), "{}", stderr(&bless));
+    let verify = run(quadbench().args(["golden", "verify"]).arg(&golden));
+    assert_eq!(verify.status.code(), Some(0), "{}", stderr(&verify));
 }
 
 #[test]

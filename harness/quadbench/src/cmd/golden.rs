@@ -62,6 +62,24 @@ fn verify(dir: Option<PathBuf>) -> i32 {
     }
 }
 
+/// What blessing would change, one line per file (images, then tensors), on stdout.
+fn print_changes(changes: &[golden::Change], tensor_changes: &[golden::TensorChange]) {
+    for c in changes {
+        let delta = match (c.psnr_db, c.ssim) {
+            (Some(p), Some(s)) => format!(" (new vs old: PSNR {p:.2} dB, SSIM {s:.5})"),
+            _ => String::new(),
+        };
+        println!("{:<9} {}{delta}", c.kind, golden::file_name(&c.task, &c.input));
+    }
+    for c in tensor_changes {
+        let delta = match (c.max_abs_error, c.rmse) {
+            (Some(m), Some(r)) => format!(" (new vs old: max abs {m:.3e}, RMSE {r:.3e})"),
+            _ => String::new(),
+        };
+        println!("{:<9} {}{delta}", c.kind, c.file);
+    }
+}
+
 pub fn bless(scenario: &Path, force: bool) -> i32 {
     let mut sc = match Scenario::load(scenario) {
         Ok(s) => s,
@@ -140,20 +158,7 @@ pub fn bless(scenario: &Path, force: bool) -> i32 {
                 return EXIT_BAD_INPUT;
             }
         };
-    for c in &changes {
-        let delta = match (c.psnr_db, c.ssim) {
-            (Some(p), Some(s)) => format!(" (new vs old: PSNR {p:.2} dB, SSIM {s:.5})"),
-            _ => String::new(),
-        };
-        println!("{:<9} {}{delta}", c.kind, golden::file_name(&c.task, &c.input));
-    }
-    for c in &tensor_changes {
-        let delta = match (c.max_abs_error, c.rmse) {
-            (Some(m), Some(r)) => format!(" (new vs old: max abs {m:.3e}, RMSE {r:.3e})"),
-            _ => String::new(),
-        };
-        println!("{:<9} {}{delta}", c.kind, c.file);
-    }
+    print_changes(&changes, &tensor_changes);
     let kinds = || changes.iter().map(|c| c.kind).chain(tensor_changes.iter().map(|c| c.kind));
     let changed = kinds().filter(|k| *k == "changed").count();
     if changed > 0 && !force {
