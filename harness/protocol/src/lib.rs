@@ -275,12 +275,23 @@ pub struct PlanPipeline {
     /// Input image size expected by the graphs.
     pub image_height: u32,
     pub image_width: u32,
+    /// Stage outputs saved as `.npy` tensors (typed by their dtype) for every task and input in
+    /// the outputs pass, besides the image ([`RunResult::tensor_outputs`]).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tensor_outputs: Vec<StageOutputRef>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct StageOutputRef {
     pub stage: String,
     pub output: String,
+}
+
+impl StageOutputRef {
+    /// `stage.output`, as package.yaml spells it (and tensor output files are named).
+    pub fn label(&self) -> String {
+        format!("{}.{}", self.stage, self.output)
+    }
 }
 
 /// Execution backend selection for the runner.
@@ -375,7 +386,8 @@ pub struct Plan {
     pub pipeline: PlanPipeline,
     pub workload: PlanWorkload,
     pub inputs: Vec<PlanInput>,
-    /// Directory (relative to the plan dir) for output PNGs: one per task and input.
+    /// Directory (relative to the plan dir) for output PNGs, one per task and input, and the
+    /// `.npy` tensor outputs ([`PlanPipeline::tensor_outputs`]).
     pub output_dir: String,
     /// Heartbeat period.
     pub heartbeat_ms: u64,
@@ -458,6 +470,24 @@ pub struct OutputImage {
     pub path: String,
 }
 
+/// An output tensor the runner wrote: `<output_dir>/<task>__<input>__<stage>.<output>.npy`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct OutputTensor {
+    pub task: String,
+    pub input: String,
+    /// The stage output, `stage.output` ([`StageOutputRef::label`]).
+    pub output: String,
+    /// Relative to the plan directory.
+    pub path: String,
+}
+
+impl OutputTensor {
+    /// The file name of a tensor output of `task` on `input`.
+    pub fn file_name(task: &str, input: &str, output: &str) -> String {
+        format!("{task}__{input}__{output}.npy")
+    }
+}
+
 /// Final state of a run.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case", tag = "state")]
@@ -500,6 +530,14 @@ pub struct RunResult {
     /// `<output_dir>/timed/`), one per task and input.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub timed_outputs: Vec<OutputImage>,
+    /// The pipeline's [`PlanPipeline::tensor_outputs`] of the outputs pass, one per task, input
+    /// and output.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tensor_outputs: Vec<OutputTensor>,
+    /// With [`PlanWorkload::capture_timed_outputs`]: the tensor outputs of the same measured
+    /// requests as [`Self::timed_outputs`] (under `<output_dir>/timed/`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub timed_tensor_outputs: Vec<OutputTensor>,
     /// Graphs compiled ahead of time into EP-context models before the run (backends that
     /// compile, with the `ep_context` option); empty otherwise.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]

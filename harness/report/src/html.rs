@@ -186,7 +186,7 @@ pub fn export(rep: &Report) -> Result<Vec<Artefact>, ReportError> {
         if r.complete { "" } else { ", incomplete" },
         esc(&super::markdown::tally(r))
     ));
-    for id in ["claims", "ratios", "kpis", "percentiles", "quality", "runs"] {
+    for id in ["claims", "ratios", "kpis", "percentiles", "quality", "tensor-quality", "runs"] {
         let Some(t) = rep.table(id) else { continue };
         s.push_str(&format!("<h2 id=\"{id}\">{}</h2>\n", esc(&t.title)));
         if id == "ratios" && !t.rows.is_empty() {

@@ -55,7 +55,7 @@ pub fn export(rep: &Report) -> Result<Vec<Artefact>, ReportError> {
         if r.complete { "" } else { ", **incomplete** (the scenario did not finish)" },
         tally(r)
     ));
-    for id in ["claims", "ratios", "kpis", "percentiles", "quality", "runs"] {
+    for id in ["claims", "ratios", "kpis", "percentiles", "quality", "tensor-quality", "runs"] {
         let Some(t) = rep.table(id) else { continue };
         s.push_str(&format!("\n## {}\n\n", t.title));
         if id == "ratios" && !t.rows.is_empty() {

@@ -129,7 +129,12 @@ pub struct Table {
 
 /// Every table of the report (the order of report.json; the documents choose their own).
 pub fn all(r: &Results) -> Vec<Table> {
-    vec![kpis(r), quality(r), claims(r), runs(r), ratios(r), percentiles(r)]
+    let mut t = vec![kpis(r), quality(r), claims(r), runs(r), ratios(r), percentiles(r)];
+    // Only packages with tensor outputs have the table, so other reports keep their bytes.
+    if r.runs.iter().any(|x| x.quality.values().any(|q| !q.tensors.is_empty())) {
+        t.insert(2, tensor_quality(r));
+    }
+    t
 }
 
 /// Text columns with the same value on every row (of two or more), and numeric columns with no
@@ -376,6 +381,66 @@ fn quality(r: &Results) -> Table {
         notes.push("No quality scores in results.json: the run had no goldens to compare with.".into());
     }
     Table { id: "quality".into(), title: "Quality per task".into(), columns, rows, notes }
+}
+
+/// Errors of tensors span many decades (1e-7 for float rounding, 1e-2 for quantization):
+/// three significant digits in scientific notation, the exact value in the text.
+fn sci(v: Option<f64>) -> Cell {
+    v.filter(|x| x.is_finite()).map_or(Cell::num(None, 0), |x| Cell::text(format!("{x:.3e}")))
+}
+
+fn tensor_quality(r: &Results) -> Table {
+    let columns = vec![
+        col("task", "task", false),
+        col("output", "output", false),
+        col("device", "device", false),
+        col("backend", "backend", false),
+        col("precision", "precision", false),
+        col("strategy", "strategy", false),
+        col("max_abs_error", "max abs error", true),
+        col("rmse", "RMSE", true),
+        col("psnr_db", "PSNR dB", true),
+        col("cosine", "cosine", true),
+        col("data_range_from", "PSNR data range", false),
+    ];
+    let mut rows = Vec::new();
+    let mut tasks: Vec<&String> = r.runs.iter().flat_map(|x| x.quality.keys()).collect();
+    tasks.sort_by_key(|t| (r.package.tasks.iter().position(|p| p == *t).unwrap_or(usize::MAX), t.to_string()));
+    tasks.dedup();
+    let mut identical = false;
+    for task in tasks {
+        for run in r.runs.iter() {
+            let Some(q) = run.quality.get(task) else { continue };
+            for (output, t) in &q.tensors {
+                let m = &t.mean;
+                identical |= m.identical;
+                let psnr = if m.identical { Cell::text("inf") } else { Cell::num(m.psnr_db, 2) };
+                let range = if t.missing_golden.is_empty() {
+                    t.data_range_from.clone()
+                } else {
+                    format!("{} (missing golden: {})", t.data_range_from, t.missing_golden.join(", "))
+                };
+                rows.push(vec![
+                    Cell::text(task),
+                    Cell::text(output),
+                    Cell::text(&run.device),
+                    Cell::text(&run.backend),
+                    Cell::text(&run.precision),
+                    Cell::text(run.strategy.as_str()),
+                    sci(m.max_abs_error),
+                    sci(m.rmse),
+                    psnr,
+                    Cell::num(m.cosine, 8),
+                    Cell::text(range),
+                ]);
+            }
+        }
+    }
+    let mut notes = vec!["Mean over the scenario's inputs of each tensor output (`.npy`) against its golden tensor: largest absolute difference, RMSE, PSNR = 10 log10(range^2 / MSE) over the whole tensor, cosine similarity. PSNR data range: the output's `range:` in package.yaml (package range), else each golden's max - min. Threshold verdicts are in the quality table.".to_string()];
+    if identical {
+        notes.push("inf: every input's tensor identical to its golden.".into());
+    }
+    Table { id: "tensor-quality".into(), title: "Tensor quality per task".into(), columns, rows, notes }
 }
 
 /// A verdict in words.

@@ -2,13 +2,15 @@
 //!
 //! Phases: `init` (ONNX Runtime environment + the strategy's resident sessions), `first_inference`
 //! (the cold first request), `steady` (warm-up visits, then the measured workload), `outputs`
-//! (one unmeasured request per task and input, saved as PNG). The RSS high-water mark is reset
-//! at each phase start; PSS is sampled by the heartbeat thread and at phase ends.
+//! (one unmeasured request per task and input, saved as PNG, and the pipeline's tensor outputs
+//! as `.npy`). The RSS high-water mark is reset at each phase start; PSS is sampled by the
+//! heartbeat thread and at phase ends.
 
 pub mod backend;
 pub mod compile;
 pub mod pipeline;
 pub mod sysinfo;
+pub mod tensor_out;
 
 use pipeline::{Executor, RequestTiming, Samples};
 use quadbench_protocol::*;
@@ -97,6 +99,8 @@ pub fn execute(plan: &Plan, dir: &Path) -> RunResult {
         conditions_after: Conditions::default(),
         outputs: Vec::new(),
         timed_outputs: Vec::new(),
+        tensor_outputs: Vec::new(),
+        timed_tensor_outputs: Vec::new(),
         compiled: Vec::new(),
         storage_basis: None,
     };
@@ -276,6 +280,7 @@ fn run_phases(plan: &Plan, dir: &Path, m: &Monitor, r: &mut RunResult) -> Result
         .map(|i| Ok((i.name.clone(), pipeline::load_input(&dir.join(&i.tensor), &shape)?)))
         .collect::<Result<Vec<_>, String>>()?;
     let request_sets = request_tensors(plan, dir)?;
+    let dtypes = tensor_out::dtypes(plan)?;
     let tasks: Vec<String> = plan.pipeline.tasks.iter().map(|t| t.name.clone()).collect();
     let mut ex = Executor::new(plan, dir, &env)?;
     ex.set_request_sets(request_sets);
@@ -335,13 +340,18 @@ fn run_phases(plan: &Plan, dir: &Path, m: &Monitor, r: &mut RunResult) -> Result
             let load_ms = if k == 0 { ex.switch_to(&task)? } else { 0.0 };
             let mut timing = RequestTiming::default();
             ex.use_request(input_no);
-            let img = ex.run(&task, input, &mut timing)?;
+            let capture = w.capture_timed_outputs && !warmup && !captured.contains(&(task.clone(), input_no));
+            let (img, kept) = ex.run_keep(&task, input, &mut timing, tensor_out::keep(plan, capture))?;
             let latency = t_sw.elapsed().as_secs_f64() * 1e3;
             // After the request's timing: what this request computed, kept for TEST01.
-            if w.capture_timed_outputs && !warmup && captured.insert((task.clone(), input_no)) {
-                let rel = format!("{}/timed/{task}__{}.png", plan.output_dir, inputs[input_no].0);
+            if capture {
+                captured.insert((task.clone(), input_no));
+                let (input_name, timed_dir) = (&inputs[input_no].0, format!("{}/timed", plan.output_dir));
+                let rel = format!("{timed_dir}/{task}__{input_name}.png");
                 pipeline::write_png(&img, &dir.join(&rel))?;
-                r.timed_outputs.push(OutputImage { task: task.clone(), input: inputs[input_no].0.clone(), path: rel });
+                r.timed_outputs.push(OutputImage { task: task.clone(), input: input_name.clone(), path: rel });
+                let t = tensor_out::write_all(plan, &dtypes, dir, &timed_dir, &task, input_name, &img, &kept)?;
+                r.timed_tensor_outputs.extend(t);
             }
             let done = m.requests.fetch_add(1, Ordering::Relaxed) + 1;
             if abort_at.is_some_and(|n| done > n) {
@@ -407,10 +417,12 @@ fn run_phases(plan: &Plan, dir: &Path, m: &Monitor, r: &mut RunResult) -> Result
         for (k, (name, input)) in inputs.iter().enumerate() {
             let mut timing = RequestTiming::default();
             ex.use_request(k);
-            let img = ex.run(t, input, &mut timing)?;
+            let (img, kept) = ex.run_keep(t, input, &mut timing, tensor_out::keep(plan, true))?;
             let rel = format!("{}/{t}__{name}.png", plan.output_dir);
             pipeline::write_png(&img, &dir.join(&rel))?;
             r.outputs.push(OutputImage { task: t.clone(), input: name.clone(), path: rel });
+            let tensors = tensor_out::write_all(plan, &dtypes, dir, &plan.output_dir, t, name, &img, &kept)?;
+            r.tensor_outputs.extend(tensors);
         }
     }
     end_phase(m, "outputs", reset, r);

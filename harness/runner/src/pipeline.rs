@@ -8,7 +8,9 @@
 use crate::backend;
 use ort::session::{Adapter, RunOptions, Session, SessionInputValue};
 use ort::value::{DynValue, Tensor};
-use quadbench_protocol::{DType, LoraPart, Plan, PlanLoraSlot, PlanStage, Source, Strategy, TensorSpec};
+use quadbench_protocol::{
+    DType, LoraPart, Plan, PlanLoraSlot, PlanStage, Source, StageOutputRef, Strategy, TensorSpec,
+};
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -417,12 +419,34 @@ impl<'p> Executor<'p> {
 
     /// Run one request of the active task on `image`. Returns the final image tensor.
     pub fn run(&mut self, task: &str, image: &Tensor<f32>, timing: &mut RequestTiming) -> Result<DynValue, Error> {
+        Ok(self.run_keep(task, image, timing, &[])?.0)
+    }
+
+    /// [`Self::run`], also returning the stage outputs `keep` (in its order; `None` for one that
+    /// is the image itself), taken out of the request's values before its end-to-end time is
+    /// read, as the image is.
+    pub fn run_keep(
+        &mut self,
+        task: &str,
+        image: &Tensor<f32>,
+        timing: &mut RequestTiming,
+        keep: &[StageOutputRef],
+    ) -> Result<(DynValue, Vec<Option<DynValue>>), Error> {
         let t_req = Instant::now();
         let mut values = self.run_values(task, image, timing)?;
         let r = &self.plan.pipeline.image_output;
         let img = values.remove(&(r.stage.clone(), r.output.clone())).ok_or("final image missing")?;
+        let mut kept = Vec::with_capacity(keep.len());
+        for k in keep {
+            if k == r {
+                kept.push(None);
+                continue;
+            }
+            let v = values.remove(&(k.stage.clone(), k.output.clone()));
+            kept.push(Some(v.ok_or_else(|| format!("stage output `{}` missing", k.label()))?));
+        }
         timing.e2e_ms = t_req.elapsed().as_secs_f64() * 1e3;
-        Ok(img)
+        Ok((img, kept))
     }
 
     /// Run one request of the active task on `image`. Returns every stage output of the request

@@ -3,7 +3,7 @@
 //! the next one starts. Reports (`crate::report`) are regenerated from these files alone.
 
 use crate::method::{Method, Outliers};
-use quadbench_protocol::{MemoryPhase, OutputImage, RunResult, Storage, Strategy, SwitchEvent};
+use quadbench_protocol::{MemoryPhase, OutputImage, OutputTensor, RunResult, Storage, Strategy, SwitchEvent};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -161,6 +161,10 @@ pub struct RunRecord {
     pub switches: Vec<SwitchEvent>,
     /// Output images, relative to the results directory.
     pub outputs: Vec<OutputImage>,
+    /// Tensor outputs (`.npy`, the package's `tensor_outputs`), relative to the results
+    /// directory; absent when the package declares none.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tensor_outputs: Vec<OutputTensor>,
     /// Thermal and frequency readings before the run.
     pub conditions_before: quadbench_protocol::Conditions,
     /// Thermal and frequency readings after the run.
@@ -240,6 +244,58 @@ pub struct TaskQuality {
     /// All thresholds passed (`None` when there are none).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pass: Option<bool>,
+    /// Tensor outputs against golden tensors, by output (`stage.output`); absent when the
+    /// package declares no tensor outputs. Their thresholds are in `thresholds` with the rest.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub tensors: BTreeMap<String, TensorQuality>,
+}
+
+/// Scores of one tensor against its golden tensor.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct TensorScores {
+    /// Elements compared.
+    pub elements: usize,
+    /// Largest absolute difference.
+    pub max_abs_error: f64,
+    /// Root mean squared difference.
+    pub rmse: f64,
+    /// `10 log10(data_range^2 / MSE)`; `None` when the tensors are identical (no finite PSNR).
+    pub psnr_db: Option<f64>,
+    /// The data range the PSNR was computed with.
+    pub data_range: f64,
+    /// Cosine similarity; `None` when either tensor is all zeros.
+    pub cosine: Option<f64>,
+}
+
+/// Mean over a task's inputs of a tensor output's scores (each over the inputs that have it).
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct TensorMean {
+    /// Mean of the inputs' largest absolute differences.
+    pub max_abs_error: Option<f64>,
+    /// Mean RMSE.
+    pub rmse: Option<f64>,
+    /// Mean of the finite PSNRs (`None` with `identical: true` when every input is identical).
+    pub psnr_db: Option<f64>,
+    /// Mean cosine similarity.
+    pub cosine: Option<f64>,
+    /// Every input's tensor equals its golden exactly.
+    #[serde(default)]
+    pub identical: bool,
+}
+
+/// One tensor output of a task against its goldens.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct TensorQuality {
+    /// Where the PSNR's data range comes from: `package range` (the output's `range:` in
+    /// package.yaml) or `golden max - min` (per input, of its golden tensor).
+    pub data_range_from: String,
+    /// Scores per input.
+    pub inputs: BTreeMap<String, TensorScores>,
+    /// Mean over the inputs.
+    pub mean: TensorMean,
+    /// Inputs whose golden tensor is missing (reported, not scored as failures).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub missing_golden: Vec<String>,
 }
 
 impl RunRecord {
@@ -289,6 +345,7 @@ impl RunRecord {
             samples_csv,
             switches: r.switches.clone(),
             outputs: r.outputs.clone(),
+            tensor_outputs: r.tensor_outputs.clone(),
             conditions_before: r.conditions_before.clone(),
             conditions_after: r.conditions_after.clone(),
             quality: BTreeMap::new(),
@@ -338,6 +395,7 @@ impl RunRecord {
             samples_csv: String::new(),
             switches: vec![],
             outputs: vec![],
+            tensor_outputs: vec![],
             conditions_before: Default::default(),
             conditions_after: Default::default(),
             quality: BTreeMap::new(),

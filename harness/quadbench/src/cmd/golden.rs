@@ -62,6 +62,24 @@ fn verify(dir: Option<PathBuf>) -> i32 {
     }
 }
 
+/// What blessing would change, one line per file (images, then tensors), on stdout.
+fn print_changes(changes: &[golden::Change], tensor_changes: &[golden::TensorChange]) {
+    for c in changes {
+        let delta = match (c.psnr_db, c.ssim) {
+            (Some(p), Some(s)) => format!(" (new vs old: PSNR {p:.2} dB, SSIM {s:.5})"),
+            _ => String::new(),
+        };
+        println!("{:<9} {}{delta}", c.kind, golden::file_name(&c.task, &c.input));
+    }
+    for c in tensor_changes {
+        let delta = match (c.max_abs_error, c.rmse) {
+            (Some(m), Some(r)) => format!(" (new vs old: max abs {m:.3e}, RMSE {r:.3e})"),
+            _ => String::new(),
+        };
+        println!("{:<9} {}{delta}", c.kind, c.file);
+    }
+}
+
 pub fn bless(scenario: &Path, force: bool) -> i32 {
     let mut sc = match Scenario::load(scenario) {
         Ok(s) => s,
@@ -121,29 +139,35 @@ pub fn bless(scenario: &Path, force: bool) -> i32 {
     };
     let produced: Vec<(String, String, std::path::PathBuf)> =
         r.outputs.iter().map(|o| (o.task.clone(), o.input.clone(), opts.out.join(&o.path))).collect();
+    let tensors: Vec<golden::ProducedTensor> = r
+        .tensor_outputs
+        .iter()
+        .map(|o| golden::ProducedTensor {
+            task: o.task.clone(),
+            input: o.input.clone(),
+            output: o.output.clone(),
+            path: opts.out.join(&o.path),
+        })
+        .collect();
     let dir = golden::package_dir(&sc.golden_root, &results.package.name);
-    let changes = match golden::diff(&dir, &produced) {
-        Ok(c) => c,
-        Err(e) => {
-            report(&e);
-            return EXIT_BAD_INPUT;
-        }
-    };
-    for c in &changes {
-        let delta = match (c.psnr_db, c.ssim) {
-            (Some(p), Some(s)) => format!(" (new vs old: PSNR {p:.2} dB, SSIM {s:.5})"),
-            _ => String::new(),
+    let (changes, tensor_changes) =
+        match golden::diff(&dir, &produced).and_then(|c| Ok((c, golden::diff_tensors(&dir, &tensors)?))) {
+            Ok(c) => c,
+            Err(e) => {
+                report(&e);
+                return EXIT_BAD_INPUT;
+            }
         };
-        println!("{:<9} {}{delta}", c.kind, golden::file_name(&c.task, &c.input));
-    }
-    let changed = changes.iter().filter(|c| c.kind == "changed").count();
+    print_changes(&changes, &tensor_changes);
+    let kinds = || changes.iter().map(|c| c.kind).chain(tensor_changes.iter().map(|c| c.kind));
+    let changed = kinds().filter(|k| *k == "changed").count();
     if changed > 0 && !force {
         report(&format!(
             "{changed} golden(s) would change; nothing written. Review the deltas above and re-run with --force to overwrite"
         ));
         return EXIT_CLAIMS_FAILED;
     }
-    if changes.iter().all(|c| c.kind == "unchanged") && dir.join(golden::MANIFEST).exists() {
+    if kinds().all(|k| k == "unchanged") && dir.join(golden::MANIFEST).exists() {
         println!("goldens up to date in {}", dir.display());
         return EXIT_OK;
     }
@@ -156,10 +180,15 @@ pub fn bless(scenario: &Path, force: bool) -> i32 {
         strategy: REFERENCE_STRATEGY.as_str().into(),
         ort_version: r.environment.runner.ort_version.clone().unwrap_or_default(),
         files: vec![],
+        tensors: vec![],
     };
-    match golden::write(&dir, base, &produced) {
-        Ok(m) => {
+    match golden::write(&dir, base, &produced, &tensors) {
+        Ok(m) if m.tensors.is_empty() => {
             println!("wrote {} goldens to {}", m.files.len(), dir.display());
+            EXIT_OK
+        }
+        Ok(m) => {
+            println!("wrote {} goldens and {} golden tensors to {}", m.files.len(), m.tensors.len(), dir.display());
             EXIT_OK
         }
         Err(e) => {

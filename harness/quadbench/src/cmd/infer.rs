@@ -8,7 +8,7 @@
 use super::exit::{self, Classify};
 use crate::npy::{self, Array};
 use crate::package::{self, PackageError};
-use crate::quality::tensor::TensorScores;
+use crate::quality::tensor;
 use clap::Args;
 use quadbench_protocol::npy::NpyArray;
 use quadbench_protocol::{Backend, Plan, Source, Strategy};
@@ -168,7 +168,7 @@ fn run(a: &InferArgs) -> Result<(), InferError> {
         })?;
         let out_name = &m.pipeline.image_output.output;
         let got = outputs.get(out_name).or_else(|| outputs.values().last()).expect("the run produced outputs");
-        let s = TensorScores::compare(&g.data, &g.shape, &got.data, &got.shape, a.data_range)
+        let s = tensor::compare(&g.data, &g.shape, &got.data, &got.shape, a.data_range)
             .map_err(|e| InferError::Input(format!("--expect {}: {e}", path.display())))?;
         println!("{}", serde_json::to_string(&s).expect("scores serialise"));
     }

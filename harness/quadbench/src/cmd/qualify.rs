@@ -144,6 +144,18 @@ fn copy_goldens(sc: &Scenario, r: &crate::results::Results, root: &Path) -> Resu
             }
         }
     }
+    // Golden tensors too (packages with `tensor_outputs`): the tensor scores in results.json can
+    // then be re-derived from the bundle as well.
+    let tensors = crate::quality::golden::tensor_index(&sc.golden_root, &pkg);
+    for o in r.runs.iter().flat_map(|run| &run.tensor_outputs) {
+        let name = crate::quality::golden::tensor_file_name(&o.task, &o.input, &o.output);
+        let rel = format!("{}/{pkg}/{name}", qualify::criteria::GOLDENS);
+        if let Some(src) = tensors.get(&(o.task.clone(), o.input.clone(), o.output.clone()))
+            && !root.join(&rel).exists()
+        {
+            copy(src, root, &rel)?;
+        }
+    }
     // The goldens' own manifest (sha256, package, backend, runtime), for comparing the bundled
     // goldens with a checkout's.
     let manifest = crate::quality::golden::package_dir(&sc.golden_root, &pkg).join("manifest.json");

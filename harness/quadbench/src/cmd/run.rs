@@ -203,11 +203,28 @@ fn quality_line(x: &RunRecord, label: &str) -> String {
         Some(v) if v.is_infinite() => "identical".to_string(),
         Some(v) => format!("{v:.2}{unit}"),
     };
-    format!(
+    let line = format!(
         "quality {:<18} vs goldens: worst-task PSNR {}, SSIM {}; {scored} tasks scored, {missing} missing goldens, {failed} failing thresholds\n",
         label,
         fmt(worst(&|m| m.psnr_db), " dB"),
         fmt(worst(&|m| m.ssim), "")
+    );
+    line + &tensor_line(x, label)
+}
+
+/// One run's largest tensor errors against the golden tensors (nothing without tensor outputs).
+fn tensor_line(x: &RunRecord, label: &str) -> String {
+    let scores: Vec<_> = x.quality.values().flat_map(|q| q.tensors.values()).flat_map(|t| t.inputs.values()).collect();
+    if scores.is_empty() {
+        return String::new();
+    }
+    let max = |f: fn(&crate::results::TensorScores) -> f64| scores.iter().map(|s| f(s)).fold(0f64, f64::max);
+    format!(
+        "tensors {:<18} vs golden tensors: largest max abs error {:.3e}, largest RMSE {:.3e}; {} tensors scored\n",
+        label,
+        max(|s| s.max_abs_error),
+        max(|s| s.rmse),
+        scores.len()
     )
 }
 

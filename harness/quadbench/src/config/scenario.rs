@@ -7,7 +7,7 @@ use super::checkout;
 use crate::metric::Metric;
 use crate::package::qprofile::Quantize;
 use crate::package::source::{self, PackageSpec};
-use crate::quality::{QualityMetric, Threshold};
+use crate::quality::{Threshold, ThresholdMetric};
 use crate::yaml::{self, YamlError};
 use quadbench_protocol::{Backend, PlanWorkload, Strategy, TaskOrder};
 use quadbench_schema::claim::Claim;
@@ -602,7 +602,7 @@ fn thresholds(cx: &Ctx<'_>, q: Option<&RawQuality>) -> Result<Vec<Threshold>, Ya
     let mut out = Vec::new();
     for (metric, expr) in q.iter().flat_map(|q| q.thresholds.iter()) {
         let t = Threshold::parse(metric, expr).map_err(|m| {
-            let fix = yaml::nearest(metric, QualityMetric::keys())
+            let fix = yaml::nearest(metric, ThresholdMetric::keys())
                 .filter(|n| n != metric)
                 .map(|n| format!("did you mean `{n}`?"))
                 .unwrap_or_default();

@@ -633,6 +633,7 @@ pub fn import(o: &ImportOptions, out: &Path) -> Result<(Manifest, ImportReport),
         lora_slots: raw_slots,
         tasks,
         output: format!("{STAGE}.{}", sig.outputs[0].name),
+        tensor_outputs: Vec::new(),
         files: Vec::<RawFile>::new(),
         generator: Some(BTreeMap::from([
             ("tool".to_string(), format!("quadbench {} package import", env!("CARGO_PKG_VERSION"))),

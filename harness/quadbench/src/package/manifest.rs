@@ -33,6 +33,10 @@ pub struct RawManifest {
     pub tasks: Vec<RawTask>,
     /// `stage.output` holding the final image (or, in a package without an image, its main output).
     pub output: String,
+    /// `stage.output`s also saved as `.npy` tensors for every task and input, and scored
+    /// against golden tensors (absent when empty, so older packages keep their bytes).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tensor_outputs: Vec<String>,
     pub files: Vec<RawFile>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub generator: Option<BTreeMap<String, String>>,
@@ -566,6 +570,7 @@ pub fn validate(path: &Path, text: &str, raw: RawManifest) -> Result<Manifest, P
             ));
         }
     }
+    let tensor_outputs = tensor_outputs(&raw, &stages, &err)?;
     let pipeline = PlanPipeline {
         stages,
         lora_slots,
@@ -573,8 +578,59 @@ pub fn validate(path: &Path, text: &str, raw: RawManifest) -> Result<Manifest, P
         image_output: StageOutputRef { stage: os.into(), output: oo.into() },
         image_height: raw.image.as_ref().map_or(0, |i| i.height),
         image_width: raw.image.as_ref().map_or(0, |i| i.width),
+        tensor_outputs,
     };
     Ok(Manifest { sha256: sha256_bytes(text.as_bytes()), raw, pipeline })
+}
+
+/// `tensor_outputs:` checked against the stages: each `stage.output` exists (else the nearest
+/// name), is listed once, and its name is safe in a file name
+/// (`<task>__<input>__<stage>.<output>.npy`).
+fn tensor_outputs(
+    raw: &RawManifest,
+    stages: &[PlanStage],
+    err: &dyn Fn(&str, String, &str) -> PackageError,
+) -> Result<Vec<StageOutputRef>, PackageError> {
+    let mut out: Vec<StageOutputRef> = Vec::new();
+    for t in &raw.tensor_outputs {
+        // Located at the key: an entry's text may also appear earlier (`output: decoder.image`).
+        let needle = "tensor_outputs:";
+        let Some((stage, output)) = t.split_once('.') else {
+            return Err(err(
+                needle,
+                format!("tensor output `{t}` must be `<stage>.<output>`"),
+                "e.g. `- decoder.image`",
+            ));
+        };
+        let Some(st) = stages.iter().find(|s| s.name == stage) else {
+            let fix = yaml::nearest(stage, stages.iter().map(|s| s.name.as_str()))
+                .map(|n| format!("did you mean `{n}.{output}`?"))
+                .unwrap_or_else(|| {
+                    format!("stages: {}", stages.iter().map(|s| s.name.as_str()).collect::<Vec<_>>().join(", "))
+                });
+            return Err(err(needle, format!("tensor output `{t}`: no stage `{stage}`"), &fix));
+        };
+        if !st.outputs.iter().any(|o| o.name == output) {
+            let names = st.outputs.iter().map(|o| o.name.as_str());
+            let fix = yaml::nearest(output, names.clone())
+                .map(|n| format!("did you mean `{stage}.{n}`?"))
+                .unwrap_or_else(|| format!("outputs of `{stage}`: {}", names.collect::<Vec<_>>().join(", ")));
+            return Err(err(needle, format!("tensor output `{t}`: stage `{stage}` has no output `{output}`"), &fix));
+        }
+        if !crate::safe_name(t) {
+            return Err(err(
+                needle,
+                format!("tensor output `{t}` cannot name a file (`<task>__<input>__{t}.npy`)"),
+                &format!("name the graph output with {}", crate::SAFE_NAME_CHARS),
+            ));
+        }
+        let r = StageOutputRef { stage: stage.into(), output: output.into() };
+        if out.contains(&r) {
+            return Err(err(needle, format!("tensor output `{t}` is listed twice"), "list each output once"));
+        }
+        out.push(r);
+    }
+    Ok(out)
 }
 
 #[cfg(test)]

@@ -527,6 +527,7 @@ pub fn generate(out: &Path, p: &ReferenceParams) -> Result<Manifest, PackageErro
             .collect(),
         tasks,
         output: "decoder.image".into(),
+        tensor_outputs: Vec::new(),
         files: Vec::<RawFile>::new(),
         generator: Some(BTreeMap::from([
             ("tool".to_string(), format!("quadbench {}", env!("CARGO_PKG_VERSION"))),

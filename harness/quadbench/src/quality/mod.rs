@@ -1,15 +1,17 @@
 //! Scoring a run's output images against goldens: PSNR, SSIM, MS-SSIM and the perceptual proxy
-//! per task and input, means per task, scenario thresholds, and an image grid per task
-//! (input | golden | output | error heatmap) for reports. Goldens themselves: [`golden`];
-//! tensor outputs against golden tensors: [`tensor`].
+//! per task and input, means per task, scenario thresholds (on image metrics and, through
+//! [`ThresholdMetric`], tensor metrics), and an image grid per task (input | golden | output |
+//! error heatmap) for reports. Goldens themselves: [`golden`]; tensor outputs against golden
+//! tensors: [`tensor`].
 
 pub mod golden;
 pub mod tensor;
 
-use crate::results::{RunRecord, Scores, TaskQuality};
+use crate::results::{RunRecord, Scores, TaskQuality, TensorScores};
 use quadbench_metrics::{CompareOptions, Metric};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use tensor::TensorMetric;
 
 /// An image-quality metric of [`Scores`]: one row each in [`QUALITY_METRICS`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -87,10 +89,38 @@ impl Op {
     }
 }
 
-/// A threshold like `psnr_db >= 30`.
+/// What a threshold is on: an image metric of [`Scores`], or a tensor metric of each tensor
+/// output ([`tensor::TENSOR_METRICS`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ThresholdMetric {
+    Image(QualityMetric),
+    Tensor(TensorMetric),
+}
+
+impl ThresholdMetric {
+    pub fn parse(key: &str) -> Option<ThresholdMetric> {
+        QualityMetric::parse(key)
+            .map(ThresholdMetric::Image)
+            .or_else(|| TensorMetric::parse(key).map(ThresholdMetric::Tensor))
+    }
+
+    pub fn key(self) -> &'static str {
+        match self {
+            ThresholdMetric::Image(m) => m.info().key,
+            ThresholdMetric::Tensor(m) => m.info().key,
+        }
+    }
+
+    /// Every key a scenario threshold may name (image metrics, then tensor metrics).
+    pub fn keys() -> Vec<&'static str> {
+        QualityMetric::keys().into_iter().chain(TensorMetric::keys()).collect()
+    }
+}
+
+/// A threshold like `psnr_db >= 30` or `tensor_rmse <= 0.01`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Threshold {
-    pub metric: QualityMetric,
+    pub metric: ThresholdMetric,
     pub op: Op,
     pub value: f64,
 }
@@ -98,8 +128,9 @@ pub struct Threshold {
 impl Threshold {
     /// Parse `metric` and an expression such as `">= 30"`.
     pub fn parse(metric: &str, expr: &str) -> Result<Threshold, String> {
-        let m = QualityMetric::parse(metric)
-            .ok_or_else(|| format!("unknown quality metric `{metric}`; one of {}", QualityMetric::keys().join(", ")))?;
+        let m = ThresholdMetric::parse(metric).ok_or_else(|| {
+            format!("unknown quality metric `{metric}`; one of {}", ThresholdMetric::keys().join(", "))
+        })?;
         let e = expr.trim();
         let (op, spelled) = Op::ALL
             .into_iter()
@@ -115,12 +146,20 @@ impl Threshold {
     }
 
     pub fn label(&self) -> String {
-        format!("{} {} {}", self.metric.info().key, self.op.as_str(), self.value)
+        format!("{} {} {}", self.metric.key(), self.op.as_str(), self.value)
     }
 
-    /// Whether `s` passes (`None` when `s` lacks the metric).
+    /// Whether `s` passes (`None` when `s` lacks the metric, or this is a tensor threshold).
     pub fn check(&self, s: &Scores) -> Option<bool> {
-        Some(self.op.holds(self.metric.of(s)?, self.value))
+        let ThresholdMetric::Image(m) = self.metric else { return None };
+        Some(self.op.holds(m.of(s)?, self.value))
+    }
+
+    /// Whether tensor scores `s` pass (`None` when `s` lacks the metric, or this is an image
+    /// threshold).
+    pub fn check_tensor(&self, s: &TensorScores) -> Option<bool> {
+        let ThresholdMetric::Tensor(m) = self.metric else { return None };
+        Some(self.op.holds(m.of(s)?, self.value))
     }
 }
 
@@ -130,6 +169,9 @@ pub struct QualityConfig {
     pub golden_root: PathBuf,
     pub package_name: String,
     pub thresholds: Vec<Threshold>,
+    /// The `range:` a tensor output declares in package.yaml (`stage.output` -> `[lo, hi]`):
+    /// the data range of its PSNR; without one, each golden's max - min.
+    pub tensor_ranges: BTreeMap<String, [f32; 2]>,
 }
 
 /// Mean of the finite values present (`None` when there are none).
@@ -188,7 +230,7 @@ pub fn score_run(rec: &mut RunRecord, out: &Path, cfg: &QualityConfig) {
                 lpips_proxy: mean(all.iter().map(|s| s.lpips_proxy)),
                 lpips: mean(all.iter().map(|s| s.lpips)),
             };
-            for t in &cfg.thresholds {
+            for t in cfg.thresholds.iter().filter(|t| matches!(t.metric, ThresholdMetric::Image(_))) {
                 // Every input must pass, not only the mean.
                 let verdicts: Vec<Option<bool>> = tq.inputs.values().map(|s| t.check(s)).collect();
                 if verdicts.iter().all(|v| v.is_some()) {
@@ -196,8 +238,11 @@ pub fn score_run(rec: &mut RunRecord, out: &Path, cfg: &QualityConfig) {
                 }
             }
         }
-        tq.pass = (!tq.thresholds.is_empty()).then(|| tq.thresholds.values().all(|v| *v));
         let _ = write_grid(rec, out, task, &index);
+    }
+    tensor::score_run(rec, out, cfg, &mut per_task);
+    for tq in per_task.values_mut() {
+        tq.pass = (!tq.thresholds.is_empty()).then(|| tq.thresholds.values().all(|v| *v));
     }
     rec.quality = per_task;
 }

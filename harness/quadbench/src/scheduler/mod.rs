@@ -171,6 +171,7 @@ pub fn run_scenario(sc: &Scenario, opts: &RunOptions, rep: &mut dyn Reporter) ->
     }
     crate::config::tensor_inputs::check(&sc.path, &sc.tensor_inputs, &pkg.manifest)?;
     crate::config::masks::check(&sc.path, &sc.masks, &pkg.manifest)?;
+    crate::quality::tensor::check_thresholds(&sc.path, &sc.thresholds, &pkg.manifest)?;
     rep.event(&Event::Step { message: "locating ONNX Runtime".into() });
     let ort = quadbench_runtime::ensure_onnxruntime()?;
     std::fs::create_dir_all(out).map_err(out_err)?;
@@ -231,6 +232,7 @@ pub fn run_scenario(sc: &Scenario, opts: &RunOptions, rep: &mut dyn Reporter) ->
         golden_root: sc.golden_root.clone(),
         package_name: pkg.fp32.raw.name.clone(),
         thresholds: sc.thresholds.clone(),
+        tensor_ranges: crate::quality::tensor::declared_ranges(&pkg.fp32.raw),
     };
     let stop = std::sync::atomic::AtomicBool::new(false);
     let common = worker::Common {

@@ -11,7 +11,7 @@ use crate::package::manifest::sha256_file;
 use crate::package::ort_adapter::OrtAdapterFile;
 use crate::plan::{self, RemoteLayout, RunSpec};
 use crate::results::{self, Environment, RunIdentity, RunRecord, RunState};
-use quadbench_protocol::{Heartbeat, PlanInput, RunResult, Strategy};
+use quadbench_protocol::{Heartbeat, OutputTensor, PlanInput, RunResult, Strategy};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -87,6 +87,9 @@ pub fn run_one(
             rec.stderr_tail = if rec.status == RunState::Ok { String::new() } else { tail };
             for o in &mut rec.outputs {
                 o.path = format!("outputs/{}/{}__{}.png", spec.id, o.task, o.input);
+            }
+            for o in &mut rec.tensor_outputs {
+                o.path = format!("outputs/{}/{}", spec.id, OutputTensor::file_name(&o.task, &o.input, &o.output));
             }
             rec
         }
@@ -313,6 +316,22 @@ fn pull(
             ));
         }
         let dst = s.out.join("outputs").join(&spec.id).join(format!("{sub}{}__{}.png", o.task, o.input));
+        t.pull(&format!("{run_remote}/{}", o.path), &dst).map_err(|e| (e, tail.clone()))?;
+    }
+    let timed = result.timed_tensor_outputs.iter().map(|o| (o, "timed/"));
+    for (o, sub) in result.tensor_outputs.iter().map(|o| (o, "")).chain(timed) {
+        let names = [&o.task, &o.input, &o.output];
+        if !(names.iter().all(|n| crate::safe_name(n)) && crate::safe_relative_path(&o.path)) {
+            return Err((
+                DeviceError::Test(format!(
+                    "the runner reported an unsafe tensor output name (task {:?}, input {:?}, output {:?}, path {:?}); refusing to pull it",
+                    o.task, o.input, o.output, o.path
+                )),
+                tail,
+            ));
+        }
+        let name = OutputTensor::file_name(&o.task, &o.input, &o.output);
+        let dst = s.out.join("outputs").join(&spec.id).join(format!("{sub}{name}"));
         t.pull(&format!("{run_remote}/{}", o.path), &dst).map_err(|e| (e, tail.clone()))?;
     }
     Ok((result, tail))
