@@ -251,6 +251,14 @@ fn scenario_refuses_missing_masks_and_mistyped_tensors_and_resume_sees_changed_f
     let t = quadbench::npy::read(&f.join("timestep.npz")).unwrap();
     quadbench::npy::write(&float_t, &t).unwrap();
     let masks = format!("masks: [{}]", f.join("mask.png").display());
+    // A package that takes an image, run without `inputs`: exit 2 asking for them.
+    let no_images = scenario(d.path(), &masks, &tensors);
+    let text = std::fs::read_to_string(&no_images).unwrap();
+    let text: String = text.lines().filter(|l| !l.starts_with("inputs:")).map(|l| format!("{l}\n")).collect();
+    std::fs::write(&no_images, text).unwrap();
+    let o = run(quadbench().arg("run").arg(&no_images).arg("--out").arg(d.path().join("o0")));
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(stderr(&o).contains("takes an image and the scenario lists no `inputs`"), "{}", stderr(&o));
     let mistyped = scenario(d.path(), &masks, &format!("tensor_inputs: [{}]", float_t.display()));
     let o = run(quadbench().arg("run").arg(&mistyped).arg("--out").arg(d.path().join("o2")));
     assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));

@@ -1,8 +1,8 @@
 //! A real diffusers `UNet2DConditionModel` (the committed fixture `tests/fixtures/unet`, made by
 //! its `make_fixture.py` with diffusers and peft from PyPI): latents, an int64 timestep and text
 //! embeddings in, a noise prediction out, no image. `package import` grafts its attention
-//! projections, `infer` equals torch's PEFT forward pass for every task and strategy, and a scenario
-//! run of the image-less package is refused with the way to run it.
+//! projections, `infer` equals torch's PEFT forward pass for every task and strategy, and a
+//! scenario without images runs it on tensor requests, scored against golden tensors.
 
 mod common;
 use common::*;
@@ -69,19 +69,59 @@ fn diffusers_unet_imports_and_every_strategy_equals_torch() {
             assert!(diff < TOLERANCE, "{task} {strategy}: max |ours - torch| = {diff}");
         }
     }
-    // A scenario feeds images: the image-less package is refused before any device is touched.
-    let sc = d.path().join("unet.yaml");
-    std::fs::write(
-        &sc,
-        format!(
-            "schema: quadbench.scenario/1\nname: unet\npackage: {{path: {}}}\ndevices: [{}]\nbackends: [cpu]\nstrategies: [unified]\ninputs: [{}]\nworkload: {{order: round-robin, requests_per_visit: 2, warmup_visits: 1, min_samples: 2, min_switches: 1, min_duration_s: 0, max_duration_s: 10}}\n",
-            pkg.display(),
-            local_device(d.path()).display(),
-            repo().join("golden/inputs/astronaut.png").display()
-        ),
-    )
-    .unwrap();
-    let o = run(quadbench().arg("run").arg(&sc).arg("--out").arg(d.path().join("out")));
+}
+
+/// The shipped scenario with this test's device, golden directory and a short workload.
+fn scenario(dir: &std::path::Path, extra: &str) -> PathBuf {
+    let shipped = std::fs::read_to_string(repo().join("scenarios/unet-fixture.yaml")).unwrap();
+    let text = shipped
+        .replace("../tests/fixtures/unet", &fixture().display().to_string())
+        .replace("../devices/local.yaml", &local_device(dir).display().to_string())
+        .replace("quality:", &format!("{extra}quality:\n  golden_dir: {}", dir.join("golden").display()))
+        .replace("min_samples: 40", "min_samples: 4")
+        .replace("min_switches: 20", "min_switches: 3")
+        .replace("min_duration_s: 2", "min_duration_s: 0");
+    let p = dir.join("unet.yaml");
+    std::fs::write(&p, text).unwrap();
+    p
+}
+
+#[test]
+fn scenario_without_images_runs_the_unet_on_tensor_requests_scored_against_golden_tensors() {
+    ensure_runner();
+    let d = tempfile::tempdir().unwrap();
+    let sc = scenario(d.path(), "");
+    let o = run(quadbench().args(["golden", "bless"]).arg(&sc));
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let said = format!("{}{}", String::from_utf8_lossy(&o.stdout), stderr(&o));
+    assert!(said.contains("wrote 0 goldens and 2 golden tensors"), "{said}");
+    let out = d.path().join("out");
+    let o = run(quadbench().arg("run").arg(&sc).arg("--out").arg(&out));
+    assert!(matches!(o.status.code(), Some(0) | Some(1)), "{}", stderr(&o));
+    let r = results(&out);
+    let runs = r["runs"].as_array().unwrap();
+    assert_eq!(runs.len(), 3);
+    for run in runs {
+        assert_eq!(run["status"], "ok", "{run}");
+        assert_eq!(run["valid"], true, "{}", run["validity_note"]);
+        // No image: no PNG, one tensor per task and request, each within the threshold.
+        assert!(run["outputs"].as_array().is_none_or(|o| o.is_empty()), "{run}");
+        assert_eq!(run["tensor_outputs"].as_array().map(|t| t.len()), Some(2), "{run}");
+        for task in ["style", "detail"] {
+            let q = &run["quality"][task];
+            assert_eq!(q["pass"], true, "{}: {q}", run["strategy"]);
+            let e = q["tensors"]["model.out_sample"]["inputs"]["request"]["max_abs_error"].as_f64().unwrap();
+            assert!(e < 1e-5, "{} {task}: {e}", run["strategy"]);
+        }
+    }
+    // A package without an image given images, and one with an image given none, exit 2.
+    let with_images = scenario(d.path(), "");
+    let text = std::fs::read_to_string(&with_images).unwrap().replace(
+        "tensor_inputs:",
+        &format!("inputs: [{}]\ntensor_inputs:", repo().join("golden/inputs/astronaut.png").display()),
+    );
+    std::fs::write(&with_images, text).unwrap();
+    let o = run(quadbench().arg("run").arg(&with_images).arg("--out").arg(d.path().join("o2")));
     assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
-    assert!(stderr(&o).contains("takes no image") && stderr(&o).contains("quadbench infer"), "{}", stderr(&o));
+    assert!(stderr(&o).contains("takes no image") && stderr(&o).contains("drop `inputs`"), "{}", stderr(&o));
 }

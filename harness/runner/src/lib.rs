@@ -266,18 +266,25 @@ fn run_phases(plan: &Plan, dir: &Path, m: &Monitor, r: &mut RunResult) -> Result
         r.compiled = records;
         compiled = map;
     }
-    let shape = plan
+    // A package without an image (no stage takes one) runs its requests on their tensors alone,
+    // and saves no PNG: its outputs are the tensor outputs.
+    let image_shape = plan
         .pipeline
         .stages
         .iter()
         .flat_map(|s| &s.inputs)
         .find(|i| i.source == Source::Image)
-        .map(|i| i.tensor.shape.clone())
-        .ok_or("no stage takes the image")?;
+        .map(|i| &i.tensor.shape);
     let inputs = plan
         .inputs
         .iter()
-        .map(|i| Ok((i.name.clone(), pipeline::load_input(&dir.join(&i.tensor), &shape)?)))
+        .map(|i| {
+            let v = match image_shape {
+                Some(shape) => pipeline::load_input(&dir.join(&i.tensor), shape)?,
+                None => ort::value::Tensor::from_array((vec![1i64], vec![0f32])).map_err(|e| e.to_string())?,
+            };
+            Ok((i.name.clone(), v))
+        })
         .collect::<Result<Vec<_>, String>>()?;
     let request_sets = request_tensors(plan, dir)?;
     let dtypes = tensor_out::dtypes(plan)?;
@@ -347,9 +354,11 @@ fn run_phases(plan: &Plan, dir: &Path, m: &Monitor, r: &mut RunResult) -> Result
             if capture {
                 captured.insert((task.clone(), input_no));
                 let (input_name, timed_dir) = (&inputs[input_no].0, format!("{}/timed", plan.output_dir));
-                let rel = format!("{timed_dir}/{task}__{input_name}.png");
-                pipeline::write_png(&img, &dir.join(&rel))?;
-                r.timed_outputs.push(OutputImage { task: task.clone(), input: input_name.clone(), path: rel });
+                if image_shape.is_some() {
+                    let rel = format!("{timed_dir}/{task}__{input_name}.png");
+                    pipeline::write_png(&img, &dir.join(&rel))?;
+                    r.timed_outputs.push(OutputImage { task: task.clone(), input: input_name.clone(), path: rel });
+                }
                 let t = tensor_out::write_all(plan, &dtypes, dir, &timed_dir, &task, input_name, &img, &kept)?;
                 r.timed_tensor_outputs.extend(t);
             }
@@ -418,9 +427,11 @@ fn run_phases(plan: &Plan, dir: &Path, m: &Monitor, r: &mut RunResult) -> Result
             let mut timing = RequestTiming::default();
             ex.use_request(k);
             let (img, kept) = ex.run_keep(t, input, &mut timing, tensor_out::keep(plan, true))?;
-            let rel = format!("{}/{t}__{name}.png", plan.output_dir);
-            pipeline::write_png(&img, &dir.join(&rel))?;
-            r.outputs.push(OutputImage { task: t.clone(), input: name.clone(), path: rel });
+            if image_shape.is_some() {
+                let rel = format!("{}/{t}__{name}.png", plan.output_dir);
+                pipeline::write_png(&img, &dir.join(&rel))?;
+                r.outputs.push(OutputImage { task: t.clone(), input: name.clone(), path: rel });
+            }
             let tensors = tensor_out::write_all(plan, &dtypes, dir, &plan.output_dir, t, name, &img, &kept)?;
             r.tensor_outputs.extend(tensors);
         }

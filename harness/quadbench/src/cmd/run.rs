@@ -203,28 +203,34 @@ fn quality_line(x: &RunRecord, label: &str) -> String {
         Some(v) if v.is_infinite() => "identical".to_string(),
         Some(v) => format!("{v:.2}{unit}"),
     };
+    if x.outputs.is_empty() && !x.tensor_outputs.is_empty() {
+        // A package without an image: its quality is the tensor line's.
+        return tensor_line(x, label, Some(failed));
+    }
     let line = format!(
         "quality {:<18} vs goldens: worst-task PSNR {}, SSIM {}; {scored} tasks scored, {missing} missing goldens, {failed} failing thresholds\n",
         label,
         fmt(worst(&|m| m.psnr_db), " dB"),
         fmt(worst(&|m| m.ssim), "")
     );
-    line + &tensor_line(x, label)
+    line + &tensor_line(x, label, None)
 }
 
-/// One run's largest tensor errors against the golden tensors (nothing without tensor outputs).
-fn tensor_line(x: &RunRecord, label: &str) -> String {
+/// One run's largest tensor errors against the golden tensors (nothing without tensor outputs),
+/// with the count of tasks failing their thresholds when no image line gives it.
+fn tensor_line(x: &RunRecord, label: &str, failed: Option<usize>) -> String {
     let scores: Vec<_> = x.quality.values().flat_map(|q| q.tensors.values()).flat_map(|t| t.inputs.values()).collect();
     if scores.is_empty() {
         return String::new();
     }
     let max = |f: fn(&crate::results::TensorScores) -> f64| scores.iter().map(|s| f(s)).fold(0f64, f64::max);
     format!(
-        "tensors {:<18} vs golden tensors: largest max abs error {:.3e}, largest RMSE {:.3e}; {} tensors scored\n",
+        "tensors {:<18} vs golden tensors: largest max abs error {:.3e}, largest RMSE {:.3e}; {} tensors scored{}\n",
         label,
         max(|s| s.max_abs_error),
         max(|s| s.rmse),
-        scores.len()
+        scores.len(),
+        failed.map_or(String::new(), |f| format!(", {f} failing thresholds"))
     )
 }
 

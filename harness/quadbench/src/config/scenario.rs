@@ -49,7 +49,9 @@ pub struct RawScenario {
     pub precision: String,
     pub strategies: Vec<String>,
     /// Input image names (bundled examples, or files of the checkout's `golden/inputs/`) or
-    /// paths relative to the scenario.
+    /// paths relative to the scenario. Omitted for a package without an image: then each
+    /// `tensor_inputs` file is one request input.
+    #[serde(default)]
     pub inputs: Vec<String>,
     /// Per-request tensor inputs: `.npz` files relative to the scenario (see `tensor_inputs`).
     #[serde(default)]
@@ -222,6 +224,9 @@ pub struct Scenario {
     pub precision: String,
     pub strategies: Vec<Strategy>,
     pub inputs: Vec<(String, PathBuf)>,
+    /// No images: `inputs` are the `tensor_inputs` files, named by their stems (a package without
+    /// an image, such as a diffusion UNet).
+    pub tensor_only: bool,
     /// Values of the package's `source: tensor` inputs: none, one for every image, or one per image.
     pub tensor_inputs: Vec<super::tensor_inputs::TensorInputFile>,
     /// Masks of the package's `source: mask` inputs: none, one for every image, or one per image.
@@ -345,8 +350,11 @@ impl Scenario {
             ));
         }
         let devices = raw.devices.iter().map(|d| base.join(d)).collect();
-        let inputs = inputs(&cx, &raw.inputs, base)?;
+        let tensor_only = raw.inputs.is_empty() && !raw.tensor_inputs.is_empty();
+        let inputs = if tensor_only { Vec::new() } else { inputs(&cx, &raw.inputs, base)? };
         let tensor_inputs = super::tensor_inputs::load(path, text, &raw.tensor_inputs, base, inputs.len())?;
+        let inputs =
+            if tensor_only { super::tensor_inputs::request_names(path, text, &tensor_inputs)? } else { inputs };
         let masks = super::masks::load(path, text, &raw.masks, base, inputs.len())?;
         let workload = workload(&cx, &raw.workload)?;
         let claims = claims(&cx, &raw.claims, &parse_strategy)?;
@@ -373,6 +381,7 @@ impl Scenario {
             precision: raw.precision,
             strategies,
             inputs,
+            tensor_only,
             tensor_inputs,
             masks,
             workload,

@@ -36,7 +36,7 @@ pub fn load(
     base: &Path,
     images: usize,
 ) -> Result<Vec<TensorInputFile>, YamlError> {
-    if !raw.is_empty() && raw.len() != 1 && raw.len() != images {
+    if images > 0 && !raw.is_empty() && raw.len() != 1 && raw.len() != images {
         return Err(YamlError::at(
             path,
             text,
@@ -78,6 +78,32 @@ pub fn load(
             Ok(TensorInputFile { written: w.clone(), path: p, arrays, sha256 })
         })
         .collect()
+}
+
+/// Request input names of a scenario without images: each file's stem (`t500.npz` -> `t500`),
+/// unique and safe in file names.
+pub fn request_names(path: &Path, text: &str, files: &[TensorInputFile]) -> Result<Vec<(String, PathBuf)>, YamlError> {
+    let mut out: Vec<(String, PathBuf)> = Vec::new();
+    for f in files {
+        let stem = f.path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
+        if !crate::safe_name(&stem) || out.iter().any(|(n, _)| n == &stem) {
+            return Err(YamlError::at(
+                path,
+                text,
+                &f.written,
+                format!(
+                    "tensor input file `{}` cannot name a request input (`{stem}` is repeated or not a safe name)",
+                    f.written
+                ),
+                &format!(
+                    "without `inputs`, each file's stem names a request; rename the files with {}",
+                    crate::SAFE_NAME_CHARS
+                ),
+            ));
+        }
+        out.push((stem, f.path.clone()));
+    }
+    Ok(out)
 }
 
 /// Each file against the package's `source: tensor` inputs: every one present (by graph input

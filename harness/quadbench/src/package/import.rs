@@ -90,7 +90,7 @@ impl std::fmt::Display for ImportReport {
         if self.image_less {
             writeln!(
                 f,
-                "note: the model has no image input [1, 3, H, H]: the package runs through `quadbench infer` (scenario runs feed an image per request and refuse it)"
+                "note: the model has no image input [1, 3, H, H]: its requests are tensors alone (`infer --inputs`, or a scenario without `inputs` whose `tensor_inputs` files are the requests) and its output is saved and scored as a tensor"
             )?;
         }
         Ok(())
@@ -624,6 +624,9 @@ pub fn import(o: &ImportOptions, out: &Path) -> Result<(Manifest, ImportReport),
         raw_slots.push(slot);
     }
     let outputs: Vec<RawTensor> = sig.outputs.iter().map(|v| tensor(&v.name, &dims(v), None)).collect();
+    let main_output = format!("{STAGE}.{}", sig.outputs[0].name);
+    // Without an image there is no PNG: the main output is saved and scored as a tensor.
+    let tensor_outputs = if image.is_none() { vec![main_output.clone()] } else { Vec::new() };
     let raw = manifest::RawManifest {
         schema: PACKAGE_SCHEMA.into(),
         name,
@@ -632,8 +635,8 @@ pub fn import(o: &ImportOptions, out: &Path) -> Result<(Manifest, ImportReport),
         stages: vec![RawStage { name: STAGE.into(), graph: graph_rel, repeat: 1, inputs, outputs }],
         lora_slots: raw_slots,
         tasks,
-        output: format!("{STAGE}.{}", sig.outputs[0].name),
-        tensor_outputs: Vec::new(),
+        output: main_output,
+        tensor_outputs,
         files: Vec::<RawFile>::new(),
         generator: Some(BTreeMap::from([
             ("tool".to_string(), format!("quadbench {} package import", env!("CARGO_PKG_VERSION"))),

@@ -151,24 +151,7 @@ pub fn run_scenario(sc: &Scenario, opts: &RunOptions, rep: &mut dyn Reporter) ->
         }
     }
     let pkg = sc.package.resolve(&opts.package_cache, &sc.inputs, rep)?;
-    if !pkg
-        .manifest
-        .pipeline
-        .stages
-        .iter()
-        .flat_map(|s| &s.inputs)
-        .any(|i| i.source == quadbench_protocol::Source::Image)
-    {
-        let text = std::fs::read_to_string(&sc.path).unwrap_or_default();
-        return Err(crate::yaml::YamlError::at(
-            &sc.path,
-            &text,
-            "package:",
-            format!("package `{}` takes no image (no `source: image` input): scenario runs feed an image per request and score image outputs", pkg.manifest.raw.name),
-            "run it with `quadbench infer PKG --task T --inputs FILE.npz` (scenario runs of packages without an image are not supported yet)",
-        )
-        .into());
-    }
+    images_match(sc, &pkg.manifest)?;
     crate::config::tensor_inputs::check(&sc.path, &sc.tensor_inputs, &pkg.manifest)?;
     crate::config::masks::check(&sc.path, &sc.masks, &pkg.manifest)?;
     crate::quality::tensor::check_thresholds(&sc.path, &sc.thresholds, &pkg.manifest)?;
@@ -303,10 +286,41 @@ fn emit(sinks: &mut [Box<dyn ResultSink>], rep: &mut dyn Reporter, e: Event) -> 
     Ok(())
 }
 
-/// Decode and stage every input image as the runner reads it, under `<out>/inputs/`.
+/// A package that takes an image needs the scenario's `inputs`; one without an image (no
+/// `source: image` input) needs a scenario without them, whose requests are its tensor files.
+fn images_match(sc: &Scenario, m: &package::Manifest) -> Result<(), RunError> {
+    let takes_image =
+        m.pipeline.stages.iter().flat_map(|s| &s.inputs).any(|i| i.source == quadbench_protocol::Source::Image);
+    if takes_image != sc.tensor_only {
+        return Ok(());
+    }
+    let text = std::fs::read_to_string(&sc.path).unwrap_or_default();
+    let (msg, fix) = if takes_image {
+        (
+            format!("package `{}` takes an image and the scenario lists no `inputs`", m.raw.name),
+            "list the input images: `inputs: [astronaut, coffee]`",
+        )
+    } else {
+        (
+            format!(
+                "package `{}` takes no image (no `source: image` input), and the scenario lists input images",
+                m.raw.name
+            ),
+            "drop `inputs` and give one `tensor_inputs` file per request (its stem names the request)",
+        )
+    };
+    Err(crate::yaml::YamlError::at(&sc.path, &text, if takes_image { "tensor_inputs:" } else { "inputs:" }, msg, fix)
+        .into())
+}
+
+/// Decode and stage every input image as the runner reads it, under `<out>/inputs/`; a scenario
+/// without images names its requests only (no file staged).
 fn prepare_inputs(sc: &Scenario, m: &package::Manifest, out: &Path) -> Result<Vec<(String, PathBuf)>, RunError> {
     let dir = out.join("inputs");
     std::fs::create_dir_all(&dir).map_err(|e| RunError::Output { path: dir.display().to_string(), source: e })?;
+    if sc.tensor_only {
+        return Ok(sc.inputs.iter().map(|(n, _)| (n.clone(), PathBuf::new())).collect());
+    }
     let mut inputs = Vec::new();
     for (name, path) in &sc.inputs {
         let dst = dir.join(format!("{name}.f32"));

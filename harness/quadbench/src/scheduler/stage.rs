@@ -209,8 +209,12 @@ fn stage_and_execute(
     t.remove_dir(&run_remote).map_err(no_tail)?;
     let mut plan_inputs = Vec::new();
     for (k, (name, local)) in s.inputs.iter().enumerate() {
-        let sha = sha256_file(local).map_err(|e| infra(format!("cannot hash {}: {e}", local.display())))?;
-        t.push(local, &sha, &format!("{run_remote}/inputs/{name}.f32")).map_err(no_tail)?;
+        // A scenario without images stages no image file (the plan input's `tensor` stays empty).
+        let image = !local.as_os_str().is_empty();
+        if image {
+            let sha = sha256_file(local).map_err(|e| infra(format!("cannot hash {}: {e}", local.display())))?;
+            t.push(local, &sha, &format!("{run_remote}/inputs/{name}.f32")).map_err(no_tail)?;
+        }
         let mut tensors = std::collections::BTreeMap::new();
         for (input, local) in s.request_tensors.get(k).into_iter().flatten() {
             let file = local.file_name().map(|f| f.to_string_lossy().into_owned()).unwrap_or_default();
@@ -218,7 +222,8 @@ fn stage_and_execute(
             t.push(local, &sha, &format!("{run_remote}/inputs/{file}")).map_err(no_tail)?;
             tensors.insert(input.clone(), format!("inputs/{file}"));
         }
-        plan_inputs.push(PlanInput { name: name.clone(), tensor: format!("inputs/{name}.f32"), tensors });
+        let tensor = if image { format!("inputs/{name}.f32") } else { String::new() };
+        plan_inputs.push(PlanInput { name: name.clone(), tensor, tensors });
     }
     let remote = RemoteLayout { package: &pkg_remote, ort_library: &ort_remote, ep_libraries, inputs: plan_inputs };
     let mut plan = plan::runner_plan(s.sc, s.m, spec, &storage, remote);
