@@ -130,6 +130,60 @@ fn f16_request_tensor_and_unified_ort_adapter_equal_torch() {
 }
 
 #[test]
+fn task_input_from_safetensors_and_a_noise_source_import_and_run() {
+    // The `remove` prompt as a safetensors file (as diffusers saves embeddings), the `recolor`
+    // one as .npy: the package stores both as .npy, bit for bit the same values.
+    let d = tempfile::tempdir().unwrap();
+    let f = fixture();
+    let prompt = quadbench::npy::read_typed(&f.join("prompts/remove.npy")).unwrap().remove("remove").unwrap();
+    let st = d.path().join("remove_prompt.safetensors");
+    let view =
+        safetensors::tensor::TensorView::new(safetensors::Dtype::F32, prompt.shape.clone(), &prompt.data).unwrap();
+    std::fs::write(&st, safetensors::serialize([("prompt_embeds", view)], None).unwrap()).unwrap();
+    let pkg = d.path().join("pkg");
+    let o = import(
+        &pkg,
+        &[
+            "--input".into(),
+            "mask=mask".into(),
+            "--input".into(),
+            "prompt=task".into(),
+            "--input".into(),
+            "timestep=tensor".into(),
+            "--task-input".into(),
+            format!("remove:prompt={}", st.display()),
+            "--task-input".into(),
+            format!("recolor:prompt={}", f.join("prompts/recolor.npy").display()),
+        ],
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let stored = quadbench::npy::read_typed(&pkg.join("tasks/remove/prompt.npy")).unwrap().remove("prompt").unwrap();
+    assert_eq!(stored, prompt);
+    // A noise source: the prompt replaced by seeded Gaussian noise, the same on every request.
+    let noisy = d.path().join("noisy");
+    let o = import(&noisy, &["--input".into(), "mask=mask".into(), "--input".into(), "prompt=noise:3:0.5".into()]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert!(std::fs::read_to_string(noisy.join("package.yaml")).unwrap().contains("source: noise:3:0.5"));
+    let mut outs = Vec::new();
+    for k in 0..2 {
+        let out = d.path().join(format!("n{k}.npz"));
+        let o = run(quadbench()
+            .arg("infer")
+            .arg(&noisy)
+            .args(["--task", "remove", "--inputs"])
+            .arg(f.join("request.npz"))
+            .arg("--out")
+            .arg(&out));
+        assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+        outs.push(quadbench::npy::read(&out).unwrap().remove("out").unwrap());
+    }
+    assert_eq!(outs[0], outs[1], "seeded noise gives the same output on every request");
+    let expected = quadbench::npy::read(&f.join("expected.npz")).unwrap();
+    let diff = outs[0].data.iter().zip(&expected["remove"].data).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
+    assert!(diff > 1e-3, "a noise prompt is not the task's prompt: {diff}");
+}
+
+#[test]
 fn import_refuses_bad_input_options_naming_the_fix() {
     let d = tempfile::tempdir().unwrap();
     let f = fixture();

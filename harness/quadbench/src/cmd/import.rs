@@ -41,7 +41,8 @@ pub struct ImportArgs {
     /// `task` (a per-task constant, see --task-input) or `noise:<seed>[:<std>]`.
     #[arg(long = "input", value_name = "NAME=SOURCE")]
     inputs: Vec<String>,
-    /// A task's value of a `task` input: TASK:NAME=FILE.npy (e.g. the task's prompt embedding).
+    /// A task's value of a `task` input: TASK:NAME=FILE, one array in a .npy, .npz or
+    /// .safetensors (e.g. the task's prompt embedding).
     #[arg(long = "task-input", value_name = "TASK:NAME=FILE")]
     task_inputs: Vec<String>,
 }

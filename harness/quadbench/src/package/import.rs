@@ -449,7 +449,7 @@ fn copy_task_inputs(
                     t.name, w.name, t.name, w.name
                 )));
             };
-            let arrays = crate::npy::read_typed(path).map_err(|e| params(e.to_string()))?;
+            let arrays = crate::npy::read_tensor_file(path).map_err(|e| params(e.to_string()))?;
             let want: Vec<usize> = w.shape.iter().map(|&d| d as usize).collect();
             let a = match arrays.values().collect::<Vec<_>>()[..] {
                 [a] if a.shape == want && a.dtype == w.dtype => a,
