@@ -483,7 +483,10 @@ fn inputs(cx: &Ctx<'_>, raw: &[String], base: &Path) -> Result<Vec<(String, Path
         return Err(cx.err(
             "inputs:",
             format!("{} input images listed", raw.len()),
-            &format!("list 1 to {} images, e.g. `inputs: [astronaut, coffee]` (bundled examples)", limits::INPUTS),
+            &format!(
+                "list 1 to {} images, e.g. `inputs: [astronaut, coffee]` (bundled examples); a package without an image takes `tensor_inputs` files instead",
+                limits::INPUTS
+            ),
         ));
     }
     let mut out = Vec::new();
