@@ -125,3 +125,68 @@ fn scenario_without_images_runs_the_unet_on_tensor_requests_scored_against_golde
     assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
     assert!(stderr(&o).contains("takes no image") && stderr(&o).contains("drop `inputs`"), "{}", stderr(&o));
 }
+
+/// Re-sign a bundle's statement over its current files with `key` (as an insider with the key
+/// could): only re-deriving the verdicts from the evidence can catch an edit then.
+fn resign(b: &std::path::Path, key: &std::path::Path) {
+    use quadbench::qualify::{bundle, sign};
+    let env: sign::Envelope =
+        serde_json::from_str(&std::fs::read_to_string(b.join(bundle::ENVELOPE)).unwrap()).unwrap();
+    let mut st: serde_json::Value = serde_json::from_slice(&env.payload_bytes().unwrap()).unwrap();
+    st["subject"] = serde_json::to_value(bundle::files(b).unwrap().0).unwrap();
+    let env = sign::envelope(&sign::read_signing_key(key).unwrap(), &serde_json::to_vec(&st).unwrap());
+    std::fs::write(b.join(bundle::ENVELOPE), serde_json::to_string(&env).unwrap()).unwrap();
+}
+
+#[test]
+fn qualification_test01_compares_the_tensors_kept_while_timed() {
+    ensure_runner();
+    let d = tempfile::tempdir().unwrap();
+    let f = fixture();
+    let sc = d.path().join("unet.scenario.yaml");
+    std::fs::write(
+        &sc,
+        format!(
+            "schema: quadbench.scenario/1\nname: unet-q\npackage: {{import: {{model: {m}/unet.onnx, name: diffusers-unet, adapters: {{detail: {m}/adapters/detail, style: {m}/adapters/style}}}}}}\ndevices: [{dev}]\nbackends: [cpu]\nstrategies: [unified, separate-reload]\ntensor_inputs: [{m}/request.npz]\nworkload: {{order: round-robin, seed: 1, requests_per_visit: 2, warmup_visits: 1, min_samples: 4, min_switches: 3, min_duration_s: 0, max_duration_s: 30}}\n",
+            m = f.display(),
+            dev = local_device(d.path()).display()
+        ),
+    )
+    .unwrap();
+    let profile = d.path().join("unet.yaml");
+    std::fs::write(
+        &profile,
+        "schema: quadbench.qualification/1\nname: unet-q\nscenario: unet.scenario.yaml\nrequire_clean_build: false\ncriteria:\n  - {id: valid-runs, kind: run-validity}\n  - {id: test01-timed-outputs, kind: compliance-test01, threshold: 0}\n",
+    )
+    .unwrap();
+    let key = d.path().join("key");
+    assert!(run(quadbench().args(["keygen", "--out"]).arg(&key)).status.success());
+    let b = d.path().join("bundle");
+    let o = run(quadbench().arg("qualify").arg(&profile).arg("--signing-key").arg(&key).arg("--out").arg(&b));
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let report = std::fs::read_to_string(b.join("report.md")).unwrap();
+    assert!(
+        report
+            .contains("2 tensor outputs kept while timed; largest absolute difference from the accuracy pass 0.000e0"),
+        "{report}"
+    );
+    // A timed tensor that differs from the accuracy pass, re-signed with the right key: verify
+    // re-derives TEST01 from the tensors and fails it.
+    let timed_dir = b.join("results/test01/outputs/local-cpu-fp32-unified/timed");
+    let timed = std::fs::read_dir(&timed_dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.extension().is_some_and(|e| e == "npy"))
+        .unwrap();
+    let mut a = quadbench_protocol::npy::parse(&std::fs::read(&timed).unwrap()).unwrap();
+    a.data[0] ^= 0x40; // one element of the f32 output changes
+    std::fs::write(&timed, a.to_bytes()).unwrap();
+    resign(&b, &key);
+    let o = run(quadbench().arg("verify").arg(&b).arg("--public-key").arg(format!("{}.pub", key.display())));
+    let out = format!("{}{}", String::from_utf8_lossy(&o.stdout), stderr(&o));
+    assert_eq!(o.status.code(), Some(1), "{out}");
+    assert!(
+        out.contains("FAIL criterion test01-timed-outputs: signed verdict pass, re-derived from the evidence fail"),
+        "{out}"
+    );
+}

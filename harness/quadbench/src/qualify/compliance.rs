@@ -2,7 +2,8 @@
 //! results directory of its own scenario variant ([`super::variant::Purpose`]):
 //!
 //! - TEST01 (accuracy in performance mode): the output of the first measured request of each
-//!   task and input, saved after its timing, equals the unmeasured accuracy pass's output.
+//!   task and input, saved after its timing, equals the unmeasured accuracy pass's output (the
+//!   image, and every tensor output).
 //! - TEST04 (no result caching): in the base run, distinct inputs give distinct outputs per task
 //!   and distinct tasks distinct outputs per input; and repeating one input is not faster than
 //!   rotating inputs by more than the threshold (a cache would make repeats collapse).
@@ -38,13 +39,19 @@ pub fn test01(c: &Criterion, ev: Option<&Evidence>, f: &mut Finding) {
     f.file(ev, "results.json");
     for r in ok_runs(ev) {
         f.file(ev, &format!("runs/{}/result.json", r.id));
-        let timed = match variant::result_of(&ev.dir, &r.id) {
-            Ok(res) => res.timed_outputs,
+        let (timed, timed_tensors) = match variant::result_of(&ev.dir, &r.id) {
+            Ok(res) => (res.timed_outputs, res.timed_tensor_outputs),
             Err(e) => return f.push(Verdict::Fail, e),
         };
-        if timed.is_empty() {
+        if timed.is_empty() && timed_tensors.is_empty() {
             f.push(Verdict::Missing, format!("{}: no outputs were kept while timed", r.id));
             continue;
+        }
+        if !timed_tensors.is_empty() {
+            test01_tensors(c, ev, r, &timed_tensors, f);
+        }
+        if timed.is_empty() {
+            continue; // a package without an image: its outputs are the tensors
         }
         let mut worst = 0;
         for o in &timed {
@@ -70,6 +77,50 @@ pub fn test01(c: &Criterion, ev: Option<&Evidence>, f: &mut Finding) {
             ),
         );
     }
+}
+
+/// TEST01 on tensor outputs: each kept while timed against the accuracy pass's, largest absolute
+/// difference; the threshold (8-bit steps for images) is read as `threshold / 255` in the
+/// tensor's own units, so 0 asks for equal values.
+fn test01_tensors(
+    c: &Criterion,
+    ev: &Evidence,
+    r: &RunRecord,
+    timed: &[quadbench_protocol::OutputTensor],
+    f: &mut Finding,
+) {
+    let read = |rel: &str| -> Result<Vec<f64>, String> {
+        let b = std::fs::read(ev.dir.join(rel)).map_err(|e| format!("{rel}: {e}"))?;
+        quadbench_protocol::npy::parse(&b).map(|a| a.to_f64()).map_err(|e| format!("{rel}: {e}"))
+    };
+    let mut worst = 0f64;
+    for o in timed {
+        let file = Path::new(&o.path).file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        let (t, a) = (format!("outputs/{}/timed/{file}", r.id), format!("outputs/{}/{file}", r.id));
+        f.file(ev, &t);
+        f.file(ev, &a);
+        match (read(&t), read(&a)) {
+            (Ok(x), Ok(y)) if x.len() == y.len() => {
+                worst = x.iter().zip(&y).map(|(p, q)| (p - q).abs()).fold(worst, f64::max);
+            }
+            (Ok(_), Ok(_)) => {
+                return f.push(Verdict::Fail, format!("{}: {file}: timed and accuracy tensors differ in size", r.id));
+            }
+            (Err(e), _) | (_, Err(e)) => return f.push(Verdict::Fail, format!("{}: {e}", r.id)),
+        }
+    }
+    // In the criterion's units (8-bit steps), so the finding's value compares with images'.
+    f.values.push(worst * 255.0);
+    let allowed = c.threshold / 255.0;
+    let v = if worst <= allowed { Verdict::Pass } else { Verdict::Fail };
+    f.push(
+        v,
+        format!(
+            "{}: {} tensor outputs kept while timed; largest absolute difference from the accuracy pass {worst:.3e} (allowed {allowed:.3e})",
+            r.id,
+            timed.len()
+        ),
+    );
 }
 
 /// Pairs of outputs that should differ but are identical (a cached result would be).
