@@ -338,9 +338,7 @@ fn quality(r: &Results) -> Table {
         col("thresholds", "thresholds", false),
     ];
     let mut rows = Vec::new();
-    let mut tasks: Vec<&String> = r.runs.iter().flat_map(|x| x.quality.keys()).collect();
-    tasks.sort_by_key(|t| (r.package.tasks.iter().position(|p| p == *t).unwrap_or(usize::MAX), t.to_string()));
-    tasks.dedup();
+    let tasks = quality_tasks(r);
     let mut identical = false;
     for task in tasks {
         for run in r.runs.iter() {
@@ -404,9 +402,7 @@ fn tensor_quality(r: &Results) -> Table {
         col("data_range_from", "PSNR data range", false),
     ];
     let mut rows = Vec::new();
-    let mut tasks: Vec<&String> = r.runs.iter().flat_map(|x| x.quality.keys()).collect();
-    tasks.sort_by_key(|t| (r.package.tasks.iter().position(|p| p == *t).unwrap_or(usize::MAX), t.to_string()));
-    tasks.dedup();
+    let tasks = quality_tasks(r);
     let mut identical = false;
     for task in tasks {
         for run in r.runs.iter() {
@@ -709,4 +705,12 @@ fn percentiles(r: &Results) -> Table {
             ),
         ],
     }
+}
+
+/// Tasks with quality records, in the package's task order (then by name), each once.
+fn quality_tasks(r: &Results) -> Vec<&String> {
+    let mut tasks: Vec<&String> = r.runs.iter().flat_map(|x| x.quality.keys()).collect();
+    tasks.sort_by_key(|t| (r.package.tasks.iter().position(|p| p == *t).unwrap_or(usize::MAX), t.to_string()));
+    tasks.dedup();
+    tasks
 }

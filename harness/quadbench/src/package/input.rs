@@ -2,6 +2,8 @@
 //! package's resolution and written as raw little-endian f32 NCHW, with a PNG preview beside it
 //! for reports.
 
+use image::imageops::FilterType;
+use image::{ImageBuffer, Pixel};
 use std::path::Path;
 
 /// An input image that cannot be prepared (bad input: exit 2).
@@ -15,16 +17,7 @@ pub struct InputError {
 /// Load an image, centre-crop to square, resize to `size` and write raw f32 NCHW to `dst`.
 pub fn prepare_input(src: &Path, size: u32, dst: &Path) -> Result<(), InputError> {
     let err = |m: String| InputError { path: src.display().to_string(), message: m };
-    // Regular files only, and no larger than compare accepts (QUADBENCH_MAX_IMAGE_PIXELS).
-    let limits = quadbench_metrics::ImageLimits::from_env().map_err(|e| err(e.to_string()))?;
-    let img = quadbench_metrics::open_image(src, &limits).map_err(|e| err(e.to_string()))?.to_rgb32f();
-    let (w, h) = img.dimensions();
-    if w == 0 || h == 0 {
-        return Err(err("image is empty".into()));
-    }
-    let side = w.min(h);
-    let cropped = image::imageops::crop_imm(&img, (w - side) / 2, (h - side) / 2, side, side).to_image();
-    let resized = image::imageops::resize(&cropped, size, size, image::imageops::FilterType::CatmullRom);
+    let resized = centre_square(&open(src)?.to_rgb32f(), size, FilterType::CatmullRom);
     let n = (size * size) as usize;
     let mut planar = vec![0f32; 3 * n];
     for (i, p) in resized.pixels().enumerate() {
@@ -47,15 +40,7 @@ pub fn prepare_input(src: &Path, size: u32, dst: &Path) -> Result<(), InputError
 /// `[0, 1]` to `dst`, with a PNG preview beside it.
 pub fn prepare_mask(src: &Path, size: u32, dst: &Path) -> Result<(), InputError> {
     let err = |m: String| InputError { path: src.display().to_string(), message: m };
-    let limits = quadbench_metrics::ImageLimits::from_env().map_err(|e| err(e.to_string()))?;
-    let img = quadbench_metrics::open_image(src, &limits).map_err(|e| err(e.to_string()))?.to_luma32f();
-    let (w, h) = img.dimensions();
-    if w == 0 || h == 0 {
-        return Err(err("mask is empty".into()));
-    }
-    let side = w.min(h);
-    let cropped = image::imageops::crop_imm(&img, (w - side) / 2, (h - side) / 2, side, side).to_image();
-    let resized = image::imageops::resize(&cropped, size, size, image::imageops::FilterType::Nearest);
+    let resized = centre_square(&open(src)?.to_luma32f(), size, FilterType::Nearest);
     let data: Vec<f32> = resized.pixels().map(|p| p.0[0].clamp(0.0, 1.0)).collect();
     let a = quadbench_protocol::npy::NpyArray::from_f32(vec![1, 1, size as usize, size as usize], &data);
     std::fs::write(dst, a.to_bytes()).map_err(|e| err(format!("cannot write {}: {e}", dst.display())))?;
@@ -63,4 +48,28 @@ pub fn prepare_mask(src: &Path, size: u32, dst: &Path) -> Result<(), InputError>
         image::Luma([(data[(y * size + x) as usize] * 255.0 + 0.5) as u8])
     });
     png.save(dst.with_extension("png")).map_err(|e| err(format!("cannot write preview: {e}")))
+}
+
+/// Decode an image file: regular files only, and no larger than compare accepts
+/// (QUADBENCH_MAX_IMAGE_PIXELS); an empty image is an error.
+fn open(src: &Path) -> Result<image::DynamicImage, InputError> {
+    let err = |m: String| InputError { path: src.display().to_string(), message: m };
+    let limits = quadbench_metrics::ImageLimits::from_env().map_err(|e| err(e.to_string()))?;
+    let img = quadbench_metrics::open_image(src, &limits).map_err(|e| err(e.to_string()))?;
+    if img.width() == 0 || img.height() == 0 {
+        return Err(err("image is empty".into()));
+    }
+    Ok(img)
+}
+
+/// The centred square of `img`, resized to `size` x `size` with `filter`.
+fn centre_square<P: Pixel<Subpixel = f32> + 'static>(
+    img: &ImageBuffer<P, Vec<f32>>,
+    size: u32,
+    filter: FilterType,
+) -> ImageBuffer<P, Vec<f32>> {
+    let (w, h) = img.dimensions();
+    let side = w.min(h);
+    let cropped = image::imageops::crop_imm(img, (w - side) / 2, (h - side) / 2, side, side).to_image();
+    image::imageops::resize(&cropped, size, size, filter)
 }
