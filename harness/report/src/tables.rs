@@ -278,12 +278,7 @@ fn kpi_row(stages: &[String], c: &groups::Config<'_>) -> Vec<Cell> {
 
 fn kpis(r: &Results) -> Table {
     let stages = stages(r);
-    let mut columns = vec![
-        col("device", "device", false),
-        col("backend", "backend", false),
-        col("precision", "precision", false),
-        col("strategy", "strategy", false),
-    ];
+    let mut columns = run_columns().to_vec();
     for s in &stages {
         let unit = if per_step(r, s) { "ms/step" } else { "ms" };
         columns.push(col(&format!("{s}_ms"), &format!("{s} {unit}"), true));
@@ -324,19 +319,16 @@ fn kpis(r: &Results) -> Table {
 }
 
 fn quality(r: &Results) -> Table {
-    let columns = vec![
-        col("task", "task", false),
-        col("device", "device", false),
-        col("backend", "backend", false),
-        col("precision", "precision", false),
-        col("strategy", "strategy", false),
+    let mut columns = vec![col("task", "task", false)];
+    columns.extend(run_columns());
+    columns.extend([
         col("psnr_db", "PSNR dB", true),
         col("ssim", "SSIM", true),
         col("ms_ssim", "MS-SSIM", true),
         col("lpips", "LPIPS", true),
         col("lpips_proxy", "LPIPS proxy", true),
         col("thresholds", "thresholds", false),
-    ];
+    ]);
     let mut rows = Vec::new();
     let tasks = quality_tasks(r);
     let mut identical = false;
@@ -356,12 +348,9 @@ fn quality(r: &Results) -> Table {
                     if p { "pass".into() } else { format!("fail: {}", failed.join("; ")) }
                 }
             };
-            rows.push(vec![
-                Cell::text(task),
-                Cell::text(&run.device),
-                Cell::text(&run.backend),
-                Cell::text(&run.precision),
-                Cell::text(run.strategy.as_str()),
+            let mut row = vec![Cell::text(task)];
+            row.extend(run_cells(run));
+            row.extend([
                 psnr,
                 Cell::num(m.ssim, 4),
                 Cell::num(m.ms_ssim, 4),
@@ -369,6 +358,7 @@ fn quality(r: &Results) -> Table {
                 Cell::num(m.lpips_proxy, 4),
                 Cell::text(verdict),
             ]);
+            rows.push(row);
         }
     }
     let mut notes = vec!["Mean over the scenario's input images of each output against its golden. LPIPS proxy: a deterministic stand-in when no LPIPS network is available; lower is better.".to_string()];
@@ -388,19 +378,15 @@ fn sci(v: Option<f64>) -> Cell {
 }
 
 fn tensor_quality(r: &Results) -> Table {
-    let columns = vec![
-        col("task", "task", false),
-        col("output", "output", false),
-        col("device", "device", false),
-        col("backend", "backend", false),
-        col("precision", "precision", false),
-        col("strategy", "strategy", false),
+    let mut columns = vec![col("task", "task", false), col("output", "output", false)];
+    columns.extend(run_columns());
+    columns.extend([
         col("max_abs_error", "max abs error", true),
         col("rmse", "RMSE", true),
         col("psnr_db", "PSNR dB", true),
         col("cosine", "cosine", true),
         col("data_range_from", "PSNR data range", false),
-    ];
+    ]);
     let mut rows = Vec::new();
     let tasks = quality_tasks(r);
     let mut identical = false;
@@ -416,19 +402,10 @@ fn tensor_quality(r: &Results) -> Table {
                 } else {
                     format!("{} (missing golden: {})", t.data_range_from, t.missing_golden.join(", "))
                 };
-                rows.push(vec![
-                    Cell::text(task),
-                    Cell::text(output),
-                    Cell::text(&run.device),
-                    Cell::text(&run.backend),
-                    Cell::text(&run.precision),
-                    Cell::text(run.strategy.as_str()),
-                    sci(m.max_abs_error),
-                    sci(m.rmse),
-                    psnr,
-                    Cell::num(m.cosine, 8),
-                    Cell::text(range),
-                ]);
+                let mut row = vec![Cell::text(task), Cell::text(output)];
+                row.extend(run_cells(run));
+                row.extend([sci(m.max_abs_error), sci(m.rmse), psnr, Cell::num(m.cosine, 8), Cell::text(range)]);
+                rows.push(row);
             }
         }
     }
@@ -705,6 +682,21 @@ fn percentiles(r: &Results) -> Table {
             ),
         ],
     }
+}
+
+/// The columns naming a run's configuration, as [`run_cells`] fills them.
+fn run_columns() -> [Column; 4] {
+    [
+        col("device", "device", false),
+        col("backend", "backend", false),
+        col("precision", "precision", false),
+        col("strategy", "strategy", false),
+    ]
+}
+
+/// A run's configuration: device, backend, precision, strategy.
+fn run_cells(run: &RunRecord) -> [Cell; 4] {
+    [Cell::text(&run.device), Cell::text(&run.backend), Cell::text(&run.precision), Cell::text(run.strategy.as_str())]
 }
 
 /// Tasks with quality records, in the package's task order (then by name), each once.
