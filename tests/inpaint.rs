@@ -21,10 +21,15 @@ fn stderr(o: &std::process::Output) -> String {
 }
 
 fn import(out: &Path, extra: &[String]) -> std::process::Output {
+    import_model("model.onnx", &["remove", "recolor"], out, extra)
+}
+
+/// `package import` of a fixture model with some of the fixture's adapters.
+fn import_model(model: &str, tasks: &[&str], out: &Path, extra: &[String]) -> std::process::Output {
     let f = fixture();
     let mut c = quadbench();
-    c.args(["package", "import", "--model"]).arg(f.join("model.onnx")).arg("--out").arg(out);
-    for t in ["remove", "recolor"] {
+    c.args(["package", "import", "--model"]).arg(f.join(model)).arg("--out").arg(out);
+    for t in tasks {
         c.arg("--adapter").arg(format!("{t}={}", f.join("adapters").join(t).display()));
     }
     c.args(extra);
@@ -101,13 +106,7 @@ fn f16_request_tensor_and_unified_ort_adapter_equal_torch() {
     let d = tempfile::tempdir().unwrap();
     let f = fixture();
     let pkg = d.path().join("pkg16");
-    let o = run(quadbench()
-        .args(["package", "import", "--model"])
-        .arg(f.join("model_f16prompt.onnx"))
-        .arg("--adapter")
-        .arg(format!("remove={}", f.join("adapters/remove").display()))
-        .args(["--input", "mask=mask", "--out"])
-        .arg(&pkg));
+    let o = import_model("model_f16prompt.onnx", &["remove"], &pkg, &["--input".into(), "mask=mask".into()]);
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     let yaml = std::fs::read_to_string(pkg.join("package.yaml")).unwrap();
     assert!(yaml.contains("dtype: f16\n    source: tensor"), "{yaml}");
