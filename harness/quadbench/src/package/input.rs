@@ -8,16 +8,18 @@ use std::path::Path;
 
 /// An input image that cannot be prepared (bad input: exit 2).
 #[derive(Debug, thiserror::Error)]
-#[error("input image {path}: {message}")]
+#[error("{what} {path}: {message}")]
 pub struct InputError {
+    /// `input image` or `mask`.
+    pub what: &'static str,
     pub path: String,
     pub message: String,
 }
 
 /// Load an image, centre-crop to square, resize to `size` and write raw f32 NCHW to `dst`.
 pub fn prepare_input(src: &Path, size: u32, dst: &Path) -> Result<(), InputError> {
-    let err = |m: String| InputError { path: src.display().to_string(), message: m };
-    let resized = centre_square(&open(src)?.to_rgb32f(), size, FilterType::CatmullRom);
+    let err = |m: String| InputError { what: "input image", path: src.display().to_string(), message: m };
+    let resized = centre_square(&open(src, "input image")?.to_rgb32f(), size, FilterType::CatmullRom);
     let n = (size * size) as usize;
     let mut planar = vec![0f32; 3 * n];
     for (i, p) in resized.pixels().enumerate() {
@@ -39,8 +41,8 @@ pub fn prepare_input(src: &Path, size: u32, dst: &Path) -> Result<(), InputError
 /// nearest neighbour (a binary mask stays binary) and write it as a `.npy` f32 `[1, 1, H, W]` in
 /// `[0, 1]` to `dst`, with a PNG preview beside it.
 pub fn prepare_mask(src: &Path, size: u32, dst: &Path) -> Result<(), InputError> {
-    let err = |m: String| InputError { path: src.display().to_string(), message: m };
-    let resized = centre_square(&open(src)?.to_luma32f(), size, FilterType::Nearest);
+    let err = |m: String| InputError { what: "mask", path: src.display().to_string(), message: m };
+    let resized = centre_square(&open(src, "mask")?.to_luma32f(), size, FilterType::Nearest);
     let data: Vec<f32> = resized.pixels().map(|p| p.0[0].clamp(0.0, 1.0)).collect();
     let a = quadbench_protocol::npy::NpyArray::from_f32(vec![1, 1, size as usize, size as usize], &data);
     std::fs::write(dst, a.to_bytes()).map_err(|e| err(format!("cannot write {}: {e}", dst.display())))?;
@@ -52,8 +54,8 @@ pub fn prepare_mask(src: &Path, size: u32, dst: &Path) -> Result<(), InputError>
 
 /// Decode an image file: regular files only, and no larger than compare accepts
 /// (QUADBENCH_MAX_IMAGE_PIXELS); an empty image is an error.
-fn open(src: &Path) -> Result<image::DynamicImage, InputError> {
-    let err = |m: String| InputError { path: src.display().to_string(), message: m };
+fn open(src: &Path, what: &'static str) -> Result<image::DynamicImage, InputError> {
+    let err = |m: String| InputError { what, path: src.display().to_string(), message: m };
     let limits = quadbench_metrics::ImageLimits::from_env().map_err(|e| err(e.to_string()))?;
     let img = quadbench_metrics::open_image(src, &limits).map_err(|e| err(e.to_string()))?;
     if img.width() == 0 || img.height() == 0 {
